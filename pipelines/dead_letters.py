@@ -1,0 +1,93 @@
+"""Bad input never kills a job and is never silently dropped.
+
+A step that may meet bad input is wrapped in `TryFlatMap`: the elements its
+function rejects (by raising one of the given exceptions) leave through a
+second output as `DeadLetter`s, each counted with Beam metrics under
+`dead_letters`, and `WriteDeadLetters` writes them as JSON lines (path,
+reason, step) that a person can read and a script can retry.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Callable, Iterable
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.metrics import Metrics
+
+METRICS_NAMESPACE = "dead_letters"
+DEAD_LETTERS = "dead_letters"
+
+
+class Rejected(ValueError):
+    """Raised by a pipeline step for an input it must not use, with the reason."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class DeadLetter:
+    path: str
+    reason: str
+    step: str
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+def _reason(error: Exception) -> str:
+    return getattr(error, "reason", None) or f"{type(error).__name__}: {error}"
+
+
+class _TryFlatMapFn(beam.DoFn):
+    def __init__(self, fn, step, path_of, errors):
+        self._fn, self._step, self._path_of, self._errors = fn, step, path_of, errors
+        self._total = Metrics.counter(METRICS_NAMESPACE, "total")
+        self._per_step = Metrics.counter(METRICS_NAMESPACE, step)
+
+    def process(self, element):
+        try:
+            # Materialise first so that a failure midway emits nothing partial.
+            results = list(self._fn(element))
+        except self._errors as error:
+            self._total.inc()
+            self._per_step.inc()
+            yield pvalue.TaggedOutput(
+                DEAD_LETTERS, DeadLetter(self._path_of(element), _reason(error), self._step))
+            return
+        yield from results
+
+
+class TryFlatMap(beam.PTransform):
+    """`FlatMap(fn)` whose failures on `errors` become dead letters.
+
+    Returns a pair of PCollections `(outputs, dead_letters)`. `path_of` names
+    the input an element came from, for the dead-letter record.
+    """
+
+    def __init__(self, fn: Callable[[object], Iterable], *, step: str,
+                 path_of: Callable[[object], str],
+                 errors: tuple[type[Exception], ...] = (Rejected,)):
+        super().__init__()
+        self._dofn = _TryFlatMapFn(fn, step, path_of, errors)
+
+    def expand(self, pcoll):
+        results = pcoll | beam.ParDo(self._dofn).with_outputs(DEAD_LETTERS, main="outputs")
+        return results.outputs, results[DEAD_LETTERS]
+
+
+class WriteDeadLetters(beam.PTransform):
+    """Writes `DeadLetter`s to one JSON-lines file (empty when all went well)."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self._path = path
+
+    def expand(self, dead_letters):
+        return (dead_letters
+                | "ToJson" >> beam.Map(DeadLetter.to_json)
+                | "Write" >> beam.io.WriteToText(
+                    self._path, num_shards=1, shard_name_template=""))

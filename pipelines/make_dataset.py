@@ -1,0 +1,298 @@
+r"""Turns image corpora into scenario datasets: TFRecord patches in the TFDS layout.
+
+    python -m pipelines.make_dataset --input 'photos/*.png' --output data/high_res \
+        --scenario high_res --patch_size 256 --patches_per_image 8
+
+    sandwich-dataset --input 'gs://bucket/photos/*' --output gs://bucket/data/hbd \
+        --scenario high_bit_depth --bit_depth 10 \
+        --runner DataflowRunner --project P --region R \
+        --temp_location gs://bucket/tmp --setup_file ./setup.py
+
+Every file the glob matches is read and decoded (PNG and TIFF of 8 to 16
+bits, JPEG; see `sandwich.image_io`), fitted to the scenario's bit depth, and
+cut into patches at full resolution; whole sources go to `train` or `eval` by
+a hash of their path. The output directory then holds the shards,
+`dataset_info.json`/`features.json` (so `tfds.builder_from_directory(output)`
+reads it), `dataset_spec.json` (the `sandwich.specs.DatasetSpec` the trainer
+checks) and `dead_letters.jsonl`: every file that could not be used, with the
+reason. The job ends by printing the account: sources in = used + dead letters.
+
+Flags not listed by `--help` go to Beam's PipelineOptions; with no `--runner`
+the job runs locally on one worker process per core (see `beam_options`).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import MetricsFilter
+
+import sandwich
+from pipelines import patches as patch_lib
+from pipelines import tfds_writer
+from pipelines.beam_options import pipeline_options
+from pipelines.dead_letters import (METRICS_NAMESPACE, Rejected, TryFlatMap,
+                                    WriteDeadLetters)
+from sandwich.image_io import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
+from sandwich.specs import DATASET_SPEC_FILE, SCENARIOS, DatasetSpec
+
+DEFAULT_BIT_DEPTH = {"high_res": 8, "high_bit_depth": 10}
+DEAD_LETTER_FILE = "dead_letters.jsonl"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The job's own flags, validated; everything the workers need to know."""
+
+    input: str
+    output: str
+    scenario: str
+    bit_depth: int
+    factor: int
+    patch_size: int
+    patches_per_image: int
+    patch_mode: str
+    eval_fraction: float
+    seed: int
+    max_pixels: int
+    num_shards: int
+    provenance: str
+
+    @property
+    def dataset_name(self) -> str:
+        return f"sandwich_{self.scenario}"
+
+    @property
+    def dead_letter_path(self) -> str:
+        return FileSystems.join(self.output, DEAD_LETTER_FILE)
+
+    def spec(self, splits: dict[str, int], sources: dict[str, int]) -> DatasetSpec:
+        return DatasetSpec(
+            scenario=self.scenario, bit_depth=self.bit_depth, patch_size=self.patch_size,
+            factor=self.factor, splits=splits, sources=sources, provenance=self.provenance,
+            seed=self.seed, version=sandwich.__version__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """A decoded source file: RGB pixels below 2**bit_depth, and its split."""
+
+    path: str
+    key: str
+    split: str
+    pixels: np.ndarray
+    bit_depth: int
+
+
+def dataset_features(patch_size: int, bit_depth: int):
+    """The record features the trainer reads (see DESIGN: dataset dir)."""
+    import tensorflow_datasets as tfds
+
+    return tfds.features.FeaturesDict({
+        "image": tfds.features.Image(
+            shape=(patch_size, patch_size, 3),
+            dtype=np.uint8 if bit_depth == 8 else np.uint16),
+        "bit_depth": tfds.features.Scalar(dtype=np.int32),
+        "source": tfds.features.Text(),
+    })
+
+
+class DecodeSource:
+    """ReadableFile -> Source; bad files raise `ImageDecodeError` or `OSError`."""
+
+    def __init__(self, config: Config):
+        self._config = config
+        self._base = patch_lib.input_base(config.input)
+
+    def __call__(self, readable):
+        path = readable.metadata.path
+        image = decode_image(readable.read(), max_pixels=self._config.max_pixels)
+        key = patch_lib.relative_path(path, self._base)
+        yield Source(path, key, patch_lib.split_of(key, self._config.eval_fraction),
+                     image.pixels, image.bit_depth)
+
+
+class FitScenario:
+    """Source -> Source at the dataset's bit depth; rejects what cannot fit."""
+
+    def __init__(self, config: Config):
+        self._config = config
+
+    def __call__(self, source: Source):
+        height, width, _ = source.pixels.shape
+        patch_lib.check_size(height, width, self._config.patch_size)
+        pixels = patch_lib.fit_bit_depth(source.pixels, source.bit_depth, self._config.bit_depth)
+        yield dataclasses.replace(source, pixels=pixels, bit_depth=self._config.bit_depth)
+
+
+class CutPatches(beam.DoFn):
+    """Source -> serialised TFDS examples of its patches."""
+
+    def __init__(self, config: Config):
+        self._config = config
+
+    def setup(self):
+        from tensorflow_datasets.core import example_serializer
+
+        self._features = dataset_features(self._config.patch_size, self._config.bit_depth)
+        self._serializer = example_serializer.ExampleSerializer(
+            self._features.get_serialized_info())
+
+    def process(self, source: Source):
+        c = self._config
+        height, width, _ = source.pixels.shape
+        origins = patch_lib.crop_origins(
+            height, width, c.patch_size, c.patches_per_image, c.patch_mode, c.seed, source.key)
+        for index, (y, x) in enumerate(origins):
+            patch = source.pixels[y:y + c.patch_size, x:x + c.patch_size]
+            example = self._features.encode_example(
+                {"image": patch, "bit_depth": source.bit_depth, "source": source.path})
+            yield tfds_writer.Example(
+                source.split, patch_lib.example_key(c.seed, source.key, index),
+                self._serializer.serialize_example(example))
+
+
+def _finalize(shards, config: Config, matched: int, dead_letters: int, used: dict):
+    """Writes the TFDS metadata and then the dataset spec, the last file of a run."""
+    shards = list(shards)
+    splits = {split: sum(s.num_examples for s in shards if s.split == split)
+              for split in patch_lib.SPLITS}
+    tfds_writer.write_metadata(
+        config.output, config.dataset_name, sandwich.__version__,
+        dataset_features(config.patch_size, config.bit_depth),
+        f"Sandwiched-compression {config.scenario} patches. {config.provenance}", shards)
+    sources = {"matched": matched, "used": sum(used.values()), "dead_letters": dead_letters}
+    sources.update({split: used.get(split, 0) for split in patch_lib.SPLITS})
+    spec = config.spec(splits, sources)
+    tfds_writer.write_file(FileSystems.join(config.output, DATASET_SPEC_FILE),
+                           spec.to_json().encode())
+    return spec.to_json()
+
+
+def _path_of_file(readable) -> str:
+    return readable.metadata.path
+
+
+def build(pipeline: beam.Pipeline, config: Config) -> None:
+    """The job as a sentence of named steps."""
+    files = (pipeline
+             | "MatchFiles" >> fileio.MatchFiles(config.input)
+             | "ReadMatches" >> fileio.ReadMatches(compression=CompressionTypes.UNCOMPRESSED))
+    decoded, undecodable = files | "Decode" >> TryFlatMap(
+        DecodeSource(config), step="decode", path_of=_path_of_file,
+        errors=(ImageDecodeError, OSError))
+    fitted, unfit = decoded | "FitScenario" >> TryFlatMap(
+        FitScenario(config), step="fit", path_of=lambda s: s.path, errors=(Rejected,))
+    shards = (fitted
+              | "CutPatches" >> beam.ParDo(CutPatches(config))
+              | "WriteShards" >> tfds_writer.WriteShards(
+                  config.output, config.dataset_name, config.num_shards))
+    dead_letters = (undecodable, unfit) | "AllDeadLetters" >> beam.Flatten()
+    _ = dead_letters | "WriteDeadLetters" >> WriteDeadLetters(config.dead_letter_path)
+
+    count = beam.pvalue.AsSingleton
+    _ = (shards
+         | "CollectShards" >> beam.combiners.ToList()
+         | "WriteMetadata" >> beam.Map(
+             _finalize, config,
+             matched=count(files | "CountSources" >> beam.combiners.Count.Globally()),
+             dead_letters=count(dead_letters | "CountDeadLetters" >> beam.combiners.Count.Globally()),
+             used=beam.pvalue.AsDict(
+                 fitted
+                 | "SplitOfSource" >> beam.Map(lambda s: s.split)
+                 | "CountPerSplit" >> beam.combiners.Count.PerElement())))
+
+
+def parse_args(argv=None) -> tuple[Config, list[str]]:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n", 1)[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--input", required=True, help="glob of source images, local or gs://")
+    parser.add_argument("--output", required=True, help="dataset directory, local or gs://")
+    parser.add_argument("--scenario", required=True, choices=SCENARIOS)
+    parser.add_argument("--bit_depth", type=int, default=None,
+                        help=f"bits per sample of the dataset (default {DEFAULT_BIT_DEPTH}); "
+                             "deeper sources are rounded down, shallower ones dead-lettered")
+    parser.add_argument("--factor", type=int, default=2,
+                        help="high_res downsampling factor (high_bit_depth uses 1)")
+    parser.add_argument("--patch_size", type=int, default=256,
+                        help="patch side in source pixels; a multiple of 8 x factor")
+    parser.add_argument("--patches_per_image", type=int, default=8)
+    parser.add_argument("--patch_mode", choices=patch_lib.PATCH_MODES, default="random",
+                        help="random crops, or tiles of a grid (at most patches_per_image)")
+    parser.add_argument("--eval_fraction", type=float, default=0.1,
+                        help="share of sources (not patches) in the eval split")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the patch positions")
+    parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help="larger images are dead-lettered as decompression bombs")
+    parser.add_argument("--num_shards", type=int, default=0,
+                        help="shards per split; 0 sizes them as TFDS does (64 MiB - 1 GiB)")
+    parser.add_argument("--provenance", default="",
+                        help="where the pixels come from, recorded in the spec")
+    args, beam_args = parser.parse_known_args(argv)
+    if args.patches_per_image < 1:
+        parser.error("--patches_per_image must be at least 1")
+    if not 0 <= args.eval_fraction <= 1:
+        parser.error("--eval_fraction must be in [0, 1]")
+    if args.seed < 0:
+        parser.error("--seed must be non-negative")
+    config = Config(
+        input=args.input, output=args.output.rstrip("/"), scenario=args.scenario,
+        bit_depth=args.bit_depth or DEFAULT_BIT_DEPTH[args.scenario],
+        factor=1 if args.scenario == "high_bit_depth" else args.factor,
+        patch_size=args.patch_size, patches_per_image=args.patches_per_image,
+        patch_mode=args.patch_mode, eval_fraction=args.eval_fraction, seed=args.seed,
+        max_pixels=args.max_pixels, num_shards=args.num_shards,
+        provenance=args.provenance or f"files matching {args.input}")
+    config.spec({}, {})  # Refuses an impossible scenario before any work is done.
+    return config, beam_args
+
+
+def account(spec: DatasetSpec, result, dead_letter_path: str) -> str:
+    """The closing report: where every source went."""
+    s = spec.sources
+    by_step = {r.key.metric.name: r.committed for r in result.metrics().query(
+        MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]}
+    steps = ", ".join(f"{n} {by_step[n]}" for n in sorted(by_step) if n != "total")
+    return (f"sources: {s['matched']} in = {s['used']} used (train {s['train']}, "
+            f"eval {s['eval']}) + {s['dead_letters']} dead letters"
+            f"{f' ({steps})' if steps else ''} -> {dead_letter_path}\n"
+            f"patches: train {spec.splits['train']}, eval {spec.splits['eval']} "
+            f"({spec.patch_size}x{spec.patch_size}, {spec.bit_depth}-bit)")
+
+
+def run(argv=None) -> DatasetSpec:
+    """Runs the job to completion and returns the spec it wrote."""
+    config, beam_args = parse_args(argv)
+    pipeline = beam.Pipeline(options=pipeline_options(beam_args))
+    build(pipeline, config)
+    result = pipeline.run()
+    result.wait_until_finish()
+    with FileSystems.open(FileSystems.join(config.output, DATASET_SPEC_FILE)) as f:
+        spec = DatasetSpec.from_json(f.read())
+    print(account(spec, result, config.dead_letter_path))
+    s = spec.sources
+    if s["matched"] != s["used"] + s["dead_letters"]:
+        raise RuntimeError(f"sources do not add up: {s}")
+    return spec
+
+
+def main(argv=None) -> int:
+    logging.getLogger().setLevel(logging.WARNING)
+    run(argv if argv is not None else sys.argv[1:])
+    return 0
+
+
+if __name__ == "__main__":
+    # Run under the package's name, so that worker processes unpickle the
+    # classes above from `pipelines.make_dataset`, not from their own __main__.
+    from pipelines import make_dataset
+
+    sys.exit(make_dataset.main())

@@ -1,0 +1,170 @@
+"""Sharded TFRecords and TFDS metadata, written through Beam's filesystems.
+
+The output directory is a TensorFlow Datasets "folder dataset":
+`{name}-{split}.tfrecord-{i:05d}-of-{n:05d}` shards plus `dataset_info.json`
+and `features.json`, so `tfds.builder_from_directory(dir)` reads it with no
+code of ours. TFDS's own writer goes through `tf.io.gfile`, which cannot be
+pointed at a storage emulator and is not what Beam uses on Dataflow; here
+the examples are serialised with the TFDS feature connectors, the number of
+shards comes from TFDS's sizing rule (64 MiB - 1 GiB per shard), the
+metadata from `tfds.core.DatasetInfo`, and every byte goes through Beam's
+`FileSystems` (local, `gs://`, ...).
+
+Shards are deterministic: an example's shard and its position in it follow
+from its key alone, so the same input and seed give the same bytes whatever
+the runner's parallelism. Each shard is written to a temporary name and
+renamed, so a retried or crashed bundle never leaves a half-written shard
+under a final name, and the metadata is written last.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import struct
+import tempfile
+import uuid
+
+import apache_beam as beam
+import google_crc32c
+from apache_beam.io.filesystems import FileSystems
+
+FILE_FORMAT = "tfrecord"
+TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    """One serialised example; `key` fixes its shard and its order in it."""
+
+    split: str
+    key: str
+    data: bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardInfo:
+    split: str
+    index: int
+    num_shards: int
+    num_examples: int
+    num_bytes: int
+
+
+def shard_path(output: str, name: str, split: str, index: int, num_shards: int) -> str:
+    return FileSystems.join(
+        output, f"{name}-{split}.{FILE_FORMAT}-{index:05d}-of-{num_shards:05d}")
+
+
+def _masked_crc(data: bytes) -> bytes:
+    crc = google_crc32c.value(data)
+    return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
+
+
+def tfrecord_frame(data: bytes) -> bytes:
+    """`data` framed as one TFRecord: length, its CRC, payload, payload CRC."""
+    length = struct.pack("<Q", len(data))
+    return length + _masked_crc(length) + data + _masked_crc(data)
+
+
+def number_of_shards(num_examples: int, num_bytes: int, fixed: int = 0) -> int:
+    """`fixed` if given, else TFDS's rule for 64 MiB - 1 GiB shards."""
+    from tensorflow_datasets.core.utils import shard_utils
+
+    # Hash-assigned shards are not exactly even, hence "not precise".
+    config = shard_utils.ShardConfig(num_shards=fixed or None)
+    return max(1, min(num_examples, config.get_number_shards(
+        num_bytes, num_examples, uses_precise_sharding=False)))
+
+
+def _shard_of(key: str, num_shards: int) -> int:
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % num_shards
+
+
+class _WriteShardFn(beam.DoFn):
+    def __init__(self, output: str, name: str):
+        self._output, self._name = output, name
+
+    def process(self, shard, num_shards):
+        (split, index), examples = shard
+        # The `None` placeholders make every shard exist, even an empty one.
+        records = sorted((e.key, e.data) for e in examples if e is not None)
+        final = shard_path(self._output, self._name, split, index, num_shards[split])
+        temp = FileSystems.join(self._output, f".{uuid.uuid4().hex}.tmp")
+        with FileSystems.create(temp) as f:
+            for _, data in records:
+                f.write(tfrecord_frame(data))
+        FileSystems.rename([temp], [final])
+        yield ShardInfo(split, index, num_shards[split], len(records),
+                        sum(len(d) for _, d in records))
+
+
+class WriteShards(beam.PTransform):
+    """Writes `Example`s as the sharded TFRecord files of their splits.
+
+    Returns the `ShardInfo` of every shard written, which `write_metadata`
+    turns into the TFDS split information.
+    """
+
+    def __init__(self, output: str, name: str, num_shards: int = 0):
+        super().__init__()
+        self._output, self._name, self._fixed = output, name, num_shards
+
+    def expand(self, examples):
+        fixed = self._fixed
+        shard_counts = (
+            examples
+            | "Sizes" >> beam.Map(lambda e: (e.split, (1, len(e.data))))
+            | "SumSizes" >> beam.CombinePerKey(beam.combiners.TupleCombineFn(sum, sum))
+            | "NumShards" >> beam.MapTuple(
+                lambda split, size: (split, number_of_shards(*size, fixed))))
+        num_shards = beam.pvalue.AsDict(shard_counts)
+        placeholders = shard_counts | "AllShards" >> beam.FlatMapTuple(
+            lambda split, n: [((split, i), None) for i in range(n)])
+        keyed = examples | "AssignShards" >> beam.Map(
+            lambda e, n: ((e.split, _shard_of(e.key, n[e.split])), e), num_shards)
+        return ((keyed, placeholders)
+                | "Flatten" >> beam.Flatten()
+                | "GroupShards" >> beam.GroupByKey()
+                | "WriteShard" >> beam.ParDo(
+                    _WriteShardFn(self._output, self._name), num_shards))
+
+
+def write_metadata(output: str, name: str, version: str, features, description: str,
+                   shards: list[ShardInfo]) -> None:
+    """Writes TFDS's `dataset_info.json` and `features.json` for the shards.
+
+    TFDS writes these files with `tf.io.gfile`; we let it write them to a
+    local directory and copy them with Beam's filesystems.
+    """
+    from tensorflow_datasets.core import dataset_info, naming, splits, utils
+
+    template = naming.ShardedFileTemplate(
+        data_dir=output, template=TEMPLATE, dataset_name=name, filetype_suffix=FILE_FORMAT)
+    split_infos = []
+    for split in sorted({s.split for s in shards}):
+        in_split = sorted((s for s in shards if s.split == split), key=lambda s: s.index)
+        split_infos.append(splits.SplitInfo(
+            name=split, shard_lengths=[s.num_examples for s in in_split],
+            num_bytes=sum(s.num_bytes for s in in_split),
+            filename_template=template.replace(split=split)))
+    info = dataset_info.DatasetInfo(
+        builder=dataset_info.DatasetIdentity(
+            name=name, version=utils.Version(version), data_dir=output, module_name=""),
+        description=description, features=features,
+        split_dict=splits.SplitDict(split_infos))
+    info.set_file_format(FILE_FORMAT)
+    with tempfile.TemporaryDirectory() as local:
+        info.write_to_directory(local)
+        for filename in sorted(os.listdir(local)):
+            write_file(FileSystems.join(output, filename),
+                       open(os.path.join(local, filename), "rb").read())
+
+
+def write_file(path: str, data: bytes) -> None:
+    """Writes a small file atomically: to a temporary name, then renamed."""
+    directory, _ = FileSystems.split(path)
+    temp = FileSystems.join(directory, f".{uuid.uuid4().hex}.tmp")
+    with FileSystems.create(temp) as f:
+        f.write(data)
+    FileSystems.rename([temp], [path])

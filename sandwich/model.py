@@ -1,0 +1,235 @@
+"""The sandwich: a JPEG codec between a neural pre- and post-processor.
+
+Guleryuz et al., "Sandwiched Compression: Repurposing Standard Codecs with
+Neural Network Wrappers", arXiv 2402.05887.
+
+    source -> preprocessor -> scenario (to 8 bits / down) -> JPEG
+           -> scenario (back up) -> postprocessor -> reconstruction
+
+Trained end to end through the differentiable JPEG proxy; deployed with the
+real codec in the middle (`preprocess` -> any JPEG encoder/decoder ->
+`postprocess`). The processors add residuals that start at zero and the
+scenario's steps are the baseline's own, so an untrained sandwich through the
+real codec reproduces the scenario's baseline bit for bit: training starts
+from the baseline and only has to find the gain.
+
+The loss, per image and averaged over the batch:
+
+    distortion + gamma * bpp + penalty_weight * penalty
+
+- distortion: the mean squared error per source value, measured after
+  scaling the source to 0..255 (`(255 / peak)^2 * MSE`), so that gamma means
+  the same for every bit depth;
+- bpp: the rate model's bits per *source* pixel;
+- penalty: the mean squared excursion of the bottleneck outside [0, 255],
+  where the codec's clipping would otherwise cut the gradient.
+"""
+from __future__ import annotations
+
+import math
+import typing
+
+import keras
+import tensorflow as tf
+
+from sandwich import metrics, networks
+from sandwich.jpeg import proxy_roundtrip, real_roundtrip
+from sandwich.scenarios import Scenario, codec_input
+
+# The step is kept above this floor: a JPEG table entry is at least 1.
+QSTEP_FLOOR = 1.0
+SCALARS = ("loss", "distortion", "bpp", "penalty", "psnr", "qstep")
+
+
+class Forward(typing.NamedTuple):
+    """One pass through the proxy: every image the loss and TensorBoard use.
+
+    `source` and `reconstruction` are float source units, `bottleneck` the
+    float pre-processed image in 0..255 before the codec rounds it,
+    `decoded` the proxy's decoded bottleneck, `bits` float `[b]`.
+    """
+
+    source: tf.Tensor
+    bottleneck: tf.Tensor
+    decoded: tf.Tensor
+    reconstruction: tf.Tensor
+    bits: tf.Tensor
+
+
+def _qstep_parameter(qstep: float) -> float:
+    """Inverts `QSTEP_FLOOR + 1 + elu(raw)`."""
+    if not qstep > QSTEP_FLOOR:
+        raise ValueError(f"the initial qstep must exceed {QSTEP_FLOOR}, got {qstep}")
+    excess = qstep - QSTEP_FLOOR - 1.0
+    return excess if excess >= 0 else math.log1p(excess)
+
+
+class Sandwich(keras.Model):
+    """Pre-processor, codec proxy and post-processor, with a trainable qstep.
+
+    Args:
+      scenario: what the codec carries (`sandwich.scenarios.make(...)`).
+      size: a `sandwich.networks` preset name (`slim`, `paper`) or a
+        `NetworkSize`, for each of the two processors.
+      qstep: the initial flat JPEG quantisation step (> 1).
+      train_qstep: whether the step learns (through the proxy's gradient).
+      gamma: the rate's weight in the loss.
+      penalty_weight: the bottleneck range penalty's weight.
+      rate_model: the proxy's rate model (default `LogRateModel.default()`).
+    """
+
+    def __init__(self, scenario: Scenario, *, size="slim", qstep: float = 20.0,
+                 train_qstep: bool = True, gamma: float = 50.0, penalty_weight: float = 1.0,
+                 rate_model=None, **kwargs):
+        super().__init__(**kwargs)
+        self.scenario = scenario
+        self.gamma = float(gamma)
+        self.penalty_weight = float(penalty_weight)
+        self.rate_model = rate_model
+        self.preprocessor = networks.Processor(size, peak=scenario.peak, name="preprocessor")
+        self.postprocessor = networks.Processor(size, peak=scenario.peak, name="postprocessor")
+        self.qstep_parameter = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(_qstep_parameter(qstep)),
+            trainable=train_qstep, name="qstep_parameter")
+        # Convolution weights depend only on the channel count: create them all
+        # now, so optimizers and distribution strategies see them before step 1.
+        for processor in (self.preprocessor, self.postprocessor):
+            processor(tf.zeros([1, 1, 1, 3]))
+
+    @property
+    def qstep(self) -> tf.Tensor:
+        """The positive step, `QSTEP_FLOOR + 1 + elu(parameter)`: linear above
+        `QSTEP_FLOOR + 1`, approaching the floor smoothly below."""
+        return QSTEP_FLOOR + 1.0 + tf.nn.elu(tf.convert_to_tensor(self.qstep_parameter))
+
+    def forward(self, source) -> Forward:
+        """Runs the sandwich with the proxy codec on `[b, h, w, 3]` source
+        values (static height and width, as the proxy needs)."""
+        self.scenario.check_source(source)
+        x = tf.cast(source, tf.float32)
+        bottleneck = self.scenario.to_bottleneck(self.preprocessor(x))
+        decoded, bits = proxy_roundtrip(bottleneck, self.qstep, rate_model=self.rate_model)
+        upsampled = self.scenario.from_bottleneck(decoded, x.shape[1:3])
+        return Forward(x, bottleneck, decoded, self.postprocessor(upsampled), bits)
+
+    def loss_terms(self, forward: Forward) -> dict:
+        """The loss and its terms (batch means), and images in [0, 1] for
+        TensorBoard (`images`: source, bottleneck, decoded, reconstruction)."""
+        peak = self.scenario.peak
+        source, reconstruction = forward.source, forward.reconstruction
+        distortion = tf.reduce_mean(tf.square((reconstruction - source) * (255.0 / peak)))
+        pixels = float(source.shape[1] * source.shape[2])
+        bpp = tf.reduce_mean(forward.bits) / pixels
+        b = forward.bottleneck
+        penalty = tf.reduce_mean(tf.square(tf.nn.relu(b - 255.0)) + tf.square(tf.nn.relu(-b)))
+        psnr = tf.reduce_mean(metrics.psnr_tf(reconstruction, source, self.scenario.bit_depth))
+        return {
+            "loss": distortion + self.gamma * bpp + self.penalty_weight * penalty,
+            "distortion": distortion,
+            "bpp": bpp,
+            "penalty": penalty,
+            "psnr": psnr,
+            "qstep": self.qstep,
+            "images": {
+                "source": source / peak,
+                "bottleneck": tf.clip_by_value(b / 255.0, 0.0, 1.0),
+                "decoded": forward.decoded / 255.0,
+                "reconstruction": tf.clip_by_value(reconstruction / peak, 0.0, 1.0),
+            },
+        }
+
+    def call(self, source, training=None):
+        del training  # Nothing behaves differently in training.
+        return self.loss_terms(self.forward(source))
+
+    def preprocess(self, source) -> tf.Tensor:
+        """Source `[b, h, w, 3]` (any size) -> the uint8 bottleneck to JPEG-encode."""
+        self.scenario.check_source(source)
+        return codec_input(self.scenario.to_bottleneck(self.preprocessor(source)))
+
+    def postprocess(self, decoded, size) -> tf.Tensor:
+        """Decoded uint8 bottleneck -> reconstruction `[b, *size, 3]` in the
+        source dtype; `size` is the source's (height, width)."""
+        return self.scenario.to_source(
+            self.postprocessor(self.scenario.from_bottleneck(decoded, size)))
+
+    def real_forward(self, source, **codec) -> dict:
+        """The deployed path on NumPy/eager inputs: preprocess, the real JPEG
+        codec at the current qstep, postprocess.
+
+        Returns NumPy `bottleneck` and `decoded` (uint8), `reconstruction`
+        (source dtype), `bits` (int64 `[b]`), and `bpp` and `psnr` (`[b]`).
+        """
+        source = tf.convert_to_tensor(source)
+        bottleneck = self.preprocess(source).numpy()
+        decoded, bits = real_roundtrip(bottleneck, float(self.qstep), **codec)
+        reconstruction = self.postprocess(decoded, source.shape[1:3]).numpy()
+        return {
+            "bottleneck": bottleneck,
+            "decoded": decoded,
+            "reconstruction": reconstruction,
+            "bits": bits,
+            "bpp": metrics.bits_per_pixel(bits, *source.shape[1:3]),
+            "psnr": metrics.psnr(reconstruction, source.numpy(), self.scenario.bit_depth),
+        }
+
+    def serving_functions(self) -> dict:
+        """`preprocess` and `postprocess` as `tf.function`s on one image of any
+        size, with explicit signatures, for `tf.saved_model.save`:
+
+        - `preprocess(source [h, w, 3] source dtype) -> uint8 [h', w', 3]`
+        - `postprocess(decoded uint8 [h', w', 3], size int32 [2]) -> [h, w, 3]`
+        """
+        @tf.function(input_signature=[tf.TensorSpec([None, None, 3], self.scenario.dtype)])
+        def preprocess(source):
+            return self.preprocess(source[None])[0]
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8),
+                                      tf.TensorSpec([2], tf.int32)])
+        def postprocess(decoded, size):
+            return self.postprocess(decoded[None], size)[0]
+
+        return {"preprocess": preprocess, "postprocess": postprocess}
+
+
+def make_train_step(model: Sandwich, optimizer, *, jit_compile: bool = True, strategy=None,
+                    loss_fn=None):
+    """One optimisation step as a `tf.function`, for any `tf.distribute` strategy.
+
+    The per-replica step (forward, gradient, update) is compiled with XLA when
+    `jit_compile` (TPUs require it); the wrapper runs it on every replica and
+    averages the scalars. Create the model, the optimizer and this step inside
+    `strategy.scope()` (default: the current strategy).
+
+    Args:
+      loss_fn: `(model, source) -> dict` with at least `SCALARS`; defaults to
+        `model(source, training=True)`. Lets a caller swap the rate, e.g. for
+        a host-callback baseline that cannot be compiled.
+
+    Returns:
+      `train_step(source) -> {name: scalar}` for `SCALARS`.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    loss_fn = loss_fn or (lambda m, source: m(source, training=True))
+    variables = model.trainable_variables
+    if not optimizer.built:
+        # Under a strategy the slots must exist before the first step traces.
+        with strategy.scope():
+            optimizer.build(variables)
+
+    @tf.function(jit_compile=jit_compile)
+    def replica_step(source):
+        with tf.GradientTape() as tape:
+            terms = loss_fn(model, source)
+            # Replicas' gradients are summed: scale so that they average.
+            loss = terms["loss"] / strategy.num_replicas_in_sync
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return {name: terms[name] for name in SCALARS}
+
+    @tf.function
+    def train_step(source):
+        scalars = strategy.run(replica_step, args=(source,))
+        return {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+                for name, value in scalars.items()}
+
+    return train_step

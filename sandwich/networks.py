@@ -1,0 +1,131 @@
+"""The pre- and post-processor networks of the sandwich (arXiv 2402.05887).
+
+Each processor adds a residual to its input: a U-Net (spatial context at
+several scales) and a per-pixel MLP (colour mixing, tone curves) run in
+parallel on the image normalised around mid-grey, and their sum, scaled back
+to pixel units, is added to the image. The last convolution of both branches
+starts at zero, so an untrained processor is exactly the identity and the
+sandwich starts as its baseline; training only has to find the gain.
+
+Sizes are named presets: `paper` (encoder 32-64-128-256, decoder
+512-256-128-64-32) suits accelerators; `slim` (about 59k parameters per
+U-Net) is what a CPU can train within a useful budget.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+from sandwich import checks, resample
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkSize:
+    """Widths of one processor: the U-Net's encoder levels (the bottom level
+    is twice the last, the decoder mirrors the encoder) and the MLP's hidden
+    layers."""
+
+    unet_widths: tuple[int, ...]
+    mlp_widths: tuple[int, ...]
+
+    def __post_init__(self):
+        if not self.unet_widths or not self.mlp_widths:
+            raise ValueError("a processor needs at least one U-Net level and one MLP layer")
+        if any(not isinstance(w, int) or w < 1 for w in self.unet_widths + self.mlp_widths):
+            raise ValueError(f"widths must be positive integers, got {self}")
+
+
+PRESETS = {
+    "slim": NetworkSize(unet_widths=(5, 10, 15, 20), mlp_widths=(16, 16)),
+    "paper": NetworkSize(unet_widths=(32, 64, 128, 256), mlp_widths=(64, 64)),
+}
+
+
+def network_size(size: str | NetworkSize) -> NetworkSize:
+    """A preset by name, or a `NetworkSize` as given."""
+    if isinstance(size, NetworkSize):
+        return size
+    if size not in PRESETS:
+        raise ValueError(f"unknown network size {size!r}; presets are {sorted(PRESETS)}")
+    return PRESETS[size]
+
+
+class ConvBlock(keras.Sequential):
+    """Two 3x3 convolutions: one U-Net level's feature extraction."""
+
+    def __init__(self, filters: int, **kwargs):
+        super().__init__([
+            keras.layers.Conv2D(filters, 3, padding="same", activation="relu"),
+            keras.layers.Conv2D(filters, 3, padding="same", activation="relu"),
+        ], **kwargs)
+
+
+class UNet(keras.layers.Layer):
+    """The spatial residual branch: an encoder-decoder with skip connections.
+
+    Works on any image size: the input is extended by edge replication to a
+    multiple of 2^depth (each level halves it) and the output cut back.
+    """
+
+    def __init__(self, widths, channels: int = 3, **kwargs):
+        super().__init__(**kwargs)
+        self.depth = len(widths)
+        self.encoders = [ConvBlock(w, name=f"encoder_{i}") for i, w in enumerate(widths)]
+        self.pool = keras.layers.MaxPooling2D(2)
+        self.bottom = ConvBlock(2 * widths[-1], name="bottom")
+        self.upsamplers = [keras.layers.Conv2DTranspose(w, 2, strides=2, name=f"up_{i}")
+                           for i, w in enumerate(reversed(widths))]
+        self.decoders = [ConvBlock(w, name=f"decoder_{i}")
+                         for i, w in enumerate(reversed(widths))]
+        self.head = keras.layers.Conv2D(channels, 1, kernel_initializer="zeros", name="head")
+
+    def call(self, x):
+        height, width = tf.shape(x)[1], tf.shape(x)[2]
+        x = resample.pad_to_multiple(x, 2 ** self.depth)
+        skips = []
+        for encoder in self.encoders:
+            x = encoder(x)
+            skips.append(x)
+            x = self.pool(x)
+        x = self.bottom(x)
+        for upsample, decoder, skip in zip(self.upsamplers, self.decoders, reversed(skips)):
+            x = decoder(tf.concat([upsample(x), skip], axis=-1))
+        # Crop away the padding.
+        return self.head(x)[:, :height, :width]
+
+
+class PixelMLP(keras.Sequential):
+    """The per-pixel residual branch: 1x1 convolutions with sine activations,
+    which fit smooth per-pixel colour and tone maps with few parameters."""
+
+    def __init__(self, widths, channels: int = 3, **kwargs):
+        super().__init__(
+            [keras.layers.Conv2D(w, 1, activation=tf.sin) for w in widths]
+            + [keras.layers.Conv2D(channels, 1, kernel_initializer="zeros")], **kwargs)
+
+
+class Processor(keras.layers.Layer):
+    """`x + peak/2 * (unet(n) + mlp(n))` with `n = 2x/peak - 1` in [-1, 1].
+
+    Both the pre- and the post-processor: `peak` is the pixel scale of the
+    images it sees (the source's `2^d - 1`), so its branches work in the same
+    normalised units whatever the bit depth. Starts as the identity.
+    """
+
+    def __init__(self, size: str | NetworkSize = "slim", *, peak: float = 255.0,
+                 channels: int = 3, **kwargs):
+        super().__init__(**kwargs)
+        self.size = network_size(size)
+        self.peak = float(peak)
+        self.channels = channels
+        self.unet = UNet(self.size.unet_widths, channels, name="unet")
+        self.mlp = PixelMLP(self.size.mlp_widths, channels, name="mlp")
+
+    def call(self, images):
+        checks.check_images(images, channels=(self.channels,))
+        images = tf.cast(images, tf.float32)
+        half = self.peak / 2
+        normalised = images / half - 1.0
+        return images + half * (self.unet(normalised) + self.mlp(normalised))

@@ -1,0 +1,144 @@
+"""The scenarios: what the sandwich makes an 8-bit JPEG carry, and the baselines.
+
+A scenario is the fixed, non-learned part of the sandwich on either side of
+the codec:
+
+- `high_bit_depth`: a d-bit source (d > 8, in a uint16 container) becomes an
+  8-bit bottleneck by dividing by 2^(d-8) and flooring (dropping the low
+  bits); the decoder multiplies back and adds half a step, the middle of the
+  interval the dropped bits could have been in.
+- `high_res`: the source is downsampled (antialiased bicubic) by an integer
+  factor before the codec and the decoded bottleneck upsampled (Lanczos-3)
+  back to the source's size.
+
+The two compose (a 10-bit source at half resolution is both), which is why
+one class holds both steps. The baseline each sandwich must beat is the same
+path with no networks, through the real codec; the sandwich uses exactly
+these functions around its processors, so untrained it *is* the baseline.
+
+Units: sources and reconstructions are in source units (0 .. 2^d - 1), the
+bottleneck in 0..255. Bits per pixel are counted per source pixel.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from sandwich import checks, resample, specs
+from sandwich.jpeg import real_roundtrip, ste_round
+
+DEFAULT_BIT_DEPTH = {"high_bit_depth": 10, "high_res": 8}
+DEFAULT_FACTOR = {"high_bit_depth": 1, "high_res": 2}
+CODEC_BITS = 8
+
+
+def ste_floor(x: tf.Tensor) -> tf.Tensor:
+    """Floors forward, identity backward (straight-through)."""
+    return x + tf.stop_gradient(tf.floor(x) - x)
+
+
+def codec_input(bottleneck: tf.Tensor) -> tf.Tensor:
+    """The uint8 image the real codec is given for a float bottleneck.
+
+    Clips and rounds exactly as the proxy does before coding, so the real
+    codec sees the pixels the proxy was trained on.
+    """
+    return tf.cast(ste_round(tf.clip_by_value(bottleneck, 0.0, 255.0)), tf.uint8)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """A source format (`bit_depth`) and a bottleneck resolution (`1/factor`).
+
+    Build one with `make` or `from_spec`; the constructor validates.
+    """
+
+    name: str
+    bit_depth: int
+    factor: int
+
+    def __post_init__(self):
+        specs._check_scenario(self.name, self.bit_depth, self.factor)
+
+    @property
+    def peak(self) -> float:
+        """The source's largest value, 2^d - 1: PSNR is taken at this peak."""
+        return float(2 ** self.bit_depth - 1)
+
+    @property
+    def dtype(self) -> tf.DType:
+        """The source container: uint8 up to 8 bits, uint16 above."""
+        return tf.uint8 if self.bit_depth <= CODEC_BITS else tf.uint16
+
+    @property
+    def _step(self) -> float:
+        """Source units per bottleneck unit: 2^(d-8)."""
+        return float(2 ** (self.bit_depth - CODEC_BITS))
+
+    def to_bottleneck(self, images: tf.Tensor) -> tf.Tensor:
+        """Source units `[b, h, w, c]` -> bottleneck in 0..255 (not yet rounded).
+
+        Differentiable; the codec (proxy or `codec_input`) rounds and clips.
+        """
+        images = resample.downsample(images, self.factor)
+        if self._step > 1:
+            images = ste_floor(images / self._step)
+        return images
+
+    def from_bottleneck(self, decoded: tf.Tensor, size) -> tf.Tensor:
+        """Decoded bottleneck -> source units at `size = (height, width)`."""
+        decoded = tf.cast(decoded, tf.float32)
+        if self._step > 1:
+            decoded = decoded * self._step + self._step / 2
+        return resample.upsample(decoded, self.factor, size)
+
+    def to_source(self, images: tf.Tensor) -> tf.Tensor:
+        """Rounds and clips source units into the source's container dtype."""
+        return tf.cast(tf.floor(tf.clip_by_value(images, 0.0, self.peak) + 0.5), self.dtype)
+
+    def check_source(self, source) -> None:
+        """Refuses a source that is not `[b, h, w, 3]` of this scenario's
+        container dtype, or (where values are known) exceeds 2^d - 1."""
+        checks.check_images(source, channels=(3,), name="source")
+        if tf.as_dtype(source.dtype) != self.dtype:
+            raise ValueError(f"a {self.bit_depth}-bit source must be {self.dtype.name}, "
+                             f"got {tf.as_dtype(source.dtype).name}")
+        if isinstance(source, np.ndarray) or tf.executing_eagerly():
+            largest = int(np.max(source))
+            if largest > self.peak:
+                raise ValueError(f"source value {largest} exceeds the {self.bit_depth}-bit "
+                                 f"peak {int(self.peak)}")
+
+    def baseline(self, source, qstep: float, **codec):
+        """The scenario without networks, through the real codec.
+
+        Args:
+          source: `[b, h, w, 3]` in the container dtype (uint8 or uint16).
+          qstep: the flat JPEG quantisation step.
+          codec: passed to `real_roundtrip` (e.g. `optimize`).
+
+        Returns:
+          `(reconstruction, bits)`: NumPy `[b, h, w, 3]` in the source dtype,
+          and int64 `[b]` JPEG file sizes.
+        """
+        self.check_source(source)
+        source = tf.convert_to_tensor(source)
+        bottleneck = codec_input(self.to_bottleneck(tf.cast(source, tf.float32)))
+        decoded, bits = real_roundtrip(bottleneck.numpy(), qstep, **codec)
+        reconstruction = self.from_bottleneck(decoded, tf.shape(source)[1:3])
+        return self.to_source(reconstruction).numpy(), bits
+
+
+def make(name: str, *, bit_depth: int | None = None, factor: int | None = None) -> Scenario:
+    """A scenario by name; bit depth 10 and factor 2 unless given."""
+    if name not in specs.SCENARIOS:
+        raise ValueError(f"unknown scenario {name!r}; expected one of {specs.SCENARIOS}")
+    return Scenario(name, DEFAULT_BIT_DEPTH[name] if bit_depth is None else bit_depth,
+                    DEFAULT_FACTOR[name] if factor is None else factor)
+
+
+def from_spec(spec) -> Scenario:
+    """The scenario a `DatasetSpec` or `ModelSpec` was made for."""
+    return Scenario(spec.scenario, spec.bit_depth, spec.factor)

@@ -1,0 +1,132 @@
+"""The JSON specs that travel with every artefact directory.
+
+Each stage writes one next to its output (`dataset_spec.json` beside the
+TFRecord shards, `model_spec.json` beside the SavedModels) so that the next
+stage needs no flag repeated and can refuse a mismatched input with a clear
+error instead of training or decoding garbage. The classes only (de)serialise
+and validate; reading and writing the files is the caller's, because the
+pipelines go through Beam's filesystems and the trainer through `tf.io.gfile`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+SCENARIOS = ("high_bit_depth", "high_res")
+DATASET_SPEC_FILE = "dataset_spec.json"
+MODEL_SPEC_FILE = "model_spec.json"
+FORMAT_VERSION = 1
+
+
+class SpecError(ValueError):
+    """An artefact's spec is missing, malformed or does not fit its use."""
+
+
+def _check_scenario(scenario: str, bit_depth: int, factor: int) -> None:
+    if scenario not in SCENARIOS:
+        raise SpecError(f"unknown scenario {scenario!r}; expected one of {SCENARIOS}")
+    if not 8 <= bit_depth <= 16:
+        raise SpecError(f"bit_depth must be in 8..16, got {bit_depth}")
+    if scenario == "high_bit_depth" and bit_depth <= 8:
+        raise SpecError("high_bit_depth needs a source bit depth above 8")
+    if scenario == "high_res" and factor < 2:
+        raise SpecError(f"high_res needs an integer factor >= 2, got {factor}")
+    if scenario == "high_bit_depth" and factor != 1:
+        raise SpecError(f"high_bit_depth works at full resolution (factor 1), got {factor}")
+
+
+def _from_dict(cls, data: dict[str, Any], kind: str):
+    if not isinstance(data, dict):
+        raise SpecError(f"{kind} spec must be a JSON object")
+    if data.get("kind") != kind:
+        raise SpecError(f"expected a {kind} spec, found kind={data.get('kind')!r}")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise SpecError(
+            f"{kind} spec format_version {data.get('format_version')!r} is not "
+            f"{FORMAT_VERSION}; regenerate the artefact with this version")
+    names = {f.name for f in dataclasses.fields(cls)}
+    missing = [f.name for f in dataclasses.fields(cls)
+               if f.name not in data and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise SpecError(f"{kind} spec lacks {missing}")
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _loads(text: str | bytes, kind: str) -> dict[str, Any]:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SpecError(f"{kind} spec is not valid JSON: {e}") from e
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """What a dataset directory holds: one scenario's patches, split in two.
+
+    `bit_depth` is the true bit depth of every patch (patches of more than
+    8 bits are stored in 16-bit containers); `factor` is the high_res
+    downsampling factor (1 for high_bit_depth); `provenance` says where the
+    pixels come from, e.g. that 10-bit samples were synthesised by summing
+    2x2 blocks of 8-bit photographs.
+    """
+
+    scenario: str
+    bit_depth: int
+    patch_size: int
+    factor: int
+    splits: dict[str, int]
+    sources: dict[str, int] = dataclasses.field(default_factory=dict)
+    provenance: str = ""
+    seed: int = 0
+    version: str = ""
+
+    def __post_init__(self):
+        _check_scenario(self.scenario, self.bit_depth, self.factor)
+        if self.patch_size <= 0 or self.patch_size % (8 * self.factor):
+            raise SpecError(
+                f"patch_size {self.patch_size} must be a positive multiple of "
+                f"8 x factor ({8 * self.factor})")
+
+    @property
+    def dtype(self) -> str:
+        return "uint8" if self.bit_depth == 8 else "uint16"
+
+    def to_json(self) -> str:
+        data = {"kind": "dataset", "format_version": FORMAT_VERSION}
+        data.update(dataclasses.asdict(self))
+        return json.dumps(data, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "DatasetSpec":
+        return _from_dict(cls, _loads(text, "dataset"), "dataset")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """What an export directory holds: a trained pre/post-processor pair."""
+
+    model_id: str
+    scenario: str
+    bit_depth: int
+    factor: int
+    qstep: float
+    dataset: dict[str, Any] = dataclasses.field(default_factory=dict)
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    version: str = ""
+
+    def __post_init__(self):
+        _check_scenario(self.scenario, self.bit_depth, self.factor)
+        if not self.qstep > 0:
+            raise SpecError(f"qstep must be positive, got {self.qstep}")
+
+    def to_json(self) -> str:
+        data = {"kind": "model", "format_version": FORMAT_VERSION}
+        data.update(dataclasses.asdict(self))
+        return json.dumps(data, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "ModelSpec":
+        return _from_dict(cls, _loads(text, "model"), "model")

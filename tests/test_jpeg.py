@@ -1,0 +1,127 @@
+"""The JPEG proxy against the real encoder (Pillow / libjpeg-turbo)."""
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from sandwich import metrics
+from sandwich.jpeg import proxy_roundtrip, real_roundtrip, encode, decode
+from tests import photos
+
+QSTEPS = (2, 3, 4, 8, 16, 32, 64)
+
+
+@pytest.fixture(scope="module")
+def crops():
+    return photos.held_out_crops(128, per_photo=2)
+
+
+@pytest.mark.parametrize("qstep", QSTEPS)
+def test_proxy_decodes_like_the_real_encoder(crops, qstep):
+    proxy, _ = proxy_roundtrip(crops.astype(np.float32), qstep)
+    real, _ = real_roundtrip(crops, qstep)
+    agreement = metrics.psnr(proxy.numpy(), real)
+    print(f"qstep {qstep}: proxy vs real PSNR min {agreement.min():.1f} dB, "
+          f"median {np.median(agreement):.1f} dB")
+    assert agreement.min() >= 45.0
+
+
+@pytest.mark.parametrize("subsampling, floor_db", [("444", 45.0), ("420", 40.0)])
+def test_ycbcr_modes_follow_the_real_encoder(crops, subsampling, floor_db):
+    for qstep in (4, 16):
+        proxy, _ = proxy_roundtrip(crops.astype(np.float32), qstep, color_mode="ycbcr",
+                                   subsampling=subsampling)
+        real, _ = real_roundtrip(crops, qstep, color_mode="ycbcr", subsampling=subsampling)
+        assert np.median(metrics.psnr(proxy.numpy(), real)) >= floor_db
+
+
+def test_real_roundtrip_reports_exact_file_sizes(crops):
+    decoded, bits = real_roundtrip(crops[:3], 8)
+    assert decoded.dtype == np.uint8 and decoded.shape == crops[:3].shape
+    assert bits.dtype == np.int64
+    for image, size in zip(crops[:3], bits):
+        data = encode(image, 8)
+        assert 8 * len(data) == size
+        # A standard file: plain Pillow opens it, three components, no resampling.
+        with Image.open(io.BytesIO(data)) as pil:
+            assert pil.format == "JPEG" and pil.size == (128, 128)
+
+
+def test_real_codec_depends_on_qstep(crops):
+    """Guards against Pillow's quality scaling flattening the custom table."""
+    sizes = [real_roundtrip(crops[:1], q)[1][0] for q in (2, 8, 32)]
+    assert sizes[0] > sizes[1] > sizes[2]
+
+
+@pytest.mark.parametrize("shape", [(1, 13, 21, 3), (2, 8, 8, 1), (1, 33, 7, 3), (1, 1, 1, 3)])
+def test_sizes_off_the_block_grid_are_cut_back_exactly(shape):
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, shape, dtype=np.uint8)
+    proxy, bits = proxy_roundtrip(images.astype(np.float32), 4)
+    real, real_bits = real_roundtrip(images, 4)
+    assert proxy.shape == shape and real.shape == shape
+    assert bits.shape == (shape[0],) and real_bits.shape == (shape[0],)
+    assert metrics.psnr(proxy.numpy(), real).min() >= 40.0
+
+
+def test_gradients_reach_the_input_and_qstep(crops):
+    images = tf.Variable(crops[:2].astype(np.float32))
+    qstep = tf.Variable(8.0)
+    with tf.GradientTape() as tape:
+        decoded, bits = proxy_roundtrip(images, qstep)
+        loss = tf.reduce_mean(tf.square(decoded - 100.0)) + 1e-4 * tf.reduce_sum(bits)
+    grad_images, grad_qstep = tape.gradient(loss, [images, qstep])
+    assert grad_images is not None and float(tf.reduce_max(tf.abs(grad_images))) > 0
+    assert grad_qstep is not None and abs(float(grad_qstep)) > 0
+
+
+def test_proxy_compiles_with_xla(crops):
+    qstep = tf.Variable(8.0)
+
+    @tf.function(jit_compile=True)
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            decoded, bits = proxy_roundtrip(x, qstep)
+            loss = tf.reduce_mean(tf.square(decoded - x)) + 1e-5 * tf.reduce_mean(bits)
+        return decoded, bits, tape.gradient(loss, [x, qstep])
+
+    images = crops[:2].astype(np.float32)
+    decoded, bits, _ = step(tf.constant(images))
+    eager, eager_bits = proxy_roundtrip(images, qstep)
+    np.testing.assert_allclose(decoded.numpy(), eager.numpy(), atol=1.0)
+    np.testing.assert_allclose(bits.numpy(), eager_bits.numpy(), rtol=1e-3)
+
+
+@pytest.mark.parametrize("images, message", [
+    (np.zeros((8, 8, 3), np.float32), "rank 4"),
+    (np.zeros((1, 8, 8, 2), np.float32), "channels"),
+    (np.zeros((0, 8, 8, 3), np.float32), "empty"),
+    (np.zeros((1, 0, 8, 3), np.float32), "empty"),
+])
+def test_bad_images_get_a_clear_error(images, message):
+    with pytest.raises(ValueError, match=message):
+        proxy_roundtrip(images, 4)
+    with pytest.raises(ValueError, match=message):
+        real_roundtrip(images.astype(np.uint8), 4)
+
+
+@pytest.mark.parametrize("qstep", [0, -1.0, float("nan"), float("inf"), tf.constant(0.0)])
+def test_bad_qstep_gets_a_clear_error(qstep):
+    images = np.zeros((1, 8, 8, 3), np.float32)
+    with pytest.raises(ValueError, match="qstep"):
+        proxy_roundtrip(images, qstep)
+    with pytest.raises(ValueError, match="qstep"):
+        real_roundtrip(images.astype(np.uint8), qstep)
+
+
+def test_real_codec_refuses_other_dtypes():
+    with pytest.raises(ValueError, match="uint8"):
+        real_roundtrip(np.zeros((1, 8, 8, 3), np.uint16), 4)
+
+
+def test_decode_reads_grayscale_as_one_channel():
+    plane = np.arange(64, dtype=np.uint8).reshape(8, 8, 1)
+    assert decode(encode(plane, 1)).shape == (8, 8, 1)

@@ -1,0 +1,46 @@
+"""Metrics with known answers."""
+import numpy as np
+import pytest
+
+from sandwich import metrics
+
+
+def test_psnr_uses_the_source_peak():
+    a = np.zeros((1, 4, 4, 3))
+    b = np.ones((1, 4, 4, 3))
+    assert metrics.psnr(a, b, 8)[0] == pytest.approx(20 * np.log10(255))
+    assert metrics.psnr(a, b, 10)[0] == pytest.approx(20 * np.log10(1023))
+    assert metrics.psnr(a, a)[0] == np.inf
+
+
+def test_bpp_counts_source_pixels():
+    assert metrics.bits_per_pixel(8000, 100, 40) == pytest.approx(2.0)
+
+
+def test_bd_rate_of_a_curve_shifted_in_rate():
+    """A test curve needing exactly 20% fewer bits at every PSNR: BD-rate -20%."""
+    bpp = np.array([0.25, 0.5, 1.0, 2.0, 4.0])
+    quality = 30 + 4 * np.log2(bpp)
+    assert metrics.bd_rate(bpp, quality, 0.8 * bpp, quality) == pytest.approx(-20.0, abs=1e-6)
+    assert metrics.bd_rate(0.8 * bpp, quality, bpp, quality) == pytest.approx(25.0, abs=1e-6)
+
+
+def test_bd_psnr_of_a_curve_shifted_in_quality():
+    bpp = np.array([0.25, 0.5, 1.0, 2.0])
+    quality = 30 + 4 * np.log2(bpp)
+    assert metrics.bd_psnr(bpp, quality, bpp, quality + 1.5) == pytest.approx(1.5, abs=1e-9)
+    # Shifting rate by a factor r is 4*log2(1/r) dB on this curve.
+    assert metrics.bd_psnr(bpp, quality, bpp / 2, quality) == pytest.approx(4.0, abs=1e-9)
+
+
+def test_bd_metrics_refuse_disjoint_curves():
+    with pytest.raises(ValueError, match="share no"):
+        metrics.bd_rate([1, 2], [30, 31], [1, 2], [40, 41])
+    with pytest.raises(ValueError, match="at least two"):
+        metrics.bd_psnr([1], [30], [1, 2], [30, 31])
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    bpp = [1.0, 0.5, 2.0, 1.5, 0.5]
+    psnr = [32.0, 30.0, 35.0, 31.0, 29.0]
+    assert metrics.pareto_front(bpp, psnr) == ([0.5, 1.0, 2.0], [30.0, 32.0, 35.0])

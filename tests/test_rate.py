@@ -1,0 +1,85 @@
+"""Rate models against the real encoder's bit counts."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sandwich import rate, samples
+from sandwich.jpeg import proxy_code, real_roundtrip
+from tests import photos
+
+QSTEPS = (2, 4, 8, 16, 32, 64)
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    return photos.held_out_crops(128, per_photo=4, seed=3)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """Fitted on the bundled photographs, which the held-out set excludes."""
+    return rate.LogRateModel(rate.calibrate(samples.crops(samples.load_all(), 128), QSTEPS))
+
+
+def _relative_errors(model, images, qstep):
+    _, indices = proxy_code(images.astype(np.float32), qstep)
+    predicted = model.bits(indices, qstep).numpy()
+    _, bits = real_roundtrip(images, qstep)
+    return np.abs(predicted - bits) / bits
+
+
+@pytest.mark.parametrize("qstep", QSTEPS)
+def test_log_model_predicts_held_out_bit_counts(fitted, held_out, qstep):
+    errors = _relative_errors(fitted, held_out, qstep)
+    print(f"qstep {qstep}: |model - real| / real  median {100 * np.median(errors):.1f}%  "
+          f"p90 {100 * np.percentile(errors, 90):.1f}%  ({len(errors)} images)")
+    assert np.median(errors) < 0.10
+
+
+def test_default_table_interpolates_between_its_rows(held_out):
+    """qsteps off the calibration grid are served by log-linear interpolation."""
+    errors = _relative_errors(rate.LogRateModel.default(), held_out, 20.0)
+    assert np.median(errors) < 0.10
+
+
+def test_refit_moves_a_one_row_table_in_place(held_out):
+    model = rate.LogRateModel(rate.calibrate(held_out[::2], [4.0]))
+    before = model.ac_scale.numpy().copy()
+    report = model.refit(held_out[::2], 32.0)
+    assert report.qsteps == [32.0]
+    assert not np.allclose(before, model.ac_scale.numpy())
+    assert np.median(_relative_errors(model, held_out[1::2], 32.0)) < 0.10
+    with pytest.raises(ValueError, match="rows"):
+        rate.LogRateModel.default().refit(held_out[:2], 8.0)
+
+
+def test_rate_model_compiles_and_has_gradients(held_out):
+    model = rate.LogRateModel.default()
+    qstep = tf.Variable(10.0)
+
+    @tf.function(jit_compile=True)
+    def bits_and_grad(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            _, indices = proxy_code(x, qstep)
+            bits = model.bits(indices, qstep)
+            total = tf.reduce_sum(bits)
+        return bits, tape.gradient(total, [x, qstep])
+
+    bits, (grad_x, grad_q) = bits_and_grad(tf.constant(held_out[:2].astype(np.float32)))
+    assert bits.shape == (2,) and np.all(bits.numpy() > 0)
+    assert float(tf.reduce_max(tf.abs(grad_x))) > 0
+    assert float(grad_q) < 0  # A coarser step costs fewer bits.
+
+
+def test_gaussian_model_orders_rates_like_the_encoder(held_out):
+    model = rate.GaussianRateModel()
+    estimates = []
+    for q in (2, 8, 32):
+        _, indices = proxy_code(held_out[:4].astype(np.float32), q)
+        estimates.append(model.bits(indices).numpy())
+    assert np.all(estimates[0] > estimates[1]) and np.all(estimates[1] > estimates[2])
+    _, real_bits = real_roundtrip(held_out[:4], 8)
+    # The ideal-coder estimate is below what baseline JPEG pays, but not absurdly.
+    ratio = estimates[1] / real_bits
+    assert np.all(ratio > 0.2) and np.all(ratio < 1.5)
