@@ -57,7 +57,7 @@ class Forward(typing.NamedTuple):
 
 
 def _qstep_parameter(qstep: float) -> float:
-    """Inverts `QSTEP_FLOOR + 1 + elu(raw)`."""
+    """The parameter `p` for which `QSTEP_FLOOR + 1 + elu(p)` is `qstep`."""
     if not qstep > QSTEP_FLOOR:
         raise ValueError(f"the initial qstep must exceed {QSTEP_FLOOR}, got {qstep}")
     excess = qstep - QSTEP_FLOOR - 1.0

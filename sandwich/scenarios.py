@@ -132,7 +132,8 @@ class Scenario:
 
 
 def make(name: str, *, bit_depth: int | None = None, factor: int | None = None) -> Scenario:
-    """A scenario by name; bit depth 10 and factor 2 unless given."""
+    """A scenario by name; unless given, high_bit_depth is 10-bit and
+    high_res 8-bit at factor 2."""
     if name not in specs.SCENARIOS:
         raise ValueError(f"unknown scenario {name!r}; expected one of {specs.SCENARIOS}")
     return Scenario(name, DEFAULT_BIT_DEPTH[name] if bit_depth is None else bit_depth,

@@ -1,0 +1,125 @@
+"""The sandwich model: starts as its baseline, learns, compiles, serves."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sandwich import metrics, model, networks, scenarios
+from tests import photos
+from tests.test_scenarios import ten_bit
+
+# Small enough that XLA compiles a training step in seconds on 2 cores.
+TINY = networks.NetworkSize(unet_widths=(4, 8), mlp_widths=(8,))
+
+
+@pytest.fixture(scope="module")
+def crops():
+    return photos.held_out_crops(64, per_photo=1, seed=7)
+
+
+def _source(scenario, crops):
+    return crops if scenario.bit_depth == 8 else ten_bit(crops)
+
+
+@pytest.mark.parametrize("name", scenarios.specs.SCENARIOS)
+def test_untrained_sandwich_is_its_baseline_through_the_real_codec(crops, name):
+    scenario = scenarios.make(name)
+    source = _source(scenario, crops)[:3, :61, :45]  # Sizes no codec block divides.
+    sandwich = model.Sandwich(scenario, size="slim", qstep=12.0)
+    real = sandwich.real_forward(source)
+    reconstruction, bits = scenario.baseline(source, 12.0)
+    baseline_psnr = metrics.psnr(reconstruction, source, scenario.bit_depth)
+    np.testing.assert_allclose(real["psnr"], baseline_psnr, atol=0.01)
+    np.testing.assert_array_equal(real["bits"], bits)
+    np.testing.assert_array_equal(real["reconstruction"], reconstruction)
+    assert real["reconstruction"].shape == source.shape
+
+
+def test_gradients_reach_the_preprocessor_and_qstep(crops):
+    sandwich = model.Sandwich(scenarios.make("high_res"), size=TINY, qstep=12.0)
+    with tf.GradientTape() as tape:
+        loss = sandwich(crops[:2])["loss"]
+    pre = sandwich.preprocessor
+    # At initialisation only the zero-initialised heads can move the output.
+    heads = [pre.unet.head.kernel, pre.mlp.layers[-1].kernel, sandwich.qstep_parameter]
+    for variable, gradient in zip(heads, tape.gradient(loss, heads)):
+        assert gradient is not None and np.any(gradient.numpy() != 0), variable.path
+
+
+def test_compiled_training_step_lowers_the_loss(crops):
+    sandwich = model.Sandwich(scenarios.make("high_bit_depth"), size=TINY, qstep=12.0)
+    train_step = model.make_train_step(sandwich, keras.optimizers.Adam(3e-3), jit_compile=True)
+    batch = tf.constant(ten_bit(crops[:2]))
+    losses = [float(train_step(batch)["loss"]) for _ in range(30)]
+    print(f"loss {losses[0]:.2f} -> {losses[-1]:.2f} over {len(losses)} steps")
+    assert all(np.isfinite(losses))
+    assert np.mean(losses[-5:]) < 0.98 * losses[0]
+    assert float(sandwich.qstep) != 12.0
+
+
+def test_loss_terms_are_consistent(crops):
+    scenario = scenarios.make("high_bit_depth")
+    sandwich = model.Sandwich(scenario, size=TINY, qstep=8.0, gamma=10.0, penalty_weight=2.0)
+    source = ten_bit(crops[:2])
+    terms = sandwich(source)
+    forward = sandwich.forward(source)
+    pixels = source.shape[1] * source.shape[2]
+    np.testing.assert_allclose(terms["bpp"], np.mean(forward.bits) / pixels, rtol=1e-6)
+    np.testing.assert_allclose(
+        terms["loss"], terms["distortion"] + 10.0 * terms["bpp"] + 2.0 * terms["penalty"],
+        rtol=1e-6)
+    # Distortion is in 0..255 units whatever the bit depth.
+    error = (forward.reconstruction - forward.source) * 255.0 / 1023.0
+    np.testing.assert_allclose(terms["distortion"], np.mean(np.square(error)), rtol=1e-5)
+    assert float(terms["penalty"]) == 0.0
+    for image in terms["images"].values():
+        assert 0.0 <= float(tf.reduce_min(image)) and float(tf.reduce_max(image)) <= 1.0
+
+
+def test_penalty_pushes_the_bottleneck_back_into_range(crops):
+    sandwich = model.Sandwich(scenarios.make("high_res"), size=TINY)
+    sandwich.preprocessor.mlp.layers[-1].bias.assign([300.0, 0.0, 0.0])
+    terms = sandwich(crops[:1])
+    assert float(terms["penalty"]) > 0.0
+
+
+def test_qstep_stays_above_its_floor():
+    sandwich = model.Sandwich(scenarios.make("high_res"), size=TINY, qstep=1.5,
+                              train_qstep=False)
+    np.testing.assert_allclose(float(sandwich.qstep), 1.5, rtol=1e-6)
+    assert all(v is not sandwich.qstep_parameter for v in sandwich.trainable_variables)
+    sandwich.qstep_parameter.assign(-100.0)
+    assert float(sandwich.qstep) >= model.QSTEP_FLOOR
+    with pytest.raises(ValueError, match="must exceed"):
+        model.Sandwich(scenarios.make("high_res"), size=TINY, qstep=1.0)
+
+
+def test_serving_functions_work_on_any_size_and_save(crops, tmp_path):
+    scenario = scenarios.make("high_res", factor=2)
+    sandwich = model.Sandwich(scenario, size=TINY, qstep=10.0)
+    source = crops[0, :37, :50]
+    serving = sandwich.serving_functions()
+    bottleneck = serving["preprocess"](source)
+    assert bottleneck.dtype == tf.uint8 and bottleneck.shape == (19, 25, 3)
+    reconstruction = serving["postprocess"](bottleneck, tf.constant([37, 50]))
+    assert reconstruction.dtype == tf.uint8 and reconstruction.shape == source.shape
+
+    module = tf.Module()
+    module.weights = list(sandwich.variables)  # What the functions capture.
+    module.preprocess, module.postprocess = serving["preprocess"], serving["postprocess"]
+    tf.saved_model.save(module, str(tmp_path))
+    loaded = tf.saved_model.load(str(tmp_path))
+    np.testing.assert_array_equal(loaded.preprocess(source), bottleneck)
+
+
+@pytest.mark.parametrize("source, message", [
+    (np.zeros([8, 8, 3], np.uint8), "rank 4"),
+    (np.zeros([1, 8, 8, 4], np.uint8), "3 channels"),
+    (np.zeros([1, 8, 8, 3], np.uint16), "must be uint8"),
+])
+def test_bad_input_is_refused(source, message):
+    sandwich = model.Sandwich(scenarios.make("high_res"), size=TINY)
+    with pytest.raises(ValueError, match=message):
+        sandwich(source)
+    with pytest.raises(ValueError, match=message):
+        sandwich.real_forward(source)

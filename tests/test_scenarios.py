@@ -1,0 +1,97 @@
+"""The scenarios' fixed steps and their baselines through the real codec."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sandwich import metrics, resample, scenarios, specs
+from sandwich.jpeg import real_roundtrip
+from tests import photos
+
+
+def ten_bit(images8: np.ndarray) -> np.ndarray:
+    """10-bit photographs with real content in the low bits: each pixel the
+    sum of a 2x2 block of an 8-bit photograph (halving the size)."""
+    x = images8.astype(np.uint16)
+    return x[:, 0::2, 0::2] + x[:, 1::2, 0::2] + x[:, 0::2, 1::2] + x[:, 1::2, 1::2]
+
+
+@pytest.fixture(scope="module")
+def crops():
+    """Held-out 8-bit crops, of a size that is no multiple of 2 or 8."""
+    return photos.held_out_crops(74, per_photo=1, seed=5)[:, :, :66][:4]
+
+
+def test_high_res_baseline_is_bicubic_jpeg_lanczos(crops):
+    scenario = scenarios.make("high_res")
+    reconstruction, bits = scenario.baseline(crops, 8.0)
+    assert reconstruction.shape == crops.shape and reconstruction.dtype == np.uint8
+    bottleneck = scenarios.codec_input(resample.downsample(crops.astype(np.float32), 2)).numpy()
+    assert bottleneck.shape == (4, 37, 33, 3)
+    decoded, expected_bits = real_roundtrip(bottleneck, 8.0)
+    np.testing.assert_array_equal(bits, expected_bits)
+    upsampled = resample.upsample(decoded.astype(np.float32), 2, crops.shape[1:3])
+    np.testing.assert_array_equal(reconstruction, np.clip(np.floor(upsampled + 0.5), 0, 255))
+    assert np.all(metrics.psnr(reconstruction, crops) > 20.0)
+
+
+def test_high_bit_depth_bottleneck_drops_the_low_bits(crops):
+    scenario = scenarios.make("high_bit_depth")
+    source = ten_bit(crops)
+    bottleneck = scenario.to_bottleneck(tf.cast(source, tf.float32))
+    np.testing.assert_array_equal(bottleneck, source // 4)
+    # Without a codec the reconstruction is off by at most half a step.
+    back = scenario.from_bottleneck(bottleneck, source.shape[1:3])
+    assert np.max(np.abs(back - source)) <= 2.0
+
+
+def test_high_bit_depth_baseline_approaches_the_8_bit_bound(crops):
+    """At the finest step the baseline comes within JPEG's own rounding
+    (qstep 1 is not lossless) of what 8 bits allow, and never beats it;
+    coarser steps cost quality and save bits."""
+    scenario = scenarios.make("high_bit_depth", bit_depth=10)
+    source = ten_bit(crops)
+    bound = metrics.psnr(np.floor(source / 4) * 4 + 2, source, 10)
+    fine, fine_bits = scenario.baseline(source, 1.0)
+    coarse, coarse_bits = scenario.baseline(source, 16.0)
+    assert fine.dtype == np.uint16 and fine.shape == source.shape
+    fine_psnr, coarse_psnr = metrics.psnr(fine, source, 10), metrics.psnr(coarse, source, 10)
+    assert np.all(fine_psnr <= bound + 0.01) and np.all(fine_psnr > bound - 4.0)
+    assert np.all(coarse_psnr < fine_psnr) and np.all(coarse_bits < fine_bits)
+
+
+def test_ste_floor_passes_gradients_straight_through():
+    x = tf.constant([0.2, 1.7, 254.9])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = scenarios.ste_floor(x)
+    np.testing.assert_array_equal(y, [0.0, 1.0, 254.0])
+    np.testing.assert_array_equal(tape.gradient(y, x), [1.0, 1.0, 1.0])
+
+
+def test_scenarios_come_from_specs():
+    spec = specs.DatasetSpec(scenario="high_bit_depth", bit_depth=12, patch_size=64, factor=1,
+                             splits={"train": 1})
+    scenario = scenarios.from_spec(spec)
+    assert (scenario.bit_depth, scenario.peak, scenario.dtype) == (12, 4095.0, tf.uint16)
+    assert scenarios.make("high_res", factor=3).factor == 3
+
+
+@pytest.mark.parametrize("name, kwargs, message", [
+    ("grayscale", {}, "unknown scenario"),
+    ("high_bit_depth", {"bit_depth": 8}, "bit depth above 8"),
+    ("high_res", {"factor": 1}, "factor >= 2"),
+])
+def test_bad_scenarios_are_refused(name, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        scenarios.make(name, **kwargs)
+
+
+@pytest.mark.parametrize("source, message", [
+    (np.zeros([8, 8, 3], np.uint16), "rank 4"),
+    (np.zeros([1, 8, 8, 1], np.uint16), "3 channels"),
+    (np.zeros([1, 8, 8, 3], np.uint8), "must be uint16"),
+    (np.full([1, 8, 8, 3], 1024, np.uint16), "exceeds the 10-bit peak"),
+])
+def test_bad_sources_are_refused(source, message):
+    with pytest.raises(ValueError, match=message):
+        scenarios.make("high_bit_depth").baseline(source, 8.0)
