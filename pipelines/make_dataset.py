@@ -156,7 +156,8 @@ class CutPatches(beam.DoFn):
                 {"image": patch, "bit_depth": source.bit_depth, "source": source.path})
             yield tfds_writer.Example(
                 source.split, patch_lib.example_key(c.seed, source.key, index),
-                self._serializer.serialize_example(example))
+                # Deterministic: protobuf map order would otherwise vary by process.
+                self._serializer.get_tf_example(example).SerializeToString(deterministic=True))
 
 
 def _finalize(shards, config: Config, matched: int, dead_letters: int, used: dict):
@@ -180,51 +181,87 @@ def _path_of_file(readable) -> str:
     return readable.metadata.path
 
 
-def build(pipeline: beam.Pipeline, config: Config) -> None:
-    """The job as a sentence of named steps."""
-    files = (pipeline
-             | "MatchFiles" >> fileio.MatchFiles(config.input)
-             | "ReadMatches" >> fileio.ReadMatches(compression=CompressionTypes.UNCOMPRESSED))
-    decoded, undecodable = files | "Decode" >> TryFlatMap(
-        DecodeSource(config), step="decode", path_of=_path_of_file,
-        errors=(ImageDecodeError, OSError))
-    fitted, unfit = decoded | "FitScenario" >> TryFlatMap(
-        FitScenario(config), step="fit", path_of=lambda s: s.path, errors=(Rejected,))
-    shards = (fitted
-              | "CutPatches" >> beam.ParDo(CutPatches(config))
-              | "WriteShards" >> tfds_writer.WriteShards(
-                  config.output, config.dataset_name, config.num_shards))
-    dead_letters = (undecodable, unfit) | "AllDeadLetters" >> beam.Flatten()
-    _ = dead_letters | "WriteDeadLetters" >> WriteDeadLetters(config.dead_letter_path)
+class ReadSources(beam.PTransform):
+    """Matches the glob and reads every file, spread over the workers."""
 
-    count = beam.pvalue.AsSingleton
-    _ = (shards
-         | "CollectShards" >> beam.combiners.ToList()
-         | "WriteMetadata" >> beam.Map(
-             _finalize, config,
-             matched=count(files | "CountSources" >> beam.combiners.Count.Globally()),
-             dead_letters=count(dead_letters | "CountDeadLetters" >> beam.combiners.Count.Globally()),
-             used=beam.pvalue.AsDict(
-                 fitted
-                 | "SplitOfSource" >> beam.Map(lambda s: s.split)
-                 | "CountPerSplit" >> beam.combiners.Count.PerElement())))
+    def __init__(self, pattern: str):
+        super().__init__()
+        self._pattern = pattern
+
+    def expand(self, pbegin):
+        return (pbegin
+                | "Match" >> fileio.MatchFiles(self._pattern)
+                # Breaks fusion with the one-element match, so files spread over workers.
+                | "Spread" >> beam.Reshuffle()
+                | "Read" >> fileio.ReadMatches(compression=CompressionTypes.UNCOMPRESSED))
+
+
+class WriteMetadata(beam.PTransform):
+    """Once every shard is written: TFDS metadata, then `dataset_spec.json`."""
+
+    def __init__(self, config: Config, *, files, used, dead_letters):
+        super().__init__()
+        self._config, self._files, self._used, self._dead = config, files, used, dead_letters
+
+    def expand(self, shards):
+        count = beam.combiners.Count
+        return (shards
+                | "Collect" >> beam.combiners.ToList()
+                | "Write" >> beam.Map(
+                    _finalize, self._config,
+                    matched=beam.pvalue.AsSingleton(self._files | "CountIn" >> count.Globally()),
+                    dead_letters=beam.pvalue.AsSingleton(
+                        self._dead | "CountDead" >> count.Globally()),
+                    used=beam.pvalue.AsDict(
+                        self._used
+                        | "SplitOf" >> beam.Map(lambda s: s.split)
+                        | "CountPerSplit" >> count.PerElement())))
+
+
+class MakeDataset(beam.PTransform):
+    """The whole job, as a sentence of named steps."""
+
+    def __init__(self, config: Config):
+        super().__init__()
+        self._config = config
+
+    def expand(self, pbegin):
+        config = self._config
+        files = pbegin | "ReadSources" >> ReadSources(config.input)
+        decoded, undecodable = files | "Decode" >> TryFlatMap(
+            DecodeSource(config), step="decode", path_of=_path_of_file,
+            errors=(ImageDecodeError, OSError))
+        fitted, unfit = decoded | "FitScenario" >> TryFlatMap(
+            FitScenario(config), step="fit", path_of=lambda s: s.path, errors=(Rejected,))
+        dead_letters = (undecodable, unfit) | "AllDeadLetters" >> beam.Flatten()
+        _ = dead_letters | "WriteDeadLetters" >> WriteDeadLetters(config.dead_letter_path)
+        return (fitted
+                | "CutPatches" >> beam.ParDo(CutPatches(config))
+                | "WriteShards" >> tfds_writer.WriteShards(
+                    config.output, config.dataset_name, config.num_shards)
+                | "WriteMetadata" >> WriteMetadata(
+                    config, files=files, used=fitted, dead_letters=dead_letters))
 
 
 def parse_args(argv=None) -> tuple[Config, list[str]]:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n", 1)[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="Other flags go to Beam's PipelineOptions: --runner, --project, --region, "
+               "--temp_location, --setup_file, --direct_num_workers, ...")
     parser.add_argument("--input", required=True, help="glob of source images, local or gs://")
     parser.add_argument("--output", required=True, help="dataset directory, local or gs://")
     parser.add_argument("--scenario", required=True, choices=SCENARIOS)
     parser.add_argument("--bit_depth", type=int, default=None,
-                        help=f"bits per sample of the dataset (default {DEFAULT_BIT_DEPTH}); "
-                             "deeper sources are rounded down, shallower ones dead-lettered")
+                        help="bits per sample of the dataset (8 for high_res, 10 for "
+                             "high_bit_depth if not given); deeper sources are rounded "
+                             "down, shallower ones dead-lettered")
     parser.add_argument("--factor", type=int, default=2,
                         help="high_res downsampling factor (high_bit_depth uses 1)")
     parser.add_argument("--patch_size", type=int, default=256,
                         help="patch side in source pixels; a multiple of 8 x factor")
-    parser.add_argument("--patches_per_image", type=int, default=8)
+    parser.add_argument("--patches_per_image", type=int, default=8,
+                        help="patches cut from each source")
     parser.add_argument("--patch_mode", choices=patch_lib.PATCH_MODES, default="random",
                         help="random crops, or tiles of a grid (at most patches_per_image)")
     parser.add_argument("--eval_fraction", type=float, default=0.1,
@@ -272,7 +309,7 @@ def run(argv=None) -> DatasetSpec:
     """Runs the job to completion and returns the spec it wrote."""
     config, beam_args = parse_args(argv)
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
-    build(pipeline, config)
+    _ = pipeline | "MakeDataset" >> MakeDataset(config)
     result = pipeline.run()
     result.wait_until_finish()
     with FileSystems.open(FileSystems.join(config.output, DATASET_SPEC_FILE)) as f:
@@ -285,8 +322,10 @@ def run(argv=None) -> DatasetSpec:
 
 
 def main(argv=None) -> int:
-    logging.getLogger().setLevel(logging.WARNING)
-    run(argv if argv is not None else sys.argv[1:])
+    logging.basicConfig(level=logging.WARNING)
+    # Dataflow reports the job's URL and progress at INFO; local workers are chattier.
+    logging.getLogger("apache_beam.runners.dataflow").setLevel(logging.INFO)
+    run(argv)
     return 0
 
 

@@ -85,6 +85,8 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
     except Exception as e:  # Decoders signal damage with many exception types.
         raise ImageDecodeError(
             f"corrupt or truncated {fmt.upper()}: {type(e).__name__}: {e}") from e
+    if bit_depth == 8:  # e.g. 8-bit data scaled into a 16-bit container
+        pixels = pixels.astype(np.uint8)
     return DecodedImage(_to_rgb(_orient(pixels, orientation)), bit_depth, fmt)
 
 

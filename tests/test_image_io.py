@@ -59,6 +59,9 @@ def test_16_bit_png_without_sbit_infers_depth_from_unused_low_bits():
     image = decode_image(tf.io.encode_png(pixels << 4).numpy())
     assert image.bit_depth == 12
     np.testing.assert_array_equal(image.pixels, pixels)
+    scaled_8_bit = decode_image(tf.io.encode_png(PHOTO.astype(np.uint16) << 8).numpy())
+    assert (scaled_8_bit.bit_depth, scaled_8_bit.pixels.dtype) == (8, np.uint8)
+    np.testing.assert_array_equal(scaled_8_bit.pixels, PHOTO)
     gray = decode_image(tf.io.encode_png(_deep(16)[..., :1]).numpy())
     assert gray.bit_depth == 16 and gray.pixels.shape == PHOTO.shape
     np.testing.assert_array_equal(gray.pixels[..., 0], gray.pixels[..., 2])

@@ -1,0 +1,32 @@
+"""Dataflow installs our code on its workers from `--setup_file ./setup.py`.
+
+Beam's stager builds that package on the submitting machine, with no network
+(`python -m build --no-isolation`, else `setup.py sdist`); this runs the same
+stager call and checks the package carries the pipeline and the library.
+"""
+import os
+import tarfile
+
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.portability.api import beam_runner_api_pb2
+from apache_beam.runners.portability.stager import Stager
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_stager_builds_the_package_with_the_pipeline(tmp_path):
+    options = PipelineOptions([f"--setup_file={ROOT}/setup.py", "--sdk_location=container"])
+    resources = Stager.create_job_resources(options, str(tmp_path))
+    staged_as = {beam_runner_api_pb2.ArtifactStagingToRolePayload.FromString(
+        r.role_payload).staged_name for r in resources}
+    assert "workflow.tar.gz" in staged_as  # the name Dataflow workers install from
+    [sdist] = [f for f in os.listdir(tmp_path) if f.endswith(".tar.gz")]
+    with tarfile.open(tmp_path / sdist) as tar:
+        names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
+        entry_points = tar.extractfile(next(
+            m for m in tar.getmembers() if m.name.endswith("entry_points.txt"))).read().decode()
+    for module in ("pipelines/make_dataset.py", "pipelines/beam_options.py",
+                   "pipelines/dead_letters.py", "pipelines/patches.py",
+                   "pipelines/tfds_writer.py", "sandwich/image_io.py", "sandwich/specs.py"):
+        assert module in names, module
+    assert "sandwich-dataset = pipelines.make_dataset:main" in entry_points

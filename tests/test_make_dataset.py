@@ -1,0 +1,208 @@
+"""The dataset job end to end: real photographs and bad files in, TFDS out.
+
+Each pipeline runs for real (the project's default FnApiRunner, worker
+processes) on small images; the output is read back with nothing but TFDS.
+"""
+import collections
+import io
+import json
+import os
+import shutil
+
+import apache_beam as beam
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+import tifffile
+from apache_beam.metrics import MetricsFilter
+from apache_beam.testing import test_pipeline
+from apache_beam.testing.util import assert_that, equal_to
+from PIL import Image
+
+from pipelines import make_dataset, patches, sample_data
+from pipelines.beam_options import pipeline_options
+from pipelines.dead_letters import METRICS_NAMESPACE, DeadLetter, Rejected, TryFlatMap
+from sandwich.image_io import decode_image
+from sandwich.specs import DATASET_SPEC_FILE, DatasetSpec, SpecError
+from tests import photos
+from tests.test_image_io import _png_header_only
+
+GOOD = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.png", "motorcycle_left.png",
+        "ihc.png", "portrait.jpg", "gray.png", "deep.tif"]
+BAD = {"truncated.png": ("decode", "truncated"), "empty.jpg": ("decode", "empty file"),
+       "notes.png": ("decode", "not a PNG"), "bomb.png": ("decode", "decompression bomb"),
+       "broken.tif": ("decode", "TIFF"), "tiny.png": ("fit", "too small")}
+HIGH_RES_FLAGS = ["--scenario", "high_res", "--patch_size", "64", "--patches_per_image", "2",
+                  "--eval_fraction", "0.4", "--seed", "7", "--num_shards", "2"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Real photographs in the formats the job reads, and one of each kind of bad file."""
+    root = tmp_path_factory.mktemp("corpus")
+    for name in GOOD[:4]:
+        shutil.copy(os.path.join(sample_data.SAMPLES_DIR, name), root)
+    for name in GOOD[4:6]:
+        shutil.copy(photos.SKIMAGE_DIR / name, root)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways, shown upright
+    Image.open(photos.SKIMAGE_DIR / "rocket.jpg").save(root / "portrait.jpg", exif=exif)
+    shutil.copy(photos.SKIMAGE_DIR / "camera.png", root / "gray.png")
+    coffee = photos.load("coffee.png")
+    tifffile.imwrite(root / "deep.tif", sample_data.block_sum(coffee, 2) << 6, photometric="rgb")
+    (root / "truncated.png").write_bytes((root / "coffee.png").read_bytes()[:20000])
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "notes.png").write_text("not a picture")
+    (root / "bomb.png").write_bytes(_png_header_only(60000, 60000))
+    (root / "broken.tif").write_bytes(b"II*\x00" + os.urandom(200))
+    Image.fromarray(coffee[:40, :40]).save(root / "tiny.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def high_res(corpus, tmp_path_factory):
+    """One run on two worker processes; returns (output dir, spec, printed account)."""
+    output = tmp_path_factory.mktemp("high_res")
+    capture = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.stdout", capture)
+        spec = make_dataset.run([f"--input={corpus}/*", f"--output={output}",
+                                 "--direct_num_workers=2", *HIGH_RES_FLAGS])
+    return output, spec, capture.getvalue()
+
+
+def _read_split(output, split):
+    builder = tfds.builder_from_directory(str(output))
+    return list(tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False)))
+
+
+def test_tfds_reads_the_dataset_back(high_res):
+    output, spec, _ = high_res
+    builder = tfds.builder_from_directory(str(output))
+    assert set(builder.info.splits) == {"train", "eval"}
+    assert builder.info.features["image"].dtype == np.uint8
+    by_split = {split: _read_split(output, split) for split in ("train", "eval")}
+    for split, examples in by_split.items():
+        assert len(examples) == spec.splits[split] == builder.info.splits[split].num_examples > 0
+        assert builder.info.splits[split].num_shards == 2
+        for example in examples:
+            assert example["image"].shape == (64, 64, 3) and example["image"].dtype == np.uint8
+            assert example["bit_depth"] == 8
+    sources = {split: collections.Counter(e["source"].decode() for e in examples)
+               for split, examples in by_split.items()}
+    assert not set(sources["train"]) & set(sources["eval"])
+    used = sources["train"] + sources["eval"]
+    assert sorted(os.path.basename(p) for p in used) == sorted(GOOD)
+    assert set(used.values()) == {2}  # patches_per_image from every source
+
+
+def test_patches_are_the_seeded_crops_at_full_resolution(high_res, corpus):
+    output, spec, _ = high_res
+    path = str(corpus / "astronaut.png")
+    examples = [e for split in ("train", "eval") for e in _read_split(output, split)
+                if e["source"].decode() == path]
+    pixels = decode_image((corpus / "astronaut.png").read_bytes()).pixels
+    origins = patches.crop_origins(512, 512, 64, 2, "random", 7, "astronaut.png")
+    expected = {pixels[y:y + 64, x:x + 64].tobytes() for y, x in origins}
+    assert {e["image"].tobytes() for e in examples} == expected
+
+
+def test_bad_files_become_dead_letters_and_the_account_adds_up(high_res, corpus):
+    output, spec, printed = high_res
+    letters = [json.loads(line) for line in (output / make_dataset.DEAD_LETTER_FILE).open()]
+    assert {os.path.basename(d["path"]): d["step"] for d in letters} == {
+        name: step for name, (step, _) in BAD.items()}
+    for letter in letters:
+        assert BAD[os.path.basename(letter["path"])][1] in letter["reason"]
+    assert spec.sources == {"matched": 15, "used": 9, "dead_letters": 6,
+                            "train": spec.sources["train"], "eval": spec.sources["eval"]}
+    assert spec.sources["train"] + spec.sources["eval"] == 9
+    assert "sources: 15 in = 9 used" in printed and "+ 6 dead letters (decode 5, fit 1)" in printed
+    assert not [f for f in os.listdir(output) if f.startswith(".") or "temp" in f]
+    written = DatasetSpec.from_json((output / DATASET_SPEC_FILE).read_text())
+    assert written == spec and (spec.scenario, spec.factor, spec.bit_depth) == ("high_res", 2, 8)
+
+
+def test_same_seed_gives_the_same_bytes_on_one_worker(high_res, corpus, tmp_path):
+    output, _, _ = high_res
+    make_dataset.run([f"--input={corpus}/*", f"--output={tmp_path}",
+                      "--direct_num_workers=1", *HIGH_RES_FLAGS])
+    shards = sorted(f for f in os.listdir(output) if ".tfrecord-" in f)
+    assert len(shards) == 4 and shards == sorted(f for f in os.listdir(tmp_path) if ".tfrecord-" in f)
+    for name in shards + [DATASET_SPEC_FILE, "dataset_info.json", "features.json"]:
+        assert (output / name).read_bytes() == (tmp_path / name).read_bytes(), name
+
+
+def test_high_bit_depth_keeps_10_bits_and_refuses_8_bit_sources(tmp_path):
+    corpus = tmp_path / "corpus"
+    sample_data.write_sample(str(corpus), block=2)
+    twelve_bit = sample_data.block_sum(photos.load("motorcycle_left.png"), 4)
+    tifffile.imwrite(corpus / "deep12.tif", twelve_bit << 4, photometric="rgb")
+    shutil.copy(photos.SKIMAGE_DIR / "ihc.png", corpus / "photo8.png")
+    output = tmp_path / "out"
+    spec = make_dataset.run([
+        f"--input={corpus}/*", f"--output={output}", "--scenario=high_bit_depth",
+        "--bit_depth=10", "--patch_size=64", "--patch_mode=grid", "--patches_per_image=1000",
+        "--eval_fraction=0.5", f"--provenance={sample_data.provenance(2)}"])
+    assert (spec.bit_depth, spec.factor, spec.sources["dead_letters"]) == (10, 1, 1)
+    assert spec.provenance.startswith("synthetic: 10-bit")
+    [letter] = [json.loads(line) for line in (output / make_dataset.DEAD_LETTER_FILE).open()]
+    assert letter["path"].endswith("photo8.png") and "8 bits" in letter["reason"]
+
+    examples = _read_split(output, "train") + _read_split(output, "eval")
+    images = np.stack([e["image"] for e in examples])
+    assert images.dtype == np.uint16 and images.shape[1:] == (64, 64, 3)
+    assert images.max() < 1024 and len(np.unique(images)) > 256
+    assert np.any(images % 4), "the low bits must carry data, not padding"
+    assert {int(e["bit_depth"]) for e in examples} == {10}
+    # The 12-bit TIFF is rounded down to 10 bits; a grid cuts every whole tile.
+    rows, cols = twelve_bit.shape[0] // 64, twelve_bit.shape[1] // 64
+    top, left = (twelve_bit.shape[0] - rows * 64) // 2, (twelve_bit.shape[1] - cols * 64) // 2
+    tiles = {(twelve_bit >> 2)[top + 64 * r:top + 64 * r + 64, left + 64 * c:left + 64 * c + 64]
+             .tobytes() for r in range(rows) for c in range(cols)}
+    assert len(tiles) == 2
+    assert {e["image"].tobytes() for e in examples
+            if e["source"].decode().endswith("deep12.tif")} == tiles
+    assert sum(spec.splits.values()) == len(examples)
+
+
+def test_impossible_settings_are_refused_before_running(tmp_path):
+    with pytest.raises(SpecError, match="multiple of"):
+        make_dataset.parse_args(["--input=x/*", f"--output={tmp_path}",
+                                 "--scenario=high_res", "--patch_size=40"])
+    with pytest.raises(SpecError, match="above 8"):
+        make_dataset.parse_args(["--input=x/*", f"--output={tmp_path}",
+                                 "--scenario=high_bit_depth", "--bit_depth=8"])
+    config, beam_args = make_dataset.parse_args(
+        ["--input=x/*", f"--output={tmp_path}", "--scenario=high_res", "--runner=DataflowRunner",
+         "--project=p", "--setup_file=./setup.py"])
+    assert config.factor == 2 and beam_args == ["--runner=DataflowRunner", "--project=p",
+                                                "--setup_file=./setup.py"]
+
+
+def test_local_runs_use_worker_processes_and_never_prism():
+    default = pipeline_options([]).get_all_options()
+    assert (default["runner"], default["direct_running_mode"]) == ("FnApiRunner", "multi_processing")
+    given = pipeline_options(["--direct_num_workers=1", "--runner", "DataflowRunner"])
+    assert given.get_all_options()["direct_num_workers"] == 1
+    assert given.get_all_options()["runner"] == "DataflowRunner"
+
+
+def _reject_odd(n):
+    if n % 2:
+        raise Rejected(f"{n} is odd")
+    yield n * 10
+
+
+def test_try_flat_map_sends_rejections_to_counted_dead_letters():
+    pipeline = test_pipeline.TestPipeline(options=pipeline_options(
+        ["--direct_running_mode=in_memory", "--direct_num_workers=1"]))
+    kept, dead = (pipeline | beam.Create([1, 2, 3, 4])
+                  | TryFlatMap(_reject_odd, step="parity", path_of=lambda n: f"file{n}"))
+    assert_that(kept, equal_to([20, 40]), label="Kept")
+    assert_that(dead, equal_to([DeadLetter("file1", "1 is odd", "parity"),
+                                DeadLetter("file3", "3 is odd", "parity")]), label="Dead")
+    result = pipeline.run()
+    result.wait_until_finish()
+    counters = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]
+    assert {c.key.metric.name: c.committed for c in counters} == {"total": 2, "parity": 2}
