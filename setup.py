@@ -11,6 +11,7 @@ REQUIRED = [
     "apache-beam[gcp]>=2.77,<2.78",
     "tensorflow-datasets>=4.9.10,<4.10",
     "google-cloud-storage>=3.0,<4",
+    "tfx-bsl>=1.21,<1.22",
     "Pillow>=11,<13",
     "tifffile>=2025.1",
     "numpy>=1.26,<3",
@@ -29,13 +30,18 @@ setuptools.setup(
     description="Sandwiched compression: neural pre/post-processors around a standard JPEG codec",
     python_requires=">=3.11,<3.12",
     packages=setuptools.find_packages(include=["sandwich*", "pipelines*", "trainer*"]),
-    package_data={"sandwich": ["data/*.png", "data/*.json"]},
+    package_data={"sandwich": ["data/*.json", "data/samples/*.png"]},
     install_requires=REQUIRED,
     extras_require={"test": TEST},
     entry_points={
         "console_scripts": [
             "sandwich-demo=sandwich.demo:main",
             "sandwich-dataset=pipelines.make_dataset:main",
+            "sandwich-compress=pipelines.compress:main",
+            "sandwich-decompress=pipelines.decompress:main",
+            "sandwich-eval=pipelines.evaluate:main",
+            "sandwich-train=trainer.task:main",
+            "sandwich-submit=trainer.submit:main",
         ],
     },
 )

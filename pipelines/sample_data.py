@@ -14,30 +14,14 @@ import argparse
 import glob
 import os
 
-import numpy as np
-
-import sandwich
 from pipelines.tfds_writer import write_file
 from sandwich.image_io import decode_image, encode_png16
-
-SAMPLES_DIR = os.path.join(os.path.dirname(sandwich.__file__), "data", "samples")
+from sandwich.samples import SAMPLES_DIR, block_sum, block_sum_bit_depth
 
 
 def provenance(block: int) -> str:
-    return (f"synthetic: {sum_bit_depth(block)}-bit pixels, each the sum of a "
+    return (f"synthetic: {block_sum_bit_depth(block)}-bit pixels, each the sum of a "
             f"{block}x{block} block of a bundled 8-bit photograph (sandwich/data/samples)")
-
-
-def sum_bit_depth(block: int) -> int:
-    return (255 * block * block).bit_length()
-
-
-def block_sum(pixels: np.ndarray, block: int) -> np.ndarray:
-    """Sums of non-overlapping `block` x `block` blocks of 8-bit `[h, w, 3]` pixels."""
-    h, w, c = pixels.shape
-    h, w = h - h % block, w - w % block
-    blocks = pixels[:h, :w].astype(np.uint32).reshape(h // block, block, w // block, block, c)
-    return blocks.sum(axis=(1, 3)).astype(np.uint16)
 
 
 def write_sample(output: str, block: int = 2) -> list[str]:
@@ -48,7 +32,7 @@ def write_sample(output: str, block: int = 2) -> list[str]:
             pixels = decode_image(f.read()).pixels
         name = os.path.splitext(os.path.basename(source))[0]
         path = f"{output.rstrip('/')}/{name}_sum{block}x{block}.png"
-        write_file(path, encode_png16(block_sum(pixels, block), sum_bit_depth(block)))
+        write_file(path, encode_png16(block_sum(pixels, block), block_sum_bit_depth(block)))
         paths.append(path)
     return paths
 
@@ -59,9 +43,9 @@ def main(argv=None) -> int:
     parser.add_argument("--block", type=int, default=2, help="k: 2 gives 10 bits, 4 gives 12")
     args = parser.parse_args(argv)
     paths = write_sample(args.output, args.block)
-    print(f"wrote {len(paths)} {sum_bit_depth(args.block)}-bit PNGs to {args.output}; make a "
+    print(f"wrote {len(paths)} {block_sum_bit_depth(args.block)}-bit PNGs to {args.output}; make a "
           f"dataset with:\n  python -m pipelines.make_dataset --input '{args.output}/*.png' "
-          f"--output OUT --scenario high_bit_depth --bit_depth {sum_bit_depth(args.block)} "
+          f"--output OUT --scenario high_bit_depth --bit_depth {block_sum_bit_depth(args.block)} "
           f"--provenance '{provenance(args.block)}'")
     return 0
 

@@ -22,6 +22,7 @@ from PIL import Image
 from pipelines import make_dataset, patches, sample_data
 from pipelines.beam_options import pipeline_options
 from pipelines.dead_letters import METRICS_NAMESPACE, DeadLetter, Rejected, TryFlatMap
+from sandwich import samples
 from sandwich.image_io import decode_image
 from sandwich.specs import DATASET_SPEC_FILE, DatasetSpec, SpecError
 from tests import photos
@@ -49,7 +50,7 @@ def corpus(tmp_path_factory):
     Image.open(photos.SKIMAGE_DIR / "rocket.jpg").save(root / "portrait.jpg", exif=exif)
     shutil.copy(photos.SKIMAGE_DIR / "camera.png", root / "gray.png")
     coffee = photos.load("coffee.png")
-    tifffile.imwrite(root / "deep.tif", sample_data.block_sum(coffee, 2) << 6, photometric="rgb")
+    tifffile.imwrite(root / "deep.tif", samples.block_sum(coffee, 2) << 6, photometric="rgb")
     (root / "truncated.png").write_bytes((root / "coffee.png").read_bytes()[:20000])
     (root / "empty.jpg").write_bytes(b"")
     (root / "notes.png").write_text("not a picture")
@@ -136,7 +137,7 @@ def test_same_seed_gives_the_same_bytes_on_one_worker(high_res, corpus, tmp_path
 def test_high_bit_depth_keeps_10_bits_and_refuses_8_bit_sources(tmp_path):
     corpus = tmp_path / "corpus"
     sample_data.write_sample(str(corpus), block=2)
-    twelve_bit = sample_data.block_sum(photos.load("motorcycle_left.png"), 4)
+    twelve_bit = samples.block_sum(photos.load("motorcycle_left.png"), 4)
     tifffile.imwrite(corpus / "deep12.tif", twelve_bit << 4, photometric="rgb")
     shutil.copy(photos.SKIMAGE_DIR / "ihc.png", corpus / "photo8.png")
     output = tmp_path / "out"

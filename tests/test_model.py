@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sandwich import metrics, model, networks, scenarios
+from sandwich import metrics, model, networks, samples, scenarios
 from tests import photos
-from tests.test_scenarios import ten_bit
 
 # Small enough that XLA compiles a training step in seconds on 2 cores.
 TINY = networks.NetworkSize(unet_widths=(4, 8), mlp_widths=(8,))
@@ -18,7 +17,7 @@ def crops():
 
 
 def _source(scenario, crops):
-    return crops if scenario.bit_depth == 8 else ten_bit(crops)
+    return crops if scenario.bit_depth == 8 else samples.block_sum(crops, 2)
 
 
 @pytest.mark.parametrize("name", scenarios.specs.SCENARIOS)
@@ -49,7 +48,7 @@ def test_gradients_reach_the_preprocessor_and_qstep(crops):
 def test_compiled_training_step_lowers_the_loss(crops):
     sandwich = model.Sandwich(scenarios.make("high_bit_depth"), size=TINY, qstep=12.0)
     train_step = model.make_train_step(sandwich, keras.optimizers.Adam(3e-3), jit_compile=True)
-    batch = tf.constant(ten_bit(crops[:2]))
+    batch = tf.constant(samples.block_sum(crops[:2], 2))
     losses = [float(train_step(batch)["loss"]) for _ in range(30)]
     print(f"loss {losses[0]:.2f} -> {losses[-1]:.2f} over {len(losses)} steps")
     assert all(np.isfinite(losses))
@@ -60,7 +59,7 @@ def test_compiled_training_step_lowers_the_loss(crops):
 def test_loss_terms_are_consistent(crops):
     scenario = scenarios.make("high_bit_depth")
     sandwich = model.Sandwich(scenario, size=TINY, qstep=8.0, gamma=10.0, penalty_weight=2.0)
-    source = ten_bit(crops[:2])
+    source = samples.block_sum(crops[:2], 2)
     terms = sandwich(source)
     forward = sandwich.forward(source)
     pixels = source.shape[1] * source.shape[2]

@@ -3,16 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sandwich import metrics, resample, scenarios, specs
+from sandwich import metrics, resample, samples, scenarios, specs
 from sandwich.jpeg import real_roundtrip
 from tests import photos
-
-
-def ten_bit(images8: np.ndarray) -> np.ndarray:
-    """10-bit photographs with real content in the low bits: each pixel the
-    sum of a 2x2 block of an 8-bit photograph (halving the size)."""
-    x = images8.astype(np.uint16)
-    return x[:, 0::2, 0::2] + x[:, 1::2, 0::2] + x[:, 0::2, 1::2] + x[:, 1::2, 1::2]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +29,7 @@ def test_high_res_baseline_is_bicubic_jpeg_lanczos(crops):
 
 def test_high_bit_depth_bottleneck_drops_the_low_bits(crops):
     scenario = scenarios.make("high_bit_depth")
-    source = ten_bit(crops)
+    source = samples.block_sum(crops, 2)
     bottleneck = scenario.to_bottleneck(tf.cast(source, tf.float32))
     np.testing.assert_array_equal(bottleneck, source // 4)
     # Without a codec the reconstruction is off by at most half a step.
@@ -49,7 +42,7 @@ def test_high_bit_depth_baseline_approaches_the_8_bit_bound(crops):
     (qstep 1 is not lossless) of what 8 bits allow, and never beats it;
     coarser steps cost quality and save bits."""
     scenario = scenarios.make("high_bit_depth", bit_depth=10)
-    source = ten_bit(crops)
+    source = samples.block_sum(crops, 2)
     bound = metrics.psnr(np.floor(source / 4) * 4 + 2, source, 10)
     fine, fine_bits = scenario.baseline(source, 1.0)
     coarse, coarse_bits = scenario.baseline(source, 16.0)
