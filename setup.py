@@ -12,6 +12,7 @@ REQUIRED = [
     "tensorflow-datasets>=4.9.10,<4.10",
     "google-cloud-storage>=3.0,<4",
     "tfx-bsl>=1.21,<1.22",
+    "google-cloud-aiplatform>=1.165,<2",
     "Pillow>=11,<13",
     "tifffile>=2025.1",
     "numpy>=1.26,<3",

@@ -1,0 +1,161 @@
+"""What the compress and decompress jobs share: file naming, reruns, the closing account.
+
+Both map every input file to one output file under `--output` at the input's
+path relative to the glob's fixed directory (`photos/a/b.png` read with
+`photos/*/*` lands at `<output>/a/b.png.jpg`), so the output tree mirrors
+the input tree and two inputs never share an output.
+
+A rerun must neither redo finished work nor trust unfinished work: before an
+input is read, `SkipCompleted` looks for its output, and a complete one (as
+the job's own test of the output's first and last bytes decides, e.g. "a
+JPEG with its end marker and this model's header") is passed on as done; a
+missing, partial or stale one is (re)done. Outputs are written to a temporary name and renamed, so a crash
+leaves no partial output under the final name.
+
+Every input ends in exactly one of three counters (`written`, `skipped`,
+dead letters), which `account` adds up at the end.
+"""
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import Callable
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes, FileMetadata
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics, MetricsFilter
+
+from pipelines import dead_letters
+from pipelines.patches import input_base, relative_path
+
+INPUTS, WRITTEN, SKIPPED, REDONE = "inputs", "written", "skipped", "redone"
+DONE = "done"
+# Enough for any header we read (a JPEG's markers up to the scan, a PNG's
+# IHDR and sBIT) and any end marker.
+HEAD_BYTES, TAIL_BYTES = 1 << 16, 16
+
+
+def output_path(path: str, input_pattern: str, output: str, rename: Callable[[str], str]) -> str:
+    """Where the output of the input file `path` goes: its relative path, renamed."""
+    relative = relative_path(path, input_base(input_pattern)).lstrip("/")
+    return FileSystems.join(output, rename(relative))
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Writes `path` under a temporary name in its directory, then renames it."""
+    directory, name = FileSystems.split(path)
+    temp = FileSystems.join(directory, f".{name}.{uuid.uuid4().hex[:8]}.tmp")
+    with FileSystems.create(temp) as f:
+        f.write(data)
+    FileSystems.rename([temp], [path])
+
+
+@dataclasses.dataclass(frozen=True)
+class ExistingOutput:
+    """An output already there: its size and its first and last bytes, which
+    say whether it is complete without reading (maybe 100 MB of) the rest."""
+
+    path: str
+    size: int
+    head: bytes
+    tail: bytes
+
+
+def existing_output(path: str) -> ExistingOutput | None:
+    """The output at `path` if there is one (without reading all of it)."""
+    matched = FileSystems.match([path])[0].metadata_list
+    if not matched:
+        return None
+    size = matched[0].size_in_bytes
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        head = f.read(HEAD_BYTES)
+        if size > HEAD_BYTES + TAIL_BYTES:
+            f.seek(size - TAIL_BYTES)
+        tail = f.read()[-TAIL_BYTES:] if size > len(head) else head[-TAIL_BYTES:]
+    return ExistingOutput(path, size, head, tail)
+
+
+# Declared: Beam would infer a union with the tagged output and refuse it as
+# ReadMatches' input.
+@beam.typehints.with_output_types(FileMetadata)
+class SkipCompleted(beam.DoFn):
+    """FileMetadata -> itself to do, or (tagged `done`) the record of its complete output.
+
+    `target(path)` names the output of an input; `done(input_path,
+    ExistingOutput)` returns the record of a complete output, or None for a
+    partial or stale one, which is then redone.
+    """
+
+    def __init__(self, namespace: str, target: Callable[[str], str],
+                 done: Callable[[str, ExistingOutput], object | None]):
+        self._target, self._done = target, done
+        self._inputs = Metrics.counter(namespace, INPUTS)
+        self._skipped = Metrics.counter(namespace, SKIPPED)
+        self._redone = Metrics.counter(namespace, REDONE)
+
+    def process(self, metadata):
+        self._inputs.inc()
+        existing = existing_output(self._target(metadata.path))
+        if existing is None:
+            yield metadata
+            return
+        record = self._done(metadata.path, existing)
+        if record is None:
+            self._redone.inc()
+            yield metadata
+        else:
+            self._skipped.inc()
+            yield pvalue.TaggedOutput(DONE, record)
+
+
+class WriteJsonLines(beam.PTransform):
+    """Writes records with a `to_json` method to one JSON-lines file."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self._path = path
+
+    def expand(self, records):
+        return (records
+                | "ToJson" >> beam.Map(lambda record: record.to_json())
+                | "Write" >> beam.io.WriteToText(self._path, num_shards=1, shard_name_template=""))
+
+
+def counters(result, namespace: str) -> dict[str, int]:
+    """The job's counters of `namespace`, plus `dead_letters`, from a finished run."""
+    def query(ns):
+        return {r.key.metric.name: r.committed for r in result.metrics().query(
+            MetricsFilter().with_namespace(ns))["counters"]}
+
+    counts = {name: 0 for name in (INPUTS, WRITTEN, SKIPPED, REDONE)}
+    for name, value in query(namespace).items():
+        counts[name] = counts.get(name, 0) + value
+    by_step = query(dead_letters.METRICS_NAMESPACE)
+    counts["dead_letters"] = by_step.pop("total", 0)
+    counts["dead_letters_by_step"] = by_step
+    return counts
+
+
+def account(counts: dict, dead_letter_path: str) -> str:
+    """The closing line, and a `RuntimeError` if an input went missing."""
+    steps = ", ".join(f"{n} {v}" for n, v in sorted(counts["dead_letters_by_step"].items()))
+    line = (f"inputs: {counts[INPUTS]} = {counts[WRITTEN]} written "
+            f"({counts[REDONE]} of them redone) + {counts[SKIPPED]} already complete + "
+            f"{counts['dead_letters']} dead letters{f' ({steps})' if steps else ''}"
+            f" -> {dead_letter_path}")
+    if counts[INPUTS] != counts[WRITTEN] + counts[SKIPPED] + counts["dead_letters"]:
+        raise RuntimeError(f"inputs do not add up: {line}")
+    return line
+
+
+def read_files(pipeline, pattern: str, skip: SkipCompleted):
+    """Matches the inputs and splits them into (to do: ReadableFiles, done: records)."""
+    matched = pipeline | "MatchFiles" >> fileio.MatchFiles(pattern)
+    split = matched | "SkipCompleted" >> beam.ParDo(skip).with_outputs(DONE, main="todo")
+    # Read bytes as stored: a `.gz` name must not make Beam decompress it.
+    readable = split.todo | "ReadMatches" >> fileio.ReadMatches(
+        compression=CompressionTypes.UNCOMPRESSED)
+    return readable, split[DONE]

@@ -1,0 +1,38 @@
+"""Export dirs for the compression tests, written by the trainer's own `export.save`.
+
+An untrained `Sandwich` is its scenario's baseline exactly, which gives the
+jobs a known answer; `perturb` gives the processors' zero-initialised output
+layers small random weights, so that a model changes pixels and tiling or a
+mismatched model would show. Saving a SavedModel takes many seconds, so each
+export is made once per test process and shared.
+"""
+import atexit
+import functools
+import shutil
+import tempfile
+
+import numpy as np
+
+from sandwich import scenarios
+from sandwich.model import Sandwich
+from sandwich.specs import ModelSpec
+from trainer import export
+
+_ROOT = tempfile.mkdtemp(prefix="sandwich-exports-")
+atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)
+
+
+@functools.cache
+def export_sandwich(scenario: str, *, model_id: str, bit_depth=None, factor=None,
+                    qstep: float = 20.0, perturb: float = 0.0, seed: int = 0) -> str:
+    """The path of an export dir of a slim Sandwich (read-only: it is shared)."""
+    scenario = scenarios.make(scenario, bit_depth=bit_depth, factor=factor)
+    model = Sandwich(scenario, size="slim", qstep=qstep)
+    if perturb:
+        rng = np.random.default_rng(seed)
+        for processor in (model.preprocessor, model.postprocessor):
+            for head in (processor.unet.head, processor.mlp.layers[-1]):
+                head.kernel.assign(perturb * rng.standard_normal(head.kernel.shape))
+    spec = ModelSpec(model_id=model_id, scenario=scenario.name, bit_depth=scenario.bit_depth,
+                     factor=scenario.factor, qstep=float(model.qstep))
+    return export.save(model, spec, f"{_ROOT}/{model_id}")

@@ -1,0 +1,161 @@
+"""Compress then decompress, end to end, for high-bit-depth photographs.
+
+Sources are 10-bit photographs (2x2 block sums of 8-bit ones, as the dataset
+job synthesises them) and one 12-bit TIFF, through a 10-bit `high_bit_depth`
+sandwich (untrained, so the baseline is a known answer) in tiles. The
+decompressed 16-bit PNGs must show, image by image, the bpp the manifest
+records and the PSNR the evaluator computes; bottlenecks of another model,
+damaged ones and plain JPEGs are refused with a reason each.
+"""
+import contextlib
+import dataclasses
+import io
+import json
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from pipelines import (batch_jobs, bottleneck_format, compress, decompress, evaluate,
+                       model_handler)
+from pipelines.sample_data import block_sum
+from sandwich import metrics, scenarios
+from sandwich.image_io import decode_image, encode_png16
+from tests import photos
+from tests.sandwich_exports import export_sandwich
+
+MODEL_ID = "hbd10-untrained"
+QSTEP = 6
+TILING = ["--tile=64", "--halo=32"]
+RUNNER = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+SOURCES = {"coffee.png": "coffee.png", "nested/chelsea.png": "chelsea.png",
+           "rocket.png": "rocket.jpg"}
+REFUSED = {"foreign.jpg": "not by this model", "truncated.jpg": "truncated",
+           "plain.jpg": "not a sandwich bottleneck", "empty.jpg": "empty file"}
+
+
+def _model():
+    return export_sandwich("high_bit_depth", model_id=MODEL_ID, bit_depth=10)
+
+
+def _quiet(job, argv):
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        counts = job.run(argv)
+    return counts, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    """Ten-bit photographs (and a 12-bit TIFF), and an 8-bit one the model cannot take."""
+    root = tmp_path_factory.mktemp("sources")
+    (root / "nested").mkdir()
+    for name, photo in SOURCES.items():
+        (root / name).write_bytes(encode_png16(block_sum(photos.load(photo), 2), 10))
+    astronaut = block_sum(photos.load("astronaut.png")[:250, :330], 2).astype(np.uint16)
+    tifffile.imwrite(root / "deep.tif", astronaut << 2, photometric="rgb")  # 12 bits
+    Image.fromarray(photos.load("chelsea.png")).save(root / "eight_bit.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def round_trip(sources, tmp_path_factory):
+    """Compresses the sources, adds files the decompressor must refuse, decompresses."""
+    bits, restored = tmp_path_factory.mktemp("bits"), tmp_path_factory.mktemp("restored")
+    compressed = _quiet(compress, [f"--input={sources}/**", f"--output={bits}",
+                                   f"--model={_model()}", f"--qstep={QSTEP}", *TILING, *RUNNER])
+    good = (bits / "coffee.png.jpg").read_bytes()
+    foreign = dataclasses.replace(bottleneck_format.read_header(good), model_id="someone-else")
+    (bits / "foreign.jpg").write_bytes(
+        bottleneck_format.encode(np.asarray(Image.open(io.BytesIO(good))), foreign))
+    (bits / "truncated.jpg").write_bytes(good[:len(good) // 2])
+    Image.fromarray(np.asarray(Image.open(io.BytesIO(good)))).save(bits / "plain.jpg")
+    (bits / "empty.jpg").write_bytes(b"")
+    decompressed = _quiet(decompress, [f"--input={bits}/**.jpg", f"--output={restored}",
+                                       f"--model={_model()}", *TILING, *RUNNER])
+    return bits, restored, compressed, decompressed
+
+
+def _source(sources, name):
+    """The source as the model codes it: its pixels at the model's 10 bits."""
+    image = decode_image((sources / name).read_bytes())
+    return image.pixels >> (image.bit_depth - 10), image.bit_depth
+
+
+def test_every_file_is_accounted_for(round_trip):
+    _, restored, (compressed, _), (decompressed, printed) = round_trip
+    assert (compressed["inputs"], compressed["written"], compressed["dead_letters"]) == (5, 4, 1)
+    assert decompressed["inputs"] == 4 + len(REFUSED)
+    assert (decompressed["written"], decompressed["dead_letters"]) == (4, len(REFUSED))
+    assert "dead letters (read_bottleneck 4)" in printed
+    names = sorted(str(p.relative_to(restored)) for p in restored.rglob("*.png"))
+    assert names == sorted([*SOURCES, "deep.tif.png"])
+
+
+def test_refusals_name_the_reason(round_trip, sources):
+    bits, restored, _, _ = round_trip
+    letters = {json.loads(line)["path"]: json.loads(line)["reason"]
+               for line in (restored / decompress.DEAD_LETTER_FILE).open()}
+    assert set(letters) == {str(bits / name) for name in REFUSED}
+    for name, reason in REFUSED.items():
+        assert reason in letters[str(bits / name)]
+    assert "'someone-else'" in letters[str(bits / "foreign.jpg")]
+    [shallow] = [json.loads(line) for line in (bits / compress.DEAD_LETTER_FILE).open()]
+    assert shallow["path"] == str(sources / "eight_bit.png")
+    assert "8 bits per sample" in shallow["reason"]
+
+
+def test_reconstructions_are_16_bit_pngs_at_the_source_size(round_trip, sources):
+    _, restored, _, _ = round_trip
+    for name in [*SOURCES, "deep.tif"]:
+        source, _ = _source(sources, name)
+        png = (restored / decompress.png_name(name + compress.SUFFIX)).read_bytes()
+        image = decode_image(png)
+        assert png[24] == 16, "a 16-bit PNG"  # IHDR bit depth
+        assert image.bit_depth == 10 and image.pixels.shape == source.shape
+
+
+def test_bpp_and_psnr_agree_with_manifest_and_evaluator(round_trip, sources):
+    """Image by image: the decompressed PNG's PSNR is the evaluator's, the
+    file's bpp is the manifest's and the evaluator's; and, the model being
+    untrained, both are the baseline's (plus the header's bytes)."""
+    bits, restored, _, _ = round_trip
+    manifest = {json.loads(line)["source"]: json.loads(line)
+                for line in (bits / compress.MANIFEST_FILE).open()}
+    model = model_handler.ExportedSandwich.load(_model(), tile=64, halo=32)
+    scenario = scenarios.make("high_bit_depth", bit_depth=10)
+    for name in [*SOURCES, "deep.tif"]:
+        source, source_bits = _source(sources, name)
+        record = manifest[str(sources / name)]
+        bottleneck = bits / (name + compress.SUFFIX)
+        png = restored / decompress.png_name(name + compress.SUFFIX)
+        psnr = metrics.psnr(decode_image(png.read_bytes()).pixels[None], source[None], 10)[0]
+        pixels = source.shape[0] * source.shape[1]
+        assert record["source_bit_depth"] == source_bits
+        assert record["bpp"] == 8 * bottleneck.stat().st_size / pixels
+
+        eval_bits, eval_psnr = evaluate.measure_sandwich(model, source, source_bits, QSTEP)
+        assert eval_bits == 8 * bottleneck.stat().st_size
+        assert eval_psnr == pytest.approx(psnr, abs=1e-9)
+
+        base_bits, base_psnr = evaluate.measure_baseline(scenario, source, QSTEP)
+        comment = bottleneck_format.read_header(bottleneck.read_bytes()).to_comment()
+        assert eval_bits == base_bits + 8 * (4 + len(comment))  # COM marker, length, text
+        assert psnr == pytest.approx(base_psnr, abs=1e-9)
+
+
+def test_a_rerun_keeps_complete_pngs_and_redoes_truncated_ones(round_trip, tmp_path):
+    """What `SkipCompleted` decides from a PNG's first and last bytes alone."""
+    bits, restored, _, _ = round_trip
+    config, _ = decompress.parse_args([f"--input={bits}/**.jpg", f"--output={restored}",
+                                       f"--model={_model()}"])
+    complete = restored / "coffee.png"
+    existing = batch_jobs.existing_output(str(complete))
+    record = decompress.CompletedPng(config)(str(bits / "coffee.png.jpg"), existing)
+    image = decode_image(complete.read_bytes())
+    assert (record.height, record.width, record.bit_depth) == (*image.pixels.shape[:2], 10)
+    assert existing.size == complete.stat().st_size
+    truncated = tmp_path / "coffee.png"
+    truncated.write_bytes(complete.read_bytes()[:-100])
+    assert decompress.CompletedPng(config)("x", batch_jobs.existing_output(str(truncated))) is None
+    assert batch_jobs.existing_output(str(tmp_path / "missing.png")) is None

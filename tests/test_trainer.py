@@ -1,0 +1,180 @@
+"""The trainer in-process with the default strategy: it learns, checkpoints,
+exports a model that works without our code, and refuses bad input cleanly."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sandwich.specs import DATASET_SPEC_FILE, MODEL_SPEC_FILE, ModelSpec, SpecError
+from tests import trainer_data
+from trainer import task
+from trainer import data
+from trainer.data import DataError
+from trainer.training import train
+
+STEPS = 30
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    directory = str(tmp_path_factory.mktemp("hbd"))
+    trainer_data.write(directory, "high_bit_depth")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def run(dataset, tmp_path_factory):
+    job_dir = str(tmp_path_factory.mktemp("job"))
+    config, _ = task.parse(["--data", dataset, "--job_dir", job_dir, "--steps", str(STEPS),
+                            "--strategy", "default", "--checkpoint_every", "10",
+                            "--eval_every", str(STEPS), *trainer_data.TINY])
+    return job_dir, train(config)
+
+
+def test_default_strategy_learns(run):
+    job_dir, result = run
+    losses = trainer_data.scalars(os.path.join(job_dir, "logs"), "train/loss")
+    assert result.step == STEPS and len(losses) == STEPS
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    logged = trainer_data.summaries(os.path.join(job_dir, "logs"))
+    for tag in ("distortion", "bpp", "psnr", "qstep"):
+        assert len(logged[f"train/{tag}"]) == STEPS
+    for tag in ("sandwich_bpp", "sandwich_psnr", "baseline_bpp", "baseline_psnr"):
+        assert list(logged[f"eval/{tag}"]) == [STEPS]
+    assert 0 <= float(logged["rate_model/median_error"][10]) < 1
+    for tag in ("source", "bottleneck", "decoded", "reconstruction"):
+        width, height, *pngs = logged[f"images/{tag}"][10]
+        assert (int(width), int(height), len(pngs)) == (16, 16, 3)
+    assert sorted(os.listdir(os.path.join(job_dir, "checkpoints")))[-1] == f"ckpt-{STEPS}.index"
+
+
+def test_export_spec(run, dataset):
+    job_dir, result = run
+    export = os.path.join(job_dir, "export")
+    assert sorted(os.listdir(export)) == [MODEL_SPEC_FILE, "postprocessor", "preprocessor"]
+    assert not [n for n in os.listdir(job_dir) if ".tmp" in n]
+    with open(os.path.join(export, MODEL_SPEC_FILE)) as f:
+        spec = ModelSpec.from_json(f.read())
+    assert (spec.scenario, spec.bit_depth, spec.factor) == ("high_bit_depth", 10, 1)
+    assert spec.qstep == pytest.approx(float(result.model.qstep))
+    assert spec.metrics["baseline_psnr"] > 20 and spec.metrics["sandwich_bpp"] > 0
+    with open(os.path.join(dataset, DATASET_SPEC_FILE)) as f:
+        assert spec.dataset == json.load(f)
+
+
+@pytest.mark.parametrize("pipelines", [2, 3])
+def test_input_pipelines_share_the_records(dataset, pipelines):
+    """Two shards over 2 workers go by file; over 3, by record. Either way
+    every record is read once."""
+    import tensorflow as tf
+
+    shares = [[r.numpy() for r in data.records(dataset, "train", tf.distribute.InputContext(
+        pipelines, index, pipelines))] for index in range(pipelines)]
+    every = [r for share in shares for r in share]
+    assert all(shares) and len(every) == len(set(every)) == 32
+
+
+# Runs in a fresh interpreter where importing this project's packages fails.
+STANDALONE = r'''
+import io, json, sys
+for name in ("sandwich", "trainer", "pipelines", "tests"):
+    sys.modules[name] = None
+import numpy as np, tensorflow as tf
+from PIL import Image
+export, source_path, out_path = sys.argv[1:]
+spec = json.load(open(f"{export}/model_spec.json"))
+source = np.load(source_path)
+pre = tf.saved_model.load(f"{export}/preprocessor").signatures["serving_default"]
+post = tf.saved_model.load(f"{export}/postprocessor").signatures["serving_default"]
+bottleneck = pre(source=tf.constant(source))["bottleneck"].numpy()
+table = [spec["config"]["jpeg"]["qtable_step"]] * 64
+jpeg = io.BytesIO()
+Image.fromarray(bottleneck, "RGB").save(jpeg, "JPEG", qtables=[table, table], keep_rgb=True,
+                                        subsampling=0, optimize=True)
+decoded = np.asarray(Image.open(io.BytesIO(jpeg.getvalue())))
+size = tf.constant(source.shape[:2], tf.int32)
+reconstruction = post(decoded=tf.constant(decoded), size=size)["reconstruction"].numpy()
+np.savez(out_path, bottleneck=bottleneck, reconstruction=reconstruction,
+         bits=8 * len(jpeg.getvalue()))
+'''
+
+
+def test_export_matches_the_model_with_the_real_codec(run, tmp_path):
+    job_dir, result = run
+    source = trainer_data.patches("high_bit_depth", 48, 1, seed=7)[0, :37, :45]  # odd size
+    np.save(tmp_path / "source.npy", source)
+    subprocess.run([sys.executable, "-c", STANDALONE, os.path.join(job_dir, "export"),
+                    str(tmp_path / "source.npy"), str(tmp_path / "out.npz")], check=True,
+                   cwd=tmp_path, capture_output=True)
+    exported = np.load(tmp_path / "out.npz")
+    own = result.model.real_forward(source[None])
+    assert exported["reconstruction"].shape == source.shape
+    assert exported["reconstruction"].dtype == np.uint16
+    np.testing.assert_array_equal(exported["bottleneck"], own["bottleneck"][0])
+    assert int(exported["bits"]) == int(own["bits"][0])
+    np.testing.assert_array_equal(exported["reconstruction"], own["reconstruction"][0])
+
+
+def _refused(dataset, job_dir, error, match, *flags):
+    with pytest.raises(error, match=match):
+        config, _ = task.parse(["--data", dataset, "--job_dir", str(job_dir), "--steps", "3",
+                                "--strategy", "default", "--jit_compile", "off",
+                                *trainer_data.TINY, *flags])
+        train(config)
+    assert not os.path.exists(os.path.join(job_dir, "export"))
+    assert not os.path.exists(job_dir) or not [n for n in os.listdir(job_dir) if ".tmp" in n]
+
+
+def _copy(dataset, tmp_path):
+    return shutil.copytree(dataset, tmp_path / "data")
+
+
+def test_missing_spec(dataset, tmp_path):
+    data = _copy(dataset, tmp_path)
+    os.remove(data / DATASET_SPEC_FILE)
+    _refused(str(data), tmp_path / "job", SpecError, "dataset_spec.json not found")
+
+
+def test_spec_that_does_not_match_the_records(dataset, tmp_path):
+    data = _copy(dataset, tmp_path)
+    spec = json.loads((data / DATASET_SPEC_FILE).read_text())
+    (data / DATASET_SPEC_FILE).write_text(json.dumps({**spec, "patch_size": 32}))
+    _refused(str(data), tmp_path / "job", DataError, "unreadable train record")
+
+
+def test_scenario_other_than_the_flag(dataset, tmp_path):
+    _refused(dataset, tmp_path / "job", SpecError, "holds a high_bit_depth dataset, not high_res",
+             "--scenario", "high_res")
+
+
+def test_empty_dataset(tmp_path):
+    trainer_data.write(str(tmp_path / "data"), "high_bit_depth", splits={"train": 0, "eval": 0})
+    _refused(str(tmp_path / "data"), tmp_path / "job", DataError, "no training patches")
+
+
+def test_corrupt_record(dataset, tmp_path):
+    data = _copy(dataset, tmp_path)
+    shard = sorted(data.glob("*-train.tfrecord-00001-of-*"))[0]
+    raw = bytearray(shard.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    _refused(str(data), tmp_path / "job", DataError, "unreadable training record")
+
+
+def test_vertex_ai_directories_win_over_the_job_dir(monkeypatch):
+    from trainer.training import Config, Dirs
+
+    monkeypatch.setenv("AIP_MODEL_DIR", "gs://b/model/")
+    monkeypatch.setenv("AIP_CHECKPOINT_DIR", "gs://b/checkpoints")
+    monkeypatch.setenv("AIP_TENSORBOARD_LOG_DIR", "gs://b/logs")
+    assert Dirs.of(Config(data="d", job_dir="gs://b/job")) == Dirs(
+        "gs://b/checkpoints", "gs://b/logs", "gs://b/model")
+    monkeypatch.delenv("AIP_MODEL_DIR")
+    assert Dirs.of(Config(data="d", job_dir="gs://b/job")).export == "gs://b/job/export"
+    monkeypatch.delenv("AIP_CHECKPOINT_DIR")
+    with pytest.raises(ValueError, match="no directory for checkpoints: give --job_dir"):
+        Dirs.of(Config(data="d"))

@@ -1,0 +1,10 @@
+"""The training program: dataset dir in, checkpoints, TensorBoard logs and an export dir out.
+
+`python -m trainer.task` (`sandwich-train`) trains the sandwich under a
+`tf.distribute` strategy with a custom loop; `python -m trainer.submit`
+(`sandwich-submit`) sends the same program to Vertex AI. Modules: `data`
+(tf.data input from the dataset dir), `strategy` (which strategy, which
+worker writes), `training` (the loop, checkpoints, progress), `summaries`
+(TensorBoard records), `evaluate` (the real codec on the eval split),
+`export` (SavedModels and the model spec).
+"""

@@ -1,0 +1,117 @@
+"""The trainer's input: a dataset dir's spec and its TFRecord shards as tf.data.
+
+The directory is what `pipelines/make_dataset` writes (TFDS layout plus
+`dataset_spec.json`). Records are parsed here rather than through
+`tfds.builder(...).as_dataset`, which refuses to shard a split of fewer
+files than there are workers; here a split of few shards falls back to
+sharding by record. Everything goes through `tf.io.gfile`, so `gs://` works.
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from sandwich.specs import DATASET_SPEC_FILE, DatasetSpec, SpecError
+
+SHUFFLE_BUFFER = 1024
+MAX_PARALLEL_FILES = 16
+
+
+class DataError(ValueError):
+    """The dataset's records are missing, unreadable or do not fit its spec."""
+
+
+def read_spec(data_dir: str) -> DatasetSpec:
+    """The dataset's spec; a clear `SpecError` when missing or malformed."""
+    path = f"{data_dir.rstrip('/')}/{DATASET_SPEC_FILE}"
+    if not tf.io.gfile.exists(path):
+        raise SpecError(f"{path} not found: is {data_dir} a dataset dir written by "
+                        "pipelines.make_dataset?")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return DatasetSpec.from_json(f.read())
+
+
+def shard_paths(data_dir: str, split: str) -> list[str]:
+    return sorted(tf.io.gfile.glob(f"{data_dir.rstrip('/')}/*-{split}.tfrecord-*"))
+
+
+def _parse(spec: DatasetSpec):
+    dtype = tf.as_dtype(spec.dtype)
+    shape = [spec.patch_size, spec.patch_size, 3]
+    features = {"image": tf.io.FixedLenFeature([], tf.string),
+                "bit_depth": tf.io.FixedLenFeature([], tf.int64)}
+
+    def parse(record):
+        example = tf.io.parse_single_example(record, features)
+        image = tf.io.decode_png(example["image"], channels=3, dtype=dtype)
+        checks = [tf.debugging.assert_equal(
+            example["bit_depth"], tf.constant(spec.bit_depth, tf.int64),
+            message=f"a record's bit_depth differs from the spec's {spec.bit_depth}")]
+        with tf.control_dependencies(checks):
+            return tf.ensure_shape(image, shape)
+
+    return parse
+
+
+def records(data_dir: str, split: str, input_context=None, shuffle=True) -> tf.data.Dataset:
+    """The split's serialised records, this input pipeline's share of them.
+
+    Shards are read in parallel (interleaved); with as many shards as input
+    pipelines each pipeline reads whole shards, otherwise every pipeline
+    reads all shards and keeps every n-th record.
+    """
+    paths = shard_paths(data_dir, split)
+    if not paths:
+        raise DataError(f"no {split} shards in {data_dir}")
+    files = tf.data.Dataset.from_tensor_slices(paths)
+    pipelines = input_context.num_input_pipelines if input_context else 1
+    by_file = pipelines > 1 and len(paths) >= pipelines
+    # Keeping every n-th record splits the records only if every pipeline
+    # reads them in the same order.
+    by_record = pipelines > 1 and not by_file
+    if by_file:
+        files = files.shard(pipelines, input_context.input_pipeline_id)
+    if shuffle and not by_record:
+        files = files.shuffle(len(paths))
+    dataset = files.interleave(
+        tf.data.TFRecordDataset, cycle_length=min(len(paths), MAX_PARALLEL_FILES),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=by_record or not shuffle)
+    if by_record:
+        dataset = dataset.shard(pipelines, input_context.input_pipeline_id)
+    return dataset
+
+
+def train_dataset(data_dir: str, spec: DatasetSpec, batch_size: int,
+                  input_context=None, seed: int | None = None) -> tf.data.Dataset:
+    """Shuffled, repeated batches of `batch_size` patches, for one replica."""
+    dataset = records(data_dir, "train", input_context)
+    return (dataset.shuffle(SHUFFLE_BUFFER, seed=seed)
+            .repeat()
+            .map(_parse(spec), num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(batch_size, drop_remainder=True)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def load(data_dir: str, spec: DatasetSpec, split: str, count: int) -> np.ndarray:
+    """The first `count` patches of a split, in file order, as NumPy.
+
+    Every worker reads the same patches: the rate model refitted on them and
+    the evaluation are then identical on every worker.
+    """
+    dataset = records(data_dir, split, shuffle=False).take(count).map(_parse(spec))
+    try:
+        patches = [image.numpy() for image in dataset]
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+        raise DataError(f"unreadable {split} record in {data_dir}: {e.message}") from e
+    if not patches:
+        raise DataError(f"the {split} split of {data_dir} holds no records")
+    return np.stack(patches)
+
+
+def check(data_dir: str, spec: DatasetSpec, scenario: str | None = None) -> None:
+    """Refuses a dataset that cannot train, before any model is built."""
+    if scenario and scenario != spec.scenario:
+        raise SpecError(f"{data_dir} holds a {spec.scenario} dataset, not {scenario}")
+    if spec.splits.get("train", 0) < 1:
+        raise DataError(f"{data_dir} has no training patches (splits {spec.splits})")
+    load(data_dir, spec, "train", 1)

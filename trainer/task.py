@@ -1,0 +1,103 @@
+"""Trains a sandwich on a dataset dir and exports it: `sandwich-train`.
+
+    python -m trainer.task --data data/high_res --job_dir runs/hr --steps 20000
+
+The scenario, bit depth, patch size and factor come from the dataset's
+`dataset_spec.json`. The job dir receives `checkpoints/`, `logs/`
+(TensorBoard) and `export/`; on Vertex AI, `AIP_CHECKPOINT_DIR`,
+`AIP_TENSORBOARD_LOG_DIR` and `AIP_MODEL_DIR` take their place. Rerunning
+the same command resumes from the last checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from sandwich.networks import PRESETS
+from sandwich.specs import SCENARIOS
+from trainer.strategy import STRATEGIES, split_cpu
+from trainer.training import Config, train
+
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    return tuple(int(w) for w in text.split(","))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sandwich-train", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    default = {f: getattr(Config, f) for f in Config.__dataclass_fields__ if hasattr(Config, f)}
+    io = p.add_argument_group("data and outputs")
+    io.add_argument("--data", required=True, help="dataset dir (local or gs://)")
+    io.add_argument("--job_dir", help="run dir for checkpoints/, logs/ and export/")
+    io.add_argument("--checkpoint_dir", help="overrides job_dir/checkpoints and AIP_CHECKPOINT_DIR")
+    io.add_argument("--log_dir", help="overrides job_dir/logs and AIP_TENSORBOARD_LOG_DIR")
+    io.add_argument("--export_dir", help="overrides job_dir/export and AIP_MODEL_DIR")
+    io.add_argument("--scenario", choices=SCENARIOS,
+                    help="optional: refuse a dataset of another scenario")
+    opt = p.add_argument_group("optimisation")
+    opt.add_argument("--steps", type=int, default=default["steps"], help="total steps (resumed runs count on)")
+    opt.add_argument("--batch_size", type=int, default=default["batch_size"], help="global batch, split over replicas")
+    opt.add_argument("--learning_rate", type=float, default=default["learning_rate"], help="Adam step size")
+    opt.add_argument("--gamma", type=float, default=default["gamma"], help="weight of the rate (bpp) in the loss")
+    opt.add_argument("--penalty_weight", type=float, default=default["penalty_weight"],
+                     help="weight of the bottleneck range penalty")
+    opt.add_argument("--seed", type=int, help="shuffle seed; none: a new shuffle each run")
+    net = p.add_argument_group("model")
+    net.add_argument("--size", choices=sorted(PRESETS), default=default["size"],
+                     help="network preset: slim for CPUs, paper for accelerators")
+    net.add_argument("--unet_widths", type=_widths, help="override the preset's U-Net widths, e.g. 8,16")
+    net.add_argument("--mlp_widths", type=_widths, help="override the preset's MLP widths, e.g. 16,16")
+    net.add_argument("--qstep", type=float, default=default["qstep"], help="initial flat JPEG quantisation step")
+    net.add_argument("--fixed_qstep", dest="train_qstep", action="store_false",
+                     help="keep qstep at its initial value; train_qstep=%(default)s")
+    run = p.add_argument_group("distribution and bookkeeping (intervals in steps; 0: never)")
+    run.add_argument("--strategy", choices=STRATEGIES, default=default["strategy"],
+                     help="auto: TPU if configured, multi_worker if TF_CONFIG names several "
+                          "tasks, mirrored over several GPUs, else default")
+    run.add_argument("--jit_compile", choices=("auto", "on", "off"), default=default["jit_compile"],
+                     help="compile the step with XLA; auto: wherever the strategy allows")
+    run.add_argument("--logical_cpus", type=int, default=0,
+                     help="split the CPU into this many devices (to try mirrored on one machine)")
+    run.add_argument("--checkpoint_every", type=int, default=default["checkpoint_every"],
+                     help="steps between checkpoints (and one at the end)")
+    run.add_argument("--keep_checkpoints", type=int, default=default["keep_checkpoints"],
+                     help="how many recent checkpoints to keep")
+    run.add_argument("--summary_every", type=int, default=default["summary_every"],
+                     help="steps between TensorBoard scalars and progress lines")
+    run.add_argument("--image_every", type=int, default=default["image_every"],
+                     help="steps between TensorBoard images of eval patches")
+    run.add_argument("--refit_every", type=int, default=default["refit_every"],
+                     help="steps between refits of the rate model to the real encoder")
+    run.add_argument("--refit_patches", type=int, default=default["refit_patches"],
+                     help="eval patches the rate model is refitted on")
+    run.add_argument("--eval_every", type=int, default=default["eval_every"],
+                     help="steps between real-codec evaluations on the eval split")
+    run.add_argument("--eval_patches", type=int, default=default["eval_patches"],
+                     help="eval patches per evaluation (the first ones, same every time)")
+    return p
+
+
+def parse(argv=None):
+    """The `Config` and the number of logical CPUs the flags ask for."""
+    args = parser().parse_args(argv)
+    for flag in ("steps", "batch_size", "checkpoint_every", "eval_patches", "refit_patches"):
+        if getattr(args, flag) < 1:
+            parser().error(f"--{flag} must be at least 1")
+    logical_cpus = vars(args).pop("logical_cpus")
+    return Config(**vars(args)), logical_cpus
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    config, logical_cpus = parse(argv if argv is not None else sys.argv[1:])
+    if logical_cpus:
+        split_cpu(logical_cpus)
+    result = train(config)
+    return 143 if result.interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,352 @@
+"""The training loop: a custom loop under any `tf.distribute` strategy.
+
+Keras 3's `Model.fit` fails under MultiWorkerMirroredStrategy in TF 2.21
+(keras-team/keras#20585), so the loop is ours: one step on every replica
+(`strategy.run`), compiled with XLA (`sandwich.model.make_train_step` where
+the whole step compiles, else `trainer.step`'s XLA up to the gradients).
+Around the step, outside anything compiled:
+
+- the rate model's table is refitted to the real encoder at the current
+  qstep, on the same fixed patches on every worker (so replicas agree);
+- checkpoints (model, optimizer, rate table; the step is the optimizer's
+  iteration count) go through `tf.train.CheckpointManager`: a run killed by
+  SIGKILL resumes from the last one, SIGTERM (a preempted Vertex AI VM)
+  saves one first. Only the chief writes; other workers save to a scratch
+  directory that is deleted, as multi-worker checkpointing requires;
+- TensorBoard scalars and images, a progress line, and periodic evaluation
+  on the eval split with the real codec;
+- at the end, the export dir (`trainer.export`), on the chief only.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import time
+import uuid
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import sandwich
+from sandwich import rate, scenarios
+from sandwich.jpeg import qtable_step
+from sandwich.model import Sandwich, make_train_step
+from sandwich.networks import NetworkSize, network_size
+from sandwich.specs import DatasetSpec, ModelSpec
+from trainer import data, export, summaries, strategy as strategies
+from trainer.evaluate import evaluate
+from trainer.step import make_split_step
+
+IMAGES = 3  # patches shown in TensorBoard
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything a run needs; `trainer.task` builds it from the flags."""
+
+    data: str
+    job_dir: str | None = None
+    steps: int = 1000
+    batch_size: int = 16
+    learning_rate: float = 3e-4
+    gamma: float = 50.0
+    penalty_weight: float = 1.0
+    size: str = "slim"
+    unet_widths: tuple[int, ...] | None = None
+    mlp_widths: tuple[int, ...] | None = None
+    qstep: float = 20.0
+    train_qstep: bool = True
+    strategy: str = "auto"
+    jit_compile: str = "auto"
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    summary_every: int = 50
+    image_every: int = 500
+    refit_every: int = 500
+    eval_every: int = 1000
+    eval_patches: int = 64
+    refit_patches: int = 16
+    scenario: str | None = None
+    checkpoint_dir: str | None = None
+    log_dir: str | None = None
+    export_dir: str | None = None
+    seed: int | None = None
+
+    def network(self) -> NetworkSize:
+        preset = network_size(self.size)
+        return NetworkSize(self.unet_widths or preset.unet_widths,
+                           self.mlp_widths or preset.mlp_widths)
+
+
+@dataclasses.dataclass(frozen=True)
+class Dirs:
+    """Where a run writes; Vertex AI's `AIP_*` variables win over `job_dir`."""
+
+    checkpoints: str
+    logs: str
+    export: str
+
+    @classmethod
+    def of(cls, config: Config) -> "Dirs":
+        def pick(flag, env, leaf):
+            chosen = flag or os.environ.get(env) or (
+                config.job_dir and f"{config.job_dir.rstrip('/')}/{leaf}")
+            if not chosen:
+                raise ValueError(f"no directory for {leaf}: give --job_dir (or the flag "
+                                 f"of this directory, or set {env})")
+            return chosen.rstrip("/")
+
+        return cls(pick(config.checkpoint_dir, "AIP_CHECKPOINT_DIR", "checkpoints"),
+                   pick(config.log_dir, "AIP_TENSORBOARD_LOG_DIR", "logs"),
+                   pick(config.export_dir, "AIP_MODEL_DIR", "export"))
+
+
+@dataclasses.dataclass
+class Result:
+    """What `train` returns: the final step, metrics and where things went."""
+
+    step: int
+    metrics: dict
+    export_dir: str | None
+    weights_digest: str
+    interrupted: bool
+    model: Sandwich
+
+
+class Stop:
+    """Turns SIGTERM into a request to checkpoint and stop between steps."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        def handler(signum, frame):
+            del frame
+            logging.warning("signal %d: checkpointing and stopping", signum)
+            self.requested = True
+
+        self._previous = signal.signal(signal.SIGTERM, handler)
+        return self
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+class Progress:
+    """A console line every few steps: rate, ETA and the loss terms."""
+
+    def __init__(self, first: int, last: int):
+        self._first, self._last = first, last
+        self._start = time.monotonic()
+
+    def line(self, step: int, scalars: dict) -> str:
+        elapsed = time.monotonic() - self._start
+        rate_ = (step - self._first) / max(elapsed, 1e-9)
+        eta = (self._last - step) / rate_ if rate_ else float("inf")
+        terms = " ".join(f"{k} {scalars[k]:.4g}" for k in ("loss", "psnr", "bpp", "qstep"))
+        return (f"step {step}/{self._last} {rate_:.2f} steps/s "
+                f"eta {_duration(eta)} | {terms}")
+
+
+def _duration(seconds: float) -> str:
+    if not np.isfinite(seconds):
+        return "?"
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m{seconds:02d}s"
+
+
+def build_model(config: Config, scenario, rate_model=None) -> Sandwich:
+    return Sandwich(scenario, size=config.network(), qstep=config.qstep,
+                    train_qstep=config.train_qstep, gamma=config.gamma,
+                    penalty_weight=config.penalty_weight, rate_model=rate_model)
+
+
+def weights_digest(model) -> str:
+    """A fingerprint of the weights: equal on every worker of a healthy run."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _baseline_bottleneck(scenario, patches: np.ndarray) -> np.ndarray:
+    """What an untrained sandwich (the baseline) hands the codec."""
+    source = tf.cast(tf.convert_to_tensor(patches), tf.float32)
+    return scenarios.codec_input(scenario.to_bottleneck(source)).numpy()
+
+
+class _Checkpoints:
+    """A CheckpointManager on the chief; elsewhere a scratch one, emptied after
+    each save (every worker must take part in saving distributed variables)."""
+
+    def __init__(self, checkpoint: tf.train.Checkpoint, directory: str, chief: bool, keep: int):
+        self.directory = directory
+        self._scratch = None if chief else tempfile.mkdtemp(prefix="sandwich-ckpt-")
+        self._manager = tf.train.CheckpointManager(
+            checkpoint, self._scratch or directory, max_to_keep=keep)
+        self._checkpoint = checkpoint
+
+    def restore(self) -> str | None:
+        latest = tf.train.latest_checkpoint(self.directory)
+        if latest:
+            self._checkpoint.restore(latest).assert_existing_objects_matched()
+        return latest
+
+    def save(self, step: int) -> None:
+        self._manager.save(checkpoint_number=step)
+        if self._scratch:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            os.makedirs(self._scratch)
+
+    def close(self) -> None:
+        if self._scratch:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def _train_step(config: Config, model, optimizer, strategy):
+    """The step `--jit_compile` asks for: `on`, XLA over the whole replica
+    step; `off`, no XLA; `auto`, the whole step where it compiles, else XLA
+    up to the gradients (`trainer.step`)."""
+    if config.jit_compile == "auto" and not strategies.whole_step_compiles(strategy):
+        return make_split_step(model, optimizer, strategy)
+    return make_train_step(model, optimizer, jit_compile=config.jit_compile != "off",
+                           strategy=strategy)
+
+
+def train(config: Config) -> Result:
+    """Runs (or resumes) a training run to `config.steps` and exports it."""
+    spec = data.read_spec(config.data)
+    dirs = Dirs.of(config)
+    # Before any TensorFlow op: collective ops are configured at start-up.
+    strategy = strategies.make(config.strategy)
+    data.check(config.data, spec, config.scenario)
+    scenario = scenarios.from_spec(spec)
+    chief = strategies.is_chief(strategy)
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise ValueError(f"--batch_size {config.batch_size} does not split over {replicas} replicas")
+    eval_split = "eval" if spec.splits.get("eval", 0) else "train"
+    eval_patches = data.load(config.data, spec, eval_split, config.eval_patches)
+    refit_patches = eval_patches[:config.refit_patches]
+
+    with strategy.scope():
+        rate_model = rate.LogRateModel(rate.calibrate(
+            _baseline_bottleneck(scenario, refit_patches), [config.qstep]))
+        model = build_model(config, scenario, rate_model)
+        optimizer = keras.optimizers.Adam(config.learning_rate)
+        train_step = _train_step(config, model, optimizer, strategy)
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, rate_model=rate_model)
+    checkpoints = _Checkpoints(checkpoint, dirs.checkpoints, chief, config.keep_checkpoints)
+    restored = checkpoints.restore()
+    step = int(optimizer.iterations.numpy())
+    print(f"{'resumed from ' + restored if restored else 'starting'} at step {step}; "
+          f"{spec.scenario} {spec.bit_depth}-bit x{spec.factor}, {replicas} replica(s), "
+          f"global batch {config.batch_size}", flush=True)
+
+    dataset = strategy.distribute_datasets_from_function(
+        lambda context: data.train_dataset(
+            config.data, spec, context.get_per_replica_batch_size(config.batch_size),
+            context, config.seed))
+    writer = (tf.summary.create_file_writer(dirs.logs) if chief
+              else tf.summary.create_noop_writer())
+    iterator = iter(dataset)
+    progress = Progress(step, config.steps)
+    metrics: dict = {}
+    with Stop() as stop, writer.as_default(step=step):
+        while step < config.steps and not stop.requested:
+            scalars = {k: float(v) for k, v in train_step(_next(iterator, config.data)).items()}
+            step += 1
+            tf.summary.experimental.set_step(step)
+            if not np.isfinite(scalars["loss"]):
+                raise FloatingPointError(f"the loss is {scalars['loss']} at step {step}")
+            due = lambda every: every and (step % every == 0 or step == config.steps)
+            if due(config.summary_every):
+                for name, value in scalars.items():
+                    summaries.scalar(f"train/{name}", value)
+                if chief:
+                    print(progress.line(step, scalars), flush=True)
+            if chief and due(config.image_every):
+                _write_images(model, eval_patches[:IMAGES])
+            if due(config.refit_every):
+                _refit(model, rate_model, refit_patches)
+            if due(config.eval_every):
+                metrics = _evaluate(model, eval_patches, chief)
+            if due(config.checkpoint_every):
+                checkpoints.save(step)
+        interrupted = step < config.steps
+        if interrupted:
+            checkpoints.save(step)
+        writer.flush()
+    checkpoints.close()
+    digest = weights_digest(model)
+    print(f"step {step}: weights digest {digest}", flush=True)
+    if interrupted:
+        return Result(step, metrics, None, digest, True, model)
+    if not metrics:
+        metrics = _evaluate(model, eval_patches, chief)
+    export_dir = None
+    if chief:
+        export_dir = _export(config, spec, scenario, model, metrics, dirs.export)
+        print(f"exported to {export_dir}", flush=True)
+    strategies.barrier(strategy)
+    return Result(step, metrics, export_dir, digest, False, model)
+
+
+def _next(iterator, data_dir: str):
+    try:
+        return next(iterator)
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+        raise data.DataError(f"unreadable training record in {data_dir}: {e.message}") from e
+    except (StopIteration, tf.errors.OutOfRangeError) as e:
+        raise data.DataError(f"{data_dir} yields no training batch") from e
+
+
+def _write_images(model, patches: np.ndarray) -> None:
+    images = model(tf.convert_to_tensor(patches))["images"]
+    for name, batch in images.items():
+        summaries.images(f"images/{name}", batch, IMAGES)
+
+
+def _refit(model, rate_model, patches: np.ndarray) -> None:
+    """Refits the rate table on what the pre-processor now hands the codec."""
+    fitted = rate_model.refit(model.preprocess(tf.convert_to_tensor(patches)).numpy(),
+                              float(model.qstep))
+    summaries.scalar("rate_model/ac_scale", fitted.ac_scale[0])
+    summaries.scalar("rate_model/median_error", fitted.median_error[0])
+
+
+def _evaluate(model, patches: np.ndarray, chief: bool) -> dict:
+    """Real-codec metrics on the chief (the others would only repeat them)."""
+    if not chief:
+        return {}
+    metrics = evaluate(model, patches)
+    for name, value in metrics.items():
+        summaries.scalar(f"eval/{name}", value)
+    print("eval (real JPEG): " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()),
+          flush=True)
+    return metrics
+
+
+def _export(config: Config, spec: DatasetSpec, scenario, model, metrics: dict, directory: str) -> str:
+    """Exports a copy of the model with plain (undistributed) variables."""
+    serving = build_model(config, scenario)
+    serving.set_weights(model.get_weights())
+    qstep = float(serving.qstep)
+    run_config = {k: v for k, v in dataclasses.asdict(config).items()
+                  if k not in ("data", "job_dir", "checkpoint_dir", "log_dir", "export_dir")}
+    run_config["jpeg"] = {"qtable_step": qtable_step(qstep),
+                          "color_mode": "planes", "subsampling": "444"}
+    model_spec = ModelSpec(
+        model_id=f"{spec.scenario}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
+        scenario=spec.scenario, bit_depth=spec.bit_depth, factor=spec.factor, qstep=qstep,
+        dataset=json.loads(spec.to_json()), metrics=metrics, config=run_config,
+        version=sandwich.__version__)
+    return export.save(serving, model_spec, directory)
