@@ -4,7 +4,14 @@ PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export NO_GCE_CHECK ?= true
 
-.PHONY: demo test bench
+# The embedded default: three bundled photographs train a high_res x2 sandwich,
+# a fourth (coffee.png) is held out for compression and evaluation.
+DEMO ?= out/demo
+DEMO_STEPS ?= 1200
+BIN := $(VENV)/bin
+SAMPLES := sandwich/data/samples
+
+.PHONY: demo library-demo test bench
 
 $(VENV)/.installed: setup.py
 	python3 -m venv $(VENV)
@@ -13,6 +20,28 @@ $(VENV)/.installed: setup.py
 	touch $@
 
 demo: $(VENV)/.installed
+	rm -rf $(DEMO) && mkdir -p $(DEMO)/photos/train $(DEMO)/photos/held_out
+	cp $(SAMPLES)/astronaut.png $(SAMPLES)/chelsea.png $(SAMPLES)/rocket.png $(DEMO)/photos/train/
+	cp $(SAMPLES)/coffee.png $(DEMO)/photos/held_out/
+	@echo "== 1/5 dataset: 64x64 high_res patches (Beam, FnApiRunner, 2 worker processes)"
+	$(BIN)/sandwich-dataset --input '$(DEMO)/photos/train/*.png' --output $(DEMO)/dataset \
+	  --scenario high_res --factor 2 --patch_size 64 --patches_per_image 256 --eval_fraction 0.34
+	@echo "== 2/5 training on the CPU ($(DEMO_STEPS) steps), TensorBoard logs in $(DEMO)/run/logs"
+	$(BIN)/sandwich-train --data $(DEMO)/dataset --job_dir $(DEMO)/run --steps $(DEMO_STEPS) \
+	  --batch_size 8 --learning_rate 1e-3 --gamma 50 --qstep 16 --summary_every 100 \
+	  --checkpoint_every 400 --refit_every 400 --eval_every 600 --image_every 600 --seed 0
+	@echo "== 3/5 compress the held-out photo to a plain JPEG bottleneck"
+	$(BIN)/sandwich-compress --input '$(DEMO)/photos/held_out/*.png' --model $(DEMO)/run/export \
+	  --output $(DEMO)/bottlenecks
+	@echo "== 4/5 decompress it back to a PNG at the original size"
+	$(BIN)/sandwich-decompress --input '$(DEMO)/bottlenecks/*.jpg' --model $(DEMO)/run/export \
+	  --output $(DEMO)/restored
+	@echo "== 5/5 rate-distortion with the real codec against bicubic + JPEG + Lanczos-3"
+	$(BIN)/sandwich-eval --models $(DEMO)/run/export --input '$(DEMO)/photos/held_out/*.png' \
+	  --output $(DEMO)/eval
+	@echo "RD plot: $(DEMO)/eval/rd.png"
+
+library-demo: $(VENV)/.installed
 	$(PY) -m sandwich.demo
 
 test: $(VENV)/.installed

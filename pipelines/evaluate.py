@@ -217,6 +217,21 @@ def summarise(measurements, scenario: scenarios.Scenario) -> dict:
     }
 
 
+def table(summary: dict) -> str:
+    """The summary as a person reads it: every RD point (mean over images)
+    of every method, then BD-rate and BD-PSNR against the baseline."""
+    lines = [f"{'method':<28} {'bpp':>7} {'PSNR dB':>8}"]
+    for method in summary["methods"]:
+        results = method["results"]
+        for bpp, psnr in zip(results["bpp"], results["psnr"]):
+            lines.append(f"{method['name'][-28:]:<28} {bpp:7.3f} {psnr:8.2f}")
+    for name, bd in summary["bd_vs_baseline"].items():
+        rate = "undefined" if bd.get("bd_rate") is None else f"{bd['bd_rate']:+.1f}%"
+        quality = "undefined" if bd.get("bd_psnr") is None else f"{bd['bd_psnr']:+.2f} dB"
+        lines.append(f"{name[-28:]}: BD-rate {rate}, BD-PSNR {quality} vs baseline")
+    return "\n".join(lines)
+
+
 def plot(summary: dict, path: str) -> None:
     """The RD plot: baseline, every model's points, the sandwich front."""
     import matplotlib
@@ -298,8 +313,7 @@ def run(argv=None) -> dict:
         measurements = [Measurement.from_json(line) for line in f.read().decode().splitlines()]
     summary = summarise(measurements, config.scenario)
     write_results(summary, config)
-    for name, bd in summary["bd_vs_baseline"].items():
-        print(f"{name}: BD-rate {bd['bd_rate']} %, BD-PSNR {bd['bd_psnr']} dB vs baseline")
+    print(table(summary))
     print(f"{summary['images']} images measured; unusable files -> "
           f"{config.path(DEAD_LETTER_FILE)}; results: {config.output} ({SUMMARY_FILE}, {PLOT_FILE})")
     return summary
