@@ -9,7 +9,7 @@ has two replicas to spread the global batch over. Two logical devices share
 the same cores, so the 2-replica figure shows the cost of distribution on
 this machine, not a speed-up. With one replica XLA compiles the whole step
 (`sandwich.model.make_train_step`); with two, only the forward and backward
-pass (`trainer.step`), as XLA on CPUs has no all-reduce.
+pass (its `xla_scope='gradients'`), as XLA on CPUs has no all-reduce.
 """
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ def measure(strategy, xla: bool, patches, args) -> float:
 
     from sandwich import rate, samples, scenarios
     from sandwich.model import Sandwich, make_train_step
-    from trainer.step import make_split_step
 
     scenario = scenarios.make(args.scenario)
     with strategy.scope():
@@ -34,10 +33,9 @@ def measure(strategy, xla: bool, patches, args) -> float:
             samples.crops(samples.load_all(), args.patch_size)[:4], [20.0]))
         model = Sandwich(scenario, size=args.size, rate_model=rate_model)
         optimizer = keras.optimizers.Adam(1e-4)
-        if xla and strategy.num_replicas_in_sync > 1:
-            step = make_split_step(model, optimizer, strategy)
-        else:
-            step = make_train_step(model, optimizer, jit_compile=xla, strategy=strategy)
+        scope = "gradients" if strategy.num_replicas_in_sync > 1 else "step"
+        step = make_train_step(model, optimizer, jit_compile=xla, xla_scope=scope,
+                               strategy=strategy)
     dataset = strategy.experimental_distribute_dataset(
         tf.data.Dataset.from_tensor_slices(patches).repeat()
         .batch(args.batch_size, drop_remainder=True).prefetch(2))

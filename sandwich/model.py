@@ -192,16 +192,24 @@ class Sandwich(keras.Model):
         return {"preprocess": preprocess, "postprocess": postprocess}
 
 
-def make_train_step(model: Sandwich, optimizer, *, jit_compile: bool = True, strategy=None,
-                    loss_fn=None):
+def make_train_step(model: Sandwich, optimizer, *, jit_compile: bool = True,
+                    xla_scope: str = "step", strategy=None, loss_fn=None):
     """One optimisation step as a `tf.function`, for any `tf.distribute` strategy.
 
-    The per-replica step (forward, gradient, update) is compiled with XLA when
-    `jit_compile` (TPUs require it); the wrapper runs it on every replica and
-    averages the scalars. Create the model, the optimizer and this step inside
+    The wrapper runs a per-replica step on every replica and averages the
+    scalars. Create the model, the optimizer and this step inside
     `strategy.scope()` (default: the current strategy).
 
     Args:
+      jit_compile: compile with XLA (TPUs require it).
+      xla_scope: what XLA compiles. 'step': the whole replica step, gradient
+        all-reduce and update included (one device, TPUs, GPUs). 'gradients':
+        the forward and backward pass only, traced once per replica device,
+        with the all-reduce and update outside XLA. That is what CPUs need:
+        XLA has no CPU collectives (so neither multi-worker nor multi-device
+        steps compile whole), and a whole step traced for one replica of a
+        MirroredStrategy reads another device's variables when reused
+        (keras-team/keras#19005).
       loss_fn: `(model, source) -> dict` with at least `SCALARS`; defaults to
         `model(source, training=True)`. Lets a caller swap the rate, e.g. for
         a host-callback baseline that cannot be compiled.
@@ -209,6 +217,8 @@ def make_train_step(model: Sandwich, optimizer, *, jit_compile: bool = True, str
     Returns:
       `train_step(source) -> {name: scalar}` for `SCALARS`.
     """
+    if xla_scope not in ("step", "gradients"):
+        raise ValueError(f"xla_scope must be 'step' or 'gradients', got {xla_scope!r}")
     strategy = strategy or tf.distribute.get_strategy()
     loss_fn = loss_fn or (lambda m, source: m(source, training=True))
     variables = model.trainable_variables
@@ -217,14 +227,23 @@ def make_train_step(model: Sandwich, optimizer, *, jit_compile: bool = True, str
         with strategy.scope():
             optimizer.build(variables)
 
-    @tf.function(jit_compile=jit_compile)
-    def replica_step(source):
+    def gradients(source, device: str):
+        del device  # Only keys the trace: one compiled function per replica device.
         with tf.GradientTape() as tape:
             terms = loss_fn(model, source)
             # Replicas' gradients are summed: scale so that they average.
             loss = terms["loss"] / strategy.num_replicas_in_sync
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return {name: terms[name] for name in SCALARS}
+        return tape.gradient(loss, variables), {name: terms[name] for name in SCALARS}
+
+    def replica_step(source):
+        grads, scalars = gradients(source, source.device)
+        optimizer.apply_gradients(zip(grads, variables))
+        return scalars
+
+    if xla_scope == "gradients":
+        gradients = tf.function(gradients, jit_compile=jit_compile)
+    else:
+        replica_step = tf.function(replica_step, jit_compile=jit_compile)
 
     @tf.function
     def train_step(source):

@@ -19,7 +19,7 @@ from PIL import Image
 
 from pipelines import (batch_jobs, bottleneck_format, compress, decompress, evaluate,
                        model_handler)
-from pipelines.sample_data import block_sum
+from sandwich.samples import block_sum
 from sandwich import metrics, scenarios
 from sandwich.image_io import decode_image, encode_png16
 from tests import photos

@@ -90,7 +90,7 @@ def chief_task(task_type: str | None, task_id: int, cluster: dict) -> bool:
 
 def whole_step_compiles(strategy: tf.distribute.Strategy) -> bool:
     """Whether XLA compiles the whole replica step, all-reduce and update
-    included, under `strategy` (see `trainer.step` for where it cannot).
+    included, under `strategy` (see `sandwich.model.make_train_step`'s `xla_scope` for where it cannot).
 
     TPUs compile the whole replica function anyway; multi-worker steps on
     GPUs compile their collectives; several devices in one process do not.

@@ -2,8 +2,8 @@
 
 Keras 3's `Model.fit` fails under MultiWorkerMirroredStrategy in TF 2.21
 (keras-team/keras#20585), so the loop is ours: one step on every replica
-(`strategy.run`), compiled with XLA (`sandwich.model.make_train_step` where
-the whole step compiles, else `trainer.step`'s XLA up to the gradients).
+(`strategy.run`), compiled with XLA by `sandwich.model.make_train_step`:
+the whole step where it compiles, else XLA up to the gradients.
 Around the step, outside anything compiled:
 
 - the rate model's table is refitted to the real encoder at the current
@@ -42,7 +42,6 @@ from sandwich.networks import NetworkSize, network_size
 from sandwich.specs import DatasetSpec, ModelSpec
 from trainer import data, export, summaries, strategy as strategies
 from trainer.evaluate import evaluate
-from trainer.step import make_split_step
 
 IMAGES = 3  # patches shown in TensorBoard
 
@@ -214,11 +213,10 @@ class _Checkpoints:
 def _train_step(config: Config, model, optimizer, strategy):
     """The step `--jit_compile` asks for: `on`, XLA over the whole replica
     step; `off`, no XLA; `auto`, the whole step where it compiles, else XLA
-    up to the gradients (`trainer.step`)."""
-    if config.jit_compile == "auto" and not strategies.whole_step_compiles(strategy):
-        return make_split_step(model, optimizer, strategy)
+    up to the gradients."""
+    split = config.jit_compile == "auto" and not strategies.whole_step_compiles(strategy)
     return make_train_step(model, optimizer, jit_compile=config.jit_compile != "off",
-                           strategy=strategy)
+                           xla_scope="gradients" if split else "step", strategy=strategy)
 
 
 def train(config: Config) -> Result:
