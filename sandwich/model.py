@@ -57,11 +57,10 @@ class Forward(typing.NamedTuple):
 
 
 def _qstep_parameter(qstep: float) -> float:
-    """The parameter `p` for which `QSTEP_FLOOR + 1 + elu(p)` is `qstep`."""
+    """The parameter `p` for which `QSTEP_FLOOR + exp(p)` is `qstep`."""
     if not qstep > QSTEP_FLOOR:
         raise ValueError(f"the initial qstep must exceed {QSTEP_FLOOR}, got {qstep}")
-    excess = qstep - QSTEP_FLOOR - 1.0
-    return excess if excess >= 0 else math.log1p(excess)
+    return math.log(qstep - QSTEP_FLOOR)
 
 
 class Sandwich(keras.Model):
@@ -98,9 +97,13 @@ class Sandwich(keras.Model):
 
     @property
     def qstep(self) -> tf.Tensor:
-        """The positive step, `QSTEP_FLOOR + 1 + elu(parameter)`: linear above
-        `QSTEP_FLOOR + 1`, approaching the floor smoothly below."""
-        return QSTEP_FLOOR + 1.0 + tf.nn.elu(tf.convert_to_tensor(self.qstep_parameter))
+        """The positive step, `QSTEP_FLOOR + exp(parameter)`.
+
+        Logarithmic, so that Adam, whose updates are about the learning rate
+        in size, moves the step by a *relative* amount: with a linear (ELU)
+        parameter, 1,200 steps at lr 1e-3 moved a step of 16 only to 15.5.
+        """
+        return QSTEP_FLOOR + tf.exp(tf.convert_to_tensor(self.qstep_parameter))
 
     def forward(self, source) -> Forward:
         """Runs the sandwich with the proxy codec on `[b, h, w, 3]` source
