@@ -130,7 +130,7 @@ def test_export_matches_the_model_with_the_real_codec(run, tmp_path):
     np.testing.assert_array_equal(exported["reconstruction"], own["reconstruction"][0])
 
 
-def _refused(dataset, job_dir, error, match, *flags):
+def assert_refused(dataset, job_dir, error, match, *flags):
     with pytest.raises(error, match=match):
         config, _ = task.parse(["--data", dataset, "--job_dir", str(job_dir), "--steps", "3",
                                 "--strategy", "default", "--jit_compile", "off",
@@ -147,24 +147,24 @@ def _copy(dataset, tmp_path):
 def test_missing_spec(dataset, tmp_path):
     data = _copy(dataset, tmp_path)
     os.remove(data / DATASET_SPEC_FILE)
-    _refused(str(data), tmp_path / "job", SpecError, "dataset_spec.json not found")
+    assert_refused(str(data), tmp_path / "job", SpecError, "dataset_spec.json not found")
 
 
 def test_spec_that_does_not_match_the_records(dataset, tmp_path):
     data = _copy(dataset, tmp_path)
     spec = json.loads((data / DATASET_SPEC_FILE).read_text())
     (data / DATASET_SPEC_FILE).write_text(json.dumps({**spec, "patch_size": 32}))
-    _refused(str(data), tmp_path / "job", DataError, "unreadable train record")
+    assert_refused(str(data), tmp_path / "job", DataError, "unreadable train record")
 
 
 def test_scenario_other_than_the_flag(dataset, tmp_path):
-    _refused(dataset, tmp_path / "job", SpecError, "holds a high_bit_depth dataset, not high_res",
+    assert_refused(dataset, tmp_path / "job", SpecError, "holds a high_bit_depth dataset, not high_res",
              "--scenario", "high_res")
 
 
 def test_empty_dataset(tmp_path):
     trainer_data.write(str(tmp_path / "data"), "high_bit_depth", splits={"train": 0, "eval": 0})
-    _refused(str(tmp_path / "data"), tmp_path / "job", DataError, "no training patches")
+    assert_refused(str(tmp_path / "data"), tmp_path / "job", DataError, "no training patches")
 
 
 def test_corrupt_record(dataset, tmp_path):
@@ -173,7 +173,7 @@ def test_corrupt_record(dataset, tmp_path):
     raw = bytearray(shard.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     shard.write_bytes(bytes(raw))
-    _refused(str(data), tmp_path / "job", DataError, "unreadable training record")
+    assert_refused(str(data), tmp_path / "job", DataError, "unreadable training record")
 
 
 def test_vertex_ai_directories_win_over_the_job_dir(monkeypatch):
