@@ -22,7 +22,6 @@ make it, with perturbed output layers): its compute is a trained model's.
 import argparse
 import contextlib
 import dataclasses
-import glob
 import io
 import os
 import subprocess
@@ -31,29 +30,16 @@ import tempfile
 import time
 
 import numpy as np
-import skimage.data
 from PIL import Image
 
 from pipelines import bottleneck_format, compress, model_handler, sample_data
 from sandwich import metrics
 from sandwich.image_io import decode_image
+
+from corpus import SKIMAGE_DIR, make_corpus
 from tests.sandwich_exports import export_sandwich
 
-SKIMAGE_PHOTOS = ("motorcycle_left.png", "motorcycle_right.png", "ihc.png", "color.png",
-                  "retina.jpg", "hubble_deep_field.jpg", "rocket.jpg")
 SEAM_HALOS = (0, 16, 32, 64, 128)
-
-
-def make_corpus(directory: str, copies: int) -> list[str]:
-    sources = sorted(glob.glob(os.path.join(sample_data.SAMPLES_DIR, "*.png")))
-    sources += [os.path.join(os.path.dirname(skimage.data.__file__), n) for n in SKIMAGE_PHOTOS]
-    paths = []
-    for copy in range(copies):
-        for source in sources:
-            paths.append(os.path.join(directory, f"{copy:02d}_{os.path.basename(source)}"))
-            with open(source, "rb") as src, open(paths[-1], "wb") as dst:
-                dst.write(src.read())
-    return paths
 
 
 def parts(model_dir: str, images: list[np.ndarray], qstep: float) -> tuple[float, float]:
@@ -151,7 +137,7 @@ def main() -> None:
                   f"{megapixels / seconds:7.2f} MP/s ({seconds:.0f} s incl. start-up)")
         print("tile seams, 128-pixel tiles, tiled vs untiled reconstruction (8-bit):")
         source = np.asarray(Image.open(os.path.join(
-            os.path.dirname(skimage.data.__file__), "motorcycle_left.png")).convert("RGB"))
+            SKIMAGE_DIR, "motorcycle_left.png")).convert("RGB"))
         for halo, diff, psnr in seams(model_dir, source[:384, :512], 128):
             print(f"  halo {halo:3d} px: max |diff| {diff:3d}, PSNR {psnr:6.2f} dB")
         if args.peak_megapixels:

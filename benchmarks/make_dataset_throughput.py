@@ -14,30 +14,14 @@ way to its shard.
     python benchmarks/make_dataset_throughput.py --copies 24
 """
 import argparse
-import glob
 import os
-import shutil
 import tempfile
 import time
 
-import skimage.data
-
-from pipelines import make_dataset, sample_data
+from pipelines import make_dataset
 from sandwich.image_io import decode_image
 
-SKIMAGE_PHOTOS = ("motorcycle_left.png", "motorcycle_right.png", "ihc.png", "color.png",
-                  "retina.jpg", "hubble_deep_field.jpg", "rocket.jpg")
-
-
-def make_corpus(directory: str, copies: int) -> list[str]:
-    sources = sorted(glob.glob(os.path.join(sample_data.SAMPLES_DIR, "*.png")))
-    sources += [os.path.join(os.path.dirname(skimage.data.__file__), n) for n in SKIMAGE_PHOTOS]
-    paths = []
-    for copy in range(copies):
-        for source in sources:
-            paths.append(os.path.join(directory, f"{copy:02d}_{os.path.basename(source)}"))
-            shutil.copy(source, paths[-1])
-    return paths
+from corpus import make_corpus
 
 
 def decode_only(paths: list[str]) -> tuple[float, float]:
