@@ -10,8 +10,12 @@ travel inside the file, as a small JSON object in the JPEG comment
 (COM) segment, which every decoder skips, so a bottleneck is self-describing:
 it can be copied, renamed or served by a CDN and still be decompressed.
 
-    {"sandwich": 1, "model_id": "...", "scenario": "high_res", "bit_depth": 8,
-     "factor": 2, "height": 427, "width": 640, "qstep": 20.0, "source_bit_depth": 8}
+    {"sandwich": 2, "model_id": "...", "scenario": "high_res", "bit_depth": 8,
+     "factor": 2, "height": 427, "width": 640, "qstep": 20.0, "source_bit_depth": 8,
+     "jpeg_mode": "ycbcr-420"}
+
+`jpeg_mode` is the inner codec's colour handling; the quantisation tables
+need no field, since the file's own DQT segment carries them.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from PIL import Image
 
 from sandwich import jpeg
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: jpeg_mode
 _MARKER = "sandwich"
 _EOI = b"\xff\xd9"
 # Field annotations are strings under `from __future__ import annotations`.
@@ -51,13 +55,14 @@ class Header:
     width: int
     qstep: float
     source_bit_depth: int
+    jpeg_mode: str
 
     @classmethod
     def of(cls, spec, qstep: float, height: int, width: int, source_bit_depth: int) -> "Header":
         """The header of a bottleneck of a `ModelSpec`'s model at `qstep`."""
         return cls(model_id=spec.model_id, scenario=spec.scenario, bit_depth=spec.bit_depth,
                    factor=spec.factor, height=height, width=width, qstep=float(qstep),
-                   source_bit_depth=source_bit_depth)
+                   source_bit_depth=source_bit_depth, jpeg_mode=spec.jpeg_mode)
 
     def to_comment(self) -> bytes:
         data = {_MARKER: FORMAT_VERSION, **dataclasses.asdict(self)}
@@ -81,10 +86,13 @@ class Header:
             raise BottleneckError(f"malformed bottleneck header: {e}") from e
 
 
-def encode(bottleneck: np.ndarray, header: Header) -> bytes:
-    """The bottleneck file: uint8 `[h', w', 3]` through the real encoder at the
-    header's qstep, with the header in the comment segment."""
-    return jpeg.encode(bottleneck, header.qstep, comment=header.to_comment())
+def encode(bottleneck: np.ndarray, header: Header, qtables=None) -> bytes:
+    """The bottleneck file: uint8 `[h', w', 3]` through the real encoder in
+    the header's JPEG mode, with `qtables` (default: flat at the header's
+    qstep), and the header in the comment segment."""
+    mode = jpeg.JpegMode.parse(header.jpeg_mode)
+    return jpeg.encode(bottleneck, header.qstep if qtables is None else qtables,
+                       comment=header.to_comment(), **mode.kwargs())
 
 
 def read_header(data: bytes) -> Header:

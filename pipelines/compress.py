@@ -40,7 +40,7 @@ from pipelines import batch_jobs, bottleneck_format, model_handler
 from pipelines.beam_options import pipeline_options
 from pipelines.dead_letters import Rejected, TryFlatMap, WriteDeadLetters
 from pipelines.patches import fit_bit_depth
-from sandwich import jpeg, metrics, tiling
+from sandwich import metrics, tiling
 from sandwich.image_io import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from sandwich.specs import ModelSpec
 
@@ -128,7 +128,8 @@ class CompletedBottleneck:
         except bottleneck_format.BottleneckError:
             return None
         if (header.model_id != self._config.spec.model_id
-                or jpeg.qtable_step(header.qstep) != jpeg.qtable_step(self._config.qstep)):
+                or header.jpeg_mode != self._config.spec.jpeg_mode
+                or header.qstep != self._config.qstep):
             return None
         return ManifestRecord.of(source, existing.path, header, existing.size)
 
@@ -175,7 +176,8 @@ class WriteBottleneck(beam.DoFn):
         height, width = source.pixels.shape[:2]
         header = bottleneck_format.Header.of(self._config.spec, self._config.qstep, height, width,
                                              source.source_bit_depth)
-        data = bottleneck_format.encode(result.inference, header)
+        data = bottleneck_format.encode(result.inference, header,
+                                        self._config.spec.tables_at(self._config.qstep))
         output = self._config.output_path(source.path)
         batch_jobs.write_atomically(output, data)
         self._written.inc()

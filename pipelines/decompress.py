@@ -135,6 +135,7 @@ class ReadBottleneck:
 
     def __init__(self, config: Config):
         self._model_id = config.spec.model_id
+        self._jpeg_mode = config.spec.jpeg_mode
 
     def __call__(self, readable):
         try:
@@ -144,6 +145,9 @@ class ReadBottleneck:
         if header.model_id != self._model_id:
             raise Rejected(f"made by model {header.model_id!r}, not by this model "
                            f"{self._model_id!r}: its post-processor cannot decode it")
+        if header.jpeg_mode != self._jpeg_mode:
+            raise Rejected(f"coded in JPEG mode {header.jpeg_mode!r}; this model's "
+                           f"post-processor was trained for {self._jpeg_mode!r}")
         yield Bottleneck(readable.metadata.path, header, pixels)
 
 

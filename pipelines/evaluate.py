@@ -87,7 +87,7 @@ def measure_sandwich(model: model_handler.ExportedSandwich, pixels: np.ndarray,
     and the very reconstruction `decompress` makes of it."""
     height, width = pixels.shape[:2]
     header = bottleneck_format.Header.of(model.spec, qstep, height, width, source_bit_depth)
-    data = bottleneck_format.encode(model.preprocess(pixels), header)
+    data = bottleneck_format.encode(model.preprocess(pixels), header, model.spec.tables_at(qstep))
     _, decoded = bottleneck_format.decode(data)
     reconstruction = model.postprocess(decoded, (height, width))
     return 8 * len(data), float(metrics.psnr(reconstruction[None], pixels[None],

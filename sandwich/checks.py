@@ -3,11 +3,13 @@
 They run where the values are known in Python (eager tensors, NumPy arrays,
 numbers); inside a compiled step the shapes are static and the qstep is a
 variable kept positive by construction, so nothing is checked there.
-"""
-import math
 
-import numpy as np
-import tensorflow as tf
+No TensorFlow import: the real codec uses these checks in workers that
+never load it (a value can only be a TensorFlow tensor once it is loaded).
+"""
+import sys
+
+from sandwich.jpeg import tables
 
 
 def check_images(images, *, channels=(1, 3), name="images") -> None:
@@ -24,15 +26,11 @@ def check_images(images, *, channels=(1, 3), name="images") -> None:
 
 
 def check_qstep(qstep) -> None:
-    """A finite, strictly positive quantisation step, where it can be known."""
+    """A finite, strictly positive step or table of steps, where it can be known."""
     value = qstep
-    if isinstance(qstep, (tf.Tensor, tf.Variable)):
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and isinstance(qstep, (tf.Tensor, tf.Variable)):
         value = tf.get_static_value(qstep) if not tf.executing_eagerly() else qstep.numpy()
         if value is None:
             return
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.size != 1:
-        raise ValueError(f"qstep must be a scalar, got shape {arr.shape}")
-    q = float(arr.reshape(()))
-    if math.isnan(q) or math.isinf(q) or q <= 0:
-        raise ValueError(f"qstep must be finite and > 0, got {q}")
+    tables.check_qstep(value)

@@ -33,12 +33,17 @@ import keras
 import tensorflow as tf
 
 from sandwich import metrics, networks
-from sandwich.jpeg import proxy_roundtrip, real_roundtrip
+from sandwich.jpeg import proxy_roundtrip, real_roundtrip, tables
 from sandwich.scenarios import Scenario, codec_input
 
 # The step is kept above this floor: a JPEG table entry is at least 1.
 QSTEP_FLOOR = 1.0
 SCALARS = ("loss", "distortion", "bpp", "penalty", "psnr", "qstep")
+# What of the quantisation tables learns: one step for all entries, one
+# step per table slot (luma, chroma), or every entry of both 8x8 tables
+# (written into the file's DQT, so any decoder still reads it).
+QUANTIZATIONS = {"flat": [], "steps": [tables.TABLE_SLOTS, 1],
+                 "tables": [tables.TABLE_SLOTS, 64]}
 
 
 class Forward(typing.NamedTuple):
@@ -71,24 +76,35 @@ class Sandwich(keras.Model):
       size: a `sandwich.networks` preset name (`slim`, `paper`) or a
         `NetworkSize`, for each of the two processors.
       qstep: the initial flat JPEG quantisation step (> 1).
-      train_qstep: whether the step learns (through the proxy's gradient).
+      train_qstep: whether the step (or tables) learns, through the proxy.
+      quantization: what learns, a key of `QUANTIZATIONS`; every choice
+        starts flat at `qstep`.
       gamma: the rate's weight in the loss.
       penalty_weight: the bottleneck range penalty's weight.
-      rate_model: the proxy's rate model (default `LogRateModel.default()`).
+      rate_model: the proxy's rate model, calibrated for the scenario's JPEG
+        mode (default `LogRateModel.default(mode)`).
     """
 
     def __init__(self, scenario: Scenario, *, size="slim", qstep: float = 20.0,
-                 train_qstep: bool = True, gamma: float = 50.0, penalty_weight: float = 1.0,
-                 rate_model=None, **kwargs):
+                 train_qstep: bool = True, quantization: str = "flat", gamma: float = 50.0,
+                 penalty_weight: float = 1.0, rate_model=None, **kwargs):
         super().__init__(**kwargs)
+        if quantization not in QUANTIZATIONS:
+            raise ValueError(f"quantization must be one of {sorted(QUANTIZATIONS)}, "
+                             f"got {quantization!r}")
         self.scenario = scenario
+        self.quantization = quantization
         self.gamma = float(gamma)
         self.penalty_weight = float(penalty_weight)
+        if rate_model is not None and rate_model.mode != scenario.jpeg_mode:
+            raise ValueError(f"the rate model is calibrated for {rate_model.mode.name}, "
+                             f"the scenario codes {scenario.jpeg_mode.name}")
         self.rate_model = rate_model
         self.preprocessor = networks.Processor(size, peak=scenario.peak, name="preprocessor")
         self.postprocessor = networks.Processor(size, peak=scenario.peak, name="postprocessor")
         self.qstep_parameter = self.add_weight(
-            shape=(), initializer=keras.initializers.Constant(_qstep_parameter(qstep)),
+            shape=QUANTIZATIONS[quantization],
+            initializer=keras.initializers.Constant(_qstep_parameter(qstep)),
             trainable=train_qstep, name="qstep_parameter")
         # Convolution weights depend only on the channel count: create them all
         # now, so optimizers and distribution strategies see them before step 1.
@@ -96,14 +112,30 @@ class Sandwich(keras.Model):
             processor(tf.zeros([1, 1, 1, 3]))
 
     @property
-    def qstep(self) -> tf.Tensor:
-        """The positive step, `QSTEP_FLOOR + exp(parameter)`.
+    def qtables(self) -> tf.Tensor:
+        """The positive quantisation tables `[2, 64]`, `QSTEP_FLOOR + exp(parameter)`.
 
         Logarithmic, so that Adam, whose updates are about the learning rate
-        in size, moves the step by a *relative* amount: with a linear (ELU)
+        in size, moves a step by a *relative* amount: with a linear (ELU)
         parameter, 1,200 steps at lr 1e-3 moved a step of 16 only to 15.5.
         """
-        return QSTEP_FLOOR + tf.exp(tf.convert_to_tensor(self.qstep_parameter))
+        steps = QSTEP_FLOOR + tf.exp(tf.convert_to_tensor(self.qstep_parameter))
+        return tf.broadcast_to(steps, [tables.TABLE_SLOTS, 64])
+
+    @property
+    def qstep(self) -> tf.Tensor:
+        """The tables' scale (`tables.scale`): the step itself while flat."""
+        if self.quantization == "flat":
+            return QSTEP_FLOOR + tf.exp(tf.reshape(self.qstep_parameter, []))
+        return tf.exp(tf.reduce_mean(tf.math.log(self.qtables)))
+
+    def codec_tables(self, qstep: float | None = None):
+        """What the real encoder is given: the step while flat, else the
+        tables (NumPy), rescaled to `qstep` if given."""
+        if self.quantization == "flat":
+            return float(self.qstep) if qstep is None else float(qstep)
+        current = self.qtables.numpy()
+        return current if qstep is None else tables.rescaled(current, qstep)
 
     def forward(self, source) -> Forward:
         """Runs the sandwich with the proxy codec on `[b, h, w, 3]` source
@@ -111,7 +143,8 @@ class Sandwich(keras.Model):
         self.scenario.check_source(source)
         x = tf.cast(source, tf.float32)
         bottleneck = self.scenario.to_bottleneck(self.preprocessor(x))
-        decoded, bits = proxy_roundtrip(bottleneck, self.qstep, rate_model=self.rate_model)
+        decoded, bits = proxy_roundtrip(bottleneck, self.qtables, rate_model=self.rate_model,
+                                        **self.scenario.jpeg_mode.kwargs())
         upsampled = self.scenario.from_bottleneck(decoded, x.shape[1:3])
         return Forward(x, bottleneck, decoded, self.postprocessor(upsampled), bits)
 
@@ -158,14 +191,15 @@ class Sandwich(keras.Model):
 
     def real_forward(self, source, **codec) -> dict:
         """The deployed path on NumPy/eager inputs: preprocess, the real JPEG
-        codec at the current qstep, postprocess.
+        codec at the current tables, postprocess.
 
         Returns NumPy `bottleneck` and `decoded` (uint8), `reconstruction`
         (source dtype), `bits` (int64 `[b]`), and `bpp` and `psnr` (`[b]`).
         """
         source = tf.convert_to_tensor(source)
         bottleneck = self.preprocess(source).numpy()
-        decoded, bits = real_roundtrip(bottleneck, float(self.qstep), **codec)
+        decoded, bits = real_roundtrip(bottleneck, self.codec_tables(),
+                                       **self.scenario.jpeg_mode.kwargs(), **codec)
         reconstruction = self.postprocess(decoded, source.shape[1:3]).numpy()
         return {
             "bottleneck": bottleneck,

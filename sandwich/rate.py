@@ -29,10 +29,10 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from sandwich.jpeg import proxy_code, real
+from sandwich.jpeg import proxy, real, tables
 from sandwich.jpeg.real import real_roundtrip
 
-DEFAULT_CALIBRATION = pathlib.Path(__file__).parent / "data" / "log_rate_calibration.json"
+CALIBRATION_DIR = pathlib.Path(__file__).parent / "data"
 # Bits per unit of log2(1 + |dDC|): a Huffman-coded size category plus the
 # magnitude bits. Fixed rather than fitted: AC and DC activity rise together
 # in photographs, so a joint fit trades one for the other and then fails on
@@ -45,20 +45,22 @@ def _log2_1p_abs(x: tf.Tensor) -> tf.Tensor:
 
 
 def log_rate_features(indices: Sequence[tf.Tensor]):
-    """Per-image `(ac, dc, blocks)`: the model's three regressors, each `[b]`.
+    """Per-image `(ac, dc, blocks)`: `ac` `[b, slots]`, one column per table
+    slot (luma and chroma are fitted apart: their statistics differ), `dc`
+    `[b]` and `blocks` a number.
 
-    `indices` is what `proxy_code` returns: `[b, blocks, 64]` per plane group,
+    `indices` is what `proxy_code` returns: `[b, blocks, 64]` per table slot,
     blocks in raster order plane after plane (so the DC predictor restarts at
     each plane, as in JPEG where each component has its own predictor).
     """
-    ac = dc = blocks = 0.0
+    ac, dc, blocks = [], 0.0, 0.0
     for k in indices:
-        ac += tf.reduce_sum(_log2_1p_abs(k[..., 1:]), axis=[1, 2])
+        ac.append(tf.reduce_sum(_log2_1p_abs(k[..., 1:]), axis=[1, 2]))
         dc_indices = k[..., 0]
         previous = tf.pad(dc_indices[:, :-1], [[0, 0], [1, 0]])
         dc += tf.reduce_sum(_log2_1p_abs(dc_indices - previous), axis=1)
         blocks += float(k.shape[1])
-    return ac, dc, blocks
+    return tf.stack(ac, axis=-1), dc, blocks
 
 
 def _piecewise_linear(x: tf.Tensor, xp: tf.Tensor, fp: tf.Tensor) -> tf.Tensor:
@@ -71,10 +73,15 @@ def _piecewise_linear(x: tf.Tensor, xp: tf.Tensor, fp: tf.Tensor) -> tf.Tensor:
 
 @dataclasses.dataclass
 class Calibration:
-    """A fitted table, one row per qstep, plus how well it fits."""
+    """A fitted table for one JPEG mode, one row per qstep, plus how well it fits.
 
+    `qsteps` are table scales (`tables.scale`: the step, for flat tables);
+    `ac_scale` has a column per table slot.
+    """
+
+    mode: str
     qsteps: list[float]
-    ac_scale: list[float]
+    ac_scale: list[list[float]]
     dc_scale: list[float]
     block_bits: list[float]
     header_bits: list[float]
@@ -86,8 +93,9 @@ class Calibration:
 
 
 class LogRateModel(tf.Module):
-    """bits = a(q) * sum log2(1+|AC|) + d * sum log2(1+|dDC|) + e(q) * blocks + h(q).
+    """bits = sum_s a_s(q) * sum log2(1+|AC_s|) + d * sum log2(1+|dDC|) + e(q) * blocks + h(q).
 
+    s runs over the table slots (luma, chroma) and q is the tables' scale.
     a is the least-squares fit to the real encoder; e and h are measured
     directly (the file size of a flat image per block, and of an 8x8 image);
     d is `DC_BITS_PER_LOG2`.
@@ -104,35 +112,43 @@ class LogRateModel(tf.Module):
         self.block_bits = as_var(calibration.block_bits, "block_bits")
         self.header_bits = as_var(calibration.header_bits, "header_bits")
 
-    @staticmethod
-    @functools.lru_cache(maxsize=1)
-    def default() -> "LogRateModel":
-        """The table fitted on the bundled photographs (3 channels, 'planes').
+    @property
+    def mode(self) -> tables.JpegMode:
+        return tables.JpegMode.parse(self.calibration.mode)
 
-        One shared instance, so that tf.functions calling it create no
-        variables; refit a model of your own rather than this one.
+    @staticmethod
+    @functools.lru_cache(maxsize=None)
+    def default(mode: tables.JpegMode = tables.DEFAULT_MODE) -> "LogRateModel":
+        """The table fitted on the bundled photographs for `mode`.
+
+        One shared instance per mode, so that tf.functions calling it create
+        no variables; refit a model of your own rather than this one.
         """
         with tf.init_scope():  # Even when first asked for inside a tf.function.
-            return LogRateModel(Calibration(**json.loads(DEFAULT_CALIBRATION.read_text())))
+            return LogRateModel(Calibration(**json.loads(calibration_path(mode).read_text())))
 
     def bits(self, indices: Sequence[tf.Tensor], qstep) -> tf.Tensor:
+        """Estimated file bits `[b]` for `proxy_code`'s indices at `qstep`
+        (a flat step or `[2, 64]` tables)."""
         ac, dc, blocks = log_rate_features(indices)
-        x = tf.math.log(tf.cast(qstep, tf.float32)) / math.log(2.0)
+        q = tf.cast(qstep, tf.float32)
+        x = tf.reduce_mean(tf.math.log(q)) / math.log(2.0)  # log2 of the tables' scale
         at = lambda table: _piecewise_linear(x, self.log2_qsteps, table)
-        return at(self.ac_scale) * ac + at(self.dc_scale) * dc + at(self.block_bits) * blocks + at(
-            self.header_bits)
+        ac_scales = tf.stack([at(self.ac_scale[:, s]) for s in range(ac.shape[-1])])
+        return (tf.linalg.matvec(ac, ac_scales) + at(self.dc_scale) * dc
+                + at(self.block_bits) * blocks + at(self.header_bits))
 
-    def refit(self, images: np.ndarray, qstep: float | None = None, **codec) -> Calibration:
+    def refit(self, images: np.ndarray, qstep=None) -> Calibration:
         """Refits the table on `images` with the real encoder, in place.
 
-        A one-row table is refitted at `qstep` (a trainer's current step); a
-        longer one at its own grid. Returns the fit, errors included.
+        A one-row table is refitted at `qstep` (a trainer's current step or
+        tables); a longer one at its own grid. Returns the fit, errors included.
         """
         qsteps = [qstep] if qstep is not None else self.calibration.qsteps
         if len(qsteps) != len(self.calibration.qsteps):
             raise ValueError(f"this table has {len(self.calibration.qsteps)} rows; "
                              f"refit it at its own grid (qstep=None)")
-        fitted = calibrate(images, qsteps, **codec)
+        fitted = calibrate(images, qsteps, self.mode)
         self.calibration = fitted
         self.log2_qsteps.assign(np.log2(fitted.qsteps).astype(np.float32))
         for name in ("ac_scale", "dc_scale", "block_bits", "header_bits"):
@@ -160,34 +176,60 @@ class GaussianRateModel(tf.Module):
         return total
 
 
-def _fixed_costs(height: int, width: int, channels: int, qstep: float, **codec):
+def calibration_path(mode: tables.JpegMode) -> pathlib.Path:
+    """Where the default table for `mode` is kept."""
+    return CALIBRATION_DIR / f"log_rate_calibration_{mode.name}.json"
+
+
+def _fixed_costs(height: int, width: int, channels: int, qstep, mode: tables.JpegMode):
     """Bits of a file with no content (header) and per empty block."""
     flat = np.full((height, width, channels), 128, np.uint8)
-    header = 8 * len(real.encode(flat[:8, :8], qstep, **codec))
-    blocks = channels * math.ceil(height / 8) * math.ceil(width / 8)
-    per_block = (8 * len(real.encode(flat, qstep, **codec)) - header) / max(blocks - channels, 1)
-    return float(header), float(per_block)
+    header = 8 * len(real.encode(flat[:16, :16], qstep, **mode.kwargs()))
+    _, indices = proxy.proxy_code(flat[None].astype(np.float32), qstep, **mode.kwargs())
+    _, _, blocks = log_rate_features(indices)
+    _, _, header_blocks = log_rate_features(
+        proxy.proxy_code(flat[None, :16, :16].astype(np.float32), qstep, **mode.kwargs())[1])
+    per_block = (8 * len(real.encode(flat, qstep, **mode.kwargs())) - header) / max(
+        blocks - header_blocks, 1)
+    return float(header - per_block * header_blocks), float(per_block)
 
 
-def calibrate(images: np.ndarray, qsteps: Sequence[float], **codec) -> Calibration:
-    """Fits the log model at each qstep on uint8 `[b, h, w, c]` images."""
+def _fit_slot_scales(x: np.ndarray, y: np.ndarray, shrink: float = 0.1) -> np.ndarray:
+    """Per-slot scales `a` for `x a ~ y`, shrunk toward one common scale.
+
+    Luma and chroma activity rise together in photographs, so a free joint
+    fit is ill-conditioned (it swung the chroma scale from 4.7 to 0 between
+    neighbouring steps); a ridge toward the one-scale fit keeps the
+    difference only where the data support it. Scales stay non-negative.
+    """
+    common = max(float(x.sum(1) @ y) / max(float(x.sum(1) @ x.sum(1)), 1e-9), 0.0)
+    gram = x.T @ x
+    ridge = shrink * np.trace(gram) / len(gram) * np.eye(len(gram))
+    delta = np.linalg.solve(gram + ridge, x.T @ (y - x.sum(1) * common))
+    return np.maximum(common + delta, 0.0)
+
+
+def calibrate(images: np.ndarray, qsteps: Sequence, mode: tables.JpegMode = tables.DEFAULT_MODE
+              ) -> Calibration:
+    """Fits the log model on uint8 `[b, h, w, c]` images, one row per entry
+    of `qsteps` (flat steps or `[2, 64]` tables), for the JPEG `mode`."""
     images = np.asarray(images)
     rows = {k: [] for k in ("ac_scale", "dc_scale", "block_bits", "header_bits",
                             "median_error", "p90_error")}
     for q in qsteps:
-        _, indices = proxy_code(images.astype(np.float32), q, **codec)
-        ac, dc, blocks = (np.broadcast_to(np.asarray(v, np.float64), (len(images),))
-                          for v in log_rate_features(indices))
-        _, bits = real_roundtrip(images, q, **codec)
-        header, per_block = _fixed_costs(*images.shape[1:], q, **codec)
+        _, indices = proxy.proxy_code(images.astype(np.float32), q, **mode.kwargs())
+        ac, dc, blocks = log_rate_features(indices)
+        ac, dc = np.asarray(ac, np.float64), np.asarray(dc, np.float64)
+        _, bits = real_roundtrip(images, q, **mode.kwargs())
+        header, per_block = _fixed_costs(*images.shape[1:], q, mode)
         target = bits - header - per_block * blocks - DC_BITS_PER_LOG2 * dc
-        ac_scale = max(float(ac @ target) / max(float(ac @ ac), 1e-9), 0.0)
-        predicted = ac_scale * ac + DC_BITS_PER_LOG2 * dc + per_block * blocks + header
+        ac_scale = _fit_slot_scales(ac, target)
+        predicted = ac @ ac_scale + DC_BITS_PER_LOG2 * dc + per_block * blocks + header
         error = np.abs(predicted - bits) / bits
-        for key, value in zip(rows, (ac_scale, DC_BITS_PER_LOG2, per_block, header,
+        for key, value in zip(rows, (ac_scale.tolist(), DC_BITS_PER_LOG2, per_block, header,
                                      np.median(error), np.percentile(error, 90))):
-            rows[key].append(float(value))
-    return Calibration(qsteps=[float(q) for q in qsteps], **rows)
+            rows[key].append(value if isinstance(value, list) else float(value))
+    return Calibration(mode=mode.name, qsteps=[tables.scale(q) for q in qsteps], **rows)
 
 
 def main(argv=None) -> None:
@@ -201,17 +243,23 @@ def main(argv=None) -> None:
     parser.add_argument("--crop", type=int, default=128, help="crop size in pixels")
     parser.add_argument("--qsteps", type=float, nargs="+",
                         default=[1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 255])
-    parser.add_argument("--output", default=str(DEFAULT_CALIBRATION))
+    parser.add_argument("--mode", choices=tables.MODE_NAMES, default=tables.DEFAULT_MODE.name,
+                        help="the JPEG mode to calibrate")
+    parser.add_argument("--output", help="default: the package's table for the mode")
     args = parser.parse_args(argv)
+    mode = tables.JpegMode.parse(args.mode)
+    output = args.output or str(calibration_path(mode))
     crops = samples.crops(samples.load_all(), args.crop)
-    fitted = calibrate(crops, args.qsteps)
-    print(f"{'qstep':>6} {'ac':>6} {'dc':>6} {'block':>6} {'header':>7} {'median':>7} {'p90':>7}")
+    fitted = calibrate(crops, args.qsteps, mode)
+    print(f"{'qstep':>6} {'ac (per slot)':>14} {'dc':>5} {'block':>6} {'header':>7} "
+          f"{'median':>7} {'p90':>7}")
     for i, q in enumerate(fitted.qsteps):
-        print(f"{q:6g} {fitted.ac_scale[i]:6.3f} {fitted.dc_scale[i]:6.3f} "
+        ac = "/".join(f"{a:.2f}" for a in fitted.ac_scale[i])
+        print(f"{q:6g} {ac:>14} {fitted.dc_scale[i]:5.1f} "
               f"{fitted.block_bits[i]:6.2f} {fitted.header_bits[i]:7.0f} "
               f"{100 * fitted.median_error[i]:6.1f}% {100 * fitted.p90_error[i]:6.1f}%")
-    pathlib.Path(args.output).write_text(fitted.to_json())
-    print(f"wrote {args.output} from {len(crops)} crops")
+    pathlib.Path(output).write_text(fitted.to_json())
+    print(f"wrote {output} from {len(crops)} crops")
 
 
 if __name__ == "__main__":

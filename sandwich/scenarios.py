@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from sandwich import checks, resample, specs
-from sandwich.jpeg import real_roundtrip, ste_round
+from sandwich.jpeg import real_roundtrip, ste_round, tables
 
 DEFAULT_BIT_DEPTH = {"high_bit_depth": 10, "high_res": 8}
 DEFAULT_FACTOR = {"high_bit_depth": 1, "high_res": 2}
@@ -50,7 +50,9 @@ def codec_input(bottleneck: tf.Tensor) -> tf.Tensor:
 
 @dataclasses.dataclass(frozen=True)
 class Scenario:
-    """A source format (`bit_depth`) and a bottleneck resolution (`1/factor`).
+    """A source format (`bit_depth`), a bottleneck resolution (`1/factor`)
+    and the inner JPEG's colour handling (`jpeg_mode`, YCbCr 4:2:0 unless
+    asked otherwise).
 
     Build one with `make` or `from_spec`; the constructor validates.
     """
@@ -58,6 +60,7 @@ class Scenario:
     name: str
     bit_depth: int
     factor: int
+    jpeg_mode: tables.JpegMode = tables.DEFAULT_MODE
 
     def __post_init__(self):
         specs._check_scenario(self.name, self.bit_depth, self.factor)
@@ -116,7 +119,7 @@ class Scenario:
 
         Args:
           source: `[b, h, w, 3]` in the container dtype (uint8 or uint16).
-          qstep: the flat JPEG quantisation step.
+          qstep: the flat JPEG quantisation step (or `[2, 64]` tables).
           codec: passed to `real_roundtrip` (e.g. `optimize`).
 
         Returns:
@@ -126,20 +129,26 @@ class Scenario:
         self.check_source(source)
         source = tf.convert_to_tensor(source)
         bottleneck = codec_input(self.to_bottleneck(tf.cast(source, tf.float32)))
-        decoded, bits = real_roundtrip(bottleneck.numpy(), qstep, **codec)
+        decoded, bits = real_roundtrip(bottleneck.numpy(), qstep, **self.jpeg_mode.kwargs(),
+                                       **codec)
         reconstruction = self.from_bottleneck(decoded, tf.shape(source)[1:3])
         return self.to_source(reconstruction).numpy(), bits
 
 
-def make(name: str, *, bit_depth: int | None = None, factor: int | None = None) -> Scenario:
+def make(name: str, *, bit_depth: int | None = None, factor: int | None = None,
+         jpeg_mode: str | tables.JpegMode = tables.DEFAULT_MODE) -> Scenario:
     """A scenario by name; unless given, high_bit_depth is 10-bit and
-    high_res 8-bit at factor 2."""
+    high_res 8-bit at factor 2, both through YCbCr 4:2:0 JPEG."""
     if name not in specs.SCENARIOS:
         raise ValueError(f"unknown scenario {name!r}; expected one of {specs.SCENARIOS}")
+    if isinstance(jpeg_mode, str):
+        jpeg_mode = tables.JpegMode.parse(jpeg_mode)
     return Scenario(name, DEFAULT_BIT_DEPTH[name] if bit_depth is None else bit_depth,
-                    DEFAULT_FACTOR[name] if factor is None else factor)
+                    DEFAULT_FACTOR[name] if factor is None else factor, jpeg_mode)
 
 
-def from_spec(spec) -> Scenario:
-    """The scenario a `DatasetSpec` or `ModelSpec` was made for."""
-    return Scenario(spec.scenario, spec.bit_depth, spec.factor)
+def from_spec(spec, jpeg_mode: str | None = None) -> Scenario:
+    """The scenario a `ModelSpec` (or a `DatasetSpec`, with `jpeg_mode`,
+    default YCbCr 4:2:0) was made for."""
+    mode = getattr(spec, "jpeg_mode", None) or jpeg_mode or tables.DEFAULT_MODE.name
+    return Scenario(spec.scenario, spec.bit_depth, spec.factor, tables.JpegMode.parse(mode))

@@ -13,6 +13,8 @@ import dataclasses
 import json
 from typing import Any
 
+from sandwich.jpeg import tables
+
 SCENARIOS = ("high_bit_depth", "high_res")
 DATASET_SPEC_FILE = "dataset_spec.json"
 MODEL_SPEC_FILE = "model_spec.json"
@@ -30,8 +32,8 @@ def _check_scenario(scenario: str, bit_depth: int, factor: int) -> None:
         raise SpecError(f"bit_depth must be in 8..16, got {bit_depth}")
     if scenario == "high_bit_depth" and bit_depth <= 8:
         raise SpecError("high_bit_depth needs a source bit depth above 8")
-    if scenario == "high_res" and factor < 2:
-        raise SpecError(f"high_res needs an integer factor >= 2, got {factor}")
+    if scenario == "high_res" and factor < 1:
+        raise SpecError(f"high_res needs an integer factor >= 1 (1: full resolution), got {factor}")
     if scenario == "high_bit_depth" and factor != 1:
         raise SpecError(f"high_bit_depth works at full resolution (factor 1), got {factor}")
 
@@ -103,15 +105,27 @@ class DatasetSpec:
         return _from_dict(cls, _loads(text, "dataset"), "dataset")
 
 
+# Model specs written before the field existed were all trained in 'planes'.
+LEGACY_JPEG_MODE = "planes"
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    """What an export directory holds: a trained pre/post-processor pair."""
+    """What an export directory holds: a trained pre/post-processor pair.
+
+    `jpeg_mode` is the inner codec's colour handling (`sandwich.jpeg.tables`)
+    that the post-processor was trained for; `qstep` the trained scale of
+    the quantisation tables, `qtables` the `[2][64]` tables themselves when
+    they are not flat (None: flat at `qstep`).
+    """
 
     model_id: str
     scenario: str
     bit_depth: int
     factor: int
     qstep: float
+    jpeg_mode: str = tables.DEFAULT_MODE.name
+    qtables: list[list[float]] | None = None
     dataset: dict[str, Any] = dataclasses.field(default_factory=dict)
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -121,6 +135,17 @@ class ModelSpec:
         _check_scenario(self.scenario, self.bit_depth, self.factor)
         if not self.qstep > 0:
             raise SpecError(f"qstep must be positive, got {self.qstep}")
+        try:
+            tables.JpegMode.parse(self.jpeg_mode)
+            if self.qtables is not None:
+                tables.as_tables(self.qtables)
+        except ValueError as e:
+            raise SpecError(str(e)) from e
+
+    def tables_at(self, qstep: float):
+        """The quantisation tables that code at `qstep`: the trained tables
+        rescaled (flat ones are just the step)."""
+        return qstep if self.qtables is None else tables.rescaled(self.qtables, qstep)
 
     def to_json(self) -> str:
         data = {"kind": "model", "format_version": FORMAT_VERSION}
@@ -129,4 +154,7 @@ class ModelSpec:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "ModelSpec":
-        return _from_dict(cls, _loads(text, "model"), "model")
+        data = _loads(text, "model")
+        if isinstance(data, dict):
+            data.setdefault("jpeg_mode", LEGACY_JPEG_MODE)
+        return _from_dict(cls, data, "model")

@@ -31,7 +31,8 @@ TILING = ["--tile=64", "--halo=32"]
 RUNNER = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 SOURCES = {"coffee.png": "coffee.png", "nested/chelsea.png": "chelsea.png",
            "rocket.png": "rocket.jpg"}
-REFUSED = {"foreign.jpg": "not by this model", "truncated.jpg": "truncated",
+REFUSED = {"foreign.jpg": "not by this model", "planes.jpg": "trained for 'ycbcr-420'",
+           "truncated.jpg": "truncated",
            "plain.jpg": "not a sandwich bottleneck", "empty.jpg": "empty file"}
 
 
@@ -68,6 +69,11 @@ def round_trip(sources, tmp_path_factory):
     foreign = dataclasses.replace(bottleneck_format.read_header(good), model_id="someone-else")
     (bits / "foreign.jpg").write_bytes(
         bottleneck_format.encode(np.asarray(Image.open(io.BytesIO(good))), foreign))
+    # The same model's header, but coded as RGB planes: its post-processor
+    # was trained on YCbCr 4:2:0 and must not decode it.
+    planes = dataclasses.replace(bottleneck_format.read_header(good), jpeg_mode="planes")
+    (bits / "planes.jpg").write_bytes(
+        bottleneck_format.encode(np.asarray(Image.open(io.BytesIO(good))), planes))
     (bits / "truncated.jpg").write_bytes(good[:len(good) // 2])
     Image.fromarray(np.asarray(Image.open(io.BytesIO(good)))).save(bits / "plain.jpg")
     (bits / "empty.jpg").write_bytes(b"")

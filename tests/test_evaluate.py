@@ -103,7 +103,9 @@ def test_untrained_model_is_the_baseline_at_the_same_step(evaluated):
         assert m["psnr"] == pytest.approx(base["psnr"], abs=1e-9)
         assert 0 < m["bits"] - base["bits"] < 8 * 250  # the comment segment
     bd = summary["bd_vs_baseline"]
-    assert abs(bd["hr-untrained"]["bd_psnr"]) < 0.2
+    # Only the comment segment's ~200 bytes differ: on these small 4:2:0
+    # files (about 2-6 kB) that is worth a few tenths of a dB.
+    assert -0.4 < bd["hr-untrained"]["bd_psnr"] <= 0
     assert bd["hr-perturbed"]["bd_psnr"] < bd["hr-untrained"]["bd_psnr"]
     front = next(m for m in summary["methods"] if m["name"] == "sandwich")["results"]
     points = {(b, p) for m in summary["methods"] if m["name"].startswith("hr-")

@@ -37,18 +37,22 @@ def test_high_bit_depth_bottleneck_drops_the_low_bits(crops):
     assert np.max(np.abs(back - source)) <= 2.0
 
 
-def test_high_bit_depth_baseline_approaches_the_8_bit_bound(crops):
+@pytest.mark.parametrize("jpeg_mode, slack_db", [("planes", 4.0), ("ycbcr-444", 10.0),
+                                                 ("ycbcr-420", 25.0)])
+def test_high_bit_depth_baseline_approaches_the_8_bit_bound(crops, jpeg_mode, slack_db):
     """At the finest step the baseline comes within JPEG's own rounding
     (qstep 1 is not lossless) of what 8 bits allow, and never beats it;
-    coarser steps cost quality and save bits."""
-    scenario = scenarios.make("high_bit_depth", bit_depth=10)
+    coarser steps cost quality and save bits. Colour conversion rounds
+    once more, and 4:2:0 halves the chroma: near-lossless, those modes fall
+    further from the bound (measured 49-51 and 34-50 dB against 58)."""
+    scenario = scenarios.make("high_bit_depth", bit_depth=10, jpeg_mode=jpeg_mode)
     source = samples.block_sum(crops, 2)
     bound = metrics.psnr(np.floor(source / 4) * 4 + 2, source, 10)
     fine, fine_bits = scenario.baseline(source, 1.0)
     coarse, coarse_bits = scenario.baseline(source, 16.0)
     assert fine.dtype == np.uint16 and fine.shape == source.shape
     fine_psnr, coarse_psnr = metrics.psnr(fine, source, 10), metrics.psnr(coarse, source, 10)
-    assert np.all(fine_psnr <= bound + 0.01) and np.all(fine_psnr > bound - 4.0)
+    assert np.all(fine_psnr <= bound + 0.01) and np.all(fine_psnr > bound - slack_db)
     assert np.all(coarse_psnr < fine_psnr) and np.all(coarse_bits < fine_bits)
 
 
@@ -72,7 +76,8 @@ def test_scenarios_come_from_specs():
 @pytest.mark.parametrize("name, kwargs, message", [
     ("grayscale", {}, "unknown scenario"),
     ("high_bit_depth", {"bit_depth": 8}, "bit depth above 8"),
-    ("high_res", {"factor": 1}, "factor >= 2"),
+    ("high_res", {"factor": 0}, "factor >= 1"),
+    ("high_res", {"jpeg_mode": "ycbcr-422"}, "unknown JPEG mode"),
 ])
 def test_bad_scenarios_are_refused(name, kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -6,8 +6,8 @@
       model_spec.json  scenario, bit depth, factor, trained qstep, dataset spec, metrics
 
 Any JPEG encoder sits between the two: `model_spec.json` says which
-quantisation table (flat, `jpeg.qtable_step`) and which colour handling the
-post-processor was trained for. Both SavedModels load with plain
+quantisation tables (`qstep`, and `qtables` where they were learned) and
+which colour handling (`jpeg_mode`) the post-processor was trained for. Both SavedModels load with plain
 `tf.saved_model.load` and need none of this project's code.
 
 The export is written to a temporary sibling directory and renamed into

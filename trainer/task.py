@@ -14,6 +14,8 @@ import argparse
 import logging
 import sys
 
+from sandwich.jpeg.tables import MODE_NAMES
+from sandwich.model import QUANTIZATIONS
 from sandwich.networks import PRESETS
 from sandwich.specs import SCENARIOS
 from trainer.strategy import STRATEGIES, split_cpu
@@ -44,6 +46,9 @@ def parser() -> argparse.ArgumentParser:
     opt.add_argument("--gamma", type=float, default=default["gamma"], help="weight of the rate (bpp) in the loss")
     opt.add_argument("--penalty_weight", type=float, default=default["penalty_weight"],
                      help="weight of the bottleneck range penalty")
+    opt.add_argument("--max_train_minutes", type=float,
+                     help="stop training (and export) after this much wall time, "
+                          "even before --steps")
     opt.add_argument("--seed", type=int, help="shuffle seed; none: a new shuffle each run")
     net = p.add_argument_group("model")
     net.add_argument("--size", choices=sorted(PRESETS), default=default["size"],
@@ -53,6 +58,13 @@ def parser() -> argparse.ArgumentParser:
     net.add_argument("--qstep", type=float, default=default["qstep"], help="initial flat JPEG quantisation step")
     net.add_argument("--fixed_qstep", dest="train_qstep", action="store_false",
                      help="keep qstep at its initial value; train_qstep=%(default)s")
+    net.add_argument("--quantization", choices=sorted(QUANTIZATIONS),
+                     default=default["quantization"],
+                     help="what of the JPEG quantisation learns: one flat step, a step "
+                          "per table (luma, chroma), or both 8x8 tables (written to the DQT)")
+    net.add_argument("--jpeg_mode", choices=MODE_NAMES, default=default["jpeg_mode"],
+                     help="the inner JPEG's colour handling; planes reproduces the "
+                          "reference implementation (about 4 dB worse before training)")
     run = p.add_argument_group("distribution and bookkeeping (intervals in steps; 0: never)")
     run.add_argument("--strategy", choices=STRATEGIES, default=default["strategy"],
                      help="auto: TPU if configured, multi_worker if TF_CONFIG names several "

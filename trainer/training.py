@@ -36,7 +36,7 @@ import tensorflow as tf
 
 import sandwich
 from sandwich import rate, scenarios
-from sandwich.jpeg import qtable_step
+from sandwich.jpeg import tables
 from sandwich.model import Sandwich, make_train_step
 from sandwich.networks import NetworkSize, network_size
 from sandwich.specs import DatasetSpec, ModelSpec
@@ -62,6 +62,9 @@ class Config:
     mlp_widths: tuple[int, ...] | None = None
     qstep: float = 20.0
     train_qstep: bool = True
+    quantization: str = "flat"
+    jpeg_mode: str = tables.DEFAULT_MODE.name
+    max_train_minutes: float | None = None
     strategy: str = "auto"
     jit_compile: str = "auto"
     checkpoint_every: int = 500
@@ -139,6 +142,26 @@ class Stop:
         signal.signal(signal.SIGTERM, self._previous)
 
 
+class Deadline:
+    """`--max_train_minutes`: training ends (and exports) once this much
+    wall time has passed since the loop started, whatever `--steps` says.
+
+    All workers of a multi-worker run must stop at the same step, so only
+    the chief's clock could decide; a time budget is for single-process
+    runs, and a multi-replica run on one machine shares the clock.
+    """
+
+    def __init__(self, minutes: float | None):
+        self._end = None if minutes is None else time.monotonic() + 60.0 * minutes
+        self._passed_at: int | None = None
+
+    def passed(self, step: int) -> bool:
+        if self._passed_at is None and self._end is not None and time.monotonic() >= self._end:
+            self._passed_at = step
+            print(f"time budget reached at step {step}", flush=True)
+        return self._passed_at is not None
+
+
 class Progress:
     """A console line every few steps: rate, ETA and the loss terms."""
 
@@ -164,7 +187,8 @@ def _duration(seconds: float) -> str:
 
 def build_model(config: Config, scenario, rate_model=None) -> Sandwich:
     return Sandwich(scenario, size=config.network(), qstep=config.qstep,
-                    train_qstep=config.train_qstep, gamma=config.gamma,
+                    train_qstep=config.train_qstep, quantization=config.quantization,
+                    gamma=config.gamma,
                     penalty_weight=config.penalty_weight, rate_model=rate_model)
 
 
@@ -226,7 +250,7 @@ def train(config: Config) -> Result:
     # Before any TensorFlow op: collective ops are configured at start-up.
     strategy = strategies.make(config.strategy)
     data.check(config.data, spec, config.scenario)
-    scenario = scenarios.from_spec(spec)
+    scenario = scenarios.from_spec(spec, config.jpeg_mode)
     chief = strategies.is_chief(strategy)
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
@@ -237,7 +261,7 @@ def train(config: Config) -> Result:
 
     with strategy.scope():
         rate_model = rate.LogRateModel(rate.calibrate(
-            _baseline_bottleneck(scenario, refit_patches), [config.qstep]))
+            _baseline_bottleneck(scenario, refit_patches), [config.qstep], scenario.jpeg_mode))
         model = build_model(config, scenario, rate_model)
         optimizer = keras.optimizers.Adam(config.learning_rate)
         train_step = _train_step(config, model, optimizer, strategy)
@@ -257,9 +281,10 @@ def train(config: Config) -> Result:
               else tf.summary.create_noop_writer())
     iterator = iter(dataset)
     progress = Progress(step, config.steps)
+    deadline = Deadline(config.max_train_minutes)
     metrics: dict = {}
     with Stop() as stop, writer.as_default(step=step):
-        while step < config.steps and not stop.requested:
+        while step < config.steps and not stop.requested and not deadline.passed(step):
             scalars = {k: float(v) for k, v in train_step(_next(iterator, config.data)).items()}
             step += 1
             tf.summary.experimental.set_step(step)
@@ -279,8 +304,8 @@ def train(config: Config) -> Result:
                 metrics = _evaluate(model, eval_patches, chief)
             if due(config.checkpoint_every):
                 checkpoints.save(step)
-        interrupted = step < config.steps
-        if interrupted:
+        interrupted = step < config.steps and not deadline.passed(step)
+        if step < config.steps:
             checkpoints.save(step)
         writer.flush()
     checkpoints.close()
@@ -288,7 +313,7 @@ def train(config: Config) -> Result:
     print(f"step {step}: weights digest {digest}", flush=True)
     if interrupted:
         return Result(step, metrics, None, digest, True, model)
-    if not metrics:
+    if not metrics or deadline.passed(step):
         metrics = _evaluate(model, eval_patches, chief)
     export_dir = None
     if chief:
@@ -316,8 +341,9 @@ def _write_images(model, patches: np.ndarray) -> None:
 def _refit(model, rate_model, patches: np.ndarray) -> None:
     """Refits the rate table on what the pre-processor now hands the codec."""
     fitted = rate_model.refit(model.preprocess(tf.convert_to_tensor(patches)).numpy(),
-                              float(model.qstep))
-    summaries.scalar("rate_model/ac_scale", fitted.ac_scale[0])
+                              model.codec_tables())
+    for slot, scale in enumerate(fitted.ac_scale[0]):
+        summaries.scalar(f"rate_model/ac_scale_{slot}", scale)
     summaries.scalar("rate_model/median_error", fitted.median_error[0])
 
 
@@ -340,11 +366,12 @@ def _export(config: Config, spec: DatasetSpec, scenario, model, metrics: dict, d
     qstep = float(serving.qstep)
     run_config = {k: v for k, v in dataclasses.asdict(config).items()
                   if k not in ("data", "job_dir", "checkpoint_dir", "log_dir", "export_dir")}
-    run_config["jpeg"] = {"qtable_step": qtable_step(qstep),
-                          "color_mode": "planes", "subsampling": "444"}
+    flat = serving.quantization == "flat"
     model_spec = ModelSpec(
         model_id=f"{spec.scenario}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
         scenario=spec.scenario, bit_depth=spec.bit_depth, factor=spec.factor, qstep=qstep,
+        jpeg_mode=scenario.jpeg_mode.name,
+        qtables=None if flat else serving.qtables.numpy().astype(float).tolist(),
         dataset=json.loads(spec.to_json()), metrics=metrics, config=run_config,
         version=sandwich.__version__)
     return export.save(serving, model_spec, directory)

@@ -1,10 +1,23 @@
 """JPEG twice: a differentiable proxy for training, the real codec for use.
 
-Both code each channel as its own grayscale plane with a flat table of step
-`qstep` by default, so they can be compared one to one.
-"""
-from sandwich.jpeg.proxy import proxy_code, proxy_roundtrip, ste_round
-from sandwich.jpeg.real import decode, encode, qtable_step, real_roundtrip
+Both code YCbCr with 4:2:0 chroma by default (`tables.JpegMode`) and take a
+flat step or quantisation tables, so they can be compared one to one.
 
-__all__ = ["proxy_code", "proxy_roundtrip", "ste_round", "encode", "decode",
-           "qtable_step", "real_roundtrip"]
+The real codec and the tables need no TensorFlow: `sandwich.jpeg.real` and
+`sandwich.jpeg.tables` import without it, and the proxy's names below are
+loaded only when first used.
+"""
+from sandwich.jpeg.real import decode, encode, real_roundtrip
+from sandwich.jpeg.tables import DEFAULT_MODE, JpegMode
+
+_PROXY = ("proxy_code", "proxy_roundtrip", "ste_round")
+
+__all__ = [*_PROXY, "encode", "decode", "real_roundtrip", "JpegMode", "DEFAULT_MODE"]
+
+
+def __getattr__(name):
+    if name in _PROXY:
+        from sandwich.jpeg import proxy
+
+        return getattr(proxy, name)
+    raise AttributeError(f"module 'sandwich.jpeg' has no attribute {name!r}")

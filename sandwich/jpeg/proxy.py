@@ -1,7 +1,8 @@
 """The differentiable JPEG proxy.
 
-Mirrors what libjpeg(-turbo) does to a flat-table JPEG closely enough that
-its decoded pixels agree with the real decoder's to well above 45 dB, while
+Mirrors what libjpeg(-turbo) does, colour conversion, chroma subsampling
+and 'fancy' upsampling included, closely enough that its decoded pixels
+agree with the real decoder's to above 50 dB, while
 every step has a gradient: rounding uses the straight-through estimator, so
 the pre-processor and the quantisation step both learn through it. Every op
 is XLA-compatible and shapes stay static, so a training step that calls it
@@ -12,11 +13,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from sandwich import checks
-from sandwich.jpeg import color
+from sandwich.jpeg import color, tables
 from sandwich.jpeg.dct import BLOCK, blockwise_dct, blockwise_idct
-
-COLOR_MODES = ("planes", "ycbcr")
-SUBSAMPLING_MODES = ("444", "420")
 
 
 # Float DCTs land a hair off the exact ties that libjpeg's integer arithmetic
@@ -40,14 +38,15 @@ def ste_quantize(x: tf.Tensor) -> tf.Tensor:
     return x + tf.stop_gradient(rounded - x)
 
 
-def pad_to_multiple(planes: tf.Tensor, multiple: int) -> tf.Tensor:
-    """Pads [b, h, w] on the bottom/right by repeating the last row/column.
+def pad_to_multiple(planes: tf.Tensor, rows: int, columns: int | None = None) -> tf.Tensor:
+    """Pads [b, h, w] on the bottom/right by repeating the last row/column,
+    to multiples of `rows` and `columns` (default: `rows`).
 
     libjpeg extends partial blocks by replicating the edge sample, so the
     proxy does the same; the padding is cut away after decoding.
     """
     h, w = planes.shape[1], planes.shape[2]
-    ph, pw = -h % multiple, -w % multiple
+    ph, pw = -h % rows, -w % (columns or rows)
     if ph:
         planes = tf.concat([planes, tf.repeat(planes[:, -1:, :], ph, axis=1)], axis=1)
     if pw:
@@ -55,35 +54,85 @@ def pad_to_multiple(planes: tf.Tensor, multiple: int) -> tf.Tensor:
     return planes
 
 
-def code_planes(planes: tf.Tensor, qstep: tf.Tensor):
-    """JPEG-codes a batch of grayscale planes [n, h, w] with a flat table.
+def code_planes(planes: tf.Tensor, table: tf.Tensor):
+    """JPEG-codes a batch of grayscale planes [n, h, w] with one quantisation
+    table (a scalar step or `[64]` entries in natural order).
 
     Returns the decoded planes (rounded and clipped to 0..255, as the decoder
     outputs them) and the quantisation indices [n, blocks, 64] for the rate
     model.
     """
     h, w = planes.shape[1], planes.shape[2]
+    table = tf.reshape(tf.broadcast_to(table, [BLOCK * BLOCK]), [BLOCK, BLOCK])
     x = pad_to_multiple(planes, BLOCK) - 128.0
     coefficients = blockwise_dct(x)
-    indices = ste_quantize(coefficients / qstep)
-    decoded = blockwise_idct(indices * qstep)[:, :h, :w] + 128.0
+    indices = ste_quantize(coefficients / table)
+    decoded = blockwise_idct(indices * table)[:, :h, :w] + 128.0
     decoded = ste_round(tf.clip_by_value(decoded, 0.0, 255.0))
     n = tf.shape(indices)[0]
     return decoded, tf.reshape(indices, [n, -1, BLOCK * BLOCK])
 
 
+def _ste_divide_floor(numerator: tf.Tensor, divisor: float, bias) -> tf.Tensor:
+    """`floor((numerator + bias) / divisor)` forward, `numerator / divisor`
+    backward: libjpeg's integer filters with the gradient of their linear part."""
+    linear = numerator / divisor
+    return linear + tf.stop_gradient(tf.floor((numerator + bias) / divisor) - linear)
+
+
 def _downsample_2x2(planes: tf.Tensor) -> tf.Tensor:
-    """libjpeg's h2v2 downsampling: the mean of each 2x2 block."""
-    x = pad_to_multiple(planes, 2)[..., None]
-    return tf.nn.avg_pool2d(x, 2, 2, "VALID")[..., 0]
+    """libjpeg's h2v2 downsampling of full-resolution chroma [n, h, w].
+
+    Each output sample is the sum of a 2x2 block plus a bias that alternates
+    1, 2 along the row (so that rounding does not drift), divided by 4.
+    libjpeg first widens the row by edge replication to the 16-pixel MCU
+    (`jcsample.c`) and heightens it to an even count (`jcprepct.c`).
+    """
+    planes = pad_to_multiple(planes, 2, 2 * BLOCK)
+    sums = tf.nn.avg_pool2d(planes[..., None], 2, 2, "VALID")[..., 0] * 4.0
+    columns = sums.shape[2]
+    bias = tf.constant([1.0 + (j % 2) for j in range(columns)], sums.dtype)
+    # Columns past ceil(w/2) are coded too: they pad the chroma blocks with
+    # downsampled replicas of the edge, as libjpeg's do.
+    return _ste_divide_floor(sums, 4.0, bias)
+
+
+def _replicate_edges(x: tf.Tensor, axis: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """The previous and next sample along `axis`, the edge repeated."""
+    n = x.shape[axis]
+
+    def part(start: int, stop: int) -> tf.Tensor:
+        begin, size = [0] * x.shape.rank, [-1] * x.shape.rank
+        begin[axis], size[axis] = start, stop - start
+        return tf.slice(x, begin, size)
+
+    return (tf.concat([part(0, 1), part(0, n - 1)], axis=axis),
+            tf.concat([part(1, n), part(n - 1, n)], axis=axis))
+
+
+def _interleave(even: tf.Tensor, odd: tf.Tensor, axis: int) -> tf.Tensor:
+    """Samples of `even` at 0, 2, 4..., of `odd` at 1, 3, 5... along `axis`."""
+    stacked = tf.stack([even, odd], axis=axis + 1)
+    shape = even.shape.as_list()
+    shape[axis] *= 2
+    return tf.reshape(stacked, [-1 if d is None else d for d in shape])
 
 
 def _upsample_2x2(planes: tf.Tensor, height: int, width: int) -> tf.Tensor:
-    """libjpeg-turbo's 'fancy' h2v2 upsampling: a triangle (3/4, 1/4) filter,
-    which is bilinear interpolation at half-pixel centres."""
-    h, w = planes.shape[1], planes.shape[2]
-    up = tf.image.resize(planes[..., None], [2 * h, 2 * w], method="bilinear")[..., 0]
-    return up[:, :height, :width]
+    """libjpeg-turbo's 'fancy' h2v2 upsampling (`jdsample.c`) of decoded
+    chroma (at least ceil(h/2) x ceil(w/2)) to [n, h, w].
+
+    A triangle filter: vertically 3/4 of the nearer row and 1/4 of the
+    farther, horizontally the same on those column sums, rounded with a bias
+    of 8 on even and 7 on odd output columns; edges repeat.
+    """
+    planes = planes[:, :-(-height // 2), :-(-width // 2)]
+    up, down = _replicate_edges(planes, axis=1)
+    columns = _interleave(3.0 * planes + up, 3.0 * planes + down, axis=1)
+    left, right = _replicate_edges(columns, axis=2)
+    even = _ste_divide_floor(3.0 * columns + left, 16.0, 8.0)
+    odd = _ste_divide_floor(3.0 * columns + right, 16.0, 7.0)
+    return _interleave(even, odd, axis=2)[:, :height, :width]
 
 
 def _split_channels(images: tf.Tensor) -> tf.Tensor:
@@ -102,61 +151,72 @@ def _per_image(indices: tf.Tensor, channels: int) -> tf.Tensor:
     return tf.reshape(indices, [-1, channels * indices.shape[1], BLOCK * BLOCK])
 
 
-def proxy_code(images: tf.Tensor, qstep, *, color_mode: str = "planes",
-               subsampling: str = "444"):
-    """Runs the proxy codec; returns (decoded [b,h,w,c] float, [indices per plane group]).
+def _tables(qstep) -> tf.Tensor:
+    """A step, a `[64]` table or `[2, 64]` tables -> float32 `[2, 64]`, the
+    integers in 1..255 that the encoder writes (straight-through, so a
+    trainable step still learns)."""
+    q = tf.cast(qstep, tf.float32)
+    if q.shape.rank == 3:
+        q = tf.reshape(q, [-1, BLOCK * BLOCK])
+    q = tf.broadcast_to(q, [tables.TABLE_SLOTS, BLOCK * BLOCK])
+    integers = tf.clip_by_value(tf.floor(q + 0.5), 1.0, float(tables.BASELINE_MAX_STEP))
+    return q + tf.stop_gradient(integers - q)
 
-    `indices` is a list of `[b, blocks, 64]` tensors, one per group of planes
-    that share a sampling grid (one for `planes`, luma and chroma for `ycbcr`).
+
+def proxy_code(images: tf.Tensor, qstep, *, color_mode: str = "ycbcr",
+               subsampling: str = "420"):
+    """Runs the proxy codec; returns (decoded [b,h,w,c] float, [indices per table]).
+
+    `qstep` is a flat step or quantisation tables (`sandwich.jpeg.tables`):
+    slot 0 codes the first component (luma, or R in 'planes'), slot 1 the
+    other two. `indices` is a list of `[b, blocks, 64]` tensors, one per
+    table slot in use (one for a grayscale image).
     """
-    if color_mode not in COLOR_MODES:
-        raise ValueError(f"color_mode must be one of {COLOR_MODES}, got {color_mode!r}")
-    if subsampling not in SUBSAMPLING_MODES:
-        raise ValueError(f"subsampling must be one of {SUBSAMPLING_MODES}, got {subsampling!r}")
+    mode = tables.JpegMode(color_mode, subsampling)
     images = tf.convert_to_tensor(images)
     checks.check_images(images)
     checks.check_qstep(qstep)
     if images.shape[1] is None or images.shape[2] is None:
         raise ValueError("the proxy needs static height and width; give the "
                          "tf.function an input_signature with known sizes")
-    qstep = tf.cast(qstep, tf.float32)
+    qtables = _tables(qstep)
     # The encoder takes integers: round the input the same straight-through way.
     x = ste_round(tf.clip_by_value(tf.cast(images, tf.float32), 0.0, 255.0))
     channels = x.shape[-1]
-    if color_mode == "planes" or channels == 1:
-        if subsampling != "444":
-            raise ValueError("4:2:0 subsampling needs color_mode='ycbcr' and 3 channels")
-        decoded, indices = code_planes(_split_channels(x), qstep)
-        return _merge_channels(decoded, channels), [_per_image(indices, channels)]
+    if channels == 1:
+        decoded, indices = code_planes(x[..., 0], qtables[0])
+        return decoded[..., None], [indices]
     if channels != 3:
-        raise ValueError("color_mode='ycbcr' needs 3 channels")
+        raise ValueError("the proxy codes 1 or 3 channels")
     h, w = x.shape[1], x.shape[2]
-    ycc = ste_round(color.rgb_to_ycbcr(x))
-    luma, luma_idx = code_planes(ycc[..., 0], qstep)
-    chroma = _split_channels(ycc[..., 1:])
-    if subsampling == "420":
-        chroma = ste_round(_downsample_2x2(chroma))
-    chroma, chroma_idx = code_planes(chroma, qstep)
-    if subsampling == "420":
-        chroma = ste_round(_upsample_2x2(chroma, h, w))
-    ycc = tf.concat([luma[..., None], _merge_channels(chroma, 2)], axis=-1)
-    decoded = ste_round(tf.clip_by_value(color.ycbcr_to_rgb(ycc), 0.0, 255.0))
-    return decoded, [luma_idx, _per_image(chroma_idx, 2)]
+    if mode.color_mode == "ycbcr":
+        x = color.rgb_to_ycbcr(x)
+    first, first_idx = code_planes(x[..., 0], qtables[0])
+    others = _split_channels(x[..., 1:])
+    if mode.subsampling == "420":
+        others = _downsample_2x2(others)
+    others, others_idx = code_planes(others, qtables[1])
+    if mode.subsampling == "420":
+        others = _upsample_2x2(others, h, w)
+    decoded = tf.concat([first[..., None], _merge_channels(others, 2)], axis=-1)
+    if mode.color_mode == "ycbcr":
+        decoded = tf.clip_by_value(color.ycbcr_to_rgb(decoded), 0.0, 255.0)
+    return decoded, [first_idx, _per_image(others_idx, 2)]
 
 
-def proxy_roundtrip(images, qstep, *, color_mode: str = "planes", subsampling: str = "444",
+def proxy_roundtrip(images, qstep, *, color_mode: str = "ycbcr", subsampling: str = "420",
                     rate_model=None):
     """Differentiable stand-in for `real_roundtrip`.
 
     Args:
       images: float32 `[b, h, w, c]` in 0..255 (c = 1 or 3); any h and w.
-      qstep: the flat quantisation step, a positive scalar (may be a variable).
-      color_mode: 'planes' codes each channel as its own grayscale plane (what
-        the sandwich uses, and what `real_roundtrip` does by default);
-        'ycbcr' applies JFIF colour conversion first.
-      subsampling: '444' or '420' (chroma planes halved, 'ycbcr' only).
+      qstep: the flat quantisation step, a positive scalar (may be a
+        variable), or `[2, 64]` quantisation tables (luma, chroma).
+      color_mode, subsampling: the inner codec's mode (`sandwich.jpeg.tables`);
+        by default YCbCr 4:2:0, as every JPEG encoder does.
       rate_model: maps the quantisation indices to bits; defaults to
-        `sandwich.rate.LogRateModel.default()`, calibrated on the real encoder.
+        `sandwich.rate.LogRateModel.default(...)` for the mode, calibrated
+        on the real encoder.
 
     Returns:
       `(decoded, bits)`: decoded float32 images like `images`, rounded and
@@ -166,5 +226,5 @@ def proxy_roundtrip(images, qstep, *, color_mode: str = "planes", subsampling: s
     from sandwich import rate  # Local: rate calibrates itself with this module.
 
     decoded, indices = proxy_code(images, qstep, color_mode=color_mode, subsampling=subsampling)
-    rate_model = rate_model or rate.LogRateModel.default()
-    return decoded, rate_model.bits(indices, tf.cast(qstep, tf.float32))
+    rate_model = rate_model or rate.LogRateModel.default(tables.JpegMode(color_mode, subsampling))
+    return decoded, rate_model.bits(indices, qstep)

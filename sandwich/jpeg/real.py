@@ -1,14 +1,17 @@
 """The real codec: baseline JPEG through Pillow (libjpeg-turbo).
 
-Every file uses one flat quantisation table whose entries are `qstep`
-rounded to an integer in 1..255 (baseline JPEG's range). Pillow's `quality`
-argument is never passed with the table: it would rescale the table (at
-`quality=100` every entry becomes 1 and qstep stops mattering).
+Every file carries the quantisation tables it is given (a flat step, or
+learned tables), rounded to integers in 1..255 (baseline JPEG's range).
+Pillow's `quality` argument is never passed with the tables: it would
+rescale them (at `quality=100` every entry becomes 1 and qstep stops
+mattering).
 
-In 'planes' mode an RGB image is written as one three-component JPEG with
-`keep_rgb`: no colour transform and no subsampling, so each channel is coded
-as its own plane exactly as the proxy codes it, yet the bottleneck is still
-a single standard file that any viewer opens.
+By default the image is coded as every JPEG is, YCbCr with 4:2:0 chroma. In
+'planes' mode an RGB image is written as one three-component JPEG with
+`keep_rgb`: no colour transform and no subsampling, each channel coded as
+its own plane, yet still a single standard file that any viewer opens.
+
+This module needs no TensorFlow, so workers that only encode do not load it.
 """
 from __future__ import annotations
 
@@ -18,45 +21,35 @@ import numpy as np
 from PIL import Image, ImageFile
 
 from sandwich import checks
-
-BASELINE_MAX_STEP = 255
-
-
-def qtable_step(qstep: float) -> int:
-    """The integer table entry the encoder actually uses for `qstep`."""
-    checks.check_qstep(qstep)
-    return int(np.clip(np.round(float(qstep)), 1, BASELINE_MAX_STEP))
+from sandwich.jpeg import tables
 
 
-def flat_qtable(qstep: float) -> list[int]:
-    return [qtable_step(qstep)] * 64
 
+def encode(image: np.ndarray, qstep, *, color_mode: str = "ycbcr", subsampling: str = "420",
+           optimize: bool = True, comment: bytes | None = None) -> bytes:
+    """Encodes one uint8 `[h, w, c]` image (c = 1 or 3) as a JPEG file.
 
-def encode(image: np.ndarray, qstep: float, *, color_mode: str = "planes",
-           subsampling: str = "444", optimize: bool = True, comment: bytes | None = None) -> bytes:
-    """Encodes one uint8 `[h, w, c]` image (c = 1 or 3) as a JPEG file."""
+    `qstep` is a flat step or `[2, 64]` quantisation tables (natural order;
+    `sandwich.jpeg.tables`), written as the file's own DQT tables.
+    """
     image = np.asarray(image)
     if image.dtype != np.uint8:
         raise ValueError(f"the real codec takes uint8 pixels, got {image.dtype}")
     if image.ndim != 3 or image.shape[-1] not in (1, 3) or 0 in image.shape:
         raise ValueError(f"expected a non-empty [h, w, 1|3] image, got shape {image.shape}")
-    table = flat_qtable(qstep)
-    kwargs = dict(qtables=[table, table], optimize=optimize)
+    mode = tables.JpegMode(color_mode, subsampling)
+    qtables = [list(map(int, t)) for t in tables.integer_tables(qstep)]
+    kwargs = dict(qtables=qtables, optimize=optimize)
     if comment is not None:
         kwargs["comment"] = comment
     if image.shape[-1] == 1:
         pil = Image.fromarray(image[..., 0], "L")
-        kwargs["qtables"] = [table]
+        kwargs["qtables"] = qtables[:1]
     else:
         pil = Image.fromarray(image, "RGB")
-        if color_mode == "planes":
-            if subsampling != "444":
-                raise ValueError("color_mode='planes' codes full-resolution planes (4:4:4)")
-            kwargs.update(keep_rgb=True, subsampling=0)
-        elif color_mode == "ycbcr":
-            kwargs.update(subsampling={"444": 0, "420": 2}[subsampling])
-        else:
-            raise ValueError(f"unknown color_mode {color_mode!r}")
+        kwargs["subsampling"] = {"444": 0, "420": 2}[mode.subsampling]
+        if mode.color_mode == "planes":
+            kwargs["keep_rgb"] = True
     if optimize:
         _ensure_encoder_buffer(image.size)
     buffer = io.BytesIO()
@@ -82,13 +75,15 @@ def decode(data: bytes) -> np.ndarray:
     return array[..., None] if array.ndim == 2 else array
 
 
-def real_roundtrip(images, qstep, *, color_mode: str = "planes", subsampling: str = "444",
+def real_roundtrip(images, qstep, *, color_mode: str = "ycbcr", subsampling: str = "420",
                    optimize: bool = True):
     """Encodes and decodes a batch with the real encoder.
 
     Args:
       images: uint8 `[b, h, w, c]`, c = 1 or 3.
-      qstep: the flat quantisation step (rounded to the table's integer).
+      qstep: a flat quantisation step or `[2, 64]` tables (rounded to the
+        integers the file carries).
+      color_mode, subsampling: the codec's mode (`sandwich.jpeg.tables`).
 
     Returns:
       `(decoded, bits)`: decoded uint8 of the same shape, and an int64 `[b]`
