@@ -1,23 +1,31 @@
-r"""Rate-distortion evaluation with the real codec: sandwich models against their baseline.
+r"""Rate-distortion with the real codec: sandwich models against their
+baselines and against what users would pick instead.
 
-    python -m pipelines.evaluate --models export/g10 export/g50 export/g200 \
-        --input 'heldout/*.png' --output results/
+    python -m pipelines.evaluate --models export/x1-g10 export/x2-g50 \
+        --input 'heldout/*.png' --output results/ [--alternatives jpeg jpegli avif jxl]
 
-For every held-out image, each exported model (e.g. one per training gamma)
-runs the deployed path at each of its qsteps (pre-processor, the bottleneck
-file exactly as `pipelines.compress` writes it, header included, the real
-decoder, post-processor), and the scenario's baseline runs at each JPEG step.
-Bits per pixel count the whole file per *source* pixel; PSNR is taken at the
-source's peak. An RD point is the mean of the images' bpp and PSNR, as
-CompressAI reports them.
+For every held-out image, each exported model (e.g. one per gamma and
+factor; models of different scenarios are measured together when their
+sources have one bit depth) runs the deployed path at each of its qsteps
+(pre-processor, the bottleneck file exactly as `pipelines.compress` writes
+it, header included, the real decoder, post-processor); each scenario's
+baseline runs at each JPEG step; and each alternative codec
+(`sandwich.alternatives`: plain JPEG, jpegli, AVIF, JPEG XL) at each quality,
+on the source itself (8-bit) or at its 8-bit ceiling (deeper sources: the
+source rounded down to 8 bits, coded, scaled back). Bits per pixel count
+the whole file per *source* pixel; PSNR is taken at the source's peak. An RD
+point is the mean of the images' bpp and PSNR, as CompressAI reports them.
 
 Written to `--output`:
-- `<method>.json` per model, for the baseline and for `sandwich` (the Pareto
-  front over all models' points): `{"name", "description", "results":
-  {"bpp": [...], "psnr": [...], "qstep": [...]}}`, the shape CompressAI's
-  `compressai.utils.plot` reads;
-- `summary.json`: those objects, BD-rate (%, negative = fewer bits) and
-  BD-PSNR (dB) of every model and of the front against the baseline;
+- `<method>.json` per model, baseline and alternative, and `sandwich` (the
+  Pareto front over all models' points): `{"name", "description", "results":
+  {"bpp": [...], "psnr-rgb": [...], "psnr": [...], "qstep": [...]}}`, what
+  CompressAI's plot tool (`python -m compressai.utils.plot -f *.json`) reads;
+  `qstep` is the JPEG step, or the quality for an alternative;
+- `summary.json`: those objects, and BD-rate (%, negative = fewer bits) and
+  BD-PSNR (dB) of every model and of the front against every baseline and
+  alternative (`bd[reference][method]`); for deeper sources, the 16-bit
+  PNG's bpp (`lossless_png_bpp`);
 - `per_image.jsonl`: every image's bits and PSNR at every point;
 - `rd.png`: the RD plot.
 
@@ -29,12 +37,14 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
+import io
 import json
 import logging
 import sys
 
 import apache_beam as beam
 import numpy as np
+import tensorflow as tf
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -43,12 +53,13 @@ from pipelines import batch_jobs, bottleneck_format, model_handler
 from pipelines.beam_options import pipeline_options
 from pipelines.compress import DEAD_LETTER_FILE, DecodeSources, add_model_flags
 from pipelines.dead_letters import WriteDeadLetters
-from sandwich import metrics, scenarios, tiling
-from sandwich.image_io import DEFAULT_MAX_PIXELS
+from sandwich import alternatives, metrics, scenarios, tiling
+from sandwich.image_io import DEFAULT_MAX_PIXELS, encode_png16
+from sandwich.jpeg.tables import DEFAULT_MODE
 from sandwich.specs import SpecError
 
 SANDWICH = "sandwich"
-BASELINE = "baseline"
+LOSSLESS = "png16"  # The 16-bit PNG of a deeper source: its lossless size.
 PER_IMAGE_FILE = "per_image.jsonl"
 SUMMARY_FILE = "summary.json"
 PLOT_FILE = "rd.png"
@@ -57,9 +68,16 @@ DEFAULT_QSTEP_SCALES = (0.5, 0.71, 1.0, 1.41, 2.0)
 DEFAULT_BASELINE_QSTEPS = (4, 6, 8, 12, 16, 24, 32, 48, 64)
 
 
+def baseline_name(scenario: scenarios.Scenario) -> str:
+    """`baseline-x2`: a scenario's baseline, by factor (and mode, if not the default)."""
+    mode = "" if scenario.jpeg_mode == DEFAULT_MODE else (
+        f"-{scenario.jpeg_mode.name}")
+    return f"baseline-x{scenario.factor}{mode}"
+
+
 @dataclasses.dataclass(frozen=True)
 class Measurement:
-    """One image coded by one method at one step."""
+    """One image coded by one method at one step (or quality)."""
 
     method: str
     qstep: float
@@ -101,6 +119,20 @@ def measure_baseline(scenario: scenarios.Scenario, pixels: np.ndarray,
     return int(bits[0]), float(metrics.psnr(reconstruction, pixels[None], scenario.bit_depth)[0])
 
 
+def measure_alternative(name: str, pixels: np.ndarray, bit_depth: int,
+                        quality: int) -> tuple[int, float]:
+    """(file bits, PSNR) of an alternative codec; a deeper source is coded at
+    its 8-bit ceiling (rounded down to 8 bits, scaled back to mid-step)."""
+    ceiling = scenarios.Scenario("high_bit_depth", bit_depth, 1) if bit_depth > 8 else None
+    rgb = pixels if ceiling is None else scenarios.codec_input(
+        ceiling.to_bottleneck(tf.cast(pixels[None], tf.float32)))[0].numpy()
+    data, decoded = alternatives.code(name, rgb, quality)
+    if ceiling is not None:
+        decoded = ceiling.to_source(ceiling.from_bottleneck(decoded[None], pixels.shape[:2]))[0]
+    return 8 * len(data), float(metrics.psnr(np.asarray(decoded)[None], pixels[None],
+                                             bit_depth)[0])
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     input: str
@@ -108,17 +140,24 @@ class Config:
     models: tuple[str, ...]
     qsteps: tuple[float, ...] | None
     baseline_qsteps: tuple[float, ...]
-    scenario: scenarios.Scenario
+    scenarios: tuple[scenarios.Scenario, ...]
+    alternatives: tuple[str, ...]
+    qualities: tuple[int, ...]
     max_pixels: int
     tile: int
     halo: int
+
+    @property
+    def bit_depth(self) -> int:
+        return self.scenarios[0].bit_depth
 
     def path(self, name: str) -> str:
         return FileSystems.join(self.output, name)
 
 
 class Measure(beam.DoFn):
-    """Source -> a Measurement per (model, qstep) and per baseline step."""
+    """Source -> a Measurement per (model, qstep), per baseline step and per
+    alternative quality."""
 
     def __init__(self, config: Config):
         self._config = config
@@ -135,9 +174,18 @@ class Measure(beam.DoFn):
             for qstep in c.qsteps or [model.spec.qstep * s for s in DEFAULT_QSTEP_SCALES]:
                 bits, psnr = measure_sandwich(model, source.pixels, source.source_bit_depth, qstep)
                 yield Measurement(model.spec.model_id, float(qstep), source.path, bits, pixels, psnr)
-        for qstep in c.baseline_qsteps:
-            bits, psnr = measure_baseline(c.scenario, source.pixels, qstep)
-            yield Measurement(BASELINE, float(qstep), source.path, bits, pixels, psnr)
+        for scenario in c.scenarios:
+            for qstep in c.baseline_qsteps:
+                bits, psnr = measure_baseline(scenario, source.pixels, qstep)
+                yield Measurement(baseline_name(scenario), float(qstep), source.path, bits,
+                                  pixels, psnr)
+        for name in c.alternatives:
+            for quality in c.qualities:
+                bits, psnr = measure_alternative(name, source.pixels, c.bit_depth, quality)
+                yield Measurement(name, float(quality), source.path, bits, pixels, psnr)
+        if c.bit_depth > 8:
+            lossless = 8 * len(encode_png16(source.pixels, c.bit_depth))
+            yield Measurement(LOSSLESS, 0.0, source.path, lossless, pixels, float("inf"))
 
 
 def build(pipeline: beam.Pipeline, config: Config) -> None:
@@ -146,7 +194,7 @@ def build(pipeline: beam.Pipeline, config: Config) -> None:
         pipeline
         | "MatchFiles" >> fileio.MatchFiles(config.input)
         | "ReadMatches" >> fileio.ReadMatches(compression=CompressionTypes.UNCOMPRESSED)
-        | "Decode" >> DecodeSources(config.scenario.bit_depth, config.max_pixels))
+        | "Decode" >> DecodeSources(config.bit_depth, config.max_pixels))
     _ = (sources
          | "Measure" >> beam.ParDo(Measure(config))
          | "WritePerImage" >> batch_jobs.WriteJsonLines(config.path(PER_IMAGE_FILE)))
@@ -171,6 +219,7 @@ def curves(measurements) -> dict[str, dict[str, list[float]]]:
         curve["qstep"].append(qstep)
         curve["bpp"].append(float(np.mean([m.bpp for m in group])))
         curve["psnr"].append(float(np.mean([m.psnr for m in group])))
+        curve["psnr-rgb"] = curve["psnr"]  # The key CompressAI's plot tool reads.
     return out
 
 
@@ -186,76 +235,120 @@ def _bd(anchor: dict, test: dict) -> dict:
     return result
 
 
-def summarise(measurements, scenario: scenarios.Scenario) -> dict:
+def summarise(measurements, model_scenarios: dict[str, scenarios.Scenario]) -> dict:
     """The RD curves (CompressAI's shape), the sandwich front, and BD metrics.
 
-    The sandwich front is the Pareto front over every model's points, since
-    a deployment picks the best model and qstep for each rate.
+    `model_scenarios` maps each model id to its scenario. The sandwich front
+    is the Pareto front over every model's points, since a deployment picks
+    the best model and qstep for each rate; it is compared with every
+    baseline and alternative, each model with its own baseline and with the
+    alternatives.
     """
-    by_method = curves(measurements)
-    baseline = by_method.pop(BASELINE)
-    models = sorted(by_method)
-    if not models:
+    measurements = list(measurements)
+    lossless = [m for m in measurements if m.method == LOSSLESS]
+    by_method = curves([m for m in measurements if m.method != LOSSLESS])
+    models = sorted(model_scenarios)
+    if not models or any(m not in by_method for m in models):
         raise ValueError("no sandwich measurements to summarise")
+    own_baseline = {m: baseline_name(s) for m, s in model_scenarios.items()}
+    baselines = sorted(set(own_baseline.values()))
+    others = [a for a in alternatives.ALTERNATIVES if a in by_method]
     all_bpp = [b for m in models for b in by_method[m]["bpp"]]
     all_psnr = [p for m in models for p in by_method[m]["psnr"]]
     front_bpp, front_psnr = metrics.pareto_front(all_bpp, all_psnr)
-    front = {"bpp": front_bpp, "psnr": front_psnr}
+    front = {"bpp": front_bpp, "psnr": front_psnr, "psnr-rgb": front_psnr}
     images = len({m.image for m in measurements})
-    where = f"{images} images, {scenario.name} ({scenario.bit_depth}-bit, factor {scenario.factor})"
-    methods = [{"name": BASELINE, "description": f"scenario baseline, real JPEG; {where}",
-                "results": baseline}]
-    methods += [{"name": m, "description": f"sandwich model {m}, real JPEG; {where}",
-                 "results": by_method[m]} for m in models]
+    scenario_set = sorted({s for s in model_scenarios.values()}, key=baseline_name)
+    bit_depth = scenario_set[0].bit_depth
+    where = f"{images} images, {bit_depth}-bit"
+    methods = [{"name": b, "description": f"scenario baseline, real JPEG; {where}",
+                "results": by_method[b]} for b in baselines]
+    methods += [{"name": a, "description": f"{alternatives.DESCRIPTIONS[a]}"
+                 f"{'' if bit_depth == 8 else ', at the 8-bit ceiling'}; {where}",
+                 "results": by_method[a]} for a in others]
+    methods += [{"name": m, "description": f"sandwich model {m} ({model_scenarios[m].name} "
+                 f"x{model_scenarios[m].factor}, {model_scenarios[m].jpeg_mode.name}), "
+                 f"real JPEG; {where}", "results": by_method[m]} for m in models]
     methods.append({"name": SANDWICH, "description": f"Pareto front of {models}; {where}",
                     "results": front})
-    return {
-        "scenario": dataclasses.asdict(scenario),
+    bd = {reference: {} for reference in baselines + others}
+    for m in models:
+        for reference in [own_baseline[m], *others]:
+            bd[reference][m] = _bd(by_method[reference], by_method[m])
+    for reference in bd:
+        bd[reference][SANDWICH] = _bd(by_method[reference], front)
+    for a in others:
+        if a != "jpeg" and "jpeg" in bd:
+            bd["jpeg"][a] = _bd(by_method["jpeg"], by_method[a])
+    summary = {
+        "scenarios": [dataclasses.asdict(s) for s in scenario_set],
+        "bit_depth": bit_depth,
         "images": images,
         "methods": methods,
-        "bd_vs_baseline": {m["name"]: _bd(baseline, m["results"]) for m in methods[1:]},
+        "own_baseline": own_baseline,
+        "bd": bd,
     }
+    if lossless:
+        summary["lossless_png_bpp"] = float(np.mean([m.bpp for m in lossless]))
+    return summary
+
+
+def _format_bd(bd: dict) -> str:
+    quality = "undefined" if bd.get("bd_psnr") is None else f"{bd['bd_psnr']:+.2f} dB"
+    rate = "undefined" if bd.get("bd_rate") is None else f"{bd['bd_rate']:+.1f}%"
+    return f"{quality} / {rate}"
 
 
 def table(summary: dict) -> str:
     """The summary as a person reads it: every RD point (mean over images)
-    of every method, then BD-rate and BD-PSNR against the baseline."""
+    of every method, then BD-PSNR and BD-rate against each reference."""
     lines = [f"{'method':<28} {'bpp':>7} {'PSNR dB':>8}"]
     for method in summary["methods"]:
         results = method["results"]
         for bpp, psnr in zip(results["bpp"], results["psnr"]):
             lines.append(f"{method['name'][-28:]:<28} {bpp:7.3f} {psnr:8.2f}")
-    for name, bd in summary["bd_vs_baseline"].items():
-        rate = "undefined" if bd.get("bd_rate") is None else f"{bd['bd_rate']:+.1f}%"
-        quality = "undefined" if bd.get("bd_psnr") is None else f"{bd['bd_psnr']:+.2f} dB"
-        lines.append(f"{name[-28:]}: BD-rate {rate}, BD-PSNR {quality} vs baseline")
+    if "lossless_png_bpp" in summary:
+        lines.append(f"{'16-bit PNG (lossless)':<28} {summary['lossless_png_bpp']:7.3f} "
+                     f"{'inf':>8}")
+    lines.append("BD-PSNR / BD-rate against each reference (over the rates both cover):")
+    for reference, compared in summary["bd"].items():
+        for name, bd in compared.items():
+            lines.append(f"  {name[-28:]:<28} vs {reference:<16} {_format_bd(bd)}")
     return "\n".join(lines)
 
 
 def plot(summary: dict, path: str) -> None:
-    """The RD plot: baseline, every model's points, the sandwich front."""
+    """The RD plot: baselines, alternatives, every model's points, the front."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import io
-
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(7, 5))
+    figure, axes = plt.subplots(figsize=(8, 5.5))
+    colours = {"jpeg": "tab:blue", "jpegli": "tab:green", "avif": "tab:purple",
+               "jxl": "tab:brown"}
     for method in summary["methods"]:
         name, results = method["name"], method["results"]
-        bd = summary["bd_vs_baseline"].get(name, {})
-        label = name if bd.get("bd_rate") is None else (
-            f"{name} (BD-rate {bd['bd_rate']:+.1f}%, BD-PSNR {bd['bd_psnr']:+.2f} dB)")
-        style = {BASELINE: dict(color="black", marker="s"),
-                 SANDWICH: dict(color="tab:red", linewidth=2.5)}.get(
-            name, dict(linestyle="--", marker="o", alpha=0.6))
+        if name == SANDWICH:
+            label, style = name, dict(color="tab:red", linewidth=2.5)
+            jpeg = summary["bd"].get("jpeg", {}).get(SANDWICH, {})
+            if jpeg.get("bd_psnr") is not None:
+                label += f" (BD-PSNR {jpeg['bd_psnr']:+.2f} dB vs plain JPEG)"
+        elif name.startswith("baseline"):
+            label, style = name, dict(color="black", marker="s", markersize=4)
+        elif name in colours:
+            label, style = name, dict(color=colours[name], marker="^", markersize=4,
+                                      linestyle=":" if name in ("avif", "jxl") else "-")
+        else:
+            label, style = name, dict(linestyle="--", marker="o", markersize=4, alpha=0.6)
         axes.plot(results["bpp"], results["psnr"], label=label, **style)
-    s = summary["scenario"]
-    axes.set(xlabel="bits per source pixel", ylabel=f"PSNR (dB, {s['bit_depth']}-bit peak)",
-             title=f"{s['name']}: sandwich vs baseline, real JPEG ({summary['images']} images)")
+    top = max(max(m["results"]["bpp"]) for m in summary["methods"] if m["name"] == SANDWICH)
+    axes.set_xlim(0, 1.6 * top)
+    axes.set(xlabel="bits per source pixel", ylabel=f"PSNR (dB, {summary['bit_depth']}-bit peak)",
+             title=f"sandwich vs baselines and other codecs, real files "
+                   f"({summary['images']} images)")
     axes.grid(True, alpha=0.3)
-    axes.legend(fontsize=8)
+    axes.legend(fontsize=7)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     plt.close(figure)
@@ -270,19 +363,24 @@ def write_results(summary: dict, config: Config) -> None:
     plot(summary, config.path(PLOT_FILE))
 
 
-def _common_scenario(model_dirs) -> scenarios.Scenario:
-    found = {scenarios.from_spec(model_handler.read_spec(d)) for d in model_dirs}
-    if len(found) != 1:
-        raise SpecError(f"the models are for different scenarios: {sorted(map(str, found))}; "
+def _model_scenarios(model_dirs) -> dict[str, scenarios.Scenario]:
+    """Model id -> scenario; all must take sources of one bit depth."""
+    specs = [model_handler.read_spec(d) for d in model_dirs]
+    found = {spec.model_id: scenarios.from_spec(spec) for spec in specs}
+    if len(found) != len(specs):
+        raise SpecError("two of the models have the same model_id")
+    depths = {s.bit_depth for s in found.values()}
+    if len(depths) != 1:
+        raise SpecError(f"the models take sources of different bit depths {sorted(depths)}; "
                         "evaluate them separately")
-    return found.pop()
+    return found
 
 
-def parse_args(argv=None) -> tuple[Config, list[str]]:
+def parse_args(argv=None) -> tuple[Config, dict, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--models", nargs="+", required=True,
-                        help="export dirs of one scenario (e.g. one per training gamma)")
+                        help="export dirs, of one source bit depth (e.g. per gamma and factor)")
     parser.add_argument("--input", required=True, help="glob of held-out images, local or gs://")
     parser.add_argument("--output", required=True, help="results directory, local or gs://")
     parser.add_argument("--qsteps", type=float, nargs="+", default=None,
@@ -290,28 +388,43 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
                              f"step times {DEFAULT_QSTEP_SCALES}")
     parser.add_argument("--baseline_qsteps", type=float, nargs="+",
                         default=list(DEFAULT_BASELINE_QSTEPS), help="baseline JPEG steps")
+    parser.add_argument("--alternatives", nargs="*", default=list(alternatives.DEFAULT_ALTERNATIVES),
+                        choices=alternatives.ALTERNATIVES,
+                        help="other codecs to measure (avif and jxl are slower)")
+    parser.add_argument("--qualities", type=int, nargs="+",
+                        default=list(alternatives.DEFAULT_QUALITIES),
+                        help="quality settings of the alternatives")
     parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS)
     add_model_flags(parser)
     args, beam_args = parser.parse_known_args(argv)
     if len(args.baseline_qsteps) < 2 or (args.qsteps is not None and len(args.qsteps) < 2):
         parser.error("an RD curve needs at least two steps")
+    if args.alternatives and len(args.qualities) < 2:
+        parser.error("an RD curve needs at least two qualities")
+    try:
+        chosen = alternatives.check(args.alternatives)
+    except ValueError as e:
+        parser.error(str(e))
     models = tuple(m.rstrip("/") for m in args.models)
-    scenario = _common_scenario(models)
-    tiling.check_layout(args.tile, args.halo, scenario.factor)
+    model_scenarios = _model_scenarios(models)
+    distinct = tuple(sorted(set(model_scenarios.values()), key=baseline_name))
+    for scenario in distinct:
+        tiling.check_layout(args.tile, args.halo, scenario.factor)
     return Config(args.input, args.output.rstrip("/"), models,
                   tuple(args.qsteps) if args.qsteps else None, tuple(args.baseline_qsteps),
-                  scenario, args.max_pixels, args.tile, args.halo), beam_args
+                  distinct, chosen, tuple(args.qualities), args.max_pixels, args.tile,
+                  args.halo), model_scenarios, beam_args
 
 
 def run(argv=None) -> dict:
     """Runs the measurements as a Beam job, then writes and returns the summary."""
-    config, beam_args = parse_args(argv)
+    config, model_scenarios, beam_args = parse_args(argv)
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
     build(pipeline, config)
     pipeline.run().wait_until_finish()
     with FileSystems.open(config.path(PER_IMAGE_FILE)) as f:
         measurements = [Measurement.from_json(line) for line in f.read().decode().splitlines()]
-    summary = summarise(measurements, config.scenario)
+    summary = summarise(measurements, model_scenarios)
     write_results(summary, config)
     print(table(summary))
     print(f"{summary['images']} images measured; unusable files -> "

@@ -1,0 +1,104 @@
+"""What a user would pick instead of a sandwich: codecs at their own quality settings.
+
+A sandwich is only worth deploying where it beats what its users already
+have, so the evaluator measures these on the same images, with real files:
+
+- `jpeg`: a plain JPEG from libjpeg-turbo through Pillow, as almost every
+  pipeline makes one: standard (Annex K) tables scaled by `quality`, YCbCr
+  4:2:0, optimised Huffman tables;
+- `jpegli`: Google's JPEG-compatible encoder (adaptive quantisation, better
+  tables), through the `pyjpegli` binding; any JPEG decoder reads its files;
+- `avif` (AV1) and `jxl` (JPEG XL), through `imagecodecs`: not JPEG, so
+  context rather than competition, and slower to encode.
+
+Each takes and returns 8-bit RGB. Files are decoded the way a user's viewer
+would (Pillow for the JPEGs). For deeper sources, `eight_bit_ceiling` is the
+best any 8-bit codec can do: the source rounded down to 8 bits and scaled
+back to the middle of each step, the path of the `high_bit_depth` baseline.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+ALTERNATIVES = ("jpeg", "jpegli", "avif", "jxl")
+DEFAULT_ALTERNATIVES = ("jpeg", "jpegli")
+DEFAULT_QUALITIES = (5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+DESCRIPTIONS = {
+    "jpeg": "plain JPEG, libjpeg-turbo via Pillow: standard tables, 4:2:0, optimized Huffman",
+    "jpegli": "jpegli via pyjpegli (JPEG-compatible), decoded by Pillow",
+    "avif": "AVIF via imagecodecs (libavif)",
+    "jxl": "JPEG XL via imagecodecs (libjxl)",
+}
+
+
+def _pillow_decode(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def _jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buffer, "JPEG", quality=int(quality), subsampling=2,
+                                     optimize=True)
+    return buffer.getvalue()
+
+
+def _jpegli(rgb: np.ndarray, quality: int) -> bytes:
+    import pyjpegli
+
+    height, width = rgb.shape[:2]
+    return pyjpegli.encode(np.ascontiguousarray(rgb).tobytes(), width, height, int(quality))
+
+
+def _avif(rgb: np.ndarray, quality: int) -> bytes:
+    import imagecodecs
+
+    return imagecodecs.avif_encode(rgb, level=int(quality))
+
+
+def _jxl(rgb: np.ndarray, quality: int) -> bytes:
+    import imagecodecs
+
+    return imagecodecs.jpegxl_encode(rgb, level=int(quality))
+
+
+def _imagecodecs_decode(kind: str):
+    def decode(data: bytes) -> np.ndarray:
+        import imagecodecs
+
+        return np.asarray(getattr(imagecodecs, f"{kind}_decode")(data))[..., :3]
+    return decode
+
+
+_CODECS = {
+    "jpeg": (_jpeg, _pillow_decode),
+    "jpegli": (_jpegli, _pillow_decode),
+    "avif": (_avif, _imagecodecs_decode("avif")),
+    "jxl": (_jxl, _imagecodecs_decode("jpegxl")),
+}
+
+
+def check(names) -> tuple[str, ...]:
+    """The names, validated, and their libraries importable (a clear error
+    up front, not a crash in every worker)."""
+    names = tuple(names)
+    unknown = sorted(set(names) - set(ALTERNATIVES))
+    if unknown:
+        raise ValueError(f"unknown alternatives {unknown}; expected some of {ALTERNATIVES}")
+    for name in names:
+        try:
+            code(name, np.zeros((8, 8, 3), np.uint8), 50)
+        except ImportError as e:
+            raise ValueError(f"alternative {name!r} needs a library that is not installed "
+                             f"({e}); pip install 'sandwich-compression[compare]'") from e
+    return names
+
+
+def code(name: str, rgb: np.ndarray, quality: int) -> tuple[bytes, np.ndarray]:
+    """(file, decoded uint8 RGB) of 8-bit RGB `[h, w, 3]` through `name` at `quality`."""
+    encode, decode = _CODECS[name]
+    data = encode(np.ascontiguousarray(rgb, np.uint8), quality)
+    return data, decode(data)
