@@ -16,7 +16,7 @@ SAMPLES := sandwich/data/samples
 $(VENV)/.installed: setup.py
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,tensorboard]'
 	touch $@
 
 demo: $(VENV)/.installed
@@ -45,6 +45,7 @@ library-demo: $(VENV)/.installed
 	$(PY) -m sandwich.demo
 
 test: $(VENV)/.installed
+	$(BIN)/ruff check .
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed
