@@ -92,7 +92,7 @@ class Source:
 
 
 def dataset_features(patch_size: int, bit_depth: int):
-    """The record features the trainer reads (see DESIGN: dataset dir)."""
+    """The record features the trainer reads (docs/formats.md, dataset spec)."""
     import tensorflow_datasets as tfds
 
     return tfds.features.FeaturesDict({
