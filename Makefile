@@ -1,7 +1,6 @@
 # The two commands of the README, each installing what it needs into .venv.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 export NO_GCE_CHECK ?= true
 
 # The embedded default: three bundled photographs train a high_res x2 sandwich,

@@ -30,7 +30,6 @@ import argparse
 import collections
 import dataclasses
 import json
-import logging
 import sys
 
 import apache_beam as beam
@@ -43,7 +42,8 @@ from pipelines import batch_jobs, bottleneck_format, model_handler
 from pipelines.beam_options import pipeline_options
 from pipelines.compress import DEAD_LETTER_FILE, DecodeSources, add_model_flags
 from pipelines.dead_letters import WriteDeadLetters
-from sandwich import metrics, scenarios, tiling
+from pipelines.patches import input_pattern
+from sandwich import logs, metrics, scenarios, tiling
 from sandwich.image_io import DEFAULT_MAX_PIXELS
 from sandwich.specs import SpecError
 
@@ -280,10 +280,12 @@ def _common_scenario(model_dirs) -> scenarios.Scenario:
 
 def parse_args(argv=None) -> tuple[Config, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                     parents=[logs.flag()])
     parser.add_argument("--models", nargs="+", required=True,
                         help="export dirs of one scenario (e.g. one per training gamma)")
-    parser.add_argument("--input", required=True, help="glob of held-out images, local or gs://")
+    parser.add_argument("--input", required=True, type=input_pattern,
+                        help="glob of held-out images, local or gs://; a directory: all files under it")
     parser.add_argument("--output", required=True, help="results directory, local or gs://")
     parser.add_argument("--qsteps", type=float, nargs="+", default=None,
                         help="sandwich JPEG steps; if not given, each model's trained "
@@ -320,8 +322,9 @@ def run(argv=None) -> dict:
 
 
 def main(argv=None) -> int:
-    logging.getLogger().setLevel(logging.WARNING)
-    run(argv if argv is not None else sys.argv[1:])
+    argv = sys.argv[1:] if argv is None else argv
+    logs.set_up(argv)
+    run(argv)
     return 0
 
 
