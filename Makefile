@@ -1,7 +1,6 @@
 # The two commands of the README, each installing what it needs into .venv.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 export NO_GCE_CHECK ?= true
 
 # The embedded default: three bundled photographs train a high_res x2 sandwich,
@@ -16,7 +15,7 @@ SAMPLES := sandwich/data/samples
 $(VENV)/.installed: setup.py
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,tensorboard]'
 	touch $@
 
 demo: $(VENV)/.installed
@@ -45,6 +44,7 @@ library-demo: $(VENV)/.installed
 	$(PY) -m sandwich.demo
 
 test: $(VENV)/.installed
+	$(BIN)/ruff check .
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed

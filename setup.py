@@ -1,39 +1,61 @@
 """Packaging for the sandwiched-compression system.
 
 Kept plain on purpose: the same file is Beam's `--setup_file` on Dataflow
-workers, where it is built into an sdist and installed next to the job.
+workers, where it is built into an sdist and installed next to the job, and
+the install step of both containers in `docker/`. What it installs is what
+the jobs and the trainer import; tools only one person at a desk needs go in
+extras. Ranges are the ones tested on Python 3.11; widen them only after a run.
 """
+import pathlib
+import re
+
 import setuptools
 
+# One home for the version (sandwich.__version__), read without importing.
+VERSION = re.search(r'__version__ = "([^"]+)"',
+                    (pathlib.Path(__file__).parent / "sandwich" / "__init__.py").read_text())[1]
+TENSORFLOW = ">=2.21,<2.22"
+
 REQUIRED = [
-    # Ranges are the ones tested on Python 3.11; widen them only after a run.
-    "tensorflow>=2.21,<2.22",
+    f"tensorflow{TENSORFLOW}",
+    "keras>=3.12,<3.16",
+    # [gcp]: gs:// paths and the Dataflow runner.
     "apache-beam[gcp]>=2.77,<2.78",
     "tensorflow-datasets>=4.9.10,<4.10",
-    "google-cloud-storage>=3.0,<4",
-    "tfx-bsl>=1.21,<1.22",
-    "google-cloud-aiplatform>=1.165,<2",
+    "google-crc32c>=1.5,<2",
     "Pillow>=11,<13",
-    "tifffile>=2025.1",
+    "tifffile>=2025.1,<2027",
     "numpy>=1.26,<3",
     "matplotlib>=3.8,<4",
 ]
 
-TEST = [
+EXTRAS = {
+    # `sandwich-submit` only. (apache-beam[gcp] pulls these in as well, so the
+    # extra says who needs them rather than saving workers an install.)
+    "submit": ["google-cloud-aiplatform>=1.165,<2", "google-auth>=2.40,<3"],
+    # `tensorboard --logdir JOB_DIR/logs`.
+    "tensorboard": ["tensorboard>=2.21,<2.22"],
+    # The GPU training image (docker/trainer.Dockerfile): CUDA and cuDNN wheels.
+    "cuda": [f"tensorflow[and-cuda]{TENSORFLOW}"],
+}
+EXTRAS["test"] = [
     "pytest>=8,<10",
     "gcp-storage-emulator>=2024.8",
+    "google-cloud-storage>=3.0,<4",
     "scikit-image>=0.25,<0.27",
+    "ruff>=0.17,<0.18",
+    *EXTRAS["submit"],
 ]
 
 setuptools.setup(
     name="sandwich-compression",
-    version="0.1.0",
+    version=VERSION,
     description="Sandwiched compression: neural pre/post-processors around a standard JPEG codec",
     python_requires=">=3.11,<3.12",
     packages=setuptools.find_packages(include=["sandwich*", "pipelines*", "trainer*"]),
     package_data={"sandwich": ["data/*.json", "data/samples/*.png"]},
     install_requires=REQUIRED,
-    extras_require={"test": TEST},
+    extras_require=EXTRAS,
     entry_points={
         "console_scripts": [
             "sandwich-demo=sandwich.demo:main",

@@ -9,3 +9,6 @@ bad input to a counted JSON-lines output), `tfds_writer` (deterministic
 TFRecord shards and TFDS metadata through Beam's filesystems, so `gs://`
 works everywhere) and `patches` (splits, crop positions, bit-depth fitting).
 """
+from sandwich import logs as _logs
+
+_logs.quiet_native_logs()  # before any job module imports TensorFlow

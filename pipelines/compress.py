@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import logging
 import sys
 
 import apache_beam as beam
@@ -39,8 +38,8 @@ from apache_beam.ml.inference.base import RunInference
 from pipelines import batch_jobs, bottleneck_format, model_handler
 from pipelines.beam_options import pipeline_options
 from pipelines.dead_letters import Rejected, TryFlatMap, WriteDeadLetters
-from pipelines.patches import fit_bit_depth
-from sandwich import metrics, tiling
+from pipelines.patches import fit_bit_depth, input_pattern
+from sandwich import logs, metrics, tiling
 from sandwich.image_io import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from sandwich.specs import ModelSpec
 
@@ -210,8 +209,10 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
 
 def parse_args(argv=None) -> tuple[Config, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--input", required=True, help="glob of source images, local or gs://")
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                     parents=[logs.flag()])
+    parser.add_argument("--input", required=True, type=input_pattern,
+                        help="glob of source images, local or gs://; a directory: all files under it")
     parser.add_argument("--model", required=True, help="export dir (trainer.export)")
     parser.add_argument("--output", required=True, help="bottleneck directory, local or gs://")
     parser.add_argument("--qstep", type=float, default=None,
@@ -244,8 +245,9 @@ def run(argv=None) -> dict:
 
 
 def main(argv=None) -> int:
-    logging.getLogger().setLevel(logging.WARNING)
-    run(argv if argv is not None else sys.argv[1:])
+    argv = sys.argv[1:] if argv is None else argv
+    logs.set_up(argv)
+    run(argv)
     return 0
 
 

@@ -24,7 +24,6 @@ import argparse
 import dataclasses
 import io
 import json
-import logging
 import struct
 import sys
 
@@ -39,7 +38,8 @@ from pipelines import batch_jobs, bottleneck_format, model_handler
 from pipelines.beam_options import pipeline_options
 from pipelines.compress import DEAD_LETTER_FILE, MANIFEST_FILE, SUFFIX, add_model_flags
 from pipelines.dead_letters import Rejected, TryFlatMap, WriteDeadLetters
-from sandwich import tiling
+from pipelines.patches import input_pattern
+from sandwich import logs, tiling
 from sandwich.image_io import encode_png16
 from sandwich.specs import ModelSpec
 
@@ -186,8 +186,10 @@ def build(pipeline: beam.Pipeline, config: Config) -> None:
 
 def parse_args(argv=None) -> tuple[Config, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--input", required=True, help="glob of bottleneck JPEGs, local or gs://")
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                     parents=[logs.flag()])
+    parser.add_argument("--input", required=True, type=lambda value: input_pattern(value, "**" + SUFFIX),
+                        help=f"glob of bottleneck JPEGs, local or gs://; a directory: all **{SUFFIX} under it")
     parser.add_argument("--model", required=True, help="export dir of the model that made them")
     parser.add_argument("--output", required=True, help="PNG directory, local or gs://")
     add_model_flags(parser)
@@ -211,8 +213,9 @@ def run(argv=None) -> dict:
 
 
 def main(argv=None) -> int:
-    logging.getLogger().setLevel(logging.WARNING)
-    run(argv if argv is not None else sys.argv[1:])
+    argv = sys.argv[1:] if argv is None else argv
+    logs.set_up(argv)
+    run(argv)
     return 0
 
 

@@ -39,7 +39,6 @@ import collections
 import dataclasses
 import io
 import json
-import logging
 import sys
 
 import apache_beam as beam
@@ -53,7 +52,8 @@ from pipelines import batch_jobs, bottleneck_format, model_handler
 from pipelines.beam_options import pipeline_options
 from pipelines.compress import DEAD_LETTER_FILE, DecodeSources, add_model_flags
 from pipelines.dead_letters import WriteDeadLetters
-from sandwich import alternatives, metrics, scenarios, tiling
+from pipelines.patches import input_pattern
+from sandwich import alternatives, logs, metrics, scenarios, tiling
 from sandwich.image_io import DEFAULT_MAX_PIXELS, encode_png16
 from sandwich.jpeg.tables import DEFAULT_MODE
 from sandwich.specs import SpecError
@@ -378,10 +378,12 @@ def _model_scenarios(model_dirs) -> dict[str, scenarios.Scenario]:
 
 def parse_args(argv=None) -> tuple[Config, dict, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                     parents=[logs.flag()])
     parser.add_argument("--models", nargs="+", required=True,
                         help="export dirs, of one source bit depth (e.g. per gamma and factor)")
-    parser.add_argument("--input", required=True, help="glob of held-out images, local or gs://")
+    parser.add_argument("--input", required=True, type=input_pattern,
+                        help="glob of held-out images, local or gs://; a directory: all files under it")
     parser.add_argument("--output", required=True, help="results directory, local or gs://")
     parser.add_argument("--qsteps", type=float, nargs="+", default=None,
                         help="sandwich JPEG steps; if not given, each model's trained "
@@ -433,8 +435,9 @@ def run(argv=None) -> dict:
 
 
 def main(argv=None) -> int:
-    logging.getLogger().setLevel(logging.WARNING)
-    run(argv if argv is not None else sys.argv[1:])
+    argv = sys.argv[1:] if argv is None else argv
+    logs.set_up(argv)
+    run(argv)
     return 0
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import sys
 
 import apache_beam as beam
@@ -40,6 +39,7 @@ from pipelines import tfds_writer
 from pipelines.beam_options import pipeline_options
 from pipelines.dead_letters import (METRICS_NAMESPACE, Rejected, TryFlatMap,
                                     WriteDeadLetters)
+from sandwich import logs
 from sandwich.image_io import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from sandwich.specs import DATASET_SPEC_FILE, SCENARIOS, DatasetSpec
 
@@ -92,7 +92,7 @@ class Source:
 
 
 def dataset_features(patch_size: int, bit_depth: int):
-    """The record features the trainer reads (see DESIGN: dataset dir)."""
+    """The record features the trainer reads (docs/formats.md, dataset spec)."""
     import tensorflow_datasets as tfds
 
     return tfds.features.FeaturesDict({
@@ -246,10 +246,11 @@ class MakeDataset(beam.PTransform):
 def parse_args(argv=None) -> tuple[Config, list[str]]:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n", 1)[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter, parents=[logs.flag()],
         epilog="Other flags go to Beam's PipelineOptions: --runner, --project, --region, "
                "--temp_location, --setup_file, --direct_num_workers, ...")
-    parser.add_argument("--input", required=True, help="glob of source images, local or gs://")
+    parser.add_argument("--input", required=True, type=patch_lib.input_pattern,
+                        help="glob of source images, local or gs://; a directory: all files under it")
     parser.add_argument("--output", required=True, help="dataset directory, local or gs://")
     parser.add_argument("--scenario", required=True, choices=SCENARIOS)
     parser.add_argument("--bit_depth", type=int, default=None,
@@ -322,9 +323,8 @@ def run(argv=None) -> DatasetSpec:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.WARNING)
-    # Dataflow reports the job's URL and progress at INFO; local workers are chattier.
-    logging.getLogger("apache_beam.runners.dataflow").setLevel(logging.INFO)
+    argv = sys.argv[1:] if argv is None else argv
+    logs.set_up(argv)
     run(argv)
     return 0
 

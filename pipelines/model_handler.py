@@ -1,7 +1,7 @@
 """The exported sandwich as Beam's RunInference sees it: one load per worker process.
 
 Beam's stock TensorFlow handler imports tensorflow_hub and loads through
-Keras, which refuses plain SavedModels under Keras 3 (see DESIGN); ours calls
+Keras, which refuses plain SavedModels under Keras 3 (docs/architecture.md); ours calls
 `tf.saved_model.load` on the export dir that `trainer.export` writes
 (`preprocessor/`, `postprocessor/`, `model_spec.json`) and uses only the
 `serving_default` signatures, so no project code is needed to run a model.

@@ -8,14 +8,34 @@ over a copy of the corpus in `gs://` gives the same splits and patches.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 
 import numpy as np
+from apache_beam.io.filesystems import FileSystems
 
 from pipelines.dead_letters import Rejected
 
 SPLITS = ("train", "eval")
 PATCH_MODES = ("random", "grid")
+
+
+def input_pattern(value: str, files: str = "**") -> str:
+    """A job's `--input` as the glob it means: a directory is every file under it.
+
+    Beam matches a bare directory's path as a single file, which then fails
+    to read ("Is a directory"). So a value without wildcards that ends in
+    '/' or has files below it (on `gs://`, objects under that prefix) becomes
+    `<directory>/<files>`, e.g. `bits/**.jpg`; the job logs the glob it used.
+    """
+    if re.search(r"[*?\[]", value):
+        return value
+    directory = value.rstrip("/")
+    if value.endswith("/") or FileSystems.match([f"{directory}/**"], limits=[1])[0].metadata_list:
+        pattern = f"{directory}/{files}"
+        logging.getLogger(__name__).info("--input %s is a directory: reading %s", value, pattern)
+        return pattern
+    return value
 
 
 def input_base(pattern: str) -> str:

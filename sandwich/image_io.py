@@ -21,7 +21,8 @@ decodes through `decode_image`, so they agree on what a file means:
   pixel count is checked from the header *before* decoding, so a small file
   claiming a huge canvas (a decompression bomb) costs nothing.
 
-Pillow opens 16-bit RGB PNGs as 8-bit and cannot write them (see DESIGN), so
+Pillow opens 16-bit RGB PNGs as 8-bit and cannot write them (docs/architecture.md,
+known traps), so
 16-bit PNGs go through `tf.io.decode_png`/`tf.io.encode_png` and 16-bit TIFFs
 through tifffile.
 """

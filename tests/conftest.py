@@ -1,7 +1,20 @@
 """Shared pytest fixtures."""
 import pytest
 
+from tests import trainer_data
 from tests.gcs_emulator import storage_emulator
+
+
+@pytest.fixture(scope="session")
+def high_bit_depth_dataset(tmp_path_factory):
+    """A 10-bit dataset dir as `pipelines.make_dataset` writes it (see `trainer_data`)."""
+    return trainer_data.make(str(tmp_path_factory.mktemp("high_bit_depth")), "high_bit_depth")
+
+
+@pytest.fixture(scope="session")
+def high_res_dataset(tmp_path_factory):
+    """An 8-bit x2 dataset dir as `pipelines.make_dataset` writes it."""
+    return trainer_data.make(str(tmp_path_factory.mktemp("high_res")), "high_res")
 
 
 @pytest.fixture(scope="module")

@@ -63,7 +63,9 @@ def sources(tmp_path_factory):
 def round_trip(sources, tmp_path_factory):
     """Compresses the sources, adds files the decompressor must refuse, decompresses."""
     bits, restored = tmp_path_factory.mktemp("bits"), tmp_path_factory.mktemp("restored")
-    compressed = _quiet(compress, [f"--input={sources}/**", f"--output={bits}",
+    # Directories as --input: every file under them, and for decompress every
+    # .jpg under it, not the manifest and dead letters compress wrote beside them.
+    compressed = _quiet(compress, [f"--input={sources}", f"--output={bits}",
                                    f"--model={_model()}", f"--qstep={QSTEP}", *TILING, *RUNNER])
     good = (bits / "coffee.png.jpg").read_bytes()
     foreign = dataclasses.replace(bottleneck_format.read_header(good), model_id="someone-else")
@@ -77,7 +79,7 @@ def round_trip(sources, tmp_path_factory):
     (bits / "truncated.jpg").write_bytes(good[:len(good) // 2])
     Image.fromarray(np.asarray(Image.open(io.BytesIO(good)))).save(bits / "plain.jpg")
     (bits / "empty.jpg").write_bytes(b"")
-    decompressed = _quiet(decompress, [f"--input={bits}/**.jpg", f"--output={restored}",
+    decompressed = _quiet(decompress, [f"--input={bits}/", f"--output={restored}",
                                        f"--model={_model()}", *TILING, *RUNNER])
     return bits, restored, compressed, decompressed
 
@@ -96,6 +98,17 @@ def test_every_file_is_accounted_for(round_trip):
     assert "dead letters (read_bottleneck 4)" in printed
     names = sorted(str(p.relative_to(restored)) for p in restored.rglob("*.png"))
     assert names == sorted([*SOURCES, "deep.tif.png"])
+
+
+def test_input_directory_means_the_files_under_it(round_trip, sources):
+    bits, restored, _, _ = round_trip
+    flags = [f"--output={restored}", f"--model={_model()}"]
+    for given in (str(bits), f"{bits}/"):
+        assert decompress.parse_args([f"--input={given}", *flags])[0].input == f"{bits}/**.jpg"
+    assert compress.parse_args([f"--input={sources}", *flags])[0].input == f"{sources}/**"
+    # A glob or a single file is taken as given.
+    for given in (f"{bits}/*.jpg", str(bits / "coffee.png.jpg")):
+        assert decompress.parse_args([f"--input={given}", *flags])[0].input == given
 
 
 def test_refusals_name_the_reason(round_trip, sources):

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from sandwich import scenarios
+from sandwich import samples, scenarios
 from sandwich.specs import DATASET_SPEC_FILE, MODEL_SPEC_FILE, ModelSpec, SpecError
 from tests import trainer_data
 from trainer import task
@@ -21,10 +21,8 @@ STEPS = 30
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    directory = str(tmp_path_factory.mktemp("hbd"))
-    trainer_data.write(directory, "high_bit_depth")
-    return directory
+def dataset(high_bit_depth_dataset):
+    return high_bit_depth_dataset
 
 
 def _config(dataset, job_dir):
@@ -87,7 +85,7 @@ def test_input_pipelines_share_the_records(dataset, pipelines):
     shares = [[r.numpy() for r in data.records(dataset, "train", tf.distribute.InputContext(
         pipelines, index, pipelines))] for index in range(pipelines)]
     every = [r for share in shares for r in share]
-    assert all(shares) and len(every) == len(set(every)) == 32
+    assert all(shares) and len(every) == len(set(every)) == data.read_spec(dataset).splits["train"]
 
 
 # Runs in a fresh interpreter where importing this project's packages fails.
@@ -118,7 +116,7 @@ np.savez(out_path, bottleneck=bottleneck, reconstruction=reconstruction,
 
 def test_export_matches_the_model_with_the_real_codec(run, tmp_path):
     job_dir, result = run
-    source = trainer_data.patches("high_bit_depth", 48, 1, seed=7)[0, :37, :45]  # odd size
+    source = samples.block_sum(samples.load_all()[0][:74, :90], 2)  # 10 bits, odd size 37x45
     np.save(tmp_path / "source.npy", source)
     subprocess.run([sys.executable, "-c", STANDALONE, os.path.join(job_dir, "export"),
                     str(tmp_path / "source.npy"), str(tmp_path / "out.npz")], check=True,
@@ -165,8 +163,9 @@ def test_scenario_other_than_the_flag(dataset, tmp_path):
 
 
 def test_empty_dataset(tmp_path):
-    trainer_data.write(str(tmp_path / "data"), "high_bit_depth", splits={"train": 0, "eval": 0})
-    assert_refused(str(tmp_path / "data"), tmp_path / "job", DataError, "no training patches")
+    """Every source in the eval split: a dataset with nothing to train on."""
+    empty = trainer_data.make(str(tmp_path), "high_bit_depth", eval_fraction=1.0)
+    assert_refused(empty, tmp_path / "job", DataError, "no training patches")
 
 
 def test_corrupt_record(dataset, tmp_path):

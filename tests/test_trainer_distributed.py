@@ -20,10 +20,8 @@ TIMEOUT = 420
 
 
 @pytest.fixture(scope="module")
-def high_res(tmp_path_factory):
-    directory = str(tmp_path_factory.mktemp("high_res"))
-    trainer_data.write(directory, "high_res")
-    return directory
+def high_res(high_res_dataset):
+    return high_res_dataset
 
 
 def _finish(process, timeout=TIMEOUT):

@@ -1,19 +1,17 @@
-"""`trainer.submit`: the Vertex AI job spec offline, the package upload
-against a Cloud Storage emulator on 127.0.0.1."""
+"""`trainer.submit`: the Vertex AI job spec, offline, and its container."""
 import json
 import socket
-import tarfile
 
 import pytest
+from packaging.specifiers import SpecifierSet
+from google.cloud.aiplatform.compat.types import custom_job
 
+import sandwich
+from tests import test_containers
 from trainer import submit
 
-# The submitting machine's dependency only; not one of the trainer's.
-pytest.importorskip("google.cloud.aiplatform")
-from google.cloud.aiplatform.compat.types import custom_job  # noqa: E402
-
-COMMON = ["--project", "p", "--region", "europe-west4", "--staging_bucket", "gs://bucket/staging",
-          "--job_dir", "gs://bucket/runs/one", "--dry_run"]
+COMMON = ["--project", "p", "--region", "europe-west4", "--job_dir", "gs://bucket/runs/one",
+          "--dry_run"]
 
 
 @pytest.fixture
@@ -39,34 +37,41 @@ def test_multi_worker_gpu_job_spec(offline, capsys):
     assert (chief["replicaCount"], workers["replicaCount"]) == ("1", "2")
     assert chief["machineSpec"] == {"machineType": "n1-standard-8",
                                     "acceleratorType": "NVIDIA_TESLA_T4", "acceleratorCount": 2}
-    package = chief["pythonPackageSpec"]
-    assert package["pythonModule"] == "trainer.task"
-    assert package["args"] == ["--data", "gs://bucket/data", "--steps", "100"]
-    assert package["packageUris"][0].startswith("gs://bucket/staging/packages/")
-    assert "tf-gpu" in package["executorImageUri"]
+    assert chief["containerSpec"] == workers["containerSpec"] == {
+        "imageUri": f"europe-west4-docker.pkg.dev/p/sandwich/trainer-gpu:{sandwich.__version__}",
+        "command": ["sandwich-train"], "args": ["--data", "gs://bucket/data", "--steps", "100"]}
     assert job["jobSpec"]["baseOutputDirectory"]["outputUriPrefix"] == "gs://bucket/runs/one"
 
 
+def test_default_job_runs_the_image_of_this_package(offline, capsys):
+    """With defaults the job runs the trainer image of this very version,
+    which `docker/trainer.Dockerfile` builds on the package's Python with
+    the package (and so its TensorFlow) installed."""
+    (pool,) = _dry_run(capsys, "--", "--data", "gs://bucket/data")["jobSpec"]["workerPoolSpecs"]
+    uri = pool["containerSpec"]["imageUri"]
+    assert uri == f"europe-west4-docker.pkg.dev/p/sandwich/trainer:{sandwich.__version__}"
+    dockerfile = test_containers.DOCKERFILES["trainer"]
+    python = test_containers.python_of(test_containers.base_image(dockerfile))
+    assert f"{python}.0" in SpecifierSet(test_containers.PACKAGE["Requires-Python"])
+    assert test_containers.pip_install_target(dockerfile).startswith(".")
+    assert pool["containerSpec"]["command"] == json.loads(
+        test_containers.instruction(dockerfile, "ENTRYPOINT"))
+
+
 def test_tpu_job_spec(offline, capsys):
-    job = _dry_run(capsys, "--tpu", "v3", "--", "--data", "gs://bucket/data")
+    job = _dry_run(capsys, "--tpu", "v3", "--image", "gcr.io/p/tpu:1", "--", "--data", "gs://b/d")
     (pool,) = job["jobSpec"]["workerPoolSpecs"]
     assert pool["machineSpec"] == {"machineType": "cloud-tpu", "acceleratorType": "TPU_V3",
                                    "acceleratorCount": 8}
-    assert "tf-tpu" in pool["pythonPackageSpec"]["executorImageUri"]
+    assert pool["containerSpec"]["imageUri"] == "gcr.io/p/tpu:1"
 
 
-def test_tpu_refuses_workers():
+@pytest.mark.parametrize("flags, message", [
+    (["--tpu", "v2", "--workers", "2", "--image", "i"], "--tpu takes neither"),
+    (["--tpu", "v2"], "--tpu needs --image"),
+    (["--job_dir", "runs/local"], "--job_dir must be a gs:// path"),
+])
+def test_refusals(capsys, flags, message):
     with pytest.raises(SystemExit):
-        submit.parse([*COMMON, "--tpu", "v2", "--workers", "2"])
-
-
-def test_package_upload_to_storage(gcs_emulator, tmp_path):
-    gcs_emulator.create_bucket("staging")
-    package = submit.build_package(str(tmp_path))
-    with tarfile.open(package) as archive:
-        names = archive.getnames()
-    assert any(n.endswith("trainer/task.py") for n in names)
-    assert any(n.endswith("sandwich/model.py") for n in names)
-    uri = submit.upload(package, submit.package_uri("gs://staging/sandwich", package), gcs_emulator)
-    blob = gcs_emulator.bucket("staging").get_blob(uri[len("gs://staging/"):])
-    assert blob.size == package.stat().st_size
+        submit.parse([*COMMON, *flags])
+    assert message in capsys.readouterr().err

@@ -1,77 +1,49 @@
-"""Small scenario datasets and run helpers for the trainer's tests.
+"""Datasets for the trainer's tests, written by the real dataset job, and run helpers.
 
-The Beam job (`pipelines.make_dataset`) takes tens of seconds to start its
-worker processes; the trainer's tests need a few dozen patches in a second.
-This writer produces the same directory through the pipeline's own pieces
-(its feature connectors, TFRecord framing, TFDS metadata and spec), so what
-the trainer reads here is byte for byte what the pipeline writes.
+The trainer reads what `pipelines.make_dataset` writes, so its tests read
+exactly that: `make` runs the job on the bundled photographs (high_res) or on
+their 10-bit 2x2 block sums (high_bit_depth, as `pipelines.sample_data`
+makes them), 16x16 patches in two shards per split, on Beam's in-process
+runner so that a dataset costs seconds, not a pool of worker processes.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
+import io
 import os
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 
-from pipelines import tfds_writer
-from pipelines.make_dataset import dataset_features
+from pipelines import make_dataset, sample_data
 from sandwich import samples
-from sandwich.specs import DATASET_SPEC_FILE, DatasetSpec
+
+PATCH_SIZE = 16
+PATCHES_PER_IMAGE = 16
+# Of the four bundled photographs, two go to each split at this fraction.
+EVAL_FRACTION = 0.4
 
 
-def patches(scenario: str, patch_size: int, count: int, seed: int = 0) -> np.ndarray:
-    """`count` random patches of the bundled photos at the scenario's depth.
-
-    10-bit patches sum 2x2 blocks of 8-bit pixels (0..1020), as the
-    pipeline's provenance note for synthesised high bit depth says.
-    """
-    rng = np.random.default_rng(seed)
-    photos = samples.load_all()
-    scale = 2 if scenario == "high_bit_depth" else 1
-    side = patch_size * scale
-    out = []
-    for i in range(count):
-        photo = photos[i % len(photos)]
-        y = rng.integers(0, photo.shape[0] - side + 1)
-        x = rng.integers(0, photo.shape[1] - side + 1)
-        crop = photo[y:y + side, x:x + side]
-        out.append(samples.block_sum(crop, scale) if scale > 1 else crop)
-    return np.stack(out) if out else np.zeros((0, patch_size, patch_size, 3), np.uint8)
-
-
-def write(directory: str, scenario: str = "high_res", patch_size: int = 16,
-          splits: dict[str, int] | None = None, shards: int = 2, seed: int = 0) -> DatasetSpec:
-    """Writes a dataset directory and returns its spec."""
-    from tensorflow_datasets.core import example_serializer
-
-    splits = splits if splits is not None else {"train": 32, "eval": 8}
-    bit_depth = 10 if scenario == "high_bit_depth" else 8
-    factor = 1 if scenario == "high_bit_depth" else 2
-    features = dataset_features(patch_size, bit_depth)
-    serializer = example_serializer.ExampleSerializer(features.get_serialized_info())
-    os.makedirs(directory, exist_ok=True)
-    name = f"sandwich_{scenario}"
-    infos = []
-    for split_index, (split, count) in enumerate(sorted(splits.items())):
-        images = patches(scenario, patch_size, count, seed + split_index)
-        for shard in range(shards):
-            records = [serializer.serialize_example(features.encode_example(
-                {"image": image, "bit_depth": bit_depth, "source": f"sample_{i}.png"}))
-                for i, image in enumerate(images) if i % shards == shard]
-            with open(tfds_writer.shard_path(directory, name, split, shard, shards), "wb") as f:
-                for record in records:
-                    f.write(tfds_writer.tfrecord_frame(record))
-            infos.append(tfds_writer.ShardInfo(split, shard, shards, len(records),
-                                               sum(map(len, records))))
-    tfds_writer.write_metadata(directory, name, "0.1.0", features, "trainer test data", infos)
-    spec = DatasetSpec(scenario=scenario, bit_depth=bit_depth, patch_size=patch_size,
-                       factor=factor, splits=dict(splits), provenance="tests.trainer_data",
-                       seed=seed, version="0.1.0")
-    with open(os.path.join(directory, DATASET_SPEC_FILE), "w") as f:
-        f.write(spec.to_json())
-    return spec
+def make(directory: str, scenario: str, eval_fraction: float = EVAL_FRACTION) -> str:
+    """Runs make_dataset into `directory`/data and returns that path."""
+    corpus = os.path.join(directory, "photos")
+    os.makedirs(corpus, exist_ok=True)
+    if scenario == "high_bit_depth":
+        sample_data.write_sample(corpus, block=2)
+    else:
+        for path in samples.paths():
+            shutil.copy(path, corpus)
+    output = os.path.join(directory, "data")
+    with contextlib.redirect_stdout(io.StringIO()):
+        make_dataset.run([
+            f"--input={corpus}", f"--output={output}", f"--scenario={scenario}",
+            f"--patch_size={PATCH_SIZE}", f"--patches_per_image={PATCHES_PER_IMAGE}",
+            f"--eval_fraction={eval_fraction}", "--num_shards=2", "--seed=0",
+            "--direct_running_mode=in_memory", "--direct_num_workers=1"])
+    return output
 
 
 # A model and a run small enough for a shared 2-core machine.

@@ -8,3 +8,6 @@ worker writes), `training` (the loop, checkpoints, progress), `summaries`
 (TensorBoard records), `evaluate` (the real codec on the eval split),
 `export` (SavedModels and the model spec).
 """
+from sandwich import logs as _logs
+
+_logs.quiet_native_logs()  # before any trainer module imports TensorFlow

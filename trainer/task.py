@@ -11,9 +11,9 @@ the same command resumes from the last checkpoint.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
+from sandwich import logs
 from sandwich.jpeg.tables import MODE_NAMES
 from sandwich.model import QUANTIZATIONS
 from sandwich.networks import PRESETS
@@ -29,7 +29,8 @@ def _widths(text: str) -> tuple[int, ...]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sandwich-train", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                parents=[logs.flag()])
     default = {f: getattr(Config, f) for f in Config.__dataclass_fields__ if hasattr(Config, f)}
     io = p.add_argument_group("data and outputs")
     io.add_argument("--data", required=True, help="dataset dir (local or gs://)")
@@ -99,12 +100,14 @@ def parse(argv=None):
         if getattr(args, flag) < 1:
             parser().error(f"--{flag} must be at least 1")
     logical_cpus = vars(args).pop("logical_cpus")
+    del args.verbose  # logs.set_up's
     return Config(**vars(args)), logical_cpus
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    config, logical_cpus = parse(argv if argv is not None else sys.argv[1:])
+    argv = sys.argv[1:] if argv is None else argv
+    logs.set_up(argv)
+    config, logical_cpus = parse(argv)
     if logical_cpus:
         split_cpu(logical_cpus)
     result = train(config)

@@ -290,7 +290,8 @@ def train(config: Config) -> Result:
             tf.summary.experimental.set_step(step)
             if not np.isfinite(scalars["loss"]):
                 raise FloatingPointError(f"the loss is {scalars['loss']} at step {step}")
-            due = lambda every: every and (step % every == 0 or step == config.steps)
+            # Called at once, in this iteration: it sees the current step.
+            due = lambda every: every and (step % every == 0 or step == config.steps)  # noqa: B023
             if due(config.summary_every):
                 for name, value in scalars.items():
                     summaries.scalar(f"train/{name}", value)

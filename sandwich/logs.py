@@ -1,0 +1,54 @@
+"""How every command of the project logs: its own lines always, other libraries' when asked.
+
+A user of `make demo` or of a job reads the command's progress and its
+closing account. Around them, every process that imports TensorFlow logs its
+device set-up, and Beam's local runner forwards each worker process's
+warnings about its own platform: dozens of lines per job, none of them the
+user's business. By default the project's loggers (and Dataflow's job
+monitor, which reports progress and the job's URL) are shown at INFO, the
+rest at WARNING, and the forwarded worker warnings only at ERROR;
+`--verbose` shows every library at INFO.
+
+TensorFlow reads its native (C++) log level from `TF_CPP_MIN_LOG_LEVEL` once,
+when it is imported, which for a console script is before `main` parses a
+flag; `quiet_native_logs` therefore runs when `pipelines` or `trainer` is
+imported and sets it only if the user has not (`TF_CPP_MIN_LOG_LEVEL=0`
+brings those logs back). Beam's worker processes inherit it. The lines the
+CUDA plug-in prints before TensorFlow's logging starts ("Could not find cuda
+drivers") obey no setting.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+OWN = ("sandwich", "pipelines", "trainer", "__main__", "apache_beam.runners.dataflow")
+# Worker processes' log records, re-logged by the local runner.
+FORWARDED = ("apache_beam.runners.portability.local_job_service",)
+# Errors that matter reach Python as exceptions; the rest is device set-up.
+NATIVE = {"TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def quiet_native_logs() -> None:
+    for name, value in NATIVE.items():
+        os.environ.setdefault(name, value)
+
+
+def flag() -> argparse.ArgumentParser:
+    """The `--verbose` flag, as a parent parser for every command's own."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show the INFO logs of Beam, TensorFlow and other libraries")
+    return parser
+
+
+def set_up(argv) -> None:
+    """Configures logging for a command run with `argv` (its `--verbose`)."""
+    verbose = flag().parse_known_args(list(argv))[0].verbose
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", force=True)
+    for name in OWN:
+        logging.getLogger(name).setLevel(logging.INFO)
+    for name in FORWARDED:
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.ERROR)
