@@ -27,6 +27,8 @@ REQUIRED = [
     "tifffile>=2025.1,<2027",
     "numpy>=1.26,<3",
     "matplotlib>=3.8,<4",
+    # The evaluator's jpegli row: the JPEG encoder users switch to for free.
+    "pyjpegli>=0.3,<0.4",
 ]
 
 EXTRAS = {
@@ -37,6 +39,8 @@ EXTRAS = {
     "tensorboard": ["tensorboard>=2.21,<2.22"],
     # The GPU training image (docker/trainer.Dockerfile): CUDA and cuDNN wheels.
     "cuda": [f"tensorflow[and-cuda]{TENSORFLOW}"],
+    # `sandwich-eval --alternatives avif jxl`: AVIF and JPEG XL for context.
+    "compare": ["imagecodecs>=2026.1,<2027"],
 }
 EXTRAS["test"] = [
     "pytest>=8,<10",
@@ -45,6 +49,7 @@ EXTRAS["test"] = [
     "scikit-image>=0.25,<0.27",
     "ruff>=0.17,<0.18",
     *EXTRAS["submit"],
+    *EXTRAS["compare"],
 ]
 
 setuptools.setup(

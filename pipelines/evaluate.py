@@ -100,16 +100,23 @@ class Measurement:
 
 
 def measure_sandwich(model: model_handler.ExportedSandwich, pixels: np.ndarray,
-                     source_bit_depth: int, qstep: float) -> tuple[int, float]:
-    """(file bits, PSNR) of the deployed path: the very file `compress` writes
-    and the very reconstruction `decompress` makes of it."""
+                     source_bit_depth: int, qsteps) -> list[tuple[int, float]]:
+    """[(file bits, PSNR)] per qstep of the deployed path: the very file
+    `compress` writes and the very reconstruction `decompress` makes of it.
+
+    The pre-processor runs once: its output does not depend on the step.
+    """
     height, width = pixels.shape[:2]
-    header = bottleneck_format.Header.of(model.spec, qstep, height, width, source_bit_depth)
-    data = bottleneck_format.encode(model.preprocess(pixels), header, model.spec.tables_at(qstep))
-    _, decoded = bottleneck_format.decode(data)
-    reconstruction = model.postprocess(decoded, (height, width))
-    return 8 * len(data), float(metrics.psnr(reconstruction[None], pixels[None],
-                                             model.spec.bit_depth)[0])
+    bottleneck = model.preprocess(pixels)
+    out = []
+    for qstep in qsteps:
+        header = bottleneck_format.Header.of(model.spec, qstep, height, width, source_bit_depth)
+        data = bottleneck_format.encode(bottleneck, header, model.spec.tables_at(qstep))
+        _, decoded = bottleneck_format.decode(data)
+        reconstruction = model.postprocess(decoded, (height, width))
+        out.append((8 * len(data), float(metrics.psnr(reconstruction[None], pixels[None],
+                                                      model.spec.bit_depth)[0])))
+    return out
 
 
 def measure_baseline(scenario: scenarios.Scenario, pixels: np.ndarray,
@@ -171,8 +178,9 @@ class Measure(beam.DoFn):
         c = self._config
         pixels = source.pixels.shape[0] * source.pixels.shape[1]
         for model in self._models:
-            for qstep in c.qsteps or [model.spec.qstep * s for s in DEFAULT_QSTEP_SCALES]:
-                bits, psnr = measure_sandwich(model, source.pixels, source.source_bit_depth, qstep)
+            qsteps = c.qsteps or [model.spec.qstep * s for s in DEFAULT_QSTEP_SCALES]
+            points = measure_sandwich(model, source.pixels, source.source_bit_depth, qsteps)
+            for qstep, (bits, psnr) in zip(qsteps, points):
                 yield Measurement(model.spec.model_id, float(qstep), source.path, bits, pixels, psnr)
         for scenario in c.scenarios:
             for qstep in c.baseline_qsteps:

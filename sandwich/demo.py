@@ -12,7 +12,7 @@ import argparse
 import numpy as np
 
 from sandwich import metrics, samples
-from sandwich.jpeg import proxy_roundtrip, real_roundtrip
+from sandwich.jpeg import proxy_roundtrip, real_roundtrip, tables
 
 
 def main(argv=None) -> None:
@@ -20,16 +20,18 @@ def main(argv=None) -> None:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--image", default=str(samples.paths()[0]), help="an 8-bit RGB image")
     parser.add_argument("--qsteps", type=float, nargs="+", default=[2, 4, 8, 16, 32, 64])
+    parser.add_argument("--jpeg_mode", choices=tables.MODE_NAMES, default=tables.DEFAULT_MODE.name)
     args = parser.parse_args(argv)
+    codec = tables.JpegMode.parse(args.jpeg_mode).kwargs()
 
     source = samples.load(args.image)[None]
     height, width = source.shape[1:3]
-    print(f"{args.image}: {width}x{height}, each channel coded as its own plane, flat table")
+    print(f"{args.image}: {width}x{height}, JPEG mode {args.jpeg_mode}, flat table")
     print(f"{'qstep':>6} {'proxy~real':>11} {'PSNR real':>10} {'PSNR proxy':>11} "
           f"{'bpp real':>9} {'bpp model':>10} {'rate error':>11}")
     for qstep in args.qsteps:
-        proxy, estimate = proxy_roundtrip(source.astype(np.float32), qstep)
-        real, bits = real_roundtrip(source, qstep)
+        proxy, estimate = proxy_roundtrip(source.astype(np.float32), qstep, **codec)
+        real, bits = real_roundtrip(source, qstep, **codec)
         proxy = proxy.numpy()
         bpp_real = metrics.bits_per_pixel(bits, height, width)[0]
         bpp_model = metrics.bits_per_pixel(estimate.numpy(), height, width)[0]

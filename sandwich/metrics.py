@@ -85,11 +85,23 @@ def bd_rate(anchor_bpp, anchor_psnr, test_bpp, test_psnr) -> float:
     return float((10.0 ** diff - 1.0) * 100.0)
 
 
-def bd_psnr(anchor_bpp, anchor_psnr, test_bpp, test_psnr) -> float:
-    """Average PSNR difference of `test` over `anchor` at equal rate, in dB."""
+def bd_psnr(anchor_bpp, anchor_psnr, test_bpp, test_psnr, rate_range=None) -> float:
+    """Average PSNR difference of `test` over `anchor` at equal rate, in dB,
+    over the rates both curves cover (and `rate_range`, (low, high) bpp, if given)."""
     log_a, psnr_a = _curve(anchor_bpp, anchor_psnr)
     log_t, psnr_t = _curve(test_bpp, test_psnr)
     low, high = max(log_a.min(), log_t.min()), min(log_a.max(), log_t.max())
+    if rate_range is not None:
+        low, high = max(low, np.log10(rate_range[0])), min(high, np.log10(rate_range[1]))
     if high <= low:
         raise ValueError("the two RD curves share no rate range; BD-PSNR is undefined")
     return float(_integrate_fit(log_t, psnr_t, low, high) - _integrate_fit(log_a, psnr_a, low, high))
+
+
+def psnr_at(bpp: Sequence[float], psnr_db: Sequence[float], rate: float) -> float | None:
+    """The PSNR of a curve's Pareto front at `rate` bpp, interpolated linearly
+    in log rate; None outside the rates the curve covers."""
+    front_bpp, front_psnr = pareto_front(bpp, psnr_db)
+    if not front_bpp or not front_bpp[0] <= rate <= front_bpp[-1]:
+        return None
+    return float(np.interp(np.log10(rate), np.log10(front_bpp), front_psnr))

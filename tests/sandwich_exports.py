@@ -24,9 +24,10 @@ atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)
 
 @functools.cache
 def export_sandwich(scenario: str, *, model_id: str, bit_depth=None, factor=None,
-                    qstep: float = 20.0, perturb: float = 0.0, seed: int = 0) -> str:
+                    qstep: float = 20.0, perturb: float = 0.0, seed: int = 0,
+                    jpeg_mode: str = "ycbcr-420") -> str:
     """The path of an export dir of a slim Sandwich (read-only: it is shared)."""
-    scenario = scenarios.make(scenario, bit_depth=bit_depth, factor=factor)
+    scenario = scenarios.make(scenario, bit_depth=bit_depth, factor=factor, jpeg_mode=jpeg_mode)
     model = Sandwich(scenario, size="slim", qstep=qstep)
     if perturb:
         rng = np.random.default_rng(seed)
@@ -34,5 +35,5 @@ def export_sandwich(scenario: str, *, model_id: str, bit_depth=None, factor=None
             for head in (processor.unet.head, processor.mlp.layers[-1]):
                 head.kernel.assign(perturb * rng.standard_normal(head.kernel.shape))
     spec = ModelSpec(model_id=model_id, scenario=scenario.name, bit_depth=scenario.bit_depth,
-                     factor=scenario.factor, qstep=float(model.qstep))
+                     factor=scenario.factor, qstep=float(model.qstep), jpeg_mode=jpeg_mode)
     return export.save(model, spec, f"{_ROOT}/{model_id}")

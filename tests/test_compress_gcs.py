@@ -72,6 +72,6 @@ def test_round_trip_through_gcs(gcs_emulator):
         assert restored.shape == source.shape
         record = manifest[f"gs://sandwich/photos/{name}"]
         assert record["bytes"] == len(data) and record["model_id"] == "hr-perturbed"
-        bits, psnr = evaluate.measure_sandwich(model, source, 8, QSTEP)
+        [(bits, psnr)] = evaluate.measure_sandwich(model, source, 8, [QSTEP])
         assert bits == 8 * len(data)
         assert metrics.psnr(restored[None], source[None])[0] == psnr

@@ -153,7 +153,7 @@ def test_bpp_and_psnr_agree_with_manifest_and_evaluator(round_trip, sources):
         assert record["source_bit_depth"] == source_bits
         assert record["bpp"] == 8 * bottleneck.stat().st_size / pixels
 
-        eval_bits, eval_psnr = evaluate.measure_sandwich(model, source, source_bits, QSTEP)
+        [(eval_bits, eval_psnr)] = evaluate.measure_sandwich(model, source, source_bits, [QSTEP])
         assert eval_bits == 8 * bottleneck.stat().st_size
         assert eval_psnr == pytest.approx(psnr, abs=1e-9)
 

@@ -38,6 +38,8 @@ def parser() -> argparse.ArgumentParser:
     io.add_argument("--checkpoint_dir", help="overrides job_dir/checkpoints and AIP_CHECKPOINT_DIR")
     io.add_argument("--log_dir", help="overrides job_dir/logs and AIP_TENSORBOARD_LOG_DIR")
     io.add_argument("--export_dir", help="overrides job_dir/export and AIP_MODEL_DIR")
+    io.add_argument("--model_id", help="the exported model's id, which its bottlenecks carry "
+                    "(default: scenario, time and a random suffix); name it so that it is unique")
     io.add_argument("--scenario", choices=SCENARIOS,
                     help="optional: refuse a dataset of another scenario")
     opt = p.add_argument_group("optimisation")

@@ -65,6 +65,7 @@ class Config:
     quantization: str = "flat"
     jpeg_mode: str = tables.DEFAULT_MODE.name
     max_train_minutes: float | None = None
+    model_id: str | None = None
     strategy: str = "auto"
     jit_compile: str = "auto"
     checkpoint_every: int = 500
@@ -366,10 +367,12 @@ def _export(config: Config, spec: DatasetSpec, scenario, model, metrics: dict, d
     serving.set_weights(model.get_weights())
     qstep = float(serving.qstep)
     run_config = {k: v for k, v in dataclasses.asdict(config).items()
-                  if k not in ("data", "job_dir", "checkpoint_dir", "log_dir", "export_dir")}
+                  if k not in ("data", "job_dir", "checkpoint_dir", "log_dir", "export_dir",
+                               "model_id")}
     flat = serving.quantization == "flat"
     model_spec = ModelSpec(
-        model_id=f"{spec.scenario}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
+        model_id=config.model_id or (
+            f"{spec.scenario}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"),
         scenario=spec.scenario, bit_depth=spec.bit_depth, factor=spec.factor, qstep=qstep,
         jpeg_mode=scenario.jpeg_mode.name,
         qtables=None if flat else serving.qtables.numpy().astype(float).tolist(),

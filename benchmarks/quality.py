@@ -1,0 +1,290 @@
+"""Quality at a CPU budget: does the sandwich beat what users already have?
+
+One command trains a set of sandwich models within a stated budget, on a
+corpus that excludes the held-out photographs, evaluates them with the real
+codec on the held-out photographs against their baselines and against plain
+JPEG and jpegli (and AVIF and JPEG XL with `--context_codecs`), and writes
+`quality.md` (tables, plots) and the JSON summaries:
+
+    python benchmarks/quality.py --train 'photos/train/*.png' --held_out 'photos/test/*.png' \
+        --budget_minutes 90 --output out/quality
+
+By default: the bundled astronaut, chelsea and rocket train; coffee (bundled,
+never trained on) and two of scikit-image's photographs are held out. The
+models are high_res at factor 1 (a full-resolution JPEG between the
+processors) and factor 2, at three gammas each, plus high_bit_depth on
+synthetic 10-bit sources (2x2 sums of the same photographs); each trains
+for an equal share of the budget (`--max_train_minutes`), which includes
+everything but the evaluation. The targets of the quality issue are checked
+and reported, met or not.
+"""
+import argparse
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from pipelines import evaluate  # noqa: E402
+from sandwich import metrics, samples  # noqa: E402
+from sandwich.image_io import decode_image, encode_png16  # noqa: E402
+
+from corpus import SKIMAGE_DIR  # noqa: E402
+
+DEFAULT_TRAIN = [os.path.join(samples.SAMPLES_DIR, f"{n}.png")
+                 for n in ("astronaut", "chelsea", "rocket")]
+DEFAULT_HELD_OUT = [os.path.join(samples.SAMPLES_DIR, "coffee.png"),
+                    os.path.join(SKIMAGE_DIR, "motorcycle_left.png"),
+                    os.path.join(SKIMAGE_DIR, "hubble_deep_field.jpg")]
+# (scenario, factor, gamma, initial qstep): gamma and qstep paired so that
+# training starts near the rate each gamma settles at.
+DEFAULT_MODELS = [("high_res", 1, 10, 8), ("high_res", 1, 50, 16), ("high_res", 1, 200, 32),
+                  ("high_res", 2, 10, 8), ("high_res", 2, 50, 16), ("high_res", 2, 200, 32),
+                  ("high_bit_depth", 1, 10, 4)]
+PATCH = 64
+TRAIN_FLAGS = ["--batch_size", "8", "--learning_rate", "1e-3", "--summary_every", "500",
+               "--checkpoint_every", "100000", "--refit_every", "500", "--eval_every", "100000",
+               "--image_every", "100000", "--steps", "1000000", "--seed", "0"]
+RATE_RANGE = (0.25, 1.0)
+AT_RATE = 0.4
+
+
+def _files(patterns) -> list[str]:
+    found = sorted({p for pattern in patterns for p in glob.glob(pattern)})
+    if not found:
+        raise SystemExit(f"no files match {patterns}")
+    return found
+
+
+def _link_all(paths, directory: str) -> str:
+    os.makedirs(directory, exist_ok=True)
+    for path in paths:
+        shutil.copy(path, os.path.join(directory, os.path.basename(path)))
+    return directory
+
+
+def _ten_bit(paths, directory: str) -> str:
+    """Synthetic 10-bit copies (2x2 block sums), as `pipelines.sample_data` makes them."""
+    os.makedirs(directory, exist_ok=True)
+    for path in paths:
+        with open(path, "rb") as f:
+            pixels = decode_image(f.read()).pixels
+        name = os.path.splitext(os.path.basename(path))[0]
+        with open(os.path.join(directory, f"{name}_sum2x2.png"), "wb") as f:
+            f.write(encode_png16(samples.block_sum(pixels, 2), 10))
+    return directory
+
+
+def _run(argv, log: str) -> None:
+    """A step of the benchmark as its own process (as a user runs it), its
+    output in `log`, its last lines shown."""
+    with open(log, "w") as out:
+        code = subprocess.call([sys.executable, *argv], stdout=out, stderr=subprocess.STDOUT,
+                               cwd=REPO)
+    tail = [line for line in open(log).read().splitlines()
+            if "cuda" not in line and "absl" not in line][-3:]
+    print("\n".join(f"    {line}" for line in tail), flush=True)
+    if code:
+        raise SystemExit(f"{argv[:3]} failed ({code}); see {log}")
+
+
+def _dataset(inputs: str, output: str, scenario: str, factor: int, logs: str) -> str:
+    if not os.path.exists(os.path.join(output, "dataset_spec.json")):
+        extra = ["--bit_depth", "10"] if scenario == "high_bit_depth" else ["--factor", str(factor)]
+        _run(["-m", "pipelines.make_dataset", "--input", f"{inputs}/*.png", "--output", output,
+              "--scenario", scenario, "--patch_size", str(PATCH), "--patches_per_image", "512",
+              "--eval_fraction", "0", *extra], os.path.join(logs, os.path.basename(output) + ".log"))
+    return output
+
+
+def _targets(hr: dict, hbd: dict | None) -> list[tuple[str, str, str, bool | None]]:
+    """(target, required, measured, met) for each target of the quality issue."""
+    curves = {m["name"]: m["results"] for m in hr["methods"]}
+    rows = []
+    front, jpeg = curves["sandwich"], curves["jpeg"]
+    try:
+        gain = metrics.bd_psnr(*metrics.pareto_front(jpeg["bpp"], jpeg["psnr"]),
+                               *metrics.pareto_front(front["bpp"], front["psnr"]),
+                               rate_range=RATE_RANGE)
+        rows.append(("front vs plain JPEG, BD-PSNR over 0.25-1.0 bpp", ">= +1.0 dB",
+                     f"{gain:+.2f} dB", gain >= 1.0))
+    except ValueError as e:
+        rows.append(("front vs plain JPEG, BD-PSNR over 0.25-1.0 bpp", ">= +1.0 dB", str(e), None))
+    x2 = [m for m, b in hr["own_baseline"].items() if b == "baseline-x2"]
+    for model in x2:
+        bd = hr["bd"]["baseline-x2"][model].get("bd_psnr")
+        rows.append((f"{model} vs x2 baseline, BD-PSNR", ">= +3.0 dB",
+                     "undefined" if bd is None else f"{bd:+.2f} dB", None if bd is None else bd >= 3.0))
+        ours = metrics.psnr_at(curves[model]["bpp"], curves[model]["psnr"], AT_RATE)
+        base = metrics.psnr_at(curves["baseline-x2"]["bpp"], curves["baseline-x2"]["psnr"], AT_RATE)
+        measured = ("outside the model's rates" if ours is None or base is None
+                    else f"{ours - base:+.2f} dB")
+        rows.append((f"{model} vs x2 baseline at {AT_RATE} bpp", ">= +1.0 dB", measured,
+                     None if ours is None or base is None else ours - base >= 1.0))
+    if hbd is not None:
+        bd = hbd["bd"]["jpeg"]["sandwich"].get("bd_psnr")
+        rows.append(("high_bit_depth vs 8-bit ceiling (plain JPEG of the 8-bit source)",
+                     ">= +1.0 dB", "undefined" if bd is None else f"{bd:+.2f} dB",
+                     None if bd is None else bd >= 1.0))
+    below = []
+    for summary in filter(None, (hr, hbd)):
+        curves_s = {m["name"]: m["results"] for m in summary["methods"]}
+        for model, baseline in summary["own_baseline"].items():
+            for bpp, psnr in zip(curves_s[model]["bpp"], curves_s[model]["psnr"]):
+                base = metrics.psnr_at(curves_s[baseline]["bpp"], curves_s[baseline]["psnr"], bpp)
+                if base is not None and psnr < base - 0.01:
+                    below.append(f"{model} {bpp:.2f} bpp {psnr - base:+.2f} dB")
+    rows.append(("model points below their baseline at the same rate", "none",
+                 "none" if not below else "; ".join(below), not below))
+    return rows
+
+
+def _bd_table(summary: dict) -> list[str]:
+    references = list(summary["bd"])
+    lines = ["| method | " + " | ".join(f"vs {r}" for r in references) + " |",
+             "|---|" + "---|" * len(references)]
+    methods = sorted({m for compared in summary["bd"].values() for m in compared})
+    for method in methods:
+        cells = []
+        for reference in references:
+            bd = summary["bd"][reference].get(method)
+            cells.append("" if not bd or bd.get("bd_psnr") is None else
+                         f"{bd['bd_psnr']:+.2f} dB / {bd['bd_rate']:+.1f}%")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _points_table(summary: dict) -> list[str]:
+    lines = ["| method | points (bpp, PSNR dB) |", "|---|---|"]
+    for method in summary["methods"]:
+        r = method["results"]
+        points = ", ".join(f"{b:.3f} / {p:.2f}" for b, p in zip(r["bpp"], r["psnr"]))
+        lines.append(f"| {method['name']} | {points} |")
+    return lines
+
+
+def write_report(path: str, args, models, hr: dict, hbd: dict | None, minutes: dict,
+                 plots: dict) -> None:
+    rows = _targets(hr, hbd)
+    status = {True: "met", False: "**missed**", None: "undefined"}
+    lines = [
+        "# Quality at a CPU budget: sandwich against plain JPEG, jpegli and the baselines",
+        "",
+        f"Written by `python benchmarks/quality.py` on {time.strftime('%Y-%m-%d')}, "
+        f"{os.cpu_count()} CPU cores, budget {args.budget_minutes:g} minutes for training "
+        f"({minutes['per_model']:.1f} minutes per model, {len(models)} models; whole run "
+        f"{minutes['total']:.1f} minutes).",
+        f"Training corpus: {', '.join(os.path.basename(p) for p in args.train_files)} "
+        f"({PATCH}x{PATCH} patches). Held out: "
+        f"{', '.join(os.path.basename(p) for p in args.held_out_files)} (never trained on). "
+        "Every figure is a real file from the real encoder, its whole size per source pixel, "
+        "and PSNR of the decoded reconstruction.",
+        "",
+        "## Targets",
+        "",
+        "| target | required | measured | |",
+        "|---|---|---|---|",
+        *[f"| {t} | {r} | {m} | {status[ok]} |" for t, r, m, ok in rows],
+        "",
+        "## 8-bit photographs: high_res models at factors 1 and 2, one front",
+        "",
+        f"![RD]({plots['hr']})",
+        "",
+        "BD-PSNR / BD-rate (over the rates both curves cover):",
+        "",
+        *_bd_table(hr),
+        "",
+        *_points_table(hr),
+    ]
+    if hbd is not None:
+        lines += ["", "## 10-bit sources (synthetic: 2x2 sums of 8-bit photographs)", "",
+                  f"![RD]({plots['hbd']})", "",
+                  "`jpeg` and `jpegli` here code the source rounded to 8 bits: the 8-bit "
+                  f"ceiling. A lossless 16-bit PNG costs {hbd.get('lossless_png_bpp', 0):.2f} bpp.",
+                  "", *_bd_table(hbd), "", *_points_table(hbd)]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--train", nargs="+", default=DEFAULT_TRAIN, help="training photos (globs)")
+    parser.add_argument("--held_out", nargs="+", default=DEFAULT_HELD_OUT,
+                        help="held-out photos (globs); none may be in --train")
+    parser.add_argument("--budget_minutes", type=float, default=90.0,
+                        help="training minutes for all models together")
+    parser.add_argument("--output", default=os.path.join(REPO, "out", "quality"))
+    parser.add_argument("--report", default=os.path.join(REPO, "docs", "quality.md"),
+                        help="the markdown report; its plots go beside it")
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="scenario:factor:gamma:qstep, e.g. high_res:1:50:16 (default: "
+                             + " ".join(":".join(map(str, m)) for m in DEFAULT_MODELS) + ")")
+    parser.add_argument("--context_codecs", action="store_true",
+                        help="also measure AVIF and JPEG XL (slower)")
+    args = parser.parse_args(argv)
+    start = time.monotonic()
+    args.train_files, args.held_out_files = _files(args.train), _files(args.held_out)
+    overlap = {os.path.basename(p) for p in args.train_files} & {
+        os.path.basename(p) for p in args.held_out_files}
+    if overlap:
+        raise SystemExit(f"held-out photos are also in the training corpus: {sorted(overlap)}")
+    models = ([tuple(int(v) if i else v for i, v in enumerate(m.split(":"))) for m in args.models]
+              if args.models else DEFAULT_MODELS)
+    out, logs = args.output, os.path.join(args.output, "logs")
+    os.makedirs(logs, exist_ok=True)
+    train8 = _link_all(args.train_files, os.path.join(out, "photos", "train"))
+    held8 = _link_all(args.held_out_files, os.path.join(out, "photos", "held_out"))
+    per_model = args.budget_minutes / len(models)
+    print(f"{len(models)} models, {per_model:.1f} training minutes each; corpus {train8}, "
+          f"held out {held8}", flush=True)
+    exports = {}
+    for scenario, factor, gamma, qstep in models:
+        name = f"{'hbd' if scenario == 'high_bit_depth' else 'hr'}-x{factor}-g{gamma:g}"
+        started = time.monotonic()
+        inputs = train8 if scenario == "high_res" else _ten_bit(
+            args.train_files, os.path.join(out, "photos", "train10"))
+        data = _dataset(inputs, os.path.join(out, "data", f"{scenario}-x{factor}"), scenario,
+                        factor, logs)
+        remaining = per_model - (time.monotonic() - started) / 60
+        print(f"== {name}: training {remaining:.1f} minutes", flush=True)
+        job = os.path.join(out, "runs", name)
+        if not os.path.exists(os.path.join(job, "export", "model_spec.json")):
+            shutil.rmtree(job, ignore_errors=True)
+            _run(["-m", "trainer.task", "--data", data, "--job_dir", job, "--model_id", name,
+                  "--gamma", str(gamma),
+                  "--qstep", str(qstep), "--max_train_minutes", f"{max(remaining, 0.5):.2f}",
+                  *TRAIN_FLAGS], os.path.join(logs, f"{name}.log"))
+        exports.setdefault(scenario, []).append(os.path.join(job, "export"))
+    alternatives = ["jpeg", "jpegli"] + (["avif", "jxl"] if args.context_codecs else [])
+    summaries, plots = {}, {}
+    report_dir = os.path.dirname(os.path.abspath(args.report))
+    for scenario, model_dirs in exports.items():
+        held = held8 if scenario == "high_res" else _ten_bit(
+            args.held_out_files, os.path.join(out, "photos", "held_out10"))
+        print(f"== evaluating {scenario} on {held}", flush=True)
+        results = os.path.join(out, "eval", scenario)
+        summaries[scenario] = evaluate.run([
+            "--models", *model_dirs, f"--input={held}/*", f"--output={results}",
+            "--alternatives", *alternatives, "--direct_running_mode=in_memory",
+            "--direct_num_workers=1"])
+        plot = f"quality_{scenario}.png"
+        shutil.copy(os.path.join(results, evaluate.PLOT_FILE), os.path.join(report_dir, plot))
+        plots["hr" if scenario == "high_res" else "hbd"] = plot
+    minutes = {"per_model": per_model, "total": (time.monotonic() - start) / 60}
+    write_report(args.report, args, models, summaries["high_res"],
+                 summaries.get("high_bit_depth"), minutes, plots)
+    with open(os.path.splitext(args.report)[0] + ".json", "w") as f:
+        json.dump({"budget_minutes": args.budget_minutes, "models": models,
+                   "train": args.train_files, "held_out": args.held_out_files,
+                   "summaries": summaries}, f, indent=1)
+    print(open(args.report).read())
+
+
+if __name__ == "__main__":
+    main()
