@@ -264,6 +264,7 @@ def main(argv=None) -> None:
     alternatives = ["jpeg", "jpegli"] + (["avif", "jxl"] if args.context_codecs else [])
     summaries, plots = {}, {}
     report_dir = os.path.dirname(os.path.abspath(args.report))
+    os.makedirs(report_dir, exist_ok=True)
     for scenario, model_dirs in exports.items():
         held = held8 if scenario == "high_res" else _ten_bit(
             args.held_out_files, os.path.join(out, "photos", "held_out10"))
