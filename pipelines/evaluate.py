@@ -38,6 +38,7 @@ import numpy as np
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
 
 from pipelines import batch_jobs, bottleneck_format, model_handler
 from pipelines.beam_options import pipeline_options
@@ -47,6 +48,7 @@ from sandwich import metrics, scenarios, tiling
 from sandwich.image_io import DEFAULT_MAX_PIXELS
 from sandwich.specs import SpecError
 
+NAMESPACE = "evaluate"
 SANDWICH = "sandwich"
 BASELINE = "baseline"
 PER_IMAGE_FILE = "per_image.jsonl"
@@ -82,11 +84,13 @@ class Measurement:
 
 
 def measure_sandwich(model: model_handler.ExportedSandwich, pixels: np.ndarray,
-                     source_bit_depth: int, qstep: float) -> tuple[int, float]:
+                     source_bit_depth: int, qstep: float,
+                     source_stamp: str = "") -> tuple[int, float]:
     """(file bits, PSNR) of the deployed path: the very file `compress` writes
-    and the very reconstruction `decompress` makes of it."""
+    (given the source's stamp) and the very reconstruction `decompress` makes of it."""
     height, width = pixels.shape[:2]
-    header = bottleneck_format.Header.of(model.spec, qstep, height, width, source_bit_depth)
+    header = bottleneck_format.Header.of(model.spec, qstep, height, width, source_bit_depth,
+                                         source_stamp)
     data = bottleneck_format.encode(model.preprocess(pixels), header)
     _, decoded = bottleneck_format.decode(data)
     reconstruction = model.postprocess(decoded, (height, width))
@@ -122,6 +126,7 @@ class Measure(beam.DoFn):
 
     def __init__(self, config: Config):
         self._config = config
+        self._measured = Metrics.counter(NAMESPACE, batch_jobs.WRITTEN)
 
     def setup(self):
         c = self._config
@@ -133,11 +138,18 @@ class Measure(beam.DoFn):
         pixels = source.pixels.shape[0] * source.pixels.shape[1]
         for model in self._models:
             for qstep in c.qsteps or [model.spec.qstep * s for s in DEFAULT_QSTEP_SCALES]:
-                bits, psnr = measure_sandwich(model, source.pixels, source.source_bit_depth, qstep)
+                bits, psnr = measure_sandwich(model, source.pixels, source.source_bit_depth, qstep,
+                                              source.stamp)
                 yield Measurement(model.spec.model_id, float(qstep), source.path, bits, pixels, psnr)
         for qstep in c.baseline_qsteps:
             bits, psnr = measure_baseline(c.scenario, source.pixels, qstep)
             yield Measurement(BASELINE, float(qstep), source.path, bits, pixels, psnr)
+        self._measured.inc()
+
+
+def _count_input(metadata):
+    Metrics.counter(NAMESPACE, batch_jobs.INPUTS).inc()
+    return metadata
 
 
 def build(pipeline: beam.Pipeline, config: Config) -> None:
@@ -145,8 +157,10 @@ def build(pipeline: beam.Pipeline, config: Config) -> None:
     sources, dead_letters = (
         pipeline
         | "MatchFiles" >> fileio.MatchFiles(config.input)
+        | "CountInputs" >> beam.Map(_count_input)
         | "ReadMatches" >> fileio.ReadMatches(compression=CompressionTypes.UNCOMPRESSED)
-        | "Decode" >> DecodeSources(config.scenario.bit_depth, config.max_pixels))
+        | "Decode" >> DecodeSources(config.scenario.bit_depth, config.max_pixels,
+                                    config.scenario.factor))
     _ = (sources
          | "Measure" >> beam.ParDo(Measure(config))
          | "WritePerImage" >> batch_jobs.WriteJsonLines(config.path(PER_IMAGE_FILE)))
@@ -308,12 +322,17 @@ def run(argv=None) -> dict:
     config, beam_args = parse_args(argv)
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
     build(pipeline, config)
-    pipeline.run().wait_until_finish()
+    result = pipeline.run()
+    result.wait_until_finish()
+    # Checked before the summary: an image lost on the way would bias the means.
+    account = batch_jobs.account(batch_jobs.counters(result, NAMESPACE),
+                                 config.path(DEAD_LETTER_FILE), outputs="measured")
     with FileSystems.open(config.path(PER_IMAGE_FILE)) as f:
         measurements = [Measurement.from_json(line) for line in f.read().decode().splitlines()]
     summary = summarise(measurements, config.scenario)
     write_results(summary, config)
     print(table(summary))
+    print(account)
     print(f"{summary['images']} images measured; unusable files -> "
           f"{config.path(DEAD_LETTER_FILE)}; results: {config.output} ({SUMMARY_FILE}, {PLOT_FILE})")
     return summary
