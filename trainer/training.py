@@ -11,7 +11,8 @@ Around the step, outside anything compiled:
 - checkpoints (model, optimizer, rate table; the step is the optimizer's
   iteration count) go through `tf.train.CheckpointManager`: a run killed by
   SIGKILL resumes from the last one, SIGTERM (a preempted Vertex AI VM)
-  saves one first. Only the chief writes; other workers save to a scratch
+  saves one first, and on a multi-worker run every worker stops with it at
+  the same step (`strategy.any_worker`). Only the chief writes; other workers save to a scratch
   directory that is deleted, as multi-worker checkpointing requires;
 - TensorBoard scalars and images, a progress line, and periodic evaluation
   on the eval split with the real codec;
@@ -259,7 +260,7 @@ def train(config: Config) -> Result:
     progress = Progress(step, config.steps)
     metrics: dict = {}
     with Stop() as stop, writer.as_default(step=step):
-        while step < config.steps and not stop.requested:
+        while step < config.steps and not strategies.any_worker(strategy, stop.requested):
             scalars = {k: float(v) for k, v in train_step(_next(iterator, config.data)).items()}
             step += 1
             tf.summary.experimental.set_step(step)
@@ -287,6 +288,7 @@ def train(config: Config) -> Result:
     digest = weights_digest(model)
     print(f"step {step}: weights digest {digest}", flush=True)
     if interrupted:
+        strategies.barrier(strategy)  # every worker has saved before any exits
         return Result(step, metrics, None, digest, True, model)
     if not metrics:
         metrics = _evaluate(model, eval_patches, chief)
