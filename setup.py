@@ -23,6 +23,7 @@ TEST = [
     "pytest>=8,<10",
     "gcp-storage-emulator>=2024.8",
     "scikit-image>=0.25,<0.27",
+    "hypothesis>=6.100,<7",  # tested with 6.170
 ]
 
 setuptools.setup(

@@ -21,6 +21,7 @@ dead letters), which `account` adds up at the end.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import uuid
@@ -152,8 +153,11 @@ class WriteJsonLines(beam.PTransform):
 def counters(result, namespace: str) -> dict[str, int]:
     """The job's counters of `namespace`, plus `dead_letters`, from a finished run."""
     def query(ns):
-        return {r.key.metric.name: r.committed for r in result.metrics().query(
-            MetricsFilter().with_namespace(ns))["counters"]}
+        # Summed by name: a counter such as dead letters' `total` is kept per step.
+        totals = collections.Counter()
+        for r in result.metrics().query(MetricsFilter().with_namespace(ns))["counters"]:
+            totals[r.key.metric.name] += r.committed
+        return dict(totals)
 
     counts = {name: 0 for name in (INPUTS, WRITTEN, SKIPPED, REDONE)}
     for name, value in query(namespace).items():
