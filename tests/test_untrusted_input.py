@@ -22,7 +22,7 @@ from sandwich.specs import ModelSpec
 from tests.sandwich_exports import export_sandwich
 
 SPEC = ModelSpec(model_id="m", scenario="high_res", bit_depth=8, factor=2, qstep=16.0)
-HEADER = bottleneck_format.Header.of(SPEC, 16.0, 20, 24, 8, "0123456789")
+HEADER = bottleneck_format.Header.of(SPEC, 16.0, 20, 24, 8)
 
 
 def _comment(**changes) -> bytes:
