@@ -3,7 +3,7 @@
 Both map every input file to one output file under `--output` at the input's
 path relative to the glob's fixed directory (`photos/a/b.png` read with
 `photos/*/*` lands at `<output>/a/b.png.jpg`), so the output tree mirrors
-the input tree and two inputs never share an output.
+the input tree.
 
 Input names are untrusted (`patches.relative_path` refuses any that could
 land outside `--output`), and two inputs that would share an output keep

@@ -19,8 +19,11 @@ The output directory also holds `manifest.jsonl` (one line per bottleneck:
 source, size, bit depths, scenario, qstep, model id, bytes, bpp) and
 `dead_letters.jsonl` (every input that could not be used, with the reason).
 A rerun skips bottlenecks that are complete and made by this model at this
-qstep, and redoes partial or stale ones; the job ends by printing the
-account, inputs = outputs + dead letters.
+qstep from this very source (its size and mtime, digested in the header),
+and redoes partial or stale ones. A source whose bottleneck would be wider
+than a JPEG can be (65500 pixels) is a dead letter, as is an input whose
+name could place its output outside `--output`. The job ends by printing
+the account, inputs = outputs + dead letters.
 """
 from __future__ import annotations
 
