@@ -13,8 +13,9 @@ A rerun must neither redo finished work nor trust unfinished work: before an
 input is read, `SkipCompleted` looks for its output, and a complete one (as
 the job's own test of the output's first and last bytes decides, e.g. "a
 JPEG with its end marker, this model's header and this source's size and
-mtime") is passed on as done; a missing, partial or stale one is (re)done. Outputs are written to a temporary name and renamed, so a crash
-leaves no partial output under the final name.
+mtime") is passed on as done; a missing, partial or stale one is (re)done.
+Outputs are written to a temporary name and renamed, so a crash leaves no
+partial output under the final name.
 
 Every input ends in exactly one of three counters (`written`, `skipped`,
 dead letters), which `account` adds up at the end.

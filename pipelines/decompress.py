@@ -18,11 +18,11 @@ run through the post-processor (RunInference, in tiles) and written to
 Each PNG records, in a `tEXt` chunk, the model and the bottleneck (size and
 mtime) it came from; `manifest.jsonl` lists every PNG; reruns skip complete
 PNGs of this model and bottleneck and redo the others. Two bottlenecks that
-would restore to one name (`x.jpg`, `x.png.jpg`) are never both written: the
-second is a dead letter. The header is checked against the model's spec and
-the bottleneck's own size, and a claimed source above `--max_pixels` is
-refused before anything is allocated. The job ends by printing the account,
-inputs = outputs + dead letters.
+would restore to one name (`x.jpg`, `x.png.jpg`) are never both written: all
+but the first by path are dead letters. The header is checked against the
+model's spec and the bottleneck's own size, and a claimed source above
+`--max_pixels` is refused before anything is allocated. The job ends by
+printing the account, inputs = outputs + dead letters.
 """
 from __future__ import annotations
 
