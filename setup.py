@@ -48,6 +48,7 @@ EXTRAS["test"] = [
     "google-cloud-storage>=3.0,<4",
     "scikit-image>=0.25,<0.27",
     "ruff>=0.17,<0.18",
+    "hypothesis>=6.100,<7",  # tested with 6.170
     *EXTRAS["submit"],
     *EXTRAS["compare"],
 ]

@@ -3,21 +3,28 @@
 Both map every input file to one output file under `--output` at the input's
 path relative to the glob's fixed directory (`photos/a/b.png` read with
 `photos/*/*` lands at `<output>/a/b.png.jpg`), so the output tree mirrors
-the input tree and two inputs never share an output.
+the input tree.
+
+Input names are untrusted (`patches.relative_path` refuses any that could
+land outside `--output`), and two inputs that would share an output keep
+only the first: the others are dead letters, never overwritten outputs.
 
 A rerun must neither redo finished work nor trust unfinished work: before an
 input is read, `SkipCompleted` looks for its output, and a complete one (as
 the job's own test of the output's first and last bytes decides, e.g. "a
-JPEG with its end marker and this model's header") is passed on as done; a
-missing, partial or stale one is (re)done. Outputs are written to a temporary name and renamed, so a crash
-leaves no partial output under the final name.
+JPEG with its end marker, this model's header and this source's size and
+mtime") is passed on as done; a missing, partial or stale one is (re)done.
+Outputs are written to a temporary name and renamed, so a crash leaves no
+partial output under the final name.
 
 Every input ends in exactly one of three counters (`written`, `skipped`,
 dead letters), which `account` adds up at the end.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
+import hashlib
 import uuid
 from typing import Callable
 
@@ -29,6 +36,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics, MetricsFilter
 
 from pipelines import dead_letters
+from pipelines.dead_letters import Rejected, TryFlatMap
 from pipelines.patches import input_base, relative_path
 
 INPUTS, WRITTEN, SKIPPED, REDONE = "inputs", "written", "skipped", "redone"
@@ -39,9 +47,21 @@ HEAD_BYTES, TAIL_BYTES = 1 << 16, 16
 
 
 def output_path(path: str, input_pattern: str, output: str, rename: Callable[[str], str]) -> str:
-    """Where the output of the input file `path` goes: its relative path, renamed."""
-    relative = relative_path(path, input_base(input_pattern)).lstrip("/")
-    return FileSystems.join(output, rename(relative))
+    """Where the output of the input file `path` goes: its relative path, renamed.
+
+    An input whose name could place its output outside `output` is `Rejected`
+    (`patches.relative_path` is the rule).
+    """
+    return FileSystems.join(output, rename(relative_path(path, input_base(input_pattern))))
+
+
+def source_stamp(metadata: FileMetadata) -> str:
+    """A digest of an input file's size and modification time: what an
+    output records of its source, so that a rerun redoes it when the source
+    changed. Ten hex digits: it travels in every bottleneck, and a chance
+    match of a changed source is one in a trillion."""
+    stamp = f"{metadata.size_in_bytes}:{metadata.last_updated_in_seconds or 0:.6f}"
+    return hashlib.sha256(stamp.encode()).hexdigest()[:10]
 
 
 def write_atomically(path: str, data: bytes) -> None:
@@ -65,11 +85,15 @@ class ExistingOutput:
 
 
 def existing_output(path: str) -> ExistingOutput | None:
-    """The output at `path` if there is one (without reading all of it)."""
-    matched = FileSystems.match([path])[0].metadata_list
-    if not matched:
+    """The output at `path` if there is one (without reading all of it).
+
+    Looked up by its exact name: `FileSystems.match` would read `[`, `?` and
+    `*` in an output's name as a glob and find another file.
+    """
+    filesystem = FileSystems.get_filesystem(path)
+    if not filesystem.exists(path):
         return None
-    size = matched[0].size_in_bytes
+    size = filesystem.size(path)
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         head = f.read(HEAD_BYTES)
         if size > HEAD_BYTES + TAIL_BYTES:
@@ -84,25 +108,28 @@ def existing_output(path: str) -> ExistingOutput | None:
 class SkipCompleted(beam.DoFn):
     """FileMetadata -> itself to do, or (tagged `done`) the record of its complete output.
 
-    `target(path)` names the output of an input; `done(input_path,
-    ExistingOutput)` returns the record of a complete output, or None for a
-    partial or stale one, which is then redone.
+    `target(path)` names the output of an input; `done(metadata,
+    ExistingOutput)` returns the record of a complete output made from this
+    very source, or None for a partial or stale one, which is then redone.
+    An output that cannot be read (a directory, no permission) is redone
+    too, and writing it then makes the dead letter.
     """
 
     def __init__(self, namespace: str, target: Callable[[str], str],
-                 done: Callable[[str, ExistingOutput], object | None]):
+                 done: Callable[[FileMetadata, ExistingOutput], object | None]):
         self._target, self._done = target, done
-        self._inputs = Metrics.counter(namespace, INPUTS)
         self._skipped = Metrics.counter(namespace, SKIPPED)
         self._redone = Metrics.counter(namespace, REDONE)
 
     def process(self, metadata):
-        self._inputs.inc()
-        existing = existing_output(self._target(metadata.path))
+        try:
+            existing = existing_output(self._target(metadata.path))
+        except OSError:
+            existing = None
         if existing is None:
             yield metadata
             return
-        record = self._done(metadata.path, existing)
+        record = self._done(metadata, existing)
         if record is None:
             self._redone.inc()
             yield metadata
@@ -127,8 +154,11 @@ class WriteJsonLines(beam.PTransform):
 def counters(result, namespace: str) -> dict[str, int]:
     """The job's counters of `namespace`, plus `dead_letters`, from a finished run."""
     def query(ns):
-        return {r.key.metric.name: r.committed for r in result.metrics().query(
-            MetricsFilter().with_namespace(ns))["counters"]}
+        # Summed by name: a counter such as dead letters' `total` is kept per step.
+        totals = collections.Counter()
+        for r in result.metrics().query(MetricsFilter().with_namespace(ns))["counters"]:
+            totals[r.key.metric.name] += r.committed
+        return dict(totals)
 
     counts = {name: 0 for name in (INPUTS, WRITTEN, SKIPPED, REDONE)}
     for name, value in query(namespace).items():
@@ -139,10 +169,11 @@ def counters(result, namespace: str) -> dict[str, int]:
     return counts
 
 
-def account(counts: dict, dead_letter_path: str) -> str:
-    """The closing line, and a `RuntimeError` if an input went missing."""
+def account(counts: dict, dead_letter_path: str, outputs: str = WRITTEN) -> str:
+    """The closing line, and a `RuntimeError` if an input went missing;
+    `outputs` names what the job made of an input."""
     steps = ", ".join(f"{n} {v}" for n, v in sorted(counts["dead_letters_by_step"].items()))
-    line = (f"inputs: {counts[INPUTS]} = {counts[WRITTEN]} written "
+    line = (f"inputs: {counts[INPUTS]} = {counts[WRITTEN]} {outputs} "
             f"({counts[REDONE]} of them redone) + {counts[SKIPPED]} already complete + "
             f"{counts['dead_letters']} dead letters{f' ({steps})' if steps else ''}"
             f" -> {dead_letter_path}")
@@ -151,11 +182,57 @@ def account(counts: dict, dead_letter_path: str) -> str:
     return line
 
 
-def read_files(pipeline, pattern: str, skip: SkipCompleted):
-    """Matches the inputs and splits them into (to do: ReadableFiles, done: records)."""
+class NameOutput:
+    """FileMetadata -> (output path, itself); counts the input, and `Rejected`
+    an input whose name is unsafe as an output's."""
+
+    def __init__(self, namespace: str, target: Callable[[str], str]):
+        self._target = target
+        self._inputs = Metrics.counter(namespace, INPUTS)
+
+    def __call__(self, metadata):
+        self._inputs.inc()
+        yield self._target(metadata.path), metadata
+
+
+def _one_per_output(group):
+    """(output, [FileMetadata]) -> (FileMetadata, the input that keeps the output)."""
+    _, inputs = group
+    inputs = sorted(inputs, key=lambda metadata: metadata.path)
+    return [(metadata, inputs[0].path) for metadata in inputs]
+
+
+def _keep_first(pair):
+    """Lets the first input of an output through; `Rejected` the others."""
+    metadata, keeper = pair
+    if metadata.path != keeper:
+        raise Rejected(f"its output name is already that of {keeper}; rename one of them")
+    yield metadata
+
+
+def read_files(pipeline, pattern: str, namespace: str, target: Callable[[str], str],
+               skip: SkipCompleted):
+    """Matches the inputs and splits them into (to do: ReadableFiles, done:
+    records, dead letters of the inputs with an unsafe or shared output name).
+
+    Two inputs may map to one output (`x.jpg` and `x.png.jpg` both restore
+    to `x.png`); the first by path keeps it, so a rerun decides the same.
+    """
     matched = pipeline | "MatchFiles" >> fileio.MatchFiles(pattern)
-    split = matched | "SkipCompleted" >> beam.ParDo(skip).with_outputs(DONE, main="todo")
+    named, unsafe = matched | "NameOutputs" >> TryFlatMap(
+        NameOutput(namespace, target), step="output_name", path_of=_path_of_metadata)
+    unique, shared = (named
+                      | "GroupByOutput" >> beam.GroupByKey()
+                      | "OnePerOutput" >> beam.FlatMap(_one_per_output)
+                      | "KeepFirst" >> TryFlatMap(_keep_first, step="output_collision",
+                                                  path_of=lambda pair: pair[0].path))
+    split = unique | "SkipCompleted" >> beam.ParDo(skip).with_outputs(DONE, main="todo")
     # Read bytes as stored: a `.gz` name must not make Beam decompress it.
     readable = split.todo | "ReadMatches" >> fileio.ReadMatches(
         compression=CompressionTypes.UNCOMPRESSED)
-    return readable, split[DONE]
+    dead_letters = (unsafe, shared) | "NameDeadLetters" >> beam.Flatten()
+    return readable, split[DONE], dead_letters
+
+
+def _path_of_metadata(metadata) -> str:
+    return metadata.path

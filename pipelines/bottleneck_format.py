@@ -12,10 +12,15 @@ it can be copied, renamed or served by a CDN and still be decompressed.
 
     {"sandwich": 2, "model_id": "...", "scenario": "high_res", "bit_depth": 8,
      "factor": 2, "height": 427, "width": 640, "qstep": 20.0, "source_bit_depth": 8,
-     "jpeg_mode": "ycbcr-420"}
+     "jpeg_mode": "ycbcr-420", "source_stamp": "3f2a9c01d4"}
 
 `jpeg_mode` is the inner codec's colour handling; the quantisation tables
 need no field, since the file's own DQT segment carries them.
+
+A bottleneck is untrusted input: `Header.from_comment` checks every field's
+type and range (`_VALIDATORS`, one line per field), and `decode` checks the
+claimed source size against the JPEG's own size and the factor before a
+pixel is decoded. Anything else raises `BottleneckError` with the reason.
 """
 from __future__ import annotations
 
@@ -27,12 +32,16 @@ import numpy as np
 from PIL import Image
 
 from sandwich import jpeg
+from sandwich.image_io import DEFAULT_MAX_PIXELS
 
 FORMAT_VERSION = 2  # 2: jpeg_mode
 _MARKER = "sandwich"
 _EOI = b"\xff\xd9"
-# Field annotations are strings under `from __future__ import annotations`.
-_CASTS = {"str": str, "int": int, "float": float}
+# Pillow's (libjpeg's) largest JPEG side; a bottleneck cannot be wider.
+MAX_JPEG_SIDE = 65500
+# A source side: a bottleneck side times the largest factor a header may give.
+MAX_FACTOR = 16
+MAX_TEXT = 256
 
 
 class BottleneckError(ValueError):
@@ -41,6 +50,84 @@ class BottleneckError(ValueError):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+def _integer(low: int, high: int):
+    """A validator of a JSON integer in `[low, high]` (not a bool, not a float)."""
+    def check(name, value):
+        if type(value) is not int or not low <= value <= high:
+            raise BottleneckError(f"bottleneck header {name}={_shown(value)} is not an "
+                                  f"integer in {low}..{high}")
+        return value
+    return check
+
+
+def _number(low: float, high: float):
+    """A validator of a finite JSON number in `(low, high]`."""
+    def check(name, value):
+        if type(value) not in (int, float) or not low < value <= high:
+            raise BottleneckError(f"bottleneck header {name}={_shown(value)} is not a "
+                                  f"number in ({low}, {high}]")
+        return float(value)
+    return check
+
+
+def _text(shortest: int = 1):
+    """A validator of a short printable string (it ends up in records and logs)."""
+    def check(name, value):
+        if (type(value) is not str or not shortest <= len(value) <= MAX_TEXT
+                or not value.isprintable()):
+            raise BottleneckError(f"bottleneck header {name}={_shown(value)} is not a printable "
+                                  f"string of {shortest}..{MAX_TEXT} characters")
+        return value
+    return check
+
+
+def _one_of(choices):
+    """A validator of one of a few known strings."""
+    def check(name, value):
+        if value not in choices:
+            raise BottleneckError(f"bottleneck header {name}={_shown(value)} is not one of "
+                                  f"{list(choices)}")
+        return value
+    return check
+
+
+def _shown(value) -> str:
+    """A header value as a dead letter quotes it: short, whatever its size."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# One validator per field, so a field is added in one line. Every value is
+# bounded: a header is untrusted input, and the source size it claims decides
+# how much memory the post-processor allocates.
+_VALIDATORS = {
+    "model_id": _text(),
+    "scenario": _text(),
+    "bit_depth": _integer(8, 16),
+    "factor": _integer(1, MAX_FACTOR),
+    "height": _integer(1, MAX_JPEG_SIDE * MAX_FACTOR),
+    "width": _integer(1, MAX_JPEG_SIDE * MAX_FACTOR),
+    "qstep": _number(0, 255),
+    "source_bit_depth": _integer(8, 16),
+    "jpeg_mode": _one_of(jpeg.tables.MODE_NAMES),
+    "source_stamp": _text(0),
+}
+
+
+def _parse_json(comment: bytes | None) -> dict:
+    """The comment as a JSON object with our marker, or a `BottleneckError`."""
+    try:
+        data = json.loads(comment or b"")
+    # Deep nesting raises RecursionError; out-of-range numbers ValueError.
+    except (ValueError, RecursionError, OverflowError):
+        data = None
+    if not isinstance(data, dict) or _MARKER not in data:
+        raise BottleneckError("not a sandwich bottleneck: no sandwich header in the JPEG comment")
+    if type(data[_MARKER]) is not int or data[_MARKER] != FORMAT_VERSION:
+        raise BottleneckError(f"bottleneck format {_shown(data[_MARKER])} is not {FORMAT_VERSION}")
+    return data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,13 +143,18 @@ class Header:
     qstep: float
     source_bit_depth: int
     jpeg_mode: str
+    # A digest of the source file's size and mtime (`batch_jobs.source_stamp`),
+    # so a rerun redoes the bottleneck of a changed source; older files lack it.
+    source_stamp: str = ""
 
     @classmethod
-    def of(cls, spec, qstep: float, height: int, width: int, source_bit_depth: int) -> "Header":
+    def of(cls, spec, qstep: float, height: int, width: int, source_bit_depth: int,
+           source_stamp: str = "") -> "Header":
         """The header of a bottleneck of a `ModelSpec`'s model at `qstep`."""
         return cls(model_id=spec.model_id, scenario=spec.scenario, bit_depth=spec.bit_depth,
                    factor=spec.factor, height=height, width=width, qstep=float(qstep),
-                   source_bit_depth=source_bit_depth, jpeg_mode=spec.jpeg_mode)
+                   source_bit_depth=source_bit_depth, jpeg_mode=spec.jpeg_mode,
+                   source_stamp=source_stamp)
 
     def to_comment(self) -> bytes:
         data = {_MARKER: FORMAT_VERSION, **dataclasses.asdict(self)}
@@ -70,20 +162,46 @@ class Header:
 
     @classmethod
     def from_comment(cls, comment: bytes | None) -> "Header":
-        try:
-            data = json.loads(comment or b"")
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            data = None
-        if not isinstance(data, dict) or _MARKER not in data:
-            raise BottleneckError("not a sandwich bottleneck: no sandwich header in the JPEG comment")
-        if data[_MARKER] != FORMAT_VERSION:
-            raise BottleneckError(f"bottleneck format {data[_MARKER]!r} is not {FORMAT_VERSION}")
-        try:
-            return cls(**{f.name: _CASTS[f.type](data[f.name]) for f in dataclasses.fields(cls)})
-        except KeyError as e:
-            raise BottleneckError(f"bottleneck header lacks {e}") from e
-        except (TypeError, ValueError) as e:
-            raise BottleneckError(f"malformed bottleneck header: {e}") from e
+        """The header in a JPEG comment; any malformed or out-of-range field
+        is a `BottleneckError` naming it (unknown fields are ignored)."""
+        data = _parse_json(comment)
+        missing = [f.name for f in dataclasses.fields(cls)
+                   if f.name not in data and f.default is dataclasses.MISSING]
+        if missing:
+            raise BottleneckError(f"bottleneck header lacks {missing}")
+        return cls(**{name: check(name, data[name]) for name, check in _VALIDATORS.items()
+                      if name in data})
+
+    def bottleneck_size(self) -> tuple[int, int]:
+        """The (h', w') of the bottleneck of a source of this header's size."""
+        return -(-self.height // self.factor), -(-self.width // self.factor)
+
+    def check_model(self, spec) -> None:
+        """Refuses a header that another model wrote, or that disagrees with
+        the model's spec (its post-processor would decode garbage or crash)."""
+        if self.model_id != spec.model_id:
+            raise BottleneckError(f"made by model {self.model_id!r}, not by this model "
+                                  f"{spec.model_id!r}: its post-processor cannot decode it")
+        for name in ("scenario", "bit_depth", "factor", "jpeg_mode"):
+            if getattr(self, name) != getattr(spec, name):
+                raise BottleneckError(f"header {name} {getattr(self, name)!r} differs from the "
+                                      f"model's {getattr(spec, name)!r}")
+        if self.source_bit_depth < self.bit_depth:
+            raise BottleneckError(f"header source_bit_depth {self.source_bit_depth} is below "
+                                  f"the model's {self.bit_depth}")
+
+    def check_size(self, jpeg_size: tuple[int, int], max_pixels: int) -> None:
+        """Refuses a claimed source size that the bottleneck (h', w') at the
+        header's factor does not cover exactly, or above `max_pixels`; the
+        reconstruction is allocated at the claimed size."""
+        if self.height * self.width > max_pixels:
+            raise BottleneckError(
+                f"decompression bomb: header claims {self.width}x{self.height} = "
+                f"{self.height * self.width} pixels, above the limit of {max_pixels}")
+        if self.bottleneck_size() != tuple(jpeg_size):
+            raise BottleneckError(
+                f"header claims a {self.width}x{self.height} source at factor {self.factor}, "
+                f"which a {jpeg_size[1]}x{jpeg_size[0]} bottleneck does not cover exactly")
 
 
 def encode(bottleneck: np.ndarray, header: Header, qtables=None) -> bytes:
@@ -95,17 +213,21 @@ def encode(bottleneck: np.ndarray, header: Header, qtables=None) -> bytes:
                        comment=header.to_comment(), **mode.kwargs())
 
 
-def read_header(data: bytes) -> Header:
-    """The header of a bottleneck file, without decoding its pixels; `data`
-    may be only the file's beginning, up to its first scan."""
+def _open(data: bytes) -> tuple[bytes | None, tuple[int, int]]:
+    """The JPEG comment and (height, width) from a file's header, pixels untouched."""
     if not data.startswith(b"\xff\xd8"):
         raise BottleneckError("not a JPEG file" if data else "empty file")
     try:
         with Image.open(io.BytesIO(data)) as im:
-            comment = im.info.get("comment")
+            return im.info.get("comment"), (im.height, im.width)
     except Exception as e:  # Pillow reports a damaged header in many ways.
         raise BottleneckError(f"corrupt JPEG header: {type(e).__name__}: {e}") from e
-    return Header.from_comment(comment)
+
+
+def read_header(data: bytes) -> Header:
+    """The header of a bottleneck file, without decoding its pixels; `data`
+    may be only the file's beginning, up to its first scan."""
+    return Header.from_comment(_open(data)[0])
 
 
 def is_complete(head: bytes, tail: bytes) -> bool:
@@ -114,15 +236,22 @@ def is_complete(head: bytes, tail: bytes) -> bool:
     return head.startswith(b"\xff\xd8") and tail.endswith(_EOI)
 
 
-def decode(data: bytes) -> tuple[Header, np.ndarray]:
-    """Header and decoded uint8 `[h', w', 3]` bottleneck of a bottleneck file."""
-    header = read_header(data)
+def decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Header, np.ndarray]:
+    """Header and decoded uint8 `[h', w', 3]` bottleneck of a bottleneck file.
+
+    The header is checked against the JPEG's own size, and both against
+    `max_pixels`, before any pixel is decoded.
+    """
+    comment, size = _open(data)
+    header = Header.from_comment(comment)
+    header.check_size(size, max_pixels)
     if not is_complete(data, data):
         raise BottleneckError("truncated JPEG: no end-of-image marker")
     try:
         pixels = jpeg.decode(data)
     except Exception as e:
         raise BottleneckError(f"corrupt JPEG: {type(e).__name__}: {e}") from e
-    if pixels.ndim != 3 or pixels.shape[-1] != 3:
-        raise BottleneckError(f"a bottleneck has 3 components, this JPEG has shape {pixels.shape}")
+    if pixels.shape != (*size, 3):
+        raise BottleneckError(f"a bottleneck is {size} x 3 components, this JPEG decodes to "
+                              f"shape {pixels.shape}")
     return header, pixels

@@ -19,8 +19,11 @@ The output directory also holds `manifest.jsonl` (one line per bottleneck:
 source, size, bit depths, scenario, qstep, model id, bytes, bpp) and
 `dead_letters.jsonl` (every input that could not be used, with the reason).
 A rerun skips bottlenecks that are complete and made by this model at this
-qstep, and redoes partial or stale ones; the job ends by printing the
-account, inputs = outputs + dead letters.
+qstep from this very source (its size and mtime, digested in the header),
+and redoes partial or stale ones. A source whose bottleneck would be wider
+than a JPEG can be (65500 pixels) is a dead letter, as is an input whose
+name could place its output outside `--output`. The job ends by printing
+the account, inputs = outputs + dead letters.
 """
 from __future__ import annotations
 
@@ -82,6 +85,7 @@ class Source:
     path: str
     pixels: np.ndarray
     source_bit_depth: int
+    stamp: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,32 +123,44 @@ class CompletedBottleneck:
     def __init__(self, config: Config):
         self._config = config
 
-    def __call__(self, source: str, existing: batch_jobs.ExistingOutput):
+    def __call__(self, source, existing: batch_jobs.ExistingOutput):
         if not bottleneck_format.is_complete(existing.head, existing.tail):
             return None
-        try:
+        try:  # The header bounds qstep, so a damaged one is redone, not a crash.
             header = bottleneck_format.read_header(existing.head)
         except bottleneck_format.BottleneckError:
             return None
         if (header.model_id != self._config.spec.model_id
                 or header.jpeg_mode != self._config.spec.jpeg_mode
+                or header.source_stamp != batch_jobs.source_stamp(source)
                 or header.qstep != self._config.qstep):
             return None
-        return ManifestRecord.of(source, existing.path, header, existing.size)
+        return ManifestRecord.of(source.path, existing.path, header, existing.size)
 
 
 class DecodeSource:
     """ReadableFile -> Source at the model's bit depth; bad files raise."""
 
-    def __init__(self, bit_depth: int, max_pixels: int):
-        self._bit_depth, self._max_pixels = bit_depth, max_pixels
+    def __init__(self, bit_depth: int, max_pixels: int, factor: int = 1):
+        self._bit_depth, self._max_pixels, self._factor = bit_depth, max_pixels, factor
 
     def __call__(self, readable):
         image = decode_image(readable.read(), max_pixels=self._max_pixels)
+        check_jpeg_size(*image.pixels.shape[:2], self._factor)
         # Deeper sources are rounded down as the baseline does; shallower ones
         # are refused, since padding bits would claim a precision never there.
         pixels = fit_bit_depth(image.pixels, image.bit_depth, self._bit_depth)
-        yield Source(readable.metadata.path, pixels, image.bit_depth)
+        yield Source(readable.metadata.path, pixels, image.bit_depth,
+                     batch_jobs.source_stamp(readable.metadata))
+
+
+def check_jpeg_size(height: int, width: int, factor: int) -> None:
+    """Refuses a source whose bottleneck (1/factor of its sides) no JPEG can
+    hold; a long side is tiled through the processors, but the codec has a limit."""
+    side = -(-max(height, width) // factor)
+    if side > bottleneck_format.MAX_JPEG_SIDE:
+        raise Rejected(f"too large for JPEG: {width}x{height} at factor {factor} needs a "
+                       f"{side}-pixel side, above the format's {bottleneck_format.MAX_JPEG_SIDE}")
 
 
 def _path_of_file(readable) -> str:
@@ -154,29 +170,36 @@ def _path_of_file(readable) -> str:
 class DecodeSources(beam.PTransform):
     """ReadableFiles -> (Sources, dead letters of the files that are no usable image)."""
 
-    def __init__(self, bit_depth: int, max_pixels: int):
+    def __init__(self, bit_depth: int, max_pixels: int, factor: int = 1):
         super().__init__()
-        self._decode = DecodeSource(bit_depth, max_pixels)
+        self._decode = DecodeSource(bit_depth, max_pixels, factor)
 
     def expand(self, files):
         return files | TryFlatMap(self._decode, step="decode", path_of=_path_of_file,
                                   errors=(ImageDecodeError, Rejected, OSError))
 
 
-class WriteBottleneck(beam.DoFn):
-    """PredictionResult(Source, bottleneck) -> JPEG written atomically -> ManifestRecord."""
+class WriteBottleneck:
+    """PredictionResult(Source, bottleneck) -> JPEG written atomically -> ManifestRecord.
+
+    The encoder's refusals are `Rejected` and a failed write an `OSError`,
+    so one bad output is a dead letter, not a dead job.
+    """
 
     def __init__(self, config: Config):
         self._config = config
         self._written = Metrics.counter(NAMESPACE, batch_jobs.WRITTEN)
 
-    def process(self, result):
+    def __call__(self, result):
         source = result.example
         height, width = source.pixels.shape[:2]
         header = bottleneck_format.Header.of(self._config.spec, self._config.qstep, height, width,
-                                             source.source_bit_depth)
-        data = bottleneck_format.encode(result.inference, header,
-                                        self._config.spec.tables_at(self._config.qstep))
+                                             source.source_bit_depth, source.stamp)
+        try:
+            data = bottleneck_format.encode(result.inference, header,
+                                            self._config.spec.tables_at(self._config.qstep))
+        except ValueError as e:  # Pillow's size limits, among others
+            raise Rejected(f"JPEG encoder: {e}") from e
         output = self._config.output_path(source.path)
         batch_jobs.write_atomically(output, data)
         self._written.inc()
@@ -185,18 +208,24 @@ class WriteBottleneck(beam.DoFn):
 
 def build(pipeline: beam.Pipeline, config: Config) -> None:
     """The job as a sentence of named steps."""
-    files, done = batch_jobs.read_files(pipeline, config.input, batch_jobs.SkipCompleted(
-        NAMESPACE, config.output_path, CompletedBottleneck(config)))
-    sources, dead_letters = files | "Decode" >> DecodeSources(config.spec.bit_depth,
-                                                              config.max_pixels)
-    written = (sources
-               | "Preprocess" >> RunInference(model_handler.PreprocessHandler(
-                   config.model, tile=config.tile, halo=config.halo))
-               | "EncodeAndWrite" >> beam.ParDo(WriteBottleneck(config)))
+    files, done, unnamed = batch_jobs.read_files(
+        pipeline, config.input, NAMESPACE, config.output_path,
+        batch_jobs.SkipCompleted(NAMESPACE, config.output_path, CompletedBottleneck(config)))
+    sources, undecodable = files | "Decode" >> DecodeSources(
+        config.spec.bit_depth, config.max_pixels, config.spec.factor)
+    written, unwritten = (sources
+                          | "Preprocess" >> RunInference(model_handler.PreprocessHandler(
+                              config.model, tile=config.tile, halo=config.halo))
+                          | "EncodeAndWrite" >> TryFlatMap(
+                              WriteBottleneck(config), step="write",
+                              path_of=lambda result: result.example.path,
+                              errors=(Rejected, OSError)))
     _ = ((written, done)
          | "AllBottlenecks" >> beam.Flatten()
          | "WriteManifest" >> batch_jobs.WriteJsonLines(config.manifest_path))
-    _ = dead_letters | "WriteDeadLetters" >> WriteDeadLetters(config.dead_letter_path)
+    _ = ((unnamed, undecodable, unwritten)
+         | "AllDeadLetters" >> beam.Flatten()
+         | "WriteDeadLetters" >> WriteDeadLetters(config.dead_letter_path))
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:

@@ -15,8 +15,14 @@ run through the post-processor (RunInference, in tiles) and written to
 `sBIT` chunk recording the true depth for high-bit-depth sources
 (`a.png.jpg` -> `a.png`, `b.tif.jpg` -> `b.tif.png`).
 
-`manifest.jsonl` lists every PNG; reruns skip complete PNGs, and the job
-ends by printing the account, inputs = outputs + dead letters.
+Each PNG records, in a `tEXt` chunk, the model and the bottleneck (size and
+mtime) it came from; `manifest.jsonl` lists every PNG; reruns skip complete
+PNGs of this model and bottleneck and redo the others. Two bottlenecks that
+would restore to one name (`x.jpg`, `x.png.jpg`) are never both written: all
+but the first by path are dead letters. The header is checked against the
+model's spec and the bottleneck's own size, and a claimed source above
+`--max_pixels` is refused before anything is allocated. The job ends by
+printing the account, inputs = outputs + dead letters.
 """
 from __future__ import annotations
 
@@ -40,11 +46,14 @@ from pipelines.compress import DEAD_LETTER_FILE, MANIFEST_FILE, SUFFIX, add_mode
 from pipelines.dead_letters import Rejected, TryFlatMap, WriteDeadLetters
 from pipelines.patches import input_pattern
 from sandwich import logs, tiling
-from sandwich.image_io import encode_png16
+from sandwich.image_io import (DEFAULT_MAX_PIXELS, encode_png16, insert_chunk_after_ihdr,
+                               png_chunks)
 from sandwich.specs import ModelSpec
 
 NAMESPACE = "decompress"
 _PNG_END = b"IEND\xaeB`\x82"
+# The tEXt keyword under which a PNG records the model and bottleneck it came from.
+_PROVENANCE_KEY = b"sandwich"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +64,7 @@ class Config:
     spec: ModelSpec
     tile: int
     halo: int
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     @property
     def manifest_path(self) -> str:
@@ -82,6 +92,7 @@ class Bottleneck:
     path: str
     header: bottleneck_format.Header
     pixels: np.ndarray
+    stamp: str = ""
 
     @property
     def size(self) -> tuple[int, int]:
@@ -103,65 +114,87 @@ class Record:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
 
-def encode_png(pixels: np.ndarray, bit_depth: int) -> bytes:
-    """An 8-bit PNG, or a 16-bit one (`sBIT` = `bit_depth`) above 8 bits."""
+def encode_png(pixels: np.ndarray, bit_depth: int, provenance: dict | None = None) -> bytes:
+    """An 8-bit PNG, or a 16-bit one (`sBIT` = `bit_depth`) above 8 bits; with
+    `provenance` as JSON in a `tEXt` chunk right after the header."""
     if bit_depth > 8:
-        return encode_png16(pixels, bit_depth)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels, "RGB").save(buffer, "PNG")
-    return buffer.getvalue()
+        png = encode_png16(pixels, bit_depth)
+    else:
+        buffer = io.BytesIO()
+        Image.fromarray(pixels, "RGB").save(buffer, "PNG")
+        png = buffer.getvalue()
+    if provenance is None:
+        return png
+    text = _PROVENANCE_KEY + b"\0" + json.dumps(provenance, sort_keys=True).encode("latin-1")
+    return insert_chunk_after_ihdr(png, b"tEXt", text)
+
+
+def _provenance(png_head: bytes) -> dict | None:
+    """The provenance JSON of a PNG this job wrote, from its first bytes, or None."""
+    for kind, body in png_chunks(png_head):
+        if kind == b"tEXt" and body.startswith(_PROVENANCE_KEY + b"\0"):
+            try:
+                return json.loads(body[len(_PROVENANCE_KEY) + 1:])
+            except ValueError:
+                return None
+    return None
 
 
 class CompletedPng:
-    """A PNG that ends with its IEND chunk was renamed into place whole; its
-    size and depth are read from the header (IHDR, then the `sBIT` chunk that
-    `encode_png16` puts right after it) without decoding the pixels."""
+    """A PNG that ends with its IEND chunk was renamed into place whole. It
+    is kept only if its provenance (`tEXt`) names this model and this very
+    bottleneck (size and mtime); size and depth are read from the header
+    chunks without decoding the pixels."""
 
     def __init__(self, config: Config):
         self._model_id = config.spec.model_id
 
-    def __call__(self, bottleneck: str, existing: batch_jobs.ExistingOutput):
+    def __call__(self, bottleneck, existing: batch_jobs.ExistingOutput):
         head = existing.head
         if not (head.startswith(b"\x89PNG") and existing.tail.endswith(_PNG_END)):
             return None
-        width, height, bit_depth = struct.unpack(">IIB", head[16:25])
-        if head[37:41] == b"sBIT":
-            bit_depth = head[41]
-        return Record(bottleneck, existing.path, height, width, bit_depth, self._model_id)
+        expected = {"model_id": self._model_id, "bottleneck": batch_jobs.source_stamp(bottleneck)}
+        if _provenance(head) != expected:
+            return None
+        chunks = dict(png_chunks(head))
+        if len(chunks.get(b"IHDR", b"")) < 13:
+            return None
+        width, height, bit_depth = struct.unpack(">IIB", chunks[b"IHDR"][:9])
+        if chunks.get(b"sBIT"):
+            bit_depth = chunks[b"sBIT"][0]
+        return Record(bottleneck.path, existing.path, height, width, bit_depth, self._model_id)
 
 
 class ReadBottleneck:
     """ReadableFile -> Bottleneck of this model; anything else is `Rejected`."""
 
     def __init__(self, config: Config):
-        self._model_id = config.spec.model_id
-        self._jpeg_mode = config.spec.jpeg_mode
+        self._spec, self._max_pixels = config.spec, config.max_pixels
 
     def __call__(self, readable):
         try:
-            header, pixels = bottleneck_format.decode(readable.read())
+            header, pixels = bottleneck_format.decode(readable.read(), max_pixels=self._max_pixels)
+            header.check_model(self._spec)
         except bottleneck_format.BottleneckError as e:
             raise Rejected(e.reason) from e
-        if header.model_id != self._model_id:
-            raise Rejected(f"made by model {header.model_id!r}, not by this model "
-                           f"{self._model_id!r}: its post-processor cannot decode it")
-        if header.jpeg_mode != self._jpeg_mode:
-            raise Rejected(f"coded in JPEG mode {header.jpeg_mode!r}; this model's "
-                           f"post-processor was trained for {self._jpeg_mode!r}")
-        yield Bottleneck(readable.metadata.path, header, pixels)
+        yield Bottleneck(readable.metadata.path, header, pixels,
+                         batch_jobs.source_stamp(readable.metadata))
 
 
-class WritePng(beam.DoFn):
-    """PredictionResult(Bottleneck, reconstruction) -> PNG written atomically -> Record."""
+class WritePng:
+    """PredictionResult(Bottleneck, reconstruction) -> PNG written atomically -> Record;
+    a failed write is an `OSError`, so it makes a dead letter."""
 
     def __init__(self, config: Config):
         self._config = config
         self._written = Metrics.counter(NAMESPACE, batch_jobs.WRITTEN)
 
-    def process(self, result):
+    def __call__(self, result):
         bottleneck, header = result.example, result.example.header
         output = self._config.output_path(bottleneck.path)
-        batch_jobs.write_atomically(output, encode_png(result.inference, header.bit_depth))
+        provenance = {"model_id": header.model_id, "bottleneck": bottleneck.stamp}
+        batch_jobs.write_atomically(
+            output, encode_png(result.inference, header.bit_depth, provenance))
         self._written.inc()
         yield Record(bottleneck.path, output, header.height, header.width, header.bit_depth,
                      header.model_id)
@@ -169,19 +202,24 @@ class WritePng(beam.DoFn):
 
 def build(pipeline: beam.Pipeline, config: Config) -> None:
     """The job as a sentence of named steps."""
-    files, done = batch_jobs.read_files(pipeline, config.input, batch_jobs.SkipCompleted(
-        NAMESPACE, config.output_path, CompletedPng(config)))
-    bottlenecks, dead_letters = files | "ReadBottleneck" >> TryFlatMap(
+    files, done, unnamed = batch_jobs.read_files(
+        pipeline, config.input, NAMESPACE, config.output_path,
+        batch_jobs.SkipCompleted(NAMESPACE, config.output_path, CompletedPng(config)))
+    bottlenecks, unreadable = files | "ReadBottleneck" >> TryFlatMap(
         ReadBottleneck(config), step="read_bottleneck",
         path_of=lambda readable: readable.metadata.path, errors=(Rejected, OSError))
-    written = (bottlenecks
-               | "Postprocess" >> RunInference(model_handler.PostprocessHandler(
-                   config.model, tile=config.tile, halo=config.halo))
-               | "EncodeAndWrite" >> beam.ParDo(WritePng(config)))
+    written, unwritten = (bottlenecks
+                          | "Postprocess" >> RunInference(model_handler.PostprocessHandler(
+                              config.model, tile=config.tile, halo=config.halo))
+                          | "EncodeAndWrite" >> TryFlatMap(
+                              WritePng(config), step="write",
+                              path_of=lambda result: result.example.path, errors=(OSError,)))
     _ = ((written, done)
          | "AllOutputs" >> beam.Flatten()
          | "WriteManifest" >> batch_jobs.WriteJsonLines(config.manifest_path))
-    _ = dead_letters | "WriteDeadLetters" >> WriteDeadLetters(config.dead_letter_path)
+    _ = ((unnamed, unreadable, unwritten)
+         | "AllDeadLetters" >> beam.Flatten()
+         | "WriteDeadLetters" >> WriteDeadLetters(config.dead_letter_path))
 
 
 def parse_args(argv=None) -> tuple[Config, list[str]]:
@@ -192,12 +230,15 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
                         help=f"glob of bottleneck JPEGs, local or gs://; a directory: all **{SUFFIX} under it")
     parser.add_argument("--model", required=True, help="export dir of the model that made them")
     parser.add_argument("--output", required=True, help="PNG directory, local or gs://")
+    parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help="bottlenecks claiming a larger source are dead-lettered as "
+                             "decompression bombs")
     add_model_flags(parser)
     args, beam_args = parser.parse_known_args(argv)
     spec = model_handler.read_spec(args.model)
     tiling.check_layout(args.tile, args.halo, spec.factor)
     return Config(args.input, args.output.rstrip("/"), args.model.rstrip("/"), spec,
-                  args.tile, args.halo), beam_args
+                  args.tile, args.halo, args.max_pixels), beam_args
 
 
 def run(argv=None) -> dict:

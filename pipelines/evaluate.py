@@ -47,6 +47,7 @@ import tensorflow as tf
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
 
 from pipelines import batch_jobs, bottleneck_format, model_handler
 from pipelines.beam_options import pipeline_options
@@ -58,6 +59,7 @@ from sandwich.image_io import DEFAULT_MAX_PIXELS, encode_png16
 from sandwich.jpeg.tables import DEFAULT_MODE
 from sandwich.specs import SpecError
 
+NAMESPACE = "evaluate"
 SANDWICH = "sandwich"
 LOSSLESS = "png16"  # The 16-bit PNG of a deeper source: its lossless size.
 PER_IMAGE_FILE = "per_image.jsonl"
@@ -100,9 +102,11 @@ class Measurement:
 
 
 def measure_sandwich(model: model_handler.ExportedSandwich, pixels: np.ndarray,
-                     source_bit_depth: int, qsteps) -> list[tuple[int, float]]:
+                     source_bit_depth: int, qsteps,
+                     source_stamp: str = "") -> list[tuple[int, float]]:
     """[(file bits, PSNR)] per qstep of the deployed path: the very file
-    `compress` writes and the very reconstruction `decompress` makes of it.
+    `compress` writes (given the source's stamp) and the very reconstruction
+    `decompress` makes of it.
 
     The pre-processor runs once: its output does not depend on the step.
     """
@@ -110,7 +114,8 @@ def measure_sandwich(model: model_handler.ExportedSandwich, pixels: np.ndarray,
     bottleneck = model.preprocess(pixels)
     out = []
     for qstep in qsteps:
-        header = bottleneck_format.Header.of(model.spec, qstep, height, width, source_bit_depth)
+        header = bottleneck_format.Header.of(model.spec, qstep, height, width, source_bit_depth,
+                                             source_stamp)
         data = bottleneck_format.encode(bottleneck, header, model.spec.tables_at(qstep))
         _, decoded = bottleneck_format.decode(data)
         reconstruction = model.postprocess(decoded, (height, width))
@@ -168,6 +173,7 @@ class Measure(beam.DoFn):
 
     def __init__(self, config: Config):
         self._config = config
+        self._measured = Metrics.counter(NAMESPACE, batch_jobs.WRITTEN)
 
     def setup(self):
         c = self._config
@@ -179,7 +185,8 @@ class Measure(beam.DoFn):
         pixels = source.pixels.shape[0] * source.pixels.shape[1]
         for model in self._models:
             qsteps = c.qsteps or [model.spec.qstep * s for s in DEFAULT_QSTEP_SCALES]
-            points = measure_sandwich(model, source.pixels, source.source_bit_depth, qsteps)
+            points = measure_sandwich(model, source.pixels, source.source_bit_depth, qsteps,
+                                      source.stamp)
             for qstep, (bits, psnr) in zip(qsteps, points):
                 yield Measurement(model.spec.model_id, float(qstep), source.path, bits, pixels, psnr)
         for scenario in c.scenarios:
@@ -194,6 +201,12 @@ class Measure(beam.DoFn):
         if c.bit_depth > 8:
             lossless = 8 * len(encode_png16(source.pixels, c.bit_depth))
             yield Measurement(LOSSLESS, 0.0, source.path, lossless, pixels, float("inf"))
+        self._measured.inc()
+
+
+def _count_input(metadata):
+    Metrics.counter(NAMESPACE, batch_jobs.INPUTS).inc()
+    return metadata
 
 
 def build(pipeline: beam.Pipeline, config: Config) -> None:
@@ -201,8 +214,10 @@ def build(pipeline: beam.Pipeline, config: Config) -> None:
     sources, dead_letters = (
         pipeline
         | "MatchFiles" >> fileio.MatchFiles(config.input)
+        | "CountInputs" >> beam.Map(_count_input)
         | "ReadMatches" >> fileio.ReadMatches(compression=CompressionTypes.UNCOMPRESSED)
-        | "Decode" >> DecodeSources(config.bit_depth, config.max_pixels))
+        | "Decode" >> DecodeSources(config.bit_depth, config.max_pixels,
+                                    min(s.factor for s in config.scenarios)))
     _ = (sources
          | "Measure" >> beam.ParDo(Measure(config))
          | "WritePerImage" >> batch_jobs.WriteJsonLines(config.path(PER_IMAGE_FILE)))
@@ -431,12 +446,17 @@ def run(argv=None) -> dict:
     config, model_scenarios, beam_args = parse_args(argv)
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
     build(pipeline, config)
-    pipeline.run().wait_until_finish()
+    result = pipeline.run()
+    result.wait_until_finish()
+    # Checked before the summary: an image lost on the way would bias the means.
+    account = batch_jobs.account(batch_jobs.counters(result, NAMESPACE),
+                                 config.path(DEAD_LETTER_FILE), outputs="measured")
     with FileSystems.open(config.path(PER_IMAGE_FILE)) as f:
         measurements = [Measurement.from_json(line) for line in f.read().decode().splitlines()]
     summary = summarise(measurements, model_scenarios)
     write_results(summary, config)
     print(table(summary))
+    print(account)
     print(f"{summary['images']} images measured; unusable files -> "
           f"{config.path(DEAD_LETTER_FILE)}; results: {config.output} ({SUMMARY_FILE}, {PLOT_FILE})")
     return summary

@@ -105,7 +105,8 @@ def dataset_features(patch_size: int, bit_depth: int):
 
 
 class DecodeSource:
-    """ReadableFile -> Source; bad files raise `ImageDecodeError` or `OSError`."""
+    """ReadableFile -> Source; bad files raise `ImageDecodeError` or `OSError`,
+    unsafe names `Rejected`."""
 
     def __init__(self, config: Config):
         self._config = config
@@ -230,7 +231,7 @@ class MakeDataset(beam.PTransform):
         files = pbegin | "ReadSources" >> ReadSources(config.input)
         decoded, undecodable = files | "Decode" >> TryFlatMap(
             DecodeSource(config), step="decode", path_of=_path_of_file,
-            errors=(ImageDecodeError, OSError))
+            errors=(ImageDecodeError, Rejected, OSError))
         fitted, unfit = decoded | "FitScenario" >> TryFlatMap(
             FitScenario(config), step="fit", path_of=lambda s: s.path, errors=(Rejected,))
         dead_letters = (undecodable, unfit) | "AllDeadLetters" >> beam.Flatten()

@@ -17,6 +17,7 @@ they cannot be stacked, and each one is already cut into tiles
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tempfile
@@ -26,6 +27,8 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
+from pipelines.dead_letters import Rejected
+from pipelines.patches import relative_path
 from sandwich import tiling
 from sandwich.specs import MODEL_SPEC_FILE, ModelSpec, SpecError
 
@@ -46,23 +49,31 @@ def read_spec(model_dir: str) -> ModelSpec:
         return ModelSpec.from_json(f.read())
 
 
-def _local_dir(directory: str) -> str:
-    """`directory` itself if local, else a local copy made through Beam's filesystems.
+@contextlib.contextmanager
+def _local_dir(directory: str):
+    """`directory` itself if local, else a temporary local copy made through
+    Beam's filesystems, deleted on exit (a loaded SavedModel holds its values).
 
     `tf.saved_model.load` reads through `tf.io.gfile`, which real GCS serves
     but a storage emulator does not; copying with Beam's filesystems works
-    with both and costs a few megabytes per worker.
+    with both and costs a few megabytes per worker. Object names are
+    untrusted: one that would land outside the copy is a `SpecError`.
     """
     if FileSystems.get_scheme(directory) in (None, "file"):
-        return directory
-    local = tempfile.mkdtemp(prefix="sandwich-model-")
+        yield directory
+        return
     prefix = directory.rstrip("/") + "/"
-    for match in FileSystems.match([prefix + "**"])[0].metadata_list:
-        target = os.path.join(local, match.path[len(prefix):])
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with FileSystems.open(match.path) as src, open(target, "wb") as dst:
-            dst.write(src.read())
-    return local
+    with tempfile.TemporaryDirectory(prefix="sandwich-model-") as local:
+        for match in FileSystems.match([prefix + "**"])[0].metadata_list:
+            try:
+                relative = relative_path(match.path, prefix)
+            except Rejected as e:
+                raise SpecError(f"export dir {directory}: {e.reason}") from e
+            target = os.path.join(local, relative)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with FileSystems.open(match.path) as src, open(target, "wb") as dst:
+                dst.write(src.read())
+        yield local
 
 
 def _call(signature, *tensors):
@@ -96,9 +107,9 @@ class ExportedSandwich:
 
         spec = read_spec(model_dir)
         tiling.check_layout(tile, halo, spec.factor)
-        local = _local_dir(model_dir)
-        loaded = {name: tf.saved_model.load(os.path.join(local, name)).signatures["serving_default"]
-                  for name in processors}
+        with _local_dir(model_dir) as local:
+            loaded = {name: tf.saved_model.load(os.path.join(local, name)).signatures[
+                "serving_default"] for name in processors}
         return cls(spec, tile, halo, loaded.get(PREPROCESSOR), loaded.get(POSTPROCESSOR))
 
     def preprocess(self, source: np.ndarray) -> np.ndarray:

@@ -44,8 +44,42 @@ def input_base(pattern: str) -> str:
     return fixed[:fixed.rfind("/") + 1]
 
 
+# Room in a 255-byte file name for the longest suffix and temporary name we add.
+MAX_NAME_BYTES = 200
+
+
 def relative_path(path: str, base: str) -> str:
-    return path[len(base):] if path.startswith(base) else path
+    """`path` below `base`, as a name that stays below any directory it is
+    joined to: the one rule for turning an input's (untrusted) name into an
+    output's. An object in `gs://` may be named `a/../../etc/x`, which a local
+    filesystem would resolve outside the output directory; such names, and
+    any that a filesystem would read differently from the object store
+    (empty, `.` or `..` parts, control characters, parts too long for a file
+    name), are `Rejected`."""
+    if not path.startswith(base):
+        raise Rejected(f"unsafe name: {path!r} is not below the input directory {base!r}")
+    relative = path[len(base):]
+    for part in relative.split("/"):
+        problem = _name_problem(part)
+        if problem:
+            raise Rejected(f"unsafe name: {relative!r} {problem}; it could be written "
+                           "outside the output directory or collide with another")
+    return relative
+
+
+def _name_problem(part: str) -> str | None:
+    """Why one path part cannot name a file under the output, or None."""
+    if part in ("", ".", ".."):
+        return f"has a {part!r} part"
+    if not part.isprintable():
+        return "has a control or invisible character"
+    try:
+        encoded = part.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode"
+    if len(encoded) > MAX_NAME_BYTES:
+        return f"has a part longer than {MAX_NAME_BYTES} bytes"
+    return None
 
 
 def _hash_fraction(text: str) -> float:

@@ -100,7 +100,8 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
             f"exceeds the limit of {max_pixels}")
 
 
-def _png_chunks(data: bytes):
+def png_chunks(data: bytes):
+    """(kind, body) of a PNG's chunks up to its first IDAT; `data` may be a head."""
     pos = len(_PNG_MAGIC)
     while pos + 8 <= len(data):
         length, kind = struct.unpack(">I4s", data[pos:pos + 8])
@@ -111,7 +112,7 @@ def _png_chunks(data: bytes):
 
 
 def _decode_png(data: bytes, max_pixels: int):
-    chunks = dict(_png_chunks(data))
+    chunks = dict(png_chunks(data))
     if b"IHDR" not in chunks or len(chunks[b"IHDR"]) < 13:
         raise ImageDecodeError("corrupt PNG: no IHDR header")
     width, height, depth, color_type = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
@@ -221,10 +222,11 @@ def encode_png16(pixels: np.ndarray, bit_depth: int) -> bytes:
     import tensorflow as tf
 
     png = tf.io.encode_png(scaled.astype(np.uint16)).numpy()
-    return _insert_chunk_after_ihdr(png, b"sBIT", bytes([bit_depth] * 3))
+    return insert_chunk_after_ihdr(png, b"sBIT", bytes([bit_depth] * 3))
 
 
-def _insert_chunk_after_ihdr(png: bytes, kind: bytes, body: bytes) -> bytes:
+def insert_chunk_after_ihdr(png: bytes, kind: bytes, body: bytes) -> bytes:
+    """`png` with one more ancillary chunk, where a reader of its head finds it."""
     ihdr_end = len(_PNG_MAGIC) + 8 + 13 + 4
     chunk = struct.pack(">I", len(body)) + kind + body
     chunk += struct.pack(">I", zlib.crc32(kind + body))

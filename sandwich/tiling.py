@@ -83,9 +83,17 @@ def downscale_tiled(fn: Callable[[np.ndarray], np.ndarray], source: np.ndarray, 
 def upscale_tiled(fn: Callable[[np.ndarray, tuple[int, int]], np.ndarray], coarse: np.ndarray,
                   size: tuple[int, int], *, factor: int, tile: int, halo: int) -> np.ndarray:
     """`fn(coarse, size)` for `fn` mapping `[h', w', c]` to `[*size, c']` (the
-    post-processor, `size` at most `factor` times the input), tile by tile."""
+    post-processor, `size` at most `factor` times the input), tile by tile.
+
+    `coarse` must be exactly the bottleneck of a `size` source (`ceil(size /
+    factor)`): a larger `size` would leave pixels that no tile covers, and
+    those would be whatever memory the output was allocated in.
+    """
     check_layout(tile, halo, factor)
     height, width = size
+    if coarse.shape[:2] != (math.ceil(height / factor), math.ceil(width / factor)):
+        raise ValueError(f"a {coarse.shape[0]}x{coarse.shape[1]} bottleneck at factor {factor} "
+                         f"is not that of a {height}x{width} image")
     rows = spans(coarse.shape[0], tile // factor, halo // factor)
     cols = spans(coarse.shape[1], tile // factor, halo // factor)
     out = None

@@ -12,9 +12,10 @@ import json
 import os
 
 import numpy as np
+from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
-from pipelines import compress, decompress, evaluate, model_handler, sample_data
+from pipelines import batch_jobs, compress, decompress, evaluate, model_handler, sample_data
 from sandwich import metrics
 from tests.sandwich_exports import export_sandwich
 
@@ -72,6 +73,8 @@ def test_round_trip_through_gcs(gcs_emulator):
         assert restored.shape == source.shape
         record = manifest[f"gs://sandwich/photos/{name}"]
         assert record["bytes"] == len(data) and record["model_id"] == "hr-perturbed"
-        [(bits, psnr)] = evaluate.measure_sandwich(model, source, 8, [QSTEP])
+        path = f"gs://sandwich/photos/{name}"
+        stamp = batch_jobs.source_stamp(FileSystems.get_filesystem(path).metadata(path))
+        [(bits, psnr)] = evaluate.measure_sandwich(model, source, 8, [QSTEP], stamp)
         assert bits == 8 * len(data)
         assert metrics.psnr(restored[None], source[None])[0] == psnr

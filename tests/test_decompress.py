@@ -15,6 +15,7 @@ import json
 import numpy as np
 import pytest
 import tifffile
+from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
 from pipelines import (batch_jobs, bottleneck_format, compress, decompress, evaluate,
@@ -31,13 +32,18 @@ TILING = ["--tile=64", "--halo=32"]
 RUNNER = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 SOURCES = {"coffee.png": "coffee.png", "nested/chelsea.png": "chelsea.png",
            "rocket.png": "rocket.jpg"}
-REFUSED = {"foreign.jpg": "not by this model", "planes.jpg": "trained for 'ycbcr-420'",
+REFUSED = {"foreign.jpg": "not by this model", "planes.jpg": "jpeg_mode 'planes' differs from the model's 'ycbcr-420'",
            "truncated.jpg": "truncated",
            "plain.jpg": "not a sandwich bottleneck", "empty.jpg": "empty file"}
 
 
 def _model():
     return export_sandwich("high_bit_depth", model_id=MODEL_ID, bit_depth=10)
+
+
+def _metadata(path):
+    """The FileMetadata a job's MatchFiles gives of `path`."""
+    return FileSystems.get_filesystem(str(path)).metadata(str(path))
 
 
 def _quiet(job, argv):
@@ -153,7 +159,9 @@ def test_bpp_and_psnr_agree_with_manifest_and_evaluator(round_trip, sources):
         assert record["source_bit_depth"] == source_bits
         assert record["bpp"] == 8 * bottleneck.stat().st_size / pixels
 
-        [(eval_bits, eval_psnr)] = evaluate.measure_sandwich(model, source, source_bits, [QSTEP])
+        stamp = batch_jobs.source_stamp(_metadata(sources / name))
+        [(eval_bits, eval_psnr)] = evaluate.measure_sandwich(model, source, source_bits, [QSTEP],
+                                                             stamp)
         assert eval_bits == 8 * bottleneck.stat().st_size
         assert eval_psnr == pytest.approx(psnr, abs=1e-9)
 
@@ -170,11 +178,12 @@ def test_a_rerun_keeps_complete_pngs_and_redoes_truncated_ones(round_trip, tmp_p
                                        f"--model={_model()}"])
     complete = restored / "coffee.png"
     existing = batch_jobs.existing_output(str(complete))
-    record = decompress.CompletedPng(config)(str(bits / "coffee.png.jpg"), existing)
+    record = decompress.CompletedPng(config)(_metadata(bits / "coffee.png.jpg"), existing)
     image = decode_image(complete.read_bytes())
     assert (record.height, record.width, record.bit_depth) == (*image.pixels.shape[:2], 10)
     assert existing.size == complete.stat().st_size
     truncated = tmp_path / "coffee.png"
     truncated.write_bytes(complete.read_bytes()[:-100])
-    assert decompress.CompletedPng(config)("x", batch_jobs.existing_output(str(truncated))) is None
+    assert decompress.CompletedPng(config)(
+        _metadata(bits / "coffee.png.jpg"), batch_jobs.existing_output(str(truncated))) is None
     assert batch_jobs.existing_output(str(tmp_path / "missing.png")) is None

@@ -123,3 +123,32 @@ def test_killed_run_resumes_to_the_same_step(tmp_path, high_res):
     assert f"at step {stopped_at};" in output
     assert _digest(output)[-1][0] == str(steps) and _iterations(checkpoints) == steps
     assert os.path.exists(tmp_path / "export" / "model_spec.json")
+
+
+def test_sigterm_to_one_worker_stops_both_at_one_checkpoint(high_res, tmp_path):
+    """A preemption notice reaches one VM: the other worker must not wait for
+    it forever in the next all-reduce, but stop at the same step, with the
+    chief's checkpoint at that step. Every wait is bounded."""
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    processes = [trainer_data.launch(
+        ["--data", high_res, "--job_dir", str(tmp_path), "--steps", "100000",
+         "--strategy", "auto", "--jit_compile", "off", "--checkpoint_every", "3",
+         "--eval_every", "0", *trainer_data.TINY],
+        env={"TF_CONFIG": json.dumps({"cluster": {"worker": workers},
+                                      "task": {"type": "worker", "index": index}})})
+        for index in range(2)]
+    try:
+        _wait_for_checkpoint(processes[0], tmp_path / "checkpoints", 0)
+        processes[1].send_signal(signal.SIGTERM)
+        (chief_code, chief), (worker_code, worker) = [_finish(p, timeout=180) for p in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert "signal 15: checkpointing and stopping" in worker
+    assert (chief_code, worker_code) == (143, 143), chief + worker
+    stopped_at = _digest(chief)[-1]
+    assert _digest(worker)[-1] == stopped_at
+    assert _iterations(tmp_path / "checkpoints") == int(stopped_at[0])
+    assert not os.path.exists(tmp_path / "export")

@@ -6,6 +6,7 @@ cluster in `TF_CONFIG`) and a TPU VM.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -109,9 +110,28 @@ def barrier(strategy: tf.distribute.Strategy) -> None:
     others are done; a worker that exits first is reported as crashed by
     the cluster's health checks and aborts the chief.
     """
-    @tf.function
-    def all_reduce():
-        ones = strategy.run(lambda: tf.constant(1.0))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, ones, axis=None)
+    _sum_over_replicas(strategy)(tf.constant(1.0))
 
-    all_reduce()
+
+def any_worker(strategy: tf.distribute.Strategy, flag: bool) -> bool:
+    """Whether `flag` is set on any worker (on one worker: `flag` itself).
+
+    A preemption notice (SIGTERM) reaches one VM only, yet every step and
+    every checkpoint save is a collective: a worker that stopped alone would
+    leave the others waiting in their next all-reduce. So the workers agree
+    on stopping, and stop together, at the same step.
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return flag
+    return bool(_sum_over_replicas(strategy)(tf.constant(float(flag))).numpy() > 0)
+
+
+@functools.cache
+def _sum_over_replicas(strategy: tf.distribute.Strategy):
+    """A compiled all-reduce of one number per replica, traced once per strategy."""
+    @tf.function
+    def all_reduce(value):
+        values = strategy.run(tf.identity, args=(value,))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, values, axis=None)
+
+    return all_reduce

@@ -11,7 +11,8 @@ Around the step, outside anything compiled:
 - checkpoints (model, optimizer, rate table; the step is the optimizer's
   iteration count) go through `tf.train.CheckpointManager`: a run killed by
   SIGKILL resumes from the last one, SIGTERM (a preempted Vertex AI VM)
-  saves one first. Only the chief writes; other workers save to a scratch
+  saves one first, and on a multi-worker run every worker stops with it at
+  the same step (`strategy.any_worker`). Only the chief writes; other workers save to a scratch
   directory that is deleted, as multi-worker checkpointing requires;
 - TensorBoard scalars and images, a progress line, and periodic evaluation
   on the eval split with the real codec;
@@ -146,10 +147,8 @@ class Stop:
 class Deadline:
     """`--max_train_minutes`: training ends (and exports) once this much
     wall time has passed since the loop started, whatever `--steps` says.
-
-    All workers of a multi-worker run must stop at the same step, so only
-    the chief's clock could decide; a time budget is for single-process
-    runs, and a multi-replica run on one machine shares the clock.
+    On several workers, the first clock to run out stops them all (the loop
+    agrees on it like on a preemption).
     """
 
     def __init__(self, minutes: float | None):
@@ -284,8 +283,14 @@ def train(config: Config) -> Result:
     progress = Progress(step, config.steps)
     deadline = Deadline(config.max_train_minutes)
     metrics: dict = {}
+    out_of_time = False
     with Stop() as stop, writer.as_default(step=step):
-        while step < config.steps and not stop.requested and not deadline.passed(step):
+        while step < config.steps and not strategies.any_worker(strategy, stop.requested):
+            # Workers agree on the time budget too: one whose clock ran out
+            # alone would leave the others waiting in the next all-reduce.
+            out_of_time = strategies.any_worker(strategy, deadline.passed(step))
+            if out_of_time:
+                break
             scalars = {k: float(v) for k, v in train_step(_next(iterator, config.data)).items()}
             step += 1
             tf.summary.experimental.set_step(step)
@@ -306,7 +311,7 @@ def train(config: Config) -> Result:
                 metrics = _evaluate(model, eval_patches, chief)
             if due(config.checkpoint_every):
                 checkpoints.save(step)
-        interrupted = step < config.steps and not deadline.passed(step)
+        interrupted = step < config.steps and not out_of_time
         if step < config.steps:
             checkpoints.save(step)
         writer.flush()
@@ -314,8 +319,9 @@ def train(config: Config) -> Result:
     digest = weights_digest(model)
     print(f"step {step}: weights digest {digest}", flush=True)
     if interrupted:
+        strategies.barrier(strategy)  # every worker has saved before any exits
         return Result(step, metrics, None, digest, True, model)
-    if not metrics or deadline.passed(step):
+    if not metrics or out_of_time:
         metrics = _evaluate(model, eval_patches, chief)
     export_dir = None
     if chief:
