@@ -7,7 +7,6 @@ Job-level checks (each job on 200+ bad files, the account) are in
 import dataclasses
 import io
 import json
-import os
 
 import numpy as np
 import pytest
