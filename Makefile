@@ -3,8 +3,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export NO_GCE_CHECK ?= true
 
-# The embedded default: three bundled photographs train a high_res x2 sandwich,
-# a fourth (coffee.png) is held out for compression and evaluation.
+# The embedded default: three bundled photographs train a sandwich around a
+# full-resolution YCbCr 4:2:0 JPEG (high_res at factor 1), a fourth (coffee.png)
+# is held out for compression and evaluation against plain JPEG and jpegli.
 DEMO ?= out/demo
 DEMO_STEPS ?= 1200
 BIN := $(VENV)/bin
@@ -22,9 +23,9 @@ demo: $(VENV)/.installed
 	rm -rf $(DEMO) && mkdir -p $(DEMO)/photos/train $(DEMO)/photos/held_out
 	cp $(SAMPLES)/astronaut.png $(SAMPLES)/chelsea.png $(SAMPLES)/rocket.png $(DEMO)/photos/train/
 	cp $(SAMPLES)/coffee.png $(DEMO)/photos/held_out/
-	@echo "== 1/5 dataset: 64x64 high_res patches (Beam, FnApiRunner, 2 worker processes)"
+	@echo "== 1/5 dataset: 64x64 patches at full resolution (Beam, FnApiRunner, 2 worker processes)"
 	$(BIN)/sandwich-dataset --input '$(DEMO)/photos/train/*.png' --output $(DEMO)/dataset \
-	  --scenario high_res --factor 2 --patch_size 64 --patches_per_image 256 --eval_fraction 0.34
+	  --scenario high_res --factor 1 --patch_size 64 --patches_per_image 256 --eval_fraction 0.34
 	@echo "== 2/5 training on the CPU ($(DEMO_STEPS) steps), TensorBoard logs in $(DEMO)/run/logs"
 	$(BIN)/sandwich-train --data $(DEMO)/dataset --job_dir $(DEMO)/run --steps $(DEMO_STEPS) \
 	  --batch_size 8 --learning_rate 1e-3 --gamma 50 --qstep 16 --summary_every 100 \
@@ -35,7 +36,7 @@ demo: $(VENV)/.installed
 	@echo "== 4/5 decompress it back to a PNG at the original size"
 	$(BIN)/sandwich-decompress --input '$(DEMO)/bottlenecks/*.jpg' --model $(DEMO)/run/export \
 	  --output $(DEMO)/restored
-	@echo "== 5/5 rate-distortion with the real codec against bicubic + JPEG + Lanczos-3"
+	@echo "== 5/5 rate-distortion with the real codec against the baseline, plain JPEG and jpegli"
 	$(BIN)/sandwich-eval --models $(DEMO)/run/export --input '$(DEMO)/photos/held_out/*.png' \
 	  --output $(DEMO)/eval
 	@echo "RD plot: $(DEMO)/eval/rd.png"

@@ -229,8 +229,9 @@ BAD_CHANGES = [
     {"height": 10**30}, {"height": True}, {"height": 20.5}, {"width": "24"}, {"qstep": 0},
     {"qstep": -3.0}, {"qstep": 1e300}, {"bit_depth": 10}, {"factor": 1},
     {"scenario": "high_bit_depth"}, {"model_id": "someone-else"}, {"model_id": "x" * 1000},
-    {"source_bit_depth": 4}, {"height": 4000, "width": 4000}, {"sandwich": 2},
+    {"source_bit_depth": 4}, {"height": 4000, "width": 4000}, {"sandwich": 1},
     {"sandwich": True}, {"source_stamp": [1]}, {"width": None}, {"factor": [[[[2]]]]},
+    {"jpeg_mode": "planes"}, {"jpeg_mode": "ycbcr-422"}, {"jpeg_mode": None},
 ]
 RAW_COMMENTS = [b"[" * 32_000 + b"]" * 32_000, b'{"sandwich":1,"qstep":1e400}', b"9" * 5000,
                 b'{"sandwich":1,"height":1e400}', b"\xff\xfe"]

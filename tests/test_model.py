@@ -1,10 +1,13 @@
 """The sandwich model: starts as its baseline, learns, compiles, serves."""
+import io
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
-from sandwich import metrics, model, networks, samples, scenarios
+from sandwich import jpeg, metrics, model, networks, samples, scenarios
 from tests import photos
 
 # Small enough that XLA compiles a training step in seconds on 2 cores.
@@ -20,9 +23,10 @@ def _source(scenario, crops):
     return crops if scenario.bit_depth == 8 else samples.block_sum(crops, 2)
 
 
+@pytest.mark.parametrize("jpeg_mode", ["ycbcr-420", "planes"])
 @pytest.mark.parametrize("name", scenarios.specs.SCENARIOS)
-def test_untrained_sandwich_is_its_baseline_through_the_real_codec(crops, name):
-    scenario = scenarios.make(name)
+def test_untrained_sandwich_is_its_baseline_through_the_real_codec(crops, name, jpeg_mode):
+    scenario = scenarios.make(name, jpeg_mode=jpeg_mode)
     source = _source(scenario, crops)[:3, :61, :45]  # Sizes no codec block divides.
     sandwich = model.Sandwich(scenario, size="slim", qstep=12.0)
     real = sandwich.real_forward(source)
@@ -125,3 +129,23 @@ def test_bad_input_is_refused(source, message):
         sandwich(source)
     with pytest.raises(ValueError, match=message):
         sandwich.real_forward(source)
+
+
+@pytest.mark.parametrize("quantization", ["steps", "tables"])
+def test_learned_quantization_trains_and_codes_its_own_tables(crops, quantization):
+    """Per-table steps or whole 8x8 tables start flat, learn apart, and are
+    what the real encoder writes into the file's DQT."""
+    sandwich = model.Sandwich(scenarios.make("high_res", factor=1), size=TINY, qstep=12.0,
+                              quantization=quantization)
+    np.testing.assert_allclose(sandwich.qtables.numpy(), 12.0, rtol=1e-6)
+    train_step = model.make_train_step(sandwich, keras.optimizers.Adam(3e-2), jit_compile=True)
+    for _ in range(5):
+        train_step(tf.constant(crops[:2]))
+    qtables = sandwich.qtables.numpy()
+    assert qtables.shape == (2, 64) and len(np.unique(qtables)) > 1
+    real = sandwich.real_forward(crops[:1])
+    data = jpeg.encode(real["bottleneck"][0], sandwich.codec_tables())
+    assert 8 * len(data) == real["bits"][0]
+    with Image.open(io.BytesIO(data)) as image:
+        assert [list(image.quantization[i]) for i in (0, 1)] == (
+            jpeg.tables.integer_tables(qtables).tolist())
