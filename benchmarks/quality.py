@@ -32,9 +32,8 @@ sys.path.insert(0, REPO)
 
 from pipelines import evaluate  # noqa: E402
 from sandwich import metrics, samples  # noqa: E402
-from sandwich.image_io import decode_image, encode_png16  # noqa: E402
 
-from corpus import SKIMAGE_DIR  # noqa: E402
+from corpus import SKIMAGE_DIR, ten_bit_copies  # noqa: E402
 
 DEFAULT_TRAIN = [os.path.join(samples.SAMPLES_DIR, f"{n}.png")
                  for n in ("astronaut", "chelsea", "rocket")]
@@ -65,18 +64,6 @@ def _link_all(paths, directory: str) -> str:
     os.makedirs(directory, exist_ok=True)
     for path in paths:
         shutil.copy(path, os.path.join(directory, os.path.basename(path)))
-    return directory
-
-
-def _ten_bit(paths, directory: str) -> str:
-    """Synthetic 10-bit copies (2x2 block sums), as `pipelines.sample_data` makes them."""
-    os.makedirs(directory, exist_ok=True)
-    for path in paths:
-        with open(path, "rb") as f:
-            pixels = decode_image(f.read()).pixels
-        name = os.path.splitext(os.path.basename(path))[0]
-        with open(os.path.join(directory, f"{name}_sum2x2.png"), "wb") as f:
-            f.write(encode_png16(samples.block_sum(pixels, 2), 10))
     return directory
 
 
@@ -247,7 +234,7 @@ def main(argv=None) -> None:
     for scenario, factor, gamma, qstep in models:
         name = f"{'hbd' if scenario == 'high_bit_depth' else 'hr'}-x{factor}-g{gamma:g}"
         started = time.monotonic()
-        inputs = train8 if scenario == "high_res" else _ten_bit(
+        inputs = train8 if scenario == "high_res" else ten_bit_copies(
             args.train_files, os.path.join(out, "photos", "train10"))
         data = _dataset(inputs, os.path.join(out, "data", f"{scenario}-x{factor}"), scenario,
                         factor, logs)
@@ -266,7 +253,7 @@ def main(argv=None) -> None:
     report_dir = os.path.dirname(os.path.abspath(args.report))
     os.makedirs(report_dir, exist_ok=True)
     for scenario, model_dirs in exports.items():
-        held = held8 if scenario == "high_res" else _ten_bit(
+        held = held8 if scenario == "high_res" else ten_bit_copies(
             args.held_out_files, os.path.join(out, "photos", "held_out10"))
         print(f"== evaluating {scenario} on {held}", flush=True)
         results = os.path.join(out, "eval", scenario)
