@@ -68,6 +68,19 @@ def _descale(x: tf.Tensor, bits: int) -> tf.Tensor:
     return tf.floor((x + float(1 << (bits - 1))) / float(1 << bits))
 
 
+def _odd_part(t0, t1, t2, t3) -> tuple:
+    """The odd half of both islow transforms: the same four rotations
+    (Loeffler's figure), on inputs 7, 5, 3, 1 of the IDCT or differences
+    3-4, 2-5, 1-6, 0-7 of the forward DCT; outputs in the same order."""
+    z1, z2, z3, z4 = t0 + t3, t1 + t2, t0 + t2, t1 + t3
+    z5 = (z3 + z4) * _fix(1.175875602)
+    t0, t1 = t0 * _fix(0.298631336), t1 * _fix(2.053119869)
+    t2, t3 = t2 * _fix(3.072711026), t3 * _fix(1.501321110)
+    z1, z2 = z1 * -_fix(0.899976223), z2 * -_fix(2.562915447)
+    z3, z4 = z3 * -_fix(1.961570560) + z5, z4 * -_fix(0.390180644) + z5
+    return t0 + z1 + z3, t1 + z2 + z4, t2 + z2 + z3, t3 + z1 + z4
+
+
 def _islow_1d(x: list, shift: int) -> list:
     """One 8-point pass of jidctint.c on the list of 8 inputs along an axis."""
     z1 = (x[2] + x[6]) * _fix(0.541196100)
@@ -76,14 +89,7 @@ def _islow_1d(x: list, shift: int) -> list:
     tmp0 = (x[0] + x[4]) * float(1 << _CONST_BITS)
     tmp1 = (x[0] - x[4]) * float(1 << _CONST_BITS)
     tmp10, tmp13, tmp11, tmp12 = tmp0 + tmp3, tmp0 - tmp3, tmp1 + tmp2, tmp1 - tmp2
-    t0, t1, t2, t3 = x[7], x[5], x[3], x[1]
-    z1, z2, z3, z4 = t0 + t3, t1 + t2, t0 + t2, t1 + t3
-    z5 = (z3 + z4) * _fix(1.175875602)
-    t0, t1 = t0 * _fix(0.298631336), t1 * _fix(2.053119869)
-    t2, t3 = t2 * _fix(3.072711026), t3 * _fix(1.501321110)
-    z1, z2 = z1 * -_fix(0.899976223), z2 * -_fix(2.562915447)
-    z3, z4 = z3 * -_fix(1.961570560) + z5, z4 * -_fix(0.390180644) + z5
-    t0, t1, t2, t3 = t0 + z1 + z3, t1 + z2 + z4, t2 + z2 + z3, t3 + z1 + z4
+    t0, t1, t2, t3 = _odd_part(x[7], x[5], x[3], x[1])
     out = [tmp10 + t3, tmp11 + t2, tmp12 + t1, tmp13 + t0,
            tmp13 - t0, tmp12 - t1, tmp11 - t2, tmp10 - t3]
     return [_descale(v, shift) for v in out]
@@ -114,16 +120,8 @@ def _islow_forward_1d(x: list, odd_shift: int, even_shift: int) -> list:
     z1 = (tmp12 + tmp13) * _fix(0.541196100)
     out[2] = _descale(z1 + tmp13 * _fix(0.765366865), odd_shift)
     out[6] = _descale(z1 + tmp12 * -_fix(1.847759065), odd_shift)
-    z1, z2, z3, z4 = tmp4 + tmp7, tmp5 + tmp6, tmp4 + tmp6, tmp5 + tmp7
-    z5 = (z3 + z4) * _fix(1.175875602)
-    tmp4, tmp5 = tmp4 * _fix(0.298631336), tmp5 * _fix(2.053119869)
-    tmp6, tmp7 = tmp6 * _fix(3.072711026), tmp7 * _fix(1.501321110)
-    z1, z2 = z1 * -_fix(0.899976223), z2 * -_fix(2.562915447)
-    z3, z4 = z3 * -_fix(1.961570560) + z5, z4 * -_fix(0.390180644) + z5
-    out[7] = _descale(tmp4 + z1 + z3, odd_shift)
-    out[5] = _descale(tmp5 + z2 + z4, odd_shift)
-    out[3] = _descale(tmp6 + z2 + z3, odd_shift)
-    out[1] = _descale(tmp7 + z1 + z4, odd_shift)
+    odd = _odd_part(tmp4, tmp5, tmp6, tmp7)
+    out[7], out[5], out[3], out[1] = (_descale(v, odd_shift) for v in odd)
     return out
 
 
