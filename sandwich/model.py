@@ -129,13 +129,10 @@ class Sandwich(keras.Model):
             return QSTEP_FLOOR + tf.exp(tf.reshape(self.qstep_parameter, []))
         return tf.exp(tf.reduce_mean(tf.math.log(self.qtables)))
 
-    def codec_tables(self, qstep: float | None = None):
+    def codec_tables(self):
         """What the real encoder is given: the step while flat, else the
-        tables (NumPy), rescaled to `qstep` if given."""
-        if self.quantization == "flat":
-            return float(self.qstep) if qstep is None else float(qstep)
-        current = self.qtables.numpy()
-        return current if qstep is None else tables.rescaled(current, qstep)
+        tables (NumPy `[2, 64]`)."""
+        return float(self.qstep) if self.quantization == "flat" else self.qtables.numpy()
 
     def forward(self, source) -> Forward:
         """Runs the sandwich with the proxy codec on `[b, h, w, 3]` source
