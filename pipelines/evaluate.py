@@ -74,7 +74,9 @@ def baseline_name(scenario: scenarios.Scenario) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Measurement:
-    """One image coded by one method at one step (or quality)."""
+    """One image coded by one method at one step (or quality); `bits` is the
+    whole file (for a sandwich model, the bottleneck with its header), so
+    `bpp` is what the deployed file costs per source pixel."""
 
     method: str
     qstep: float
