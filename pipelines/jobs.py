@@ -61,6 +61,7 @@ class JobConfig:
 
     @property
     def manifest_path(self) -> str:
+        """Where a job that maps files to files lists its outputs."""
         return self.path(MANIFEST_FILE)
 
 
