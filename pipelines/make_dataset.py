@@ -40,7 +40,6 @@ from sandwich.specs import (DATASET_SPEC_FILE, DEFAULT_BIT_DEPTH, SCENARIOS, Dat
                             container_dtype)
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Config(jobs.JobConfig):
     """The job's own flags, validated; everything the workers need to know."""
@@ -106,7 +105,7 @@ class DecodeSource:
         image = decode_image(readable.read(), max_pixels=self._config.max_pixels)
         key = patch_lib.relative_path(path, self._base)
         yield DatasetSource(path, key, patch_lib.split_of(key, self._config.eval_fraction),
-                     image.pixels, image.bit_depth)
+                            image.pixels, image.bit_depth)
 
 
 class FitScenario:
