@@ -32,6 +32,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from pipelines import compress, decompress  # noqa: E402
+from pipelines.jobs import DEAD_LETTER_FILE, MANIFEST_FILE  # noqa: E402
 from tests import fuzz_targets  # noqa: E402
 from tests.sandwich_exports import export_sandwich  # noqa: E402
 
@@ -93,8 +94,8 @@ def _lost(counts: dict, output: str, inputs: list[str], key: str) -> int:
         path = os.path.join(output, name)
         return [json.loads(line)[field] for line in open(path)] if os.path.exists(path) else []
 
-    found = collections.Counter(paths(compress.MANIFEST_FILE, key)
-                                + paths(compress.DEAD_LETTER_FILE, "path"))
+    found = collections.Counter(paths(MANIFEST_FILE, key)
+                                + paths(DEAD_LETTER_FILE, "path"))
     return sum(1 for p in inputs if found[p] != 1) + abs(
         counts["inputs"] - counts["written"] - counts["skipped"] - counts["dead_letters"])
 

@@ -19,6 +19,9 @@ partial output under the final name.
 
 Every input ends in exactly one of three counters (`written`, `skipped`,
 dead letters), which `account` adds up at the end.
+
+Also here, since every job writes files: `write_atomically` and
+`WriteJsonLines` (manifests, dead letters, measurements).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ import collections
 import dataclasses
 import hashlib
 import uuid
-from typing import Callable
+from typing import Callable, Iterable
 
 import apache_beam as beam
 from apache_beam import pvalue
@@ -64,12 +67,15 @@ def source_stamp(metadata: FileMetadata) -> str:
     return hashlib.sha256(stamp.encode()).hexdigest()[:10]
 
 
-def write_atomically(path: str, data: bytes) -> None:
-    """Writes `path` under a temporary name in its directory, then renames it."""
+def write_atomically(path: str, data: bytes | Iterable[bytes]) -> None:
+    """Writes `data` (bytes, or chunks of them) to `path` under a temporary
+    name in its directory, then renames it, so a crash never leaves a
+    partial file under the final name."""
     directory, name = FileSystems.split(path)
     temp = FileSystems.join(directory, f".{name}.{uuid.uuid4().hex[:8]}.tmp")
     with FileSystems.create(temp) as f:
-        f.write(data)
+        for chunk in [data] if isinstance(data, bytes) else data:
+            f.write(chunk)
     FileSystems.rename([temp], [path])
 
 
@@ -139,7 +145,8 @@ class SkipCompleted(beam.DoFn):
 
 
 class WriteJsonLines(beam.PTransform):
-    """Writes records with a `to_json` method to one JSON-lines file."""
+    """Writes records with a `to_json` method to one JSON-lines file (empty if
+    there are none): manifests, dead letters, measurements."""
 
     def __init__(self, path: str):
         super().__init__()
@@ -153,20 +160,26 @@ class WriteJsonLines(beam.PTransform):
 
 def counters(result, namespace: str) -> dict[str, int]:
     """The job's counters of `namespace`, plus `dead_letters`, from a finished run."""
-    def query(ns):
-        # Summed by name: a counter such as dead letters' `total` is kept per step.
-        totals = collections.Counter()
-        for r in result.metrics().query(MetricsFilter().with_namespace(ns))["counters"]:
-            totals[r.key.metric.name] += r.committed
-        return dict(totals)
-
     counts = {name: 0 for name in (INPUTS, WRITTEN, SKIPPED, REDONE)}
-    for name, value in query(namespace).items():
+    for name, value in _query(result, namespace).items():
         counts[name] = counts.get(name, 0) + value
-    by_step = query(dead_letters.METRICS_NAMESPACE)
+    by_step = dead_letters_by_step(result)
     counts["dead_letters"] = by_step.pop("total", 0)
     counts["dead_letters_by_step"] = by_step
     return counts
+
+
+def _query(result, namespace: str) -> dict[str, int]:
+    # Summed by name: a counter such as dead letters' `total` is kept per step.
+    totals = collections.Counter()
+    for r in result.metrics().query(MetricsFilter().with_namespace(namespace))["counters"]:
+        totals[r.key.metric.name] += r.committed
+    return dict(totals)
+
+
+def dead_letters_by_step(result) -> dict[str, int]:
+    """The dead letters of a finished run per step, and their `total`."""
+    return _query(result, dead_letters.METRICS_NAMESPACE)
 
 
 def account(counts: dict, dead_letter_path: str, outputs: str = WRITTEN) -> str:

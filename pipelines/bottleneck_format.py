@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 from sandwich import jpeg
+from sandwich.errors import Rejected
 from sandwich.image_io import DEFAULT_MAX_PIXELS
 
 FORMAT_VERSION = 2  # 2: jpeg_mode
@@ -44,12 +45,8 @@ MAX_FACTOR = 16
 MAX_TEXT = 256
 
 
-class BottleneckError(ValueError):
+class BottleneckError(Rejected):
     """A file that is not a bottleneck this job can use; `reason` says why."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 def _integer(low: int, high: int):

@@ -27,37 +27,27 @@ the account, inputs = outputs + dead letters.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
 
 import apache_beam as beam
-import numpy as np
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 
-from pipelines import batch_jobs, bottleneck_format, model_handler
-from pipelines.beam_options import pipeline_options
-from pipelines.dead_letters import Rejected, TryFlatMap, WriteDeadLetters
-from pipelines.patches import fit_bit_depth, input_pattern
-from sandwich import logs, metrics, tiling
-from sandwich.image_io import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
+from pipelines import batch_jobs, bottleneck_format, jobs, model_handler
+from pipelines.dead_letters import Rejected, TryFlatMap
+from sandwich import metrics, tiling
+from sandwich.image_io import DEFAULT_MAX_PIXELS
 from sandwich.specs import ModelSpec
 
 NAMESPACE = "compress"
-MANIFEST_FILE = "manifest.jsonl"
-DEAD_LETTER_FILE = "dead_letters.jsonl"
-SUFFIX = ".jpg"
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(jobs.JobConfig):
     """The job's own flags, validated, and the model's spec: all workers need."""
 
-    input: str
-    output: str
     model: str
     spec: ModelSpec
     qstep: float
@@ -65,31 +55,13 @@ class Config:
     tile: int
     halo: int
 
-    @property
-    def manifest_path(self) -> str:
-        return FileSystems.join(self.output, MANIFEST_FILE)
-
-    @property
-    def dead_letter_path(self) -> str:
-        return FileSystems.join(self.output, DEAD_LETTER_FILE)
-
     def output_path(self, source_path: str) -> str:
         return batch_jobs.output_path(source_path, self.input, self.output,
-                                      lambda relative: relative + SUFFIX)
+                                      lambda relative: relative + jobs.BOTTLENECK_SUFFIX)
 
 
 @dataclasses.dataclass(frozen=True)
-class Source:
-    """A decoded source, its pixels fitted to the model's bit depth."""
-
-    path: str
-    pixels: np.ndarray
-    source_bit_depth: int
-    stamp: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class ManifestRecord:
+class BottleneckRecord:
     """One line of the manifest: a bottleneck and the source it encodes."""
 
     source: str
@@ -135,52 +107,11 @@ class CompletedBottleneck:
                 or header.source_stamp != batch_jobs.source_stamp(source)
                 or header.qstep != self._config.qstep):
             return None
-        return ManifestRecord.of(source.path, existing.path, header, existing.size)
-
-
-class DecodeSource:
-    """ReadableFile -> Source at the model's bit depth; bad files raise."""
-
-    def __init__(self, bit_depth: int, max_pixels: int, factor: int = 1):
-        self._bit_depth, self._max_pixels, self._factor = bit_depth, max_pixels, factor
-
-    def __call__(self, readable):
-        image = decode_image(readable.read(), max_pixels=self._max_pixels)
-        check_jpeg_size(*image.pixels.shape[:2], self._factor)
-        # Deeper sources are rounded down as the baseline does; shallower ones
-        # are refused, since padding bits would claim a precision never there.
-        pixels = fit_bit_depth(image.pixels, image.bit_depth, self._bit_depth)
-        yield Source(readable.metadata.path, pixels, image.bit_depth,
-                     batch_jobs.source_stamp(readable.metadata))
-
-
-def check_jpeg_size(height: int, width: int, factor: int) -> None:
-    """Refuses a source whose bottleneck (1/factor of its sides) no JPEG can
-    hold; a long side is tiled through the processors, but the codec has a limit."""
-    side = -(-max(height, width) // factor)
-    if side > bottleneck_format.MAX_JPEG_SIDE:
-        raise Rejected(f"too large for JPEG: {width}x{height} at factor {factor} needs a "
-                       f"{side}-pixel side, above the format's {bottleneck_format.MAX_JPEG_SIDE}")
-
-
-def _path_of_file(readable) -> str:
-    return readable.metadata.path
-
-
-class DecodeSources(beam.PTransform):
-    """ReadableFiles -> (Sources, dead letters of the files that are no usable image)."""
-
-    def __init__(self, bit_depth: int, max_pixels: int, factor: int = 1):
-        super().__init__()
-        self._decode = DecodeSource(bit_depth, max_pixels, factor)
-
-    def expand(self, files):
-        return files | TryFlatMap(self._decode, step="decode", path_of=_path_of_file,
-                                  errors=(ImageDecodeError, Rejected, OSError))
+        return BottleneckRecord.of(source.path, existing.path, header, existing.size)
 
 
 class WriteBottleneck:
-    """PredictionResult(Source, bottleneck) -> JPEG written atomically -> ManifestRecord.
+    """PredictionResult(ModelInput, bottleneck) -> JPEG written atomically -> BottleneckRecord.
 
     The encoder's refusals are `Rejected` and a failed write an `OSError`,
     so one bad output is a dead letter, not a dead job.
@@ -203,7 +134,7 @@ class WriteBottleneck:
         output = self._config.output_path(source.path)
         batch_jobs.write_atomically(output, data)
         self._written.inc()
-        yield ManifestRecord.of(source.path, output, header, len(data))
+        yield BottleneckRecord.of(source.path, output, header, len(data))
 
 
 def build(pipeline: beam.Pipeline, config: Config) -> None:
@@ -211,7 +142,7 @@ def build(pipeline: beam.Pipeline, config: Config) -> None:
     files, done, unnamed = batch_jobs.read_files(
         pipeline, config.input, NAMESPACE, config.output_path,
         batch_jobs.SkipCompleted(NAMESPACE, config.output_path, CompletedBottleneck(config)))
-    sources, undecodable = files | "Decode" >> DecodeSources(
+    sources, undecodable = files | "Decode" >> jobs.DecodeSources(
         config.spec.bit_depth, config.max_pixels, config.spec.factor)
     written, unwritten = (sources
                           | "Preprocess" >> RunInference(model_handler.PreprocessHandler(
@@ -225,30 +156,19 @@ def build(pipeline: beam.Pipeline, config: Config) -> None:
          | "WriteManifest" >> batch_jobs.WriteJsonLines(config.manifest_path))
     _ = ((unnamed, undecodable, unwritten)
          | "AllDeadLetters" >> beam.Flatten()
-         | "WriteDeadLetters" >> WriteDeadLetters(config.dead_letter_path))
-
-
-def add_model_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags every job that runs an export dir shares."""
-    parser.add_argument("--tile", type=int, default=model_handler.DEFAULT_TILE,
-                        help="processor tile side in source pixels; bounds memory per image")
-    parser.add_argument("--halo", type=int, default=model_handler.DEFAULT_HALO,
-                        help="context around each tile in source pixels; hides tile seams")
+         | "WriteDeadLetters" >> batch_jobs.WriteJsonLines(config.dead_letter_path))
 
 
 def parse_args(argv=None) -> tuple[Config, list[str]]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                     parents=[logs.flag()])
-    parser.add_argument("--input", required=True, type=input_pattern,
-                        help="glob of source images, local or gs://; a directory: all files under it")
+    parser = jobs.job_parser(
+        __doc__, output_help="bottleneck directory, local or gs://",
+        input_help="glob of source images, local or gs://; a directory: all files under it")
     parser.add_argument("--model", required=True, help="export dir (trainer.export)")
-    parser.add_argument("--output", required=True, help="bottleneck directory, local or gs://")
     parser.add_argument("--qstep", type=float, default=None,
                         help="flat JPEG quantisation step; the model's trained one if not given")
     parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help="larger images are dead-lettered as decompression bombs")
-    add_model_flags(parser)
+    jobs.add_model_flags(parser)
     args, beam_args = parser.parse_known_args(argv)
     spec = model_handler.read_spec(args.model)
     qstep = spec.qstep if args.qstep is None else args.qstep
@@ -260,13 +180,10 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
     return config, beam_args
 
 
-def run(argv=None) -> dict:
+def run(argv=None, save_main_session=False, test_pipeline=None) -> dict:
     """Runs the job to completion, prints the account and returns the counts."""
     config, beam_args = parse_args(argv)
-    pipeline = beam.Pipeline(options=pipeline_options(beam_args))
-    build(pipeline, config)
-    result = pipeline.run()
-    result.wait_until_finish()
+    result = jobs.run_pipeline(build, config, beam_args, save_main_session, test_pipeline)
     counts = batch_jobs.counters(result, NAMESPACE)
     print(batch_jobs.account(counts, config.dead_letter_path))
     print(f"manifest: {config.manifest_path}")
@@ -274,10 +191,7 @@ def run(argv=None) -> dict:
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    logs.set_up(argv)
-    run(argv)
-    return 0
+    return jobs.main(run, argv)
 
 
 if __name__ == "__main__":

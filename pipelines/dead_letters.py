@@ -3,8 +3,8 @@
 A step that may meet bad input is wrapped in `TryFlatMap`: the elements its
 function rejects (by raising one of the given exceptions) leave through a
 second output as `DeadLetter`s, each counted with Beam metrics under
-`dead_letters`, and `WriteDeadLetters` writes them as JSON lines (path,
-reason, step) that a person can read and a script can retry.
+`dead_letters`; the jobs write them as JSON lines (path, reason, step)
+that a person can read and a script can retry.
 """
 from __future__ import annotations
 
@@ -16,16 +16,10 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
+from sandwich.errors import Rejected
+
 METRICS_NAMESPACE = "dead_letters"
 DEAD_LETTERS = "dead_letters"
-
-
-class Rejected(ValueError):
-    """Raised by a pipeline step for an input it must not use, with the reason."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,16 +72,3 @@ class TryFlatMap(beam.PTransform):
         results = pcoll | beam.ParDo(self._dofn).with_outputs(DEAD_LETTERS, main="outputs")
         return results.outputs, results[DEAD_LETTERS]
 
-
-class WriteDeadLetters(beam.PTransform):
-    """Writes `DeadLetter`s to one JSON-lines file (empty when all went well)."""
-
-    def __init__(self, path: str):
-        super().__init__()
-        self._path = path
-
-    def expand(self, dead_letters):
-        return (dead_letters
-                | "ToJson" >> beam.Map(DeadLetter.to_json)
-                | "Write" >> beam.io.WriteToText(
-                    self._path, num_shards=1, shard_name_template=""))

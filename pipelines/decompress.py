@@ -26,7 +26,6 @@ printing the account, inputs = outputs + dead letters.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import io
 import json
@@ -35,17 +34,14 @@ import sys
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 from PIL import Image
 
-from pipelines import batch_jobs, bottleneck_format, model_handler
-from pipelines.beam_options import pipeline_options
-from pipelines.compress import DEAD_LETTER_FILE, MANIFEST_FILE, SUFFIX, add_model_flags
-from pipelines.dead_letters import Rejected, TryFlatMap, WriteDeadLetters
+from pipelines import batch_jobs, bottleneck_format, jobs, model_handler
+from pipelines.dead_letters import Rejected, TryFlatMap
 from pipelines.patches import input_pattern
-from sandwich import logs, tiling
+from sandwich import tiling
 from sandwich.image_io import (DEFAULT_MAX_PIXELS, encode_png16, insert_chunk_after_ihdr,
                                png_chunks)
 from sandwich.specs import ModelSpec
@@ -57,22 +53,14 @@ _PROVENANCE_KEY = b"sandwich"
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    input: str
-    output: str
+class Config(jobs.JobConfig):
+    """The job's own flags, validated, and the model's spec."""
+
     model: str
     spec: ModelSpec
     tile: int
     halo: int
     max_pixels: int = DEFAULT_MAX_PIXELS
-
-    @property
-    def manifest_path(self) -> str:
-        return FileSystems.join(self.output, MANIFEST_FILE)
-
-    @property
-    def dead_letter_path(self) -> str:
-        return FileSystems.join(self.output, DEAD_LETTER_FILE)
 
     def output_path(self, bottleneck_path: str) -> str:
         return batch_jobs.output_path(bottleneck_path, self.input, self.output, png_name)
@@ -81,7 +69,8 @@ class Config:
 def png_name(relative: str) -> str:
     """`a.png.jpg` -> `a.png`, `b.tif.jpg` -> `b.tif.png`: back to the source's name
     where it was a PNG, without ever giving two bottlenecks one output."""
-    stem = relative[:-len(SUFFIX)] if relative.endswith(SUFFIX) else relative
+    suffix = jobs.BOTTLENECK_SUFFIX
+    stem = relative[:-len(suffix)] if relative.endswith(suffix) else relative
     return stem if stem.lower().endswith(".png") else stem + ".png"
 
 
@@ -100,7 +89,7 @@ class Bottleneck:
 
 
 @dataclasses.dataclass(frozen=True)
-class Record:
+class ReconstructionRecord:
     """One line of the manifest: a reconstruction and the bottleneck it came from."""
 
     bottleneck: str
@@ -162,27 +151,26 @@ class CompletedPng:
         width, height, bit_depth = struct.unpack(">IIB", chunks[b"IHDR"][:9])
         if chunks.get(b"sBIT"):
             bit_depth = chunks[b"sBIT"][0]
-        return Record(bottleneck.path, existing.path, height, width, bit_depth, self._model_id)
+        return ReconstructionRecord(bottleneck.path, existing.path, height, width, bit_depth, self._model_id)
 
 
 class ReadBottleneck:
-    """ReadableFile -> Bottleneck of this model; anything else is `Rejected`."""
+    """ReadableFile -> Bottleneck of this model; anything else is a `BottleneckError`
+    (a `Rejected`)."""
 
     def __init__(self, config: Config):
         self._spec, self._max_pixels = config.spec, config.max_pixels
 
     def __call__(self, readable):
-        try:
-            header, pixels = bottleneck_format.decode(readable.read(), max_pixels=self._max_pixels)
-            header.check_model(self._spec)
-        except bottleneck_format.BottleneckError as e:
-            raise Rejected(e.reason) from e
+        header, pixels = bottleneck_format.decode(readable.read(), max_pixels=self._max_pixels)
+        header.check_model(self._spec)
         yield Bottleneck(readable.metadata.path, header, pixels,
                          batch_jobs.source_stamp(readable.metadata))
 
 
 class WritePng:
-    """PredictionResult(Bottleneck, reconstruction) -> PNG written atomically -> Record;
+    """PredictionResult(Bottleneck, reconstruction) -> PNG written atomically ->
+    ReconstructionRecord;
     a failed write is an `OSError`, so it makes a dead letter."""
 
     def __init__(self, config: Config):
@@ -196,7 +184,7 @@ class WritePng:
         batch_jobs.write_atomically(
             output, encode_png(result.inference, header.bit_depth, provenance))
         self._written.inc()
-        yield Record(bottleneck.path, output, header.height, header.width, header.bit_depth,
+        yield ReconstructionRecord(bottleneck.path, output, header.height, header.width, header.bit_depth,
                      header.model_id)
 
 
@@ -207,7 +195,7 @@ def build(pipeline: beam.Pipeline, config: Config) -> None:
         batch_jobs.SkipCompleted(NAMESPACE, config.output_path, CompletedPng(config)))
     bottlenecks, unreadable = files | "ReadBottleneck" >> TryFlatMap(
         ReadBottleneck(config), step="read_bottleneck",
-        path_of=lambda readable: readable.metadata.path, errors=(Rejected, OSError))
+        path_of=jobs.path_of_file, errors=(Rejected, OSError))
     written, unwritten = (bottlenecks
                           | "Postprocess" >> RunInference(model_handler.PostprocessHandler(
                               config.model, tile=config.tile, halo=config.halo))
@@ -219,21 +207,20 @@ def build(pipeline: beam.Pipeline, config: Config) -> None:
          | "WriteManifest" >> batch_jobs.WriteJsonLines(config.manifest_path))
     _ = ((unnamed, unreadable, unwritten)
          | "AllDeadLetters" >> beam.Flatten()
-         | "WriteDeadLetters" >> WriteDeadLetters(config.dead_letter_path))
+         | "WriteDeadLetters" >> batch_jobs.WriteJsonLines(config.dead_letter_path))
 
 
 def parse_args(argv=None) -> tuple[Config, list[str]]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                     parents=[logs.flag()])
-    parser.add_argument("--input", required=True, type=lambda value: input_pattern(value, "**" + SUFFIX),
-                        help=f"glob of bottleneck JPEGs, local or gs://; a directory: all **{SUFFIX} under it")
+    suffix = jobs.BOTTLENECK_SUFFIX
+    parser = jobs.job_parser(
+        __doc__, input_type=lambda value: input_pattern(value, "**" + suffix),
+        input_help=f"glob of bottleneck JPEGs, local or gs://; a directory: all **{suffix} under it",
+        output_help="PNG directory, local or gs://")
     parser.add_argument("--model", required=True, help="export dir of the model that made them")
-    parser.add_argument("--output", required=True, help="PNG directory, local or gs://")
     parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help="bottlenecks claiming a larger source are dead-lettered as "
                              "decompression bombs")
-    add_model_flags(parser)
+    jobs.add_model_flags(parser)
     args, beam_args = parser.parse_known_args(argv)
     spec = model_handler.read_spec(args.model)
     tiling.check_layout(args.tile, args.halo, spec.factor)
@@ -241,26 +228,22 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
                   args.tile, args.halo, args.max_pixels), beam_args
 
 
-def run(argv=None) -> dict:
+def run(argv=None, save_main_session=False, test_pipeline=None) -> dict:
     """Runs the job to completion, prints the account and returns the counts."""
     config, beam_args = parse_args(argv)
-    pipeline = beam.Pipeline(options=pipeline_options(beam_args))
-    build(pipeline, config)
-    result = pipeline.run()
-    result.wait_until_finish()
+    result = jobs.run_pipeline(build, config, beam_args, save_main_session, test_pipeline)
     counts = batch_jobs.counters(result, NAMESPACE)
     print(batch_jobs.account(counts, config.dead_letter_path))
     return counts
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    logs.set_up(argv)
-    run(argv)
-    return 0
+    return jobs.main(run, argv)
 
 
 if __name__ == "__main__":
+    # Run under the package's name, so that worker processes unpickle the
+    # classes above from `pipelines.decompress`, not from their own __main__.
     from pipelines import decompress
 
     sys.exit(decompress.main())

@@ -34,7 +34,6 @@ a large evaluation set scales out like the compression jobs.
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import dataclasses
 import io
@@ -49,12 +48,8 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from pipelines import batch_jobs, bottleneck_format, model_handler
-from pipelines.beam_options import pipeline_options
-from pipelines.compress import DEAD_LETTER_FILE, DecodeSources, add_model_flags
-from pipelines.dead_letters import WriteDeadLetters
-from pipelines.patches import input_pattern
-from sandwich import alternatives, logs, metrics, scenarios, tiling
+from pipelines import batch_jobs, bottleneck_format, jobs, model_handler
+from sandwich import alternatives, metrics, scenarios, tiling
 from sandwich.image_io import DEFAULT_MAX_PIXELS, encode_png16
 from sandwich.jpeg.tables import DEFAULT_MODE
 from sandwich.specs import SpecError
@@ -79,7 +74,9 @@ def baseline_name(scenario: scenarios.Scenario) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Measurement:
-    """One image coded by one method at one step (or quality)."""
+    """One image coded by one method at one step (or quality); `bits` is the
+    whole file (for a sandwich model, the bottleneck with its header), so
+    `bpp` is what the deployed file costs per source pixel."""
 
     method: str
     qstep: float
@@ -146,9 +143,9 @@ def measure_alternative(name: str, pixels: np.ndarray, bit_depth: int,
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    input: str
-    output: str
+class Config(jobs.JobConfig):
+    """The job's own flags, validated, and the scenarios of its models."""
+
     models: tuple[str, ...]
     qsteps: tuple[float, ...] | None
     baseline_qsteps: tuple[float, ...]
@@ -163,12 +160,9 @@ class Config:
     def bit_depth(self) -> int:
         return self.scenarios[0].bit_depth
 
-    def path(self, name: str) -> str:
-        return FileSystems.join(self.output, name)
-
 
 class Measure(beam.DoFn):
-    """Source -> a Measurement per (model, qstep), per baseline step and per
+    """ModelInput -> a Measurement per (model, qstep), per baseline step and per
     alternative quality."""
 
     def __init__(self, config: Config):
@@ -216,12 +210,12 @@ def build(pipeline: beam.Pipeline, config: Config) -> None:
         | "MatchFiles" >> fileio.MatchFiles(config.input)
         | "CountInputs" >> beam.Map(_count_input)
         | "ReadMatches" >> fileio.ReadMatches(compression=CompressionTypes.UNCOMPRESSED)
-        | "Decode" >> DecodeSources(config.bit_depth, config.max_pixels,
-                                    min(s.factor for s in config.scenarios)))
+        | "Decode" >> jobs.DecodeSources(config.bit_depth, config.max_pixels,
+                                         min(s.factor for s in config.scenarios)))
     _ = (sources
          | "Measure" >> beam.ParDo(Measure(config))
          | "WritePerImage" >> batch_jobs.WriteJsonLines(config.path(PER_IMAGE_FILE)))
-    _ = dead_letters | "WriteDeadLetters" >> WriteDeadLetters(config.path(DEAD_LETTER_FILE))
+    _ = dead_letters | "WriteDeadLetters" >> batch_jobs.WriteJsonLines(config.dead_letter_path)
 
 
 def curves(measurements) -> dict[str, dict[str, list[float]]]:
@@ -400,14 +394,11 @@ def _model_scenarios(model_dirs) -> dict[str, scenarios.Scenario]:
 
 
 def parse_args(argv=None) -> tuple[Config, dict, list[str]]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                     parents=[logs.flag()])
+    parser = jobs.job_parser(
+        __doc__, output_help="results directory, local or gs://",
+        input_help="glob of held-out images, local or gs://; a directory: all files under it")
     parser.add_argument("--models", nargs="+", required=True,
                         help="export dirs, of one source bit depth (e.g. per gamma and factor)")
-    parser.add_argument("--input", required=True, type=input_pattern,
-                        help="glob of held-out images, local or gs://; a directory: all files under it")
-    parser.add_argument("--output", required=True, help="results directory, local or gs://")
     parser.add_argument("--qsteps", type=float, nargs="+", default=None,
                         help="sandwich JPEG steps; if not given, each model's trained "
                              f"step times {DEFAULT_QSTEP_SCALES}")
@@ -420,7 +411,7 @@ def parse_args(argv=None) -> tuple[Config, dict, list[str]]:
                         default=list(alternatives.DEFAULT_QUALITIES),
                         help="quality settings of the alternatives")
     parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS)
-    add_model_flags(parser)
+    jobs.add_model_flags(parser)
     args, beam_args = parser.parse_known_args(argv)
     if len(args.baseline_qsteps) < 2 or (args.qsteps is not None and len(args.qsteps) < 2):
         parser.error("an RD curve needs at least two steps")
@@ -441,16 +432,13 @@ def parse_args(argv=None) -> tuple[Config, dict, list[str]]:
                   args.halo), model_scenarios, beam_args
 
 
-def run(argv=None) -> dict:
+def run(argv=None, save_main_session=False, test_pipeline=None) -> dict:
     """Runs the measurements as a Beam job, then writes and returns the summary."""
     config, model_scenarios, beam_args = parse_args(argv)
-    pipeline = beam.Pipeline(options=pipeline_options(beam_args))
-    build(pipeline, config)
-    result = pipeline.run()
-    result.wait_until_finish()
+    result = jobs.run_pipeline(build, config, beam_args, save_main_session, test_pipeline)
     # Checked before the summary: an image lost on the way would bias the means.
     account = batch_jobs.account(batch_jobs.counters(result, NAMESPACE),
-                                 config.path(DEAD_LETTER_FILE), outputs="measured")
+                                 config.dead_letter_path, outputs="measured")
     with FileSystems.open(config.path(PER_IMAGE_FILE)) as f:
         measurements = [Measurement.from_json(line) for line in f.read().decode().splitlines()]
     summary = summarise(measurements, model_scenarios)
@@ -458,18 +446,17 @@ def run(argv=None) -> dict:
     print(table(summary))
     print(account)
     print(f"{summary['images']} images measured; unusable files -> "
-          f"{config.path(DEAD_LETTER_FILE)}; results: {config.output} ({SUMMARY_FILE}, {PLOT_FILE})")
+          f"{config.dead_letter_path}; results: {config.output} ({SUMMARY_FILE}, {PLOT_FILE})")
     return summary
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    logs.set_up(argv)
-    run(argv)
-    return 0
+    return jobs.main(run, argv)
 
 
 if __name__ == "__main__":
+    # Run under the package's name, so that worker processes unpickle the
+    # classes above from `pipelines.evaluate`, not from their own __main__.
     from pipelines import evaluate
 
     sys.exit(evaluate.main())

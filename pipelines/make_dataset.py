@@ -22,7 +22,6 @@ the job runs locally on one worker process per core (see `beam_options`).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 
@@ -31,28 +30,20 @@ import numpy as np
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import MetricsFilter
 
 import sandwich
+from pipelines import batch_jobs, jobs, tfds_writer
 from pipelines import patches as patch_lib
-from pipelines import tfds_writer
-from pipelines.beam_options import pipeline_options
-from pipelines.dead_letters import (METRICS_NAMESPACE, Rejected, TryFlatMap,
-                                    WriteDeadLetters)
-from sandwich import logs
-from sandwich.image_io import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
-from sandwich.specs import DATASET_SPEC_FILE, SCENARIOS, DatasetSpec
-
-DEFAULT_BIT_DEPTH = {"high_res": 8, "high_bit_depth": 10}
-DEAD_LETTER_FILE = "dead_letters.jsonl"
+from pipelines.dead_letters import Rejected, TryFlatMap
+from sandwich.image_io import DEFAULT_MAX_PIXELS, decode_image
+from sandwich.specs import (DATASET_SPEC_FILE, DEFAULT_BIT_DEPTH, SCENARIOS, DatasetSpec,
+                            container_dtype)
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(jobs.JobConfig):
     """The job's own flags, validated; everything the workers need to know."""
 
-    input: str
-    output: str
     scenario: str
     bit_depth: int
     factor: int
@@ -69,10 +60,6 @@ class Config:
     def dataset_name(self) -> str:
         return f"sandwich_{self.scenario}"
 
-    @property
-    def dead_letter_path(self) -> str:
-        return FileSystems.join(self.output, DEAD_LETTER_FILE)
-
     def spec(self, splits: dict[str, int], sources: dict[str, int]) -> DatasetSpec:
         return DatasetSpec(
             scenario=self.scenario, bit_depth=self.bit_depth, patch_size=self.patch_size,
@@ -81,8 +68,9 @@ class Config:
 
 
 @dataclasses.dataclass(frozen=True)
-class Source:
-    """A decoded source file: RGB pixels below 2**bit_depth, and its split."""
+class DatasetSource:
+    """A decoded source file: RGB pixels below 2**bit_depth, its key (path
+    relative to the glob's base) and the split it goes to."""
 
     path: str
     key: str
@@ -98,15 +86,15 @@ def dataset_features(patch_size: int, bit_depth: int):
     return tfds.features.FeaturesDict({
         "image": tfds.features.Image(
             shape=(patch_size, patch_size, 3),
-            dtype=np.uint8 if bit_depth == 8 else np.uint16),
+            dtype=container_dtype(bit_depth)),
         "bit_depth": tfds.features.Scalar(dtype=np.int32),
         "source": tfds.features.Text(),
     })
 
 
 class DecodeSource:
-    """ReadableFile -> Source; bad files raise `ImageDecodeError` or `OSError`,
-    unsafe names `Rejected`."""
+    """ReadableFile -> DatasetSource; bad files raise `ImageDecodeError` (a
+    `Rejected`) or `OSError`, unsafe names `Rejected`."""
 
     def __init__(self, config: Config):
         self._config = config
@@ -116,17 +104,17 @@ class DecodeSource:
         path = readable.metadata.path
         image = decode_image(readable.read(), max_pixels=self._config.max_pixels)
         key = patch_lib.relative_path(path, self._base)
-        yield Source(path, key, patch_lib.split_of(key, self._config.eval_fraction),
-                     image.pixels, image.bit_depth)
+        yield DatasetSource(path, key, patch_lib.split_of(key, self._config.eval_fraction),
+                            image.pixels, image.bit_depth)
 
 
 class FitScenario:
-    """Source -> Source at the dataset's bit depth; rejects what cannot fit."""
+    """DatasetSource -> itself at the dataset's bit depth; rejects what cannot fit."""
 
     def __init__(self, config: Config):
         self._config = config
 
-    def __call__(self, source: Source):
+    def __call__(self, source: DatasetSource):
         height, width, _ = source.pixels.shape
         patch_lib.check_size(height, width, self._config.patch_size)
         pixels = patch_lib.fit_bit_depth(source.pixels, source.bit_depth, self._config.bit_depth)
@@ -134,7 +122,7 @@ class FitScenario:
 
 
 class CutPatches(beam.DoFn):
-    """Source -> serialised TFDS examples of its patches."""
+    """DatasetSource -> serialised TFDS examples of its patches."""
 
     def __init__(self, config: Config):
         self._config = config
@@ -146,7 +134,7 @@ class CutPatches(beam.DoFn):
         self._serializer = example_serializer.ExampleSerializer(
             self._features.get_serialized_info())
 
-    def process(self, source: Source):
+    def process(self, source: DatasetSource):
         c = self._config
         height, width, _ = source.pixels.shape
         origins = patch_lib.crop_origins(
@@ -173,13 +161,8 @@ def _finalize(shards, config: Config, matched: int, dead_letters: int, used: dic
     sources = {"matched": matched, "used": sum(used.values()), "dead_letters": dead_letters}
     sources.update({split: used.get(split, 0) for split in patch_lib.SPLITS})
     spec = config.spec(splits, sources)
-    tfds_writer.write_file(FileSystems.join(config.output, DATASET_SPEC_FILE),
-                           spec.to_json().encode())
+    batch_jobs.write_atomically(config.path(DATASET_SPEC_FILE), spec.to_json().encode())
     return spec.to_json()
-
-
-def _path_of_file(readable) -> str:
-    return readable.metadata.path
 
 
 class ReadSources(beam.PTransform):
@@ -219,40 +202,28 @@ class WriteMetadata(beam.PTransform):
                         | "CountPerSplit" >> count.PerElement())))
 
 
-class MakeDataset(beam.PTransform):
-    """The whole job, as a sentence of named steps."""
-
-    def __init__(self, config: Config):
-        super().__init__()
-        self._config = config
-
-    def expand(self, pbegin):
-        config = self._config
-        files = pbegin | "ReadSources" >> ReadSources(config.input)
-        decoded, undecodable = files | "Decode" >> TryFlatMap(
-            DecodeSource(config), step="decode", path_of=_path_of_file,
-            errors=(ImageDecodeError, Rejected, OSError))
-        fitted, unfit = decoded | "FitScenario" >> TryFlatMap(
-            FitScenario(config), step="fit", path_of=lambda s: s.path, errors=(Rejected,))
-        dead_letters = (undecodable, unfit) | "AllDeadLetters" >> beam.Flatten()
-        _ = dead_letters | "WriteDeadLetters" >> WriteDeadLetters(config.dead_letter_path)
-        return (fitted
-                | "CutPatches" >> beam.ParDo(CutPatches(config))
-                | "WriteShards" >> tfds_writer.WriteShards(
-                    config.output, config.dataset_name, config.num_shards)
-                | "WriteMetadata" >> WriteMetadata(
-                    config, files=files, used=fitted, dead_letters=dead_letters))
+def build(pipeline: beam.Pipeline, config: Config) -> None:
+    """The job as a sentence of named steps."""
+    files = pipeline | "ReadSources" >> ReadSources(config.input)
+    decoded, undecodable = files | "Decode" >> TryFlatMap(
+        DecodeSource(config), step="decode", path_of=jobs.path_of_file,
+        errors=(Rejected, OSError))
+    fitted, unfit = decoded | "FitScenario" >> TryFlatMap(
+        FitScenario(config), step="fit", path_of=lambda s: s.path, errors=(Rejected,))
+    dead_letters = (undecodable, unfit) | "AllDeadLetters" >> beam.Flatten()
+    _ = dead_letters | "WriteDeadLetters" >> batch_jobs.WriteJsonLines(config.dead_letter_path)
+    _ = (fitted
+         | "CutPatches" >> beam.ParDo(CutPatches(config))
+         | "WriteShards" >> tfds_writer.WriteShards(
+             config.output, config.dataset_name, config.num_shards)
+         | "WriteMetadata" >> WriteMetadata(
+             config, files=files, used=fitted, dead_letters=dead_letters))
 
 
 def parse_args(argv=None) -> tuple[Config, list[str]]:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n", 1)[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter, parents=[logs.flag()],
-        epilog="Other flags go to Beam's PipelineOptions: --runner, --project, --region, "
-               "--temp_location, --setup_file, --direct_num_workers, ...")
-    parser.add_argument("--input", required=True, type=patch_lib.input_pattern,
-                        help="glob of source images, local or gs://; a directory: all files under it")
-    parser.add_argument("--output", required=True, help="dataset directory, local or gs://")
+    parser = jobs.job_parser(
+        __doc__, output_help="dataset directory, local or gs://",
+        input_help="glob of source images, local or gs://; a directory: all files under it")
     parser.add_argument("--scenario", required=True, choices=SCENARIOS)
     parser.add_argument("--bit_depth", type=int, default=None,
                         help="bits per sample of the dataset (8 for high_res, 10 for "
@@ -297,8 +268,7 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
 def account(spec: DatasetSpec, result, dead_letter_path: str) -> str:
     """The closing report: where every source went."""
     s = spec.sources
-    by_step = {r.key.metric.name: r.committed for r in result.metrics().query(
-        MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]}
+    by_step = batch_jobs.dead_letters_by_step(result)
     steps = ", ".join(f"{n} {by_step[n]}" for n in sorted(by_step) if n != "total")
     return (f"sources: {s['matched']} in = {s['used']} used (train {s['train']}, "
             f"eval {s['eval']}) + {s['dead_letters']} dead letters"
@@ -307,14 +277,11 @@ def account(spec: DatasetSpec, result, dead_letter_path: str) -> str:
             f"({spec.patch_size}x{spec.patch_size}, {spec.bit_depth}-bit)")
 
 
-def run(argv=None) -> DatasetSpec:
-    """Runs the job to completion and returns the spec it wrote."""
+def run(argv=None, save_main_session=False, test_pipeline=None) -> DatasetSpec:
+    """Runs the job to completion, prints the account and returns the spec it wrote."""
     config, beam_args = parse_args(argv)
-    pipeline = beam.Pipeline(options=pipeline_options(beam_args))
-    _ = pipeline | "MakeDataset" >> MakeDataset(config)
-    result = pipeline.run()
-    result.wait_until_finish()
-    with FileSystems.open(FileSystems.join(config.output, DATASET_SPEC_FILE)) as f:
+    result = jobs.run_pipeline(build, config, beam_args, save_main_session, test_pipeline)
+    with FileSystems.open(config.path(DATASET_SPEC_FILE)) as f:
         spec = DatasetSpec.from_json(f.read())
     print(account(spec, result, config.dead_letter_path))
     s = spec.sources
@@ -324,10 +291,7 @@ def run(argv=None) -> DatasetSpec:
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    logs.set_up(argv)
-    run(argv)
-    return 0
+    return jobs.main(run, argv)
 
 
 if __name__ == "__main__":

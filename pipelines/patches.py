@@ -15,6 +15,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.dead_letters import Rejected
+from sandwich.specs import container_dtype
 
 SPLITS = ("train", "eval")
 PATCH_MODES = ("random", "grid")
@@ -134,7 +135,7 @@ def fit_bit_depth(pixels: np.ndarray, bit_depth: int, target: int) -> np.ndarray
     if bit_depth < target:
         raise Rejected(f"source has {bit_depth} bits per sample, the dataset needs {target}")
     reduced = pixels >> (bit_depth - target) if bit_depth > target else pixels
-    return reduced.astype(np.uint8 if target == 8 else np.uint16)
+    return reduced.astype(container_dtype(target))
 
 
 def check_size(height: int, width: int, patch_size: int) -> None:

@@ -14,7 +14,7 @@ import argparse
 import glob
 import os
 
-from pipelines.tfds_writer import write_file
+from pipelines.batch_jobs import write_atomically
 from sandwich.image_io import decode_image, encode_png16
 from sandwich.samples import SAMPLES_DIR, block_sum, block_sum_bit_depth
 
@@ -32,7 +32,7 @@ def write_sample(output: str, block: int = 2) -> list[str]:
             pixels = decode_image(f.read()).pixels
         name = os.path.splitext(os.path.basename(source))[0]
         path = f"{output.rstrip('/')}/{name}_sum{block}x{block}.png"
-        write_file(path, encode_png16(block_sum(pixels, block), block_sum_bit_depth(block)))
+        write_atomically(path, encode_png16(block_sum(pixels, block), block_sum_bit_depth(block)))
         paths.append(path)
     return paths
 

@@ -23,11 +23,12 @@ import hashlib
 import os
 import struct
 import tempfile
-import uuid
 
 import apache_beam as beam
 import google_crc32c
 from apache_beam.io.filesystems import FileSystems
+
+from pipelines.batch_jobs import write_atomically
 
 FILE_FORMAT = "tfrecord"
 TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
@@ -90,11 +91,7 @@ class _WriteShardFn(beam.DoFn):
         # The `None` placeholders make every shard exist, even an empty one.
         records = sorted((e.key, e.data) for e in examples if e is not None)
         final = shard_path(self._output, self._name, split, index, num_shards[split])
-        temp = FileSystems.join(self._output, f".{uuid.uuid4().hex}.tmp")
-        with FileSystems.create(temp) as f:
-            for _, data in records:
-                f.write(tfrecord_frame(data))
-        FileSystems.rename([temp], [final])
+        write_atomically(final, (tfrecord_frame(data) for _, data in records))
         yield ShardInfo(split, index, num_shards[split], len(records),
                         sum(len(d) for _, d in records))
 
@@ -157,14 +154,6 @@ def write_metadata(output: str, name: str, version: str, features, description: 
     with tempfile.TemporaryDirectory() as local:
         info.write_to_directory(local)
         for filename in sorted(os.listdir(local)):
-            write_file(FileSystems.join(output, filename),
+            write_atomically(FileSystems.join(output, filename),
                        open(os.path.join(local, filename), "rb").read())
 
-
-def write_file(path: str, data: bytes) -> None:
-    """Writes a small file atomically: to a temporary name, then renamed."""
-    directory, _ = FileSystems.split(path)
-    temp = FileSystems.join(directory, f".{uuid.uuid4().hex}.tmp")
-    with FileSystems.create(temp) as f:
-        f.write(data)
-    FileSystems.rename([temp], [path])

@@ -36,6 +36,8 @@ import zlib
 import numpy as np
 from PIL import Image
 
+from sandwich.errors import Rejected
+
 # A 16-bit RGB 100-megapixel image is 600 MB decoded: room for any real
 # photograph, far below what a bomb would make a worker allocate.
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -46,12 +48,8 @@ _EXIF_ORIENTATION = 0x0112
 _PILLOW_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr")
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(Rejected):
     """A file that is not a usable image; `reason` says why in one line."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclasses.dataclass(frozen=True)

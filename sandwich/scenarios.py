@@ -29,7 +29,6 @@ import tensorflow as tf
 from sandwich import checks, resample, specs
 from sandwich.jpeg import real_roundtrip, ste_round, tables
 
-DEFAULT_BIT_DEPTH = {"high_bit_depth": 10, "high_res": 8}
 DEFAULT_FACTOR = {"high_bit_depth": 1, "high_res": 2}
 CODEC_BITS = 8
 
@@ -73,7 +72,7 @@ class Scenario:
     @property
     def dtype(self) -> tf.DType:
         """The source container: uint8 up to 8 bits, uint16 above."""
-        return tf.uint8 if self.bit_depth <= CODEC_BITS else tf.uint16
+        return tf.as_dtype(specs.container_dtype(self.bit_depth))
 
     @property
     def _step(self) -> float:
@@ -143,7 +142,7 @@ def make(name: str, *, bit_depth: int | None = None, factor: int | None = None,
         raise ValueError(f"unknown scenario {name!r}; expected one of {specs.SCENARIOS}")
     if isinstance(jpeg_mode, str):
         jpeg_mode = tables.JpegMode.parse(jpeg_mode)
-    return Scenario(name, DEFAULT_BIT_DEPTH[name] if bit_depth is None else bit_depth,
+    return Scenario(name, specs.DEFAULT_BIT_DEPTH[name] if bit_depth is None else bit_depth,
                     DEFAULT_FACTOR[name] if factor is None else factor, jpeg_mode)
 
 

@@ -13,12 +13,22 @@ import dataclasses
 import json
 from typing import Any
 
+import numpy as np
+
 from sandwich.jpeg import tables
 
 SCENARIOS = ("high_bit_depth", "high_res")
+# A scenario's source bit depth unless a dataset or model says otherwise.
+DEFAULT_BIT_DEPTH = {"high_bit_depth": 10, "high_res": 8}
 DATASET_SPEC_FILE = "dataset_spec.json"
 MODEL_SPEC_FILE = "model_spec.json"
 FORMAT_VERSION = 1
+
+
+def container_dtype(bit_depth: int) -> type:
+    """The NumPy type that holds `bit_depth`-bit samples: uint8 up to 8 bits,
+    uint16 above (values right-aligned, below 2**bit_depth)."""
+    return np.uint8 if bit_depth <= 8 else np.uint16
 
 
 class SpecError(ValueError):
@@ -93,7 +103,7 @@ class DatasetSpec:
 
     @property
     def dtype(self) -> str:
-        return "uint8" if self.bit_depth == 8 else "uint16"
+        return np.dtype(container_dtype(self.bit_depth)).name
 
     def to_json(self) -> str:
         data = {"kind": "dataset", "format_version": FORMAT_VERSION}

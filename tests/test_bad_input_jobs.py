@@ -15,7 +15,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from pipelines import compress, decompress, evaluate, make_dataset
+from pipelines import compress, decompress, evaluate, jobs, make_dataset
 from tests import fuzz_targets
 from tests.sandwich_exports import export_sandwich
 
@@ -63,7 +63,7 @@ def _check_account(counts, printed, output, inputs, written, dead, outputs="writ
             counts["dead_letters"]) == (inputs, written, dead)
     assert f"inputs: {inputs} = {written} {outputs} " in printed
     assert f"+ {dead} dead letters" in printed
-    letters = _lines(os.path.join(output, compress.DEAD_LETTER_FILE))
+    letters = _lines(os.path.join(output, jobs.DEAD_LETTER_FILE))
     assert len(letters) == dead and all(letter["reason"] for letter in letters)
     return [letter["path"] for letter in letters]
 
@@ -79,7 +79,7 @@ def compressed(corpus, tmp_path_factory):
 def test_compress_accounts_for_every_file(corpus, compressed):
     output, counts, printed = compressed
     dead = _check_account(counts, printed, output, len(GOOD) + BAD_COUNT, len(GOOD), BAD_COUNT)
-    written = [record["source"] for record in _lines(output / compress.MANIFEST_FILE)]
+    written = [record["source"] for record in _lines(output / jobs.MANIFEST_FILE)]
     assert sorted(written + dead) == sorted(str(p) for p in corpus.rglob("*") if p.is_file())
     assert sorted(str(p.relative_to(output)) for p in output.rglob("*.jpg")) == sorted(
         name + ".jpg" for name in GOOD)
@@ -100,7 +100,7 @@ def test_decompress_accounts_for_every_file(compressed, tmp_path):
                                         f"--model={_model()}", *TILING, *RUNNER])
     inputs = len(GOOD) + BAD_COUNT + 1
     dead = _check_account(counts, printed, restored, inputs, len(GOOD), BAD_COUNT + 1)
-    written = [record["bottleneck"] for record in _lines(restored / compress.MANIFEST_FILE)]
+    written = [record["bottleneck"] for record in _lines(restored / jobs.MANIFEST_FILE)]
     assert sorted(written + dead) == sorted(str(p) for p in bits.rglob("*.jpg"))
     assert counts["dead_letters_by_step"]["output_collision"] == 1
     assert str(bits / "a.png.jpg") in dead  # "a.jpg" sorts first and keeps a.png
@@ -114,7 +114,7 @@ def test_evaluate_prints_and_checks_the_account(corpus, tmp_path):
         "--qsteps", "8", "16", "32", "--baseline_qsteps", "8", "16", "32", "64", *TILING, *RUNNER])
     assert f"inputs: {len(GOOD) + BAD_COUNT} = {len(GOOD)} measured " in printed
     assert f"+ {BAD_COUNT} dead letters" in printed
-    assert len(_lines(output / compress.DEAD_LETTER_FILE)) == BAD_COUNT
+    assert len(_lines(output / jobs.DEAD_LETTER_FILE)) == BAD_COUNT
 
 
 def test_make_dataset_accounts_for_every_file(corpus, tmp_path):
@@ -124,4 +124,4 @@ def test_make_dataset_accounts_for_every_file(corpus, tmp_path):
         "--patch_size=16", "--patches_per_image=1", "--eval_fraction=0", *RUNNER])
     assert spec.sources["matched"] == len(GOOD) + BAD_COUNT
     assert (spec.sources["used"], spec.sources["dead_letters"]) == (len(GOOD), BAD_COUNT)
-    assert len(_lines(output / make_dataset.DEAD_LETTER_FILE)) == BAD_COUNT
+    assert len(_lines(output / jobs.DEAD_LETTER_FILE)) == BAD_COUNT

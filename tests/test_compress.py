@@ -20,7 +20,7 @@ import tensorflow as tf
 import tifffile
 from PIL import Image
 
-from pipelines import bottleneck_format, compress, model_handler, sample_data
+from pipelines import bottleneck_format, compress, jobs, model_handler, sample_data
 from sandwich import jpeg, scenarios
 from sandwich.scenarios import codec_input
 from tests import photos
@@ -77,7 +77,7 @@ def first_run(corpus, tmp_path_factory):
 
 
 def _manifest(output):
-    lines = (output / compress.MANIFEST_FILE).read_text().splitlines()
+    lines = (output / jobs.MANIFEST_FILE).read_text().splitlines()
     return {json.loads(line)["source"]: json.loads(line) for line in lines}
 
 
@@ -93,7 +93,7 @@ def test_inputs_are_outputs_plus_dead_letters(first_run):
 
 def test_dead_letters_carry_the_reason(first_run, corpus):
     output, _, _ = first_run
-    letters = [json.loads(line) for line in (output / compress.DEAD_LETTER_FILE).open()]
+    letters = [json.loads(line) for line in (output / jobs.DEAD_LETTER_FILE).open()]
     reasons = {os.path.basename(letter["path"]): letter["reason"] for letter in letters}
     assert set(reasons) == set(BAD)
     for name, expected in BAD.items():

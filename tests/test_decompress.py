@@ -18,7 +18,7 @@ import tifffile
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
-from pipelines import (batch_jobs, bottleneck_format, compress, decompress, evaluate,
+from pipelines import (batch_jobs, bottleneck_format, compress, decompress, evaluate, jobs,
                        model_handler)
 from sandwich.samples import block_sum
 from sandwich import metrics, scenarios
@@ -120,12 +120,12 @@ def test_input_directory_means_the_files_under_it(round_trip, sources):
 def test_refusals_name_the_reason(round_trip, sources):
     bits, restored, _, _ = round_trip
     letters = {json.loads(line)["path"]: json.loads(line)["reason"]
-               for line in (restored / decompress.DEAD_LETTER_FILE).open()}
+               for line in (restored / jobs.DEAD_LETTER_FILE).open()}
     assert set(letters) == {str(bits / name) for name in REFUSED}
     for name, reason in REFUSED.items():
         assert reason in letters[str(bits / name)]
     assert "'someone-else'" in letters[str(bits / "foreign.jpg")]
-    [shallow] = [json.loads(line) for line in (bits / compress.DEAD_LETTER_FILE).open()]
+    [shallow] = [json.loads(line) for line in (bits / jobs.DEAD_LETTER_FILE).open()]
     assert shallow["path"] == str(sources / "eight_bit.png")
     assert "8 bits per sample" in shallow["reason"]
 
@@ -134,7 +134,7 @@ def test_reconstructions_are_16_bit_pngs_at_the_source_size(round_trip, sources)
     _, restored, _, _ = round_trip
     for name in [*SOURCES, "deep.tif"]:
         source, _ = _source(sources, name)
-        png = (restored / decompress.png_name(name + compress.SUFFIX)).read_bytes()
+        png = (restored / decompress.png_name(name + jobs.BOTTLENECK_SUFFIX)).read_bytes()
         image = decode_image(png)
         assert png[24] == 16, "a 16-bit PNG"  # IHDR bit depth
         assert image.bit_depth == 10 and image.pixels.shape == source.shape
@@ -146,14 +146,14 @@ def test_bpp_and_psnr_agree_with_manifest_and_evaluator(round_trip, sources):
     untrained, both are the baseline's (plus the header's bytes)."""
     bits, restored, _, _ = round_trip
     manifest = {json.loads(line)["source"]: json.loads(line)
-                for line in (bits / compress.MANIFEST_FILE).open()}
+                for line in (bits / jobs.MANIFEST_FILE).open()}
     model = model_handler.ExportedSandwich.load(_model(), tile=64, halo=32)
     scenario = scenarios.make("high_bit_depth", bit_depth=10)
     for name in [*SOURCES, "deep.tif"]:
         source, source_bits = _source(sources, name)
         record = manifest[str(sources / name)]
-        bottleneck = bits / (name + compress.SUFFIX)
-        png = restored / decompress.png_name(name + compress.SUFFIX)
+        bottleneck = bits / (name + jobs.BOTTLENECK_SUFFIX)
+        png = restored / decompress.png_name(name + jobs.BOTTLENECK_SUFFIX)
         psnr = metrics.psnr(decode_image(png.read_bytes()).pixels[None], source[None], 10)[0]
         pixels = source.shape[0] * source.shape[1]
         assert record["source_bit_depth"] == source_bits

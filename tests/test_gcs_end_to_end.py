@@ -13,7 +13,7 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-from pipelines import make_dataset, patches, sample_data
+from pipelines import jobs, make_dataset, patches, sample_data
 from sandwich.specs import DATASET_SPEC_FILE, DatasetSpec
 from tests import photos
 
@@ -43,7 +43,7 @@ def test_gs_input_and_output(gcs_emulator, tmp_path):
     splits = collections.Counter(patches.split_of(name, 0.5) for name in PHOTOS)
     assert spec.sources == {"matched": 4, "used": 3, "dead_letters": 1,
                             "train": splits["train"], "eval": splits["eval"]}
-    [letter] = [json.loads(line) for line in (local / make_dataset.DEAD_LETTER_FILE).open()]
+    [letter] = [json.loads(line) for line in (local / jobs.DEAD_LETTER_FILE).open()]
     assert letter["path"] == "gs://corpus/photos/garbage.jpg"
 
     builder = tfds.builder_from_directory(str(local))

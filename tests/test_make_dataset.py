@@ -19,7 +19,7 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
-from pipelines import make_dataset, patches, sample_data
+from pipelines import jobs, make_dataset, patches, sample_data
 from pipelines.beam_options import pipeline_options
 from pipelines.dead_letters import METRICS_NAMESPACE, DeadLetter, Rejected, TryFlatMap
 from sandwich import samples
@@ -110,7 +110,7 @@ def test_patches_are_the_seeded_crops_at_full_resolution(high_res, corpus):
 
 def test_bad_files_become_dead_letters_and_the_account_adds_up(high_res, corpus):
     output, spec, printed = high_res
-    letters = [json.loads(line) for line in (output / make_dataset.DEAD_LETTER_FILE).open()]
+    letters = [json.loads(line) for line in (output / jobs.DEAD_LETTER_FILE).open()]
     assert {os.path.basename(d["path"]): d["step"] for d in letters} == {
         name: step for name, (step, _) in BAD.items()}
     for letter in letters:
@@ -148,7 +148,7 @@ def test_high_bit_depth_keeps_10_bits_and_refuses_8_bit_sources(tmp_path):
         "--eval_fraction=0.5", f"--provenance={sample_data.provenance(2)}"])
     assert (spec.bit_depth, spec.factor, spec.sources["dead_letters"]) == (10, 1, 1)
     assert spec.provenance.startswith("synthetic: 10-bit")
-    [letter] = [json.loads(line) for line in (output / make_dataset.DEAD_LETTER_FILE).open()]
+    [letter] = [json.loads(line) for line in (output / jobs.DEAD_LETTER_FILE).open()]
     assert letter["path"].endswith("photo8.png") and "8 bits" in letter["reason"]
 
     examples = _read_split(output, "train") + _read_split(output, "eval")

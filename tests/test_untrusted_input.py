@@ -13,7 +13,7 @@ import pytest
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
-from pipelines import batch_jobs, bottleneck_format, compress, decompress
+from pipelines import batch_jobs, bottleneck_format, compress, decompress, jobs
 from pipelines.dead_letters import Rejected
 from pipelines.patches import relative_path
 from sandwich import tiling
@@ -84,9 +84,9 @@ def test_a_header_that_disagrees_with_the_model_is_refused(field, value):
 
 
 def test_a_source_too_wide_for_a_jpeg_bottleneck_is_rejected_with_the_reason():
-    compress.check_jpeg_size(1000, 131_000, 2)  # a 65500-pixel bottleneck fits
+    jobs.check_jpeg_size(1000, 131_000, 2)  # a 65500-pixel bottleneck fits
     with pytest.raises(Rejected, match="too large for JPEG"):
-        compress.check_jpeg_size(1000, 70_000, 1)
+        jobs.check_jpeg_size(1000, 70_000, 1)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@
 (`sandwich-submit`) sends the same program to Vertex AI. Modules: `data`
 (tf.data input from the dataset dir), `strategy` (which strategy, which
 worker writes), `training` (the loop, checkpoints, progress), `summaries`
-(TensorBoard records), `evaluate` (the real codec on the eval split),
+(TensorBoard records), `patch_evaluation` (the real codec on the eval
+split's patches; for whole files, header included, see `pipelines.evaluate`),
 `export` (SavedModels and the model spec).
 """
 from sandwich import logs as _logs

@@ -42,7 +42,7 @@ from sandwich.model import Sandwich, make_train_step
 from sandwich.networks import NetworkSize, network_size
 from sandwich.specs import DatasetSpec, ModelSpec
 from trainer import data, export, summaries, strategy as strategies
-from trainer.evaluate import evaluate
+from trainer.patch_evaluation import evaluate_patches
 
 IMAGES = 3  # patches shown in TensorBoard
 
@@ -359,7 +359,7 @@ def _evaluate(model, patches: np.ndarray, chief: bool) -> dict:
     """Real-codec metrics on the chief (the others would only repeat them)."""
     if not chief:
         return {}
-    metrics = evaluate(model, patches)
+    metrics = evaluate_patches(model, patches)
     for name, value in metrics.items():
         summaries.scalar(f"eval/{name}", value)
     print("eval (real JPEG): " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()),

@@ -33,7 +33,7 @@ def ste_round(x: tf.Tensor) -> tf.Tensor:
     return x + tf.stop_gradient(tf.floor(x + 0.5) - x)
 
 
-def pad_to_multiple(planes: tf.Tensor, rows: int, columns: int | None = None) -> tf.Tensor:
+def pad_partial_blocks(planes: tf.Tensor, rows: int, columns: int | None = None) -> tf.Tensor:
     """Pads [b, h, w] on the bottom/right by repeating the last row/column,
     to multiples of `rows` and `columns` (default: `rows`).
 
@@ -59,7 +59,7 @@ def code_planes(planes: tf.Tensor, table: tf.Tensor):
     """
     h, w = planes.shape[1], planes.shape[2]
     table = tf.reshape(tf.broadcast_to(table, [BLOCK * BLOCK]), [BLOCK, BLOCK])
-    x = pad_to_multiple(planes, BLOCK) - 128.0
+    x = pad_partial_blocks(planes, BLOCK) - 128.0
     # The encoder's own integer DCT and rounding forward (libjpeg divides its
     # DCT, scaled by 8, by 8 x the entry, rounding half away from zero); the
     # exact transform's gradient.
@@ -92,7 +92,7 @@ def _downsample_2x2(planes: tf.Tensor) -> tf.Tensor:
     libjpeg first widens the row by edge replication to the 16-pixel MCU
     (`jcsample.c`) and heightens it to an even count (`jcprepct.c`).
     """
-    planes = pad_to_multiple(planes, 2, 2 * BLOCK)
+    planes = pad_partial_blocks(planes, 2, 2 * BLOCK)
     sums = tf.nn.avg_pool2d(planes[..., None], 2, 2, "VALID")[..., 0] * 4.0
     columns = sums.shape[2]
     bias = tf.constant([1.0 + (j % 2) for j in range(columns)], sums.dtype)

@@ -1,0 +1,169 @@
+"""The shape every Beam job of the project has, and the steps they share.
+
+A job is a module with
+
+- a `Config` (a `JobConfig`: `--input`, `--output` and the job's own flags,
+  validated), made by `parse_args(argv)` from a `job_parser`;
+- `build(pipeline, config)`: the job as a sentence of named steps;
+- `run(argv, save_main_session, test_pipeline)`: parses, builds, runs to
+  completion with `run_pipeline`, prints the account and returns it;
+- `main(argv)`: `jobs.main(run, argv)`, the console script, which sets up
+  logging (`sandwich.logs`) first.
+
+The names and steps more than one job uses live here, not in a sibling job:
+the output files every job writes (`dead_letters.jsonl`, `manifest.jsonl`),
+the bottleneck suffix, the flags of a job that runs an export dir, and
+`DecodeSources`, which turns files into model inputs for `compress` and
+`evaluate`. The lower layer, `batch_jobs`, holds the file-to-file mapping,
+reruns, the atomic write, the JSON-lines writer and the account.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Callable
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import SetupOptions
+
+from pipelines import batch_jobs, bottleneck_format, model_handler
+from pipelines.beam_options import pipeline_options
+from pipelines.dead_letters import Rejected, TryFlatMap
+from pipelines.patches import fit_bit_depth, input_pattern
+from sandwich import logs
+from sandwich.image_io import decode_image
+
+DEAD_LETTER_FILE = "dead_letters.jsonl"
+MANIFEST_FILE = "manifest.jsonl"
+# What `compress` appends to a source's name, and `decompress` takes away.
+BOTTLENECK_SUFFIX = ".jpg"
+BEAM_FLAGS = ("Other flags go to Beam's PipelineOptions: --runner, --project, --region, "
+              "--temp_location, --setup_file, --direct_num_workers, ...")
+
+
+@dataclasses.dataclass(frozen=True)
+class JobConfig:
+    """What every job is given: the input glob and the output directory."""
+
+    input: str
+    output: str
+
+    def path(self, name: str) -> str:
+        """The file `name` in the output directory."""
+        return FileSystems.join(self.output, name)
+
+    @property
+    def dead_letter_path(self) -> str:
+        return self.path(DEAD_LETTER_FILE)
+
+    @property
+    def manifest_path(self) -> str:
+        """Where a job that maps files to files lists its outputs."""
+        return self.path(MANIFEST_FILE)
+
+
+def job_parser(doc: str, *, input_help: str, output_help: str,
+               input_type: Callable[[str], str] = input_pattern) -> argparse.ArgumentParser:
+    """The parser of a job's own flags, `--input` and `--output` first; the
+    first line of the module's `doc` is its description."""
+    parser = argparse.ArgumentParser(description=doc.split("\n", 1)[0], epilog=BEAM_FLAGS,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                     parents=[logs.flag()])
+    parser.add_argument("--input", required=True, type=input_type, help=input_help)
+    parser.add_argument("--output", required=True, help=output_help)
+    return parser
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags every job that runs an export dir shares."""
+    parser.add_argument("--tile", type=int, default=model_handler.DEFAULT_TILE,
+                        help="processor tile side in source pixels; bounds memory per image")
+    parser.add_argument("--halo", type=int, default=model_handler.DEFAULT_HALO,
+                        help="context around each tile in source pixels; hides tile seams")
+
+
+def run_pipeline(build: Callable[[beam.Pipeline, object], None], config, beam_args: list[str],
+                 save_main_session: bool = False, test_pipeline: beam.Pipeline | None = None):
+    """Builds the job on `test_pipeline`, or on a pipeline of `beam_args`, and
+    runs it to completion; returns the finished `PipelineResult`.
+
+    The jobs' classes live in importable modules (their `__main__` re-imports
+    the module by its package name), so the main session is pickled only
+    when asked.
+    """
+    if test_pipeline is None:
+        options = pipeline_options(beam_args)
+        if save_main_session:
+            options.view_as(SetupOptions).save_main_session = True
+        pipeline = beam.Pipeline(options=options)
+    else:
+        pipeline = test_pipeline
+    build(pipeline, config)
+    result = pipeline.run()
+    result.wait_until_finish()
+    return result
+
+
+def main(run: Callable, argv=None) -> int:
+    """A job's console script: logging set up from `argv`'s `--verbose`, then `run`."""
+    argv = sys.argv[1:] if argv is None else argv
+    logs.set_up(argv)
+    run(argv)
+    return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInput:
+    """A decoded source, its pixels fitted to a model's bit depth; `stamp`
+    digests the source file's size and mtime (`batch_jobs.source_stamp`)."""
+
+    path: str
+    pixels: np.ndarray
+    source_bit_depth: int
+    stamp: str = ""
+
+
+def check_jpeg_size(height: int, width: int, factor: int) -> None:
+    """Refuses a source whose bottleneck (1/factor of its sides) no JPEG can
+    hold; a long side is tiled through the processors, but the codec has a limit."""
+    side = -(-max(height, width) // factor)
+    if side > bottleneck_format.MAX_JPEG_SIDE:
+        raise Rejected(f"too large for JPEG: {width}x{height} at factor {factor} needs a "
+                       f"{side}-pixel side, above the format's {bottleneck_format.MAX_JPEG_SIDE}")
+
+
+class DecodeSource:
+    """ReadableFile -> ModelInput at the model's bit depth; bad files raise."""
+
+    def __init__(self, bit_depth: int, max_pixels: int, factor: int = 1):
+        self._bit_depth, self._max_pixels, self._factor = bit_depth, max_pixels, factor
+
+    def __call__(self, readable):
+        image = decode_image(readable.read(), max_pixels=self._max_pixels)
+        check_jpeg_size(*image.pixels.shape[:2], self._factor)
+        # Deeper sources are rounded down as the baseline does; shallower ones
+        # are refused, since padding bits would claim a precision never there.
+        pixels = fit_bit_depth(image.pixels, image.bit_depth, self._bit_depth)
+        yield ModelInput(readable.metadata.path, pixels, image.bit_depth,
+                         batch_jobs.source_stamp(readable.metadata))
+
+
+def path_of_file(readable) -> str:
+    """The path of a `ReadableFile`, for its dead letter."""
+    return readable.metadata.path
+
+
+class DecodeSources(beam.PTransform):
+    """ReadableFiles -> (ModelInputs, dead letters of the files that are no usable image)."""
+
+    def __init__(self, bit_depth: int, max_pixels: int, factor: int = 1):
+        super().__init__()
+        self._decode = DecodeSource(bit_depth, max_pixels, factor)
+
+    def expand(self, files):
+        # `Rejected` covers `ImageDecodeError`; `OSError` a file gone since matched.
+        return files | TryFlatMap(self._decode, step="decode", path_of=path_of_file,
+                                  errors=(Rejected, OSError))
