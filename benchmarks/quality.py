@@ -140,8 +140,7 @@ def _bd_table(summary: dict) -> list[str]:
         cells = []
         for reference in references:
             bd = summary["bd"][reference].get(method)
-            cells.append("" if not bd or bd.get("bd_psnr") is None else
-                         f"{bd['bd_psnr']:+.2f} dB / {bd['bd_rate']:+.1f}%")
+            cells.append(evaluate.format_bd(bd) if bd else "")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
 
@@ -165,7 +164,9 @@ def write_report(path: str, args, models, hr: dict, hbd: dict | None, minutes: d
         f"Written by `python benchmarks/quality.py` on {time.strftime('%Y-%m-%d')}, "
         f"{os.cpu_count()} CPU cores, budget {args.budget_minutes:g} minutes for training "
         f"({minutes['per_model']:.1f} minutes per model, {len(models)} models; whole run "
-        f"{minutes['total']:.1f} minutes).",
+        f"{minutes['total']:.1f} minutes"
+        + (f", reusing {len(minutes['reused'])} models trained by an earlier run into the same "
+           "--output" if minutes["reused"] else "") + ").",
         f"Training corpus: {', '.join(os.path.basename(p) for p in args.train_files)} "
         f"({PATCH}x{PATCH} patches). Held out: "
         f"{', '.join(os.path.basename(p) for p in args.held_out_files)} (never trained on). "
@@ -230,7 +231,7 @@ def main(argv=None) -> None:
     per_model = args.budget_minutes / len(models)
     print(f"{len(models)} models, {per_model:.1f} training minutes each; corpus {train8}, "
           f"held out {held8}", flush=True)
-    exports = {}
+    exports, reused = {}, []
     for scenario, factor, gamma, qstep in models:
         name = f"{'hbd' if scenario == 'high_bit_depth' else 'hr'}-x{factor}-g{gamma:g}"
         started = time.monotonic()
@@ -239,14 +240,17 @@ def main(argv=None) -> None:
         data = _dataset(inputs, os.path.join(out, "data", f"{scenario}-x{factor}"), scenario,
                         factor, logs)
         remaining = per_model - (time.monotonic() - started) / 60
-        print(f"== {name}: training {remaining:.1f} minutes", flush=True)
         job = os.path.join(out, "runs", name)
-        if not os.path.exists(os.path.join(job, "export", "model_spec.json")):
+        if os.path.exists(os.path.join(job, "export", "model_spec.json")):
+            print(f"== {name}: reusing {job}", flush=True)
+            reused.append(name)
+        else:
+            print(f"== {name}: training {remaining:.1f} minutes", flush=True)
             shutil.rmtree(job, ignore_errors=True)
             _run(["-m", "trainer.task", "--data", data, "--job_dir", job, "--model_id", name,
-                  "--gamma", str(gamma),
-                  "--qstep", str(qstep), "--max_train_minutes", f"{max(remaining, 0.5):.2f}",
-                  *TRAIN_FLAGS], os.path.join(logs, f"{name}.log"))
+                  "--gamma", str(gamma), "--qstep", str(qstep),
+                  "--max_train_minutes", f"{max(remaining, 0.5):.2f}", *TRAIN_FLAGS],
+                 os.path.join(logs, f"{name}.log"))
         exports.setdefault(scenario, []).append(os.path.join(job, "export"))
     alternatives = ["jpeg", "jpegli"] + (["avif", "jxl"] if args.context_codecs else [])
     summaries, plots = {}, {}
@@ -264,7 +268,7 @@ def main(argv=None) -> None:
         plot = f"quality_{scenario}.png"
         shutil.copy(os.path.join(results, evaluate.PLOT_FILE), os.path.join(report_dir, plot))
         plots["hr" if scenario == "high_res" else "hbd"] = plot
-    minutes = {"per_model": per_model, "total": (time.monotonic() - start) / 60}
+    minutes = {"per_model": per_model, "total": (time.monotonic() - start) / 60, "reused": reused}
     write_report(args.report, args, models, summaries["high_res"],
                  summaries.get("high_bit_depth"), minutes, plots)
     with open(os.path.splitext(args.report)[0] + ".json", "w") as f:

@@ -310,7 +310,8 @@ def summarise(measurements, model_scenarios: dict[str, scenarios.Scenario]) -> d
     return summary
 
 
-def _format_bd(bd: dict) -> str:
+def format_bd(bd: dict) -> str:
+    """'+1.23 dB / -20.1%', 'undefined' for a metric the curves do not define."""
     quality = "undefined" if bd.get("bd_psnr") is None else f"{bd['bd_psnr']:+.2f} dB"
     rate = "undefined" if bd.get("bd_rate") is None else f"{bd['bd_rate']:+.1f}%"
     return f"{quality} / {rate}"
@@ -330,7 +331,7 @@ def table(summary: dict) -> str:
     lines.append("BD-PSNR / BD-rate against each reference (over the rates both cover):")
     for reference, compared in summary["bd"].items():
         for name, bd in compared.items():
-            lines.append(f"  {name[-28:]:<28} vs {reference:<16} {_format_bd(bd)}")
+            lines.append(f"  {name[-28:]:<28} vs {reference:<16} {format_bd(bd)}")
     return "\n".join(lines)
 
 
