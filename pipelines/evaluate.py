@@ -353,7 +353,8 @@ def plot(summary: dict, path: str) -> None:
             if jpeg.get("bd_psnr") is not None:
                 label += f" (BD-PSNR {jpeg['bd_psnr']:+.2f} dB vs plain JPEG)"
         elif name.startswith("baseline"):
-            label, style = name, dict(color="black", marker="s", markersize=4)
+            label, style = name, dict(color="black", marker="s", markersize=4,
+                                      linestyle="-" if name.startswith("baseline-x1") else "--")
         elif name in colours:
             label, style = name, dict(color=colours[name], marker="^", markersize=4,
                                       linestyle=":" if name in ("avif", "jxl") else "-")
