@@ -60,7 +60,7 @@ def _files(patterns) -> list[str]:
     return found
 
 
-def _link_all(paths, directory: str) -> str:
+def _copy_all(paths, directory: str) -> str:
     os.makedirs(directory, exist_ok=True)
     for path in paths:
         shutil.copy(path, os.path.join(directory, os.path.basename(path)))
@@ -226,8 +226,8 @@ def main(argv=None) -> None:
               if args.models else DEFAULT_MODELS)
     out, logs = args.output, os.path.join(args.output, "logs")
     os.makedirs(logs, exist_ok=True)
-    train8 = _link_all(args.train_files, os.path.join(out, "photos", "train"))
-    held8 = _link_all(args.held_out_files, os.path.join(out, "photos", "held_out"))
+    train8 = _copy_all(args.train_files, os.path.join(out, "photos", "train"))
+    held8 = _copy_all(args.held_out_files, os.path.join(out, "photos", "held_out"))
     per_model = args.budget_minutes / len(models)
     print(f"{len(models)} models, {per_model:.1f} training minutes each; corpus {train8}, "
           f"held out {held8}", flush=True)
