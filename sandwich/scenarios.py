@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from sandwich import checks, resample, specs
 from sandwich.jpeg import real_roundtrip, ste_round, tables
+from sandwich.jpeg.ste import straight_through
 
 DEFAULT_FACTOR = {"high_bit_depth": 1, "high_res": 2}
 CODEC_BITS = 8
@@ -35,7 +36,7 @@ CODEC_BITS = 8
 
 def ste_floor(x: tf.Tensor) -> tf.Tensor:
     """Floors forward, identity backward (straight-through)."""
-    return x + tf.stop_gradient(tf.floor(x) - x)
+    return straight_through(x, tf.floor(x))
 
 
 def codec_input(bottleneck: tf.Tensor) -> tf.Tensor:

@@ -10,6 +10,8 @@ so float32 carries the integers exactly and XLA compiles it.
 """
 import tensorflow as tf
 
+from sandwich.jpeg.ste import straight_through
+
 _SCALEBITS = 16
 _ONE = float(1 << _SCALEBITS)
 _HALF = float(1 << (_SCALEBITS - 1))
@@ -41,10 +43,6 @@ _ENCODER_FIXED = [
 _ENCODER_ROUNDING = [_HALF, 128.0 * _ONE + _HALF - 1, 128.0 * _ONE + _HALF - 1]
 
 
-def _straight_through(linear: tf.Tensor, exact: tf.Tensor) -> tf.Tensor:
-    return linear + tf.stop_gradient(exact - linear)
-
-
 def rgb_to_ycbcr(rgb: tf.Tensor) -> tf.Tensor:
     """Integer RGB (float dtype) -> libjpeg's integer YCbCr, with the
     gradient of the exact conversion."""
@@ -53,7 +51,7 @@ def rgb_to_ycbcr(rgb: tf.Tensor) -> tf.Tensor:
     integers = tf.stop_gradient(rgb)
     fixed = (tf.einsum("...c,kc->...k", integers, tf.constant(_ENCODER_FIXED, rgb.dtype))
              + tf.constant(_ENCODER_ROUNDING, rgb.dtype))
-    return _straight_through(linear, tf.floor(fixed / _ONE))
+    return straight_through(linear, tf.floor(fixed / _ONE))
 
 
 def ycbcr_to_rgb(ycbcr: tf.Tensor) -> tf.Tensor:
@@ -71,4 +69,4 @@ def ycbcr_to_rgb(ycbcr: tf.Tensor) -> tf.Tensor:
     r = y + shift(_fix(1.40200) * cr + _HALF)
     g = y + shift(-_fix(0.34414) * cb - _fix(0.71414) * cr + _HALF)
     b = y + shift(_fix(1.77200) * cb + _HALF)
-    return _straight_through(linear, tf.stack([r, g, b], axis=-1))
+    return straight_through(linear, tf.stack([r, g, b], axis=-1))

@@ -22,6 +22,7 @@ from sandwich import checks
 from sandwich.jpeg import color, tables
 from sandwich.jpeg.dct import (BLOCK, blockwise_dct, blockwise_idct, from_blocks, islow_fdct,
                                islow_idct, to_blocks)
+from sandwich.jpeg.ste import straight_through
 
 
 def ste_round(x: tf.Tensor) -> tf.Tensor:
@@ -30,7 +31,7 @@ def ste_round(x: tf.Tensor) -> tf.Tensor:
     The straight-through estimator: the forward pass is the integer a codec
     would produce, the gradient passes as if the rounding were not there.
     """
-    return x + tf.stop_gradient(tf.floor(x + 0.5) - x)
+    return straight_through(x, tf.floor(x + 0.5))
 
 
 def pad_partial_blocks(planes: tf.Tensor, rows: int, columns: int | None = None) -> tf.Tensor:
@@ -67,12 +68,12 @@ def code_planes(planes: tf.Tensor, table: tf.Tensor):
     scaled = islow_fdct(to_blocks(tf.cast(tf.stop_gradient(x), tf.float64)))
     divisor = tf.cast(8.0 * tf.stop_gradient(table), tf.float64)
     exact = tf.sign(scaled) * tf.floor((tf.abs(scaled) + divisor / 2.0) / divisor)
-    indices = linear + tf.stop_gradient(tf.cast(exact, tf.float32) - linear)
+    indices = straight_through(linear, tf.cast(exact, tf.float32))
     linear = blockwise_idct(indices * table)[:, :h, :w] + 128.0
     # The decoder's own integer IDCT, forward; the exact transform's gradient.
     exact = from_blocks(islow_idct(tf.cast(tf.stop_gradient(indices * table), tf.float64)))
     exact = tf.cast(exact[:, :h, :w], tf.float32) + 128.0
-    decoded = tf.clip_by_value(linear + tf.stop_gradient(exact - linear), 0.0, 255.0)
+    decoded = tf.clip_by_value(straight_through(linear, exact), 0.0, 255.0)
     n = tf.shape(indices)[0]
     return decoded, tf.reshape(indices, [n, -1, BLOCK * BLOCK])
 
@@ -80,8 +81,7 @@ def code_planes(planes: tf.Tensor, table: tf.Tensor):
 def _ste_divide_floor(numerator: tf.Tensor, divisor: float, bias) -> tf.Tensor:
     """`floor((numerator + bias) / divisor)` forward, `numerator / divisor`
     backward: libjpeg's integer filters with the gradient of their linear part."""
-    linear = numerator / divisor
-    return linear + tf.stop_gradient(tf.floor((numerator + bias) / divisor) - linear)
+    return straight_through(numerator / divisor, tf.floor((numerator + bias) / divisor))
 
 
 def _downsample_2x2(planes: tf.Tensor) -> tf.Tensor:
@@ -164,7 +164,7 @@ def _tables(qstep) -> tf.Tensor:
         q = tf.reshape(q, [-1, BLOCK * BLOCK])
     q = tf.broadcast_to(q, [tables.TABLE_SLOTS, BLOCK * BLOCK])
     integers = tf.clip_by_value(tf.floor(q + 0.5), 1.0, float(tables.BASELINE_MAX_STEP))
-    return q + tf.stop_gradient(integers - q)
+    return straight_through(q, integers)
 
 
 def proxy_code(images: tf.Tensor, qstep, *, color_mode: str = "ycbcr",
