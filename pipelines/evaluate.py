@@ -129,17 +129,21 @@ def measure_baseline(scenario: scenarios.Scenario, pixels: np.ndarray,
 
 
 def measure_alternative(name: str, pixels: np.ndarray, bit_depth: int,
-                        quality: int) -> tuple[int, float]:
-    """(file bits, PSNR) of an alternative codec; a deeper source is coded at
-    its 8-bit ceiling (rounded down to 8 bits, scaled back to mid-step)."""
+                        qualities) -> list[tuple[int, float]]:
+    """[(file bits, PSNR)] per quality of an alternative codec; a deeper
+    source is coded at its 8-bit ceiling (rounded down to 8 bits, scaled
+    back to mid-step), computed once for all qualities."""
     ceiling = scenarios.Scenario("high_bit_depth", bit_depth, 1) if bit_depth > 8 else None
     rgb = pixels if ceiling is None else scenarios.codec_input(
         ceiling.to_bottleneck(tf.cast(pixels[None], tf.float32)))[0].numpy()
-    data, decoded = alternatives.code(name, rgb, quality)
-    if ceiling is not None:
-        decoded = ceiling.to_source(ceiling.from_bottleneck(decoded[None], pixels.shape[:2]))[0]
-    return 8 * len(data), float(metrics.psnr(np.asarray(decoded)[None], pixels[None],
-                                             bit_depth)[0])
+    out = []
+    for quality in qualities:
+        data, decoded = alternatives.code(name, rgb, quality)
+        if ceiling is not None:
+            decoded = ceiling.to_source(ceiling.from_bottleneck(decoded[None], pixels.shape[:2]))[0]
+        out.append((8 * len(data), float(metrics.psnr(np.asarray(decoded)[None], pixels[None],
+                                                      bit_depth)[0])))
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,8 +193,8 @@ class Measure(beam.DoFn):
                 yield Measurement(baseline_name(scenario), float(qstep), source.path, bits,
                                   pixels, psnr)
         for name in c.alternatives:
-            for quality in c.qualities:
-                bits, psnr = measure_alternative(name, source.pixels, c.bit_depth, quality)
+            points = measure_alternative(name, source.pixels, c.bit_depth, c.qualities)
+            for quality, (bits, psnr) in zip(c.qualities, points):
                 yield Measurement(name, float(quality), source.path, bits, pixels, psnr)
         if c.bit_depth > 8:
             lossless = 8 * len(encode_png16(source.pixels, c.bit_depth))
