@@ -23,6 +23,10 @@ DEFAULT_BIT_DEPTH = {"high_bit_depth": 10, "high_res": 8}
 DATASET_SPEC_FILE = "dataset_spec.json"
 MODEL_SPEC_FILE = "model_spec.json"
 FORMAT_VERSION = 1
+# How a dataset's records hold each patch: its raw tensor bytes, or a PNG.
+# Specs without the field were written when every patch was a PNG.
+PATCH_ENCODINGS = ("raw", "png")
+LEGACY_PATCH_ENCODING = "png"
 
 
 def container_dtype(bit_depth: int) -> type:
@@ -81,7 +85,8 @@ class DatasetSpec:
     8 bits are stored in 16-bit containers); `factor` is the high_res
     downsampling factor (1 for high_bit_depth); `provenance` says where the
     pixels come from, e.g. that 10-bit samples were synthesised by summing
-    2x2 blocks of 8-bit photographs.
+    2x2 blocks of 8-bit photographs; `patch_encoding` how the records hold
+    each patch (`PATCH_ENCODINGS`).
     """
 
     scenario: str
@@ -93,9 +98,13 @@ class DatasetSpec:
     provenance: str = ""
     seed: int = 0
     version: str = ""
+    patch_encoding: str = LEGACY_PATCH_ENCODING
 
     def __post_init__(self):
         _check_scenario(self.scenario, self.bit_depth, self.factor)
+        if self.patch_encoding not in PATCH_ENCODINGS:
+            raise SpecError(f"unknown patch_encoding {self.patch_encoding!r}; "
+                            f"expected one of {PATCH_ENCODINGS}")
         if self.patch_size <= 0 or self.patch_size % (8 * self.factor):
             raise SpecError(
                 f"patch_size {self.patch_size} must be a positive multiple of "

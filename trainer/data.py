@@ -41,9 +41,15 @@ def _parse(spec: DatasetSpec):
     features = {"image": tf.io.FixedLenFeature([], tf.string),
                 "bit_depth": tf.io.FixedLenFeature([], tf.int64)}
 
+    def decode(data):
+        if spec.patch_encoding == "png":
+            return tf.io.decode_png(data, channels=3, dtype=dtype)
+        # A record of the wrong length fails the reshape: a clear InvalidArgumentError.
+        return tf.reshape(tf.io.decode_raw(data, dtype), shape)
+
     def parse(record):
         example = tf.io.parse_single_example(record, features)
-        image = tf.io.decode_png(example["image"], channels=3, dtype=dtype)
+        image = decode(example["image"])
         checks = [tf.debugging.assert_equal(
             example["bit_depth"], tf.constant(spec.bit_depth, tf.int64),
             message=f"a record's bit_depth differs from the spec's {spec.bit_depth}")]
