@@ -1,19 +1,24 @@
-"""Throughput of the dataset job on 1 and 2 worker processes, against decoding alone.
+"""Throughput of the dataset job against decoding alone, whole runs and steady state.
 
 Real photographs (the bundled samples and scikit-image's photos, each copied
-`--copies` times under new names so every copy gets its own crops) go
-through the whole job (read, decode, fit, cut, PNG-encode patches, write
-shards and metadata) on the default local runner. The baseline is the time
-one process takes only to decode the same files, i.e. the floor a
-single-worker job could reach. Figures are per second of wall time, job
-start-up (worker processes importing TensorFlow) included. The in-process
-run (not the default) shows what the multi-process runner's data plane
-costs: every serialised patch crosses to the runner process and back on its
-way to its shard.
+under new names so every copy gets its own crops) go through the whole job
+(match, shuffle the names, read, decode, fit, cut, serialise, write shards
+and metadata) on the default local runner. The bound is the time one
+process takes only to read and decode the same files. Every figure is
+source megapixels per second of wall time, job start-up (Beam's worker
+processes, pipeline set-up) included; since start-up is a fixed cost, the
+job also runs on a corpus twice as large, and the difference of the two
+runs gives the steady state, what a corpus of millions of files sees.
+
+Two more runs on the large corpus: two worker processes (with two shards per
+split, since a shard is the unit of parallel work), and one worker in the
+runner's own process (what starting a worker process costs).
 
     python benchmarks/make_dataset_throughput.py --copies 24
 """
 import argparse
+import contextlib
+import io
 import os
 import tempfile
 import time
@@ -35,34 +40,54 @@ def decode_only(paths: list[str]) -> tuple[float, float]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--copies", type=int, default=24)
+    parser.add_argument("--copies", type=int, default=24,
+                        help="copies of the photographs in the small corpus; twice as many "
+                             "in the large one")
     parser.add_argument("--patch_size", type=int, default=128)
     parser.add_argument("--patches_per_image", type=int, default=8)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as work:
-        corpus = os.path.join(work, "corpus")
-        os.mkdir(corpus)
-        paths = make_corpus(corpus, args.copies)
-        seconds, megapixels = decode_only(paths)
-        print(f"{len(paths)} photographs, {megapixels:.1f} source megapixels, "
-              f"{args.patch_size}x{args.patch_size} patches, {args.patches_per_image} per photo")
-        print(f"{'run':<26}{'seconds':>9}{'MP/s':>9}{'patches/s':>11}{'vs decode':>11}")
-        print(f"{'decode only, 1 process':<26}{seconds:>9.2f}{megapixels / seconds:>9.1f}"
-              f"{'-':>11}{1:>10.2f}x")
-        runs = [("1 worker process", ["--direct_num_workers=1"]),
-                ("2 worker processes", ["--direct_num_workers=2"]),
-                ("1 worker, in-process", ["--direct_num_workers=1",
-                                          "--direct_running_mode=in_memory"])]
-        for index, (label, flags) in enumerate(runs):
+        corpora = {}
+        for name, copies in (("small", args.copies), ("large", 2 * args.copies)):
+            os.mkdir(os.path.join(work, name))
+            paths = make_corpus(os.path.join(work, name), copies)
+            corpora[name] = (len(paths), decode_only(paths))
+        photos, (bound_seconds, megapixels) = corpora["large"]
+        bound = megapixels / bound_seconds
+        print(f"{args.patch_size}x{args.patch_size} patches, {args.patches_per_image} per photo; "
+              f"large corpus: {photos} photographs, {megapixels:.1f} source megapixels")
+        print(f"{'run':<40}{'photos':>7}{'seconds':>9}{'MP/s':>8}{'patches/s':>11}"
+              f"{'vs decode':>11}")
+
+        def row(label, count, seconds, mp, patches=None):
+            rate = f"{patches / seconds:>11.1f}" if patches else f"{'-':>11}"
+            print(f"{label:<40}{count:>7}{seconds:>9.2f}{mp / seconds:>8.1f}{rate}"
+                  f"{mp / seconds / bound:>10.2f}x")
+
+        row("decode only, 1 process (the bound)", photos, bound_seconds, megapixels)
+        runs = [("1 worker process", "small", ["--direct_num_workers=1"]),
+                ("1 worker process", "large", ["--direct_num_workers=1"]),
+                ("2 worker processes, 2 shards per split", "large",
+                 ["--direct_num_workers=2", "--num_shards=2"]),
+                ("1 worker, in-process", "large", ["--direct_num_workers=1",
+                                                   "--direct_running_mode=in_memory"])]
+        measured = []
+        for index, (label, corpus, flags) in enumerate(runs):
             start = time.perf_counter()
-            spec = make_dataset.run([
-                f"--input={corpus}/*", f"--output={work}/out{index}", "--scenario=high_res",
-                f"--patch_size={args.patch_size}",
-                f"--patches_per_image={args.patches_per_image}", *flags])
-            elapsed = time.perf_counter() - start
-            patches = sum(spec.splits.values())
-            print(f"{label:<26}{elapsed:>9.2f}{megapixels / elapsed:>9.1f}"
-                  f"{patches / elapsed:>11.1f}{seconds / elapsed:>10.2f}x")
+            with contextlib.redirect_stdout(io.StringIO()):  # the job's account
+                spec = make_dataset.run([
+                    f"--input={work}/{corpus}/*", f"--output={work}/out{index}",
+                    "--scenario=high_res", f"--patch_size={args.patch_size}",
+                    f"--patches_per_image={args.patches_per_image}", *flags])
+            measured.append((time.perf_counter() - start, sum(spec.splits.values())))
+            count, (_, mp) = corpora[corpus]
+            row(label, count, *measured[-1][:1], mp, measured[-1][1])
+            if index == 1:
+                (small_seconds, small_patches), (large_seconds, large_patches) = measured
+                row("1 worker, steady state (large - small)",
+                    count - corpora["small"][0], large_seconds - small_seconds,
+                    mp - corpora["small"][1][1], large_patches - small_patches)
+
 
 if __name__ == "__main__":
     main()

@@ -36,22 +36,39 @@ def _reason(error: Exception) -> str:
     return getattr(error, "reason", None) or f"{type(error).__name__}: {error}"
 
 
-class _TryFlatMapFn(beam.DoFn):
-    def __init__(self, fn, step, path_of, errors):
+class Attempt:
+    """One step on one element: `fn(element)`'s results, or the counted
+    `DeadLetter` of its rejection (one of `errors`).
+
+    `TryFlatMap` runs it as a pipeline step; a DoFn that must run several
+    steps on one element in place (the dataset job cuts and writes a whole
+    shard without handing patches between workers) calls it directly.
+    """
+
+    def __init__(self, fn: Callable[[object], Iterable], *, step: str,
+                 path_of: Callable[[object], str], errors: tuple[type[Exception], ...]):
         self._fn, self._step, self._path_of, self._errors = fn, step, path_of, errors
         self._total = Metrics.counter(METRICS_NAMESPACE, "total")
         self._per_step = Metrics.counter(METRICS_NAMESPACE, step)
 
-    def process(self, element):
+    def __call__(self, element) -> tuple[list, DeadLetter | None]:
         try:
             # Materialise first so that a failure midway emits nothing partial.
-            results = list(self._fn(element))
+            return list(self._fn(element)), None
         except self._errors as error:
             self._total.inc()
             self._per_step.inc()
-            yield pvalue.TaggedOutput(
-                DEAD_LETTERS, DeadLetter(self._path_of(element), _reason(error), self._step))
-            return
+            return [], DeadLetter(self._path_of(element), _reason(error), self._step)
+
+
+class _TryFlatMapFn(beam.DoFn):
+    def __init__(self, attempt: Attempt):
+        self._attempt = attempt
+
+    def process(self, element):
+        results, letter = self._attempt(element)
+        if letter:
+            yield pvalue.TaggedOutput(DEAD_LETTERS, letter)
         yield from results
 
 
@@ -66,7 +83,7 @@ class TryFlatMap(beam.PTransform):
                  path_of: Callable[[object], str],
                  errors: tuple[type[Exception], ...] = (Rejected,)):
         super().__init__()
-        self._dofn = _TryFlatMapFn(fn, step, path_of, errors)
+        self._dofn = _TryFlatMapFn(Attempt(fn, step=step, path_of=path_of, errors=errors))
 
     def expand(self, pcoll):
         results = pcoll | beam.ParDo(self._dofn).with_outputs(DEAD_LETTERS, main="outputs")

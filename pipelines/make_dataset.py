@@ -17,16 +17,27 @@ reads it), `dataset_spec.json` (the `sandwich.specs.DatasetSpec` the trainer
 checks) and `dead_letters.jsonl`: every file that could not be used, with the
 reason. The job ends by printing the account: sources in = used + dead letters.
 
+Only file names cross a shuffle: each source goes to a shard of its split by
+a hash of its path, and the worker that writes a shard reads, decodes and
+cuts that shard's files itself, so no pixel travels between workers. A
+source's patches are thus in one shard, spread through it in the order of
+their hashed keys, and the job runs as many files at once as there are
+shards: TFDS's rule gives one shard per 64 MiB - 1 GiB of patches;
+`--num_shards` sets more for a small dataset on many workers.
+
 Flags not listed by `--help` go to Beam's PipelineOptions; with no `--runner`
 the job runs locally on one worker process per core (see `beam_options`).
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
+import operator
 import sys
 
 import apache_beam as beam
 import numpy as np
+from apache_beam import pvalue
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -34,7 +45,7 @@ from apache_beam.io.filesystems import FileSystems
 import sandwich
 from pipelines import batch_jobs, jobs, tfds_writer
 from pipelines import patches as patch_lib
-from pipelines.dead_letters import Rejected, TryFlatMap
+from pipelines.dead_letters import DEAD_LETTERS, Attempt, Rejected, TryFlatMap
 from sandwich.image_io import DEFAULT_MAX_PIXELS, decode_image
 from sandwich.specs import (DATASET_SPEC_FILE, DEFAULT_BIT_DEPTH, SCENARIOS, DatasetSpec,
                             container_dtype)
@@ -68,19 +79,26 @@ class Config(jobs.JobConfig):
 
 
 @dataclasses.dataclass(frozen=True)
-class DatasetSource:
-    """A decoded source file: RGB pixels below 2**bit_depth, its key (path
-    relative to the glob's base) and the split it goes to."""
+class SourceFile:
+    """A matched source file: its path, its key (the path relative to the
+    glob's base) and the split it goes to. All that crosses a shuffle."""
 
     path: str
     key: str
     split: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSource:
+    """A decoded source file: RGB pixels below 2**bit_depth."""
+
+    file: SourceFile
     pixels: np.ndarray
     bit_depth: int
 
 
 # Patches are stored as their raw bytes: a PNG encode cost about 10 ms a
-# patch, most of the job's time, to save a third to a half of the bytes of
+# patch, most of the job's time, to save half of the bytes of
 # photographs (docs/formats.md). TFDS reads both kinds back by itself.
 PATCH_ENCODING = "raw"
 
@@ -102,20 +120,29 @@ def dataset_features(patch_size: int, bit_depth: int):
     })
 
 
-class DecodeSource:
-    """ReadableFile -> DatasetSource; bad files raise `ImageDecodeError` (a
-    `Rejected`) or `OSError`, unsafe names `Rejected`."""
+class NameSource:
+    """FileMetadata -> SourceFile; names that could escape the output are `Rejected`."""
 
     def __init__(self, config: Config):
         self._config = config
         self._base = patch_lib.input_base(config.input)
 
-    def __call__(self, readable):
-        path = readable.metadata.path
-        image = decode_image(readable.read(), max_pixels=self._config.max_pixels)
-        key = patch_lib.relative_path(path, self._base)
-        yield DatasetSource(path, key, patch_lib.split_of(key, self._config.eval_fraction),
-                            image.pixels, image.bit_depth)
+    def __call__(self, metadata):
+        key = patch_lib.relative_path(metadata.path, self._base)
+        yield SourceFile(metadata.path, key, patch_lib.split_of(key, self._config.eval_fraction))
+
+
+class DecodeSource:
+    """SourceFile -> DatasetSource; bad files raise `ImageDecodeError` (a
+    `Rejected`) or `OSError`."""
+
+    def __init__(self, config: Config):
+        self._config = config
+
+    def __call__(self, file: SourceFile):
+        with FileSystems.open(file.path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            image = decode_image(f.read(), max_pixels=self._config.max_pixels)
+        yield DatasetSource(file, image.pixels, image.bit_depth)
 
 
 class FitScenario:
@@ -131,32 +158,70 @@ class FitScenario:
         yield dataclasses.replace(source, pixels=pixels, bit_depth=self._config.bit_depth)
 
 
-class CutPatches(beam.DoFn):
-    """DatasetSource -> serialised TFDS examples of its patches."""
+class CutPatches:
+    """DatasetSource -> (key, serialised TFDS example) of each of its patches."""
 
     def __init__(self, config: Config):
         self._config = config
 
-    def setup(self):
+    @functools.cached_property
+    def _serializer(self):
         from tensorflow_datasets.core import example_serializer
 
-        self._features = dataset_features(self._config.patch_size, self._config.bit_depth)
-        self._serializer = example_serializer.ExampleSerializer(
-            self._features.get_serialized_info())
+        features = dataset_features(self._config.patch_size, self._config.bit_depth)
+        return features, example_serializer.ExampleSerializer(features.get_serialized_info())
 
-    def process(self, source: DatasetSource):
-        c = self._config
+    def __call__(self, source: DatasetSource):
+        c, file = self._config, source.file
+        features, serializer = self._serializer
         height, width, _ = source.pixels.shape
         origins = patch_lib.crop_origins(
-            height, width, c.patch_size, c.patches_per_image, c.patch_mode, c.seed, source.key)
+            height, width, c.patch_size, c.patches_per_image, c.patch_mode, c.seed, file.key)
         for index, (y, x) in enumerate(origins):
             patch = source.pixels[y:y + c.patch_size, x:x + c.patch_size]
-            example = self._features.encode_example(
-                {"image": patch, "bit_depth": source.bit_depth, "source": source.path})
-            yield tfds_writer.Example(
-                source.split, patch_lib.example_key(c.seed, source.key, index),
-                # Deterministic: protobuf map order would otherwise vary by process.
-                self._serializer.get_tf_example(example).SerializeToString(deterministic=True))
+            example = features.encode_example(
+                {"image": patch, "bit_depth": source.bit_depth, "source": file.path})
+            # Deterministic: protobuf map order would otherwise vary by process.
+            yield (patch_lib.example_key(c.seed, file.key, index),
+                   serializer.get_tf_example(example).SerializeToString(deterministic=True))
+
+
+USED = "used"
+
+
+class CutAndWriteShard(beam.DoFn):
+    """`tfds_writer.Shard` of SourceFiles -> the `ShardInfo` of the shard written.
+
+    Every file of the shard is read, decoded, fitted and cut here, in one
+    worker, so only file names cross the shuffle before it and no pixel
+    ever travels between workers (on the local runner, every element
+    between steps passes through the runner process). Side outputs: the
+    dead letters of the files that could not be used, and the split of
+    every file that was.
+    """
+
+    def __init__(self, config: Config):
+        self._config = config
+        path_of = operator.attrgetter("path")
+        self._decode = Attempt(DecodeSource(config), step="decode", path_of=path_of,
+                               errors=(Rejected, OSError))
+        self._fit = Attempt(FitScenario(config), step="fit",
+                            path_of=lambda source: source.file.path, errors=(Rejected,))
+        self._cut = CutPatches(config)
+
+    def process(self, shard: tfds_writer.Shard):
+        examples = []
+        for file in shard.items:
+            sources, letter = self._decode(file)
+            if not letter:
+                sources, letter = self._fit(sources[0])
+            if letter:
+                yield pvalue.TaggedOutput(DEAD_LETTERS, letter)
+                continue
+            yield pvalue.TaggedOutput(USED, file.split)
+            examples.extend(self._cut(sources[0]))
+        yield tfds_writer.write_shard(self._config.output, self._config.dataset_name, shard,
+                                      examples)
 
 
 def _finalize(shards, config: Config, matched: int, dead_letters: int, used: dict):
@@ -175,21 +240,6 @@ def _finalize(shards, config: Config, matched: int, dead_letters: int, used: dic
     return spec.to_json()
 
 
-class ReadSources(beam.PTransform):
-    """Matches the glob and reads every file, spread over the workers."""
-
-    def __init__(self, pattern: str):
-        super().__init__()
-        self._pattern = pattern
-
-    def expand(self, pbegin):
-        return (pbegin
-                | "Match" >> fileio.MatchFiles(self._pattern)
-                # Breaks fusion with the one-element match, so files spread over workers.
-                | "Spread" >> beam.Reshuffle()
-                | "Read" >> fileio.ReadMatches(compression=CompressionTypes.UNCOMPRESSED))
-
-
 class WriteMetadata(beam.PTransform):
     """Once every shard is written: TFDS metadata, then `dataset_spec.json`."""
 
@@ -206,28 +256,27 @@ class WriteMetadata(beam.PTransform):
                     matched=beam.pvalue.AsSingleton(self._files | "CountIn" >> count.Globally()),
                     dead_letters=beam.pvalue.AsSingleton(
                         self._dead | "CountDead" >> count.Globally()),
-                    used=beam.pvalue.AsDict(
-                        self._used
-                        | "SplitOf" >> beam.Map(lambda s: s.split)
-                        | "CountPerSplit" >> count.PerElement())))
+                    used=beam.pvalue.AsDict(self._used | "CountPerSplit" >> count.PerElement())))
 
 
 def build(pipeline: beam.Pipeline, config: Config) -> None:
     """The job as a sentence of named steps."""
-    files = pipeline | "ReadSources" >> ReadSources(config.input)
-    decoded, undecodable = files | "Decode" >> TryFlatMap(
-        DecodeSource(config), step="decode", path_of=jobs.path_of_file,
-        errors=(Rejected, OSError))
-    fitted, unfit = decoded | "FitScenario" >> TryFlatMap(
-        FitScenario(config), step="fit", path_of=lambda s: s.path, errors=(Rejected,))
-    dead_letters = (undecodable, unfit) | "AllDeadLetters" >> beam.Flatten()
+    files = pipeline | "MatchSources" >> fileio.MatchFiles(config.input)
+    named, unnamed = files | "NameSources" >> TryFlatMap(
+        NameSource(config), step="decode", path_of=operator.attrgetter("path"))
+    written = (named
+               | "GroupIntoShards" >> tfds_writer.GroupIntoShards(
+                   split_of=operator.attrgetter("split"), key_of=operator.attrgetter("key"),
+                   examples_per_item=config.patches_per_image,
+                   bytes_per_example=config.patch_size ** 2 * 3 * np.dtype(
+                       container_dtype(config.bit_depth)).itemsize,
+                   fixed=config.num_shards)
+               | "CutAndWriteShards" >> beam.ParDo(CutAndWriteShard(config)).with_outputs(
+                   DEAD_LETTERS, USED, main="shards"))
+    dead_letters = (unnamed, written[DEAD_LETTERS]) | "AllDeadLetters" >> beam.Flatten()
     _ = dead_letters | "WriteDeadLetters" >> batch_jobs.WriteJsonLines(config.dead_letter_path)
-    _ = (fitted
-         | "CutPatches" >> beam.ParDo(CutPatches(config))
-         | "WriteShards" >> tfds_writer.WriteShards(
-             config.output, config.dataset_name, config.num_shards)
-         | "WriteMetadata" >> WriteMetadata(
-             config, files=files, used=fitted, dead_letters=dead_letters))
+    _ = written.shards | "WriteMetadata" >> WriteMetadata(
+        config, files=files, used=written[USED], dead_letters=dead_letters)
 
 
 def parse_args(argv=None) -> tuple[Config, list[str]]:
@@ -253,7 +302,8 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
     parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help="larger images are dead-lettered as decompression bombs")
     parser.add_argument("--num_shards", type=int, default=0,
-                        help="shards per split; 0 sizes them as TFDS does (64 MiB - 1 GiB)")
+                        help="shards per split, also the job's parallelism; 0 sizes them as "
+                             "TFDS does (64 MiB - 1 GiB)")
     parser.add_argument("--provenance", default="",
                         help="where the pixels come from, recorded in the spec")
     args, beam_args = parser.parse_known_args(argv)

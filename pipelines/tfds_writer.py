@@ -10,10 +10,10 @@ shards comes from TFDS's sizing rule (64 MiB - 1 GiB per shard), the
 metadata from `tfds.core.DatasetInfo`, and every byte goes through Beam's
 `FileSystems` (local, `gs://`, ...).
 
-Shards are deterministic: an example's shard and its position in it follow
-from its key alone, so the same input and seed give the same bytes whatever
-the runner's parallelism. Each shard is written to a temporary name and
-renamed, so a retried or crashed bundle never leaves a half-written shard
+Shards are deterministic: an item's shard (a source file's, in the dataset
+job) and an example's position in it follow from their keys alone, so the
+same input and seed give the same bytes whatever the runner's parallelism.
+Each shard is written to a temporary name and renamed, so a retried or crashed bundle never leaves a half-written shard
 under a final name, and the metadata is written last.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ import hashlib
 import os
 import struct
 import tempfile
+from typing import Callable, Iterable
 
 import apache_beam as beam
 import google_crc32c
@@ -35,12 +36,13 @@ TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
 
 
 @dataclasses.dataclass(frozen=True)
-class Example:
-    """One serialised example; `key` fixes its shard and its order in it."""
+class Shard:
+    """One shard of a split: which one, and the items whose examples it holds."""
 
     split: str
-    key: str
-    data: bytes
+    index: int
+    num_shards: int
+    items: tuple
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,49 +84,61 @@ def _shard_of(key: str, num_shards: int) -> int:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % num_shards
 
 
-class _WriteShardFn(beam.DoFn):
-    def __init__(self, output: str, name: str):
-        self._output, self._name = output, name
+class GroupIntoShards(beam.PTransform):
+    """Items (small: e.g. source file names) -> a `Shard` for every shard of every split.
 
-    def process(self, shard, num_shards):
-        (split, index), examples = shard
-        # The `None` placeholders make every shard exist, even an empty one.
-        records = sorted((e.key, e.data) for e in examples if e is not None)
-        final = shard_path(self._output, self._name, split, index, num_shards[split])
-        write_atomically(final, (tfrecord_frame(data) for _, data in records))
-        yield ShardInfo(split, index, num_shards[split], len(records),
-                        sum(len(d) for _, d in records))
-
-
-class WriteShards(beam.PTransform):
-    """Writes `Example`s as the sharded TFRecord files of their splits.
-
-    Returns the `ShardInfo` of every shard written, which `write_metadata`
-    turns into the TFDS split information.
+    An item's shard follows from its key alone, and the items of a shard
+    come sorted by key, so the shards' contents do not depend on the
+    runner. Only the items cross the shuffle: the examples are made where
+    the shard is written, so they never travel between workers. The number
+    of shards per split follows TFDS's rule from an estimate, the items
+    times `examples_per_item` examples of `bytes_per_example` bytes each (or
+    is `fixed`); an upper bound only makes shards smaller.
     """
 
-    def __init__(self, output: str, name: str, num_shards: int = 0):
+    def __init__(self, *, split_of: Callable, key_of: Callable, examples_per_item: int,
+                 bytes_per_example: int, fixed: int = 0):
         super().__init__()
-        self._output, self._name, self._fixed = output, name, num_shards
+        self._split_of, self._key_of = split_of, key_of
+        self._examples, self._bytes, self._fixed = examples_per_item, bytes_per_example, fixed
 
-    def expand(self, examples):
-        fixed = self._fixed
+    def _num_shards(self, split: str, items: int) -> tuple[str, int]:
+        examples = items * self._examples
+        return split, number_of_shards(examples, examples * self._bytes, self._fixed)
+
+    def expand(self, items):
+        split_of, key_of = self._split_of, self._key_of
         shard_counts = (
-            examples
-            | "Sizes" >> beam.Map(lambda e: (e.split, (1, len(e.data))))
-            | "SumSizes" >> beam.CombinePerKey(beam.combiners.TupleCombineFn(sum, sum))
-            | "NumShards" >> beam.MapTuple(
-                lambda split, size: (split, number_of_shards(*size, fixed))))
+            items
+            | "Splits" >> beam.Map(lambda item: (split_of(item), 1))
+            | "CountPerSplit" >> beam.CombinePerKey(sum)
+            | "NumShards" >> beam.MapTuple(self._num_shards))
         num_shards = beam.pvalue.AsDict(shard_counts)
+        # The `None` placeholders make every shard exist, even an empty one.
         placeholders = shard_counts | "AllShards" >> beam.FlatMapTuple(
             lambda split, n: [((split, i), None) for i in range(n)])
-        keyed = examples | "AssignShards" >> beam.Map(
-            lambda e, n: ((e.split, _shard_of(e.key, n[e.split])), e), num_shards)
+        keyed = items | "AssignShards" >> beam.Map(
+            lambda item, n: ((split_of(item), _shard_of(key_of(item), n[split_of(item)])), item),
+            num_shards)
         return ((keyed, placeholders)
                 | "Flatten" >> beam.Flatten()
                 | "GroupShards" >> beam.GroupByKey()
-                | "WriteShard" >> beam.ParDo(
-                    _WriteShardFn(self._output, self._name), num_shards))
+                | "Sort" >> beam.Map(self._shard, num_shards))
+
+    def _shard(self, group, num_shards: dict[str, int]) -> Shard:
+        (split, index), items = group
+        return Shard(split, index, num_shards[split],
+                     tuple(sorted((i for i in items if i is not None), key=self._key_of)))
+
+
+def write_shard(output: str, name: str, shard: Shard, examples: Iterable[tuple[str, bytes]]
+                ) -> ShardInfo:
+    """Writes (key, serialised example) pairs as `shard`'s file, ordered by key."""
+    records = sorted(examples)
+    final = shard_path(output, name, shard.split, shard.index, shard.num_shards)
+    write_atomically(final, (tfrecord_frame(data) for _, data in records))
+    return ShardInfo(shard.split, shard.index, shard.num_shards, len(records),
+                     sum(len(d) for _, d in records))
 
 
 def write_metadata(output: str, name: str, version: str, features, description: str,

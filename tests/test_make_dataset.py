@@ -6,6 +6,7 @@ processes) on small images; the output is read back with nothing but TFDS.
 import collections
 import io
 import json
+import operator
 import os
 import shutil
 
@@ -19,7 +20,7 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
-from pipelines import jobs, make_dataset, patches, sample_data
+from pipelines import jobs, make_dataset, patches, sample_data, tfds_writer
 from pipelines.beam_options import pipeline_options
 from pipelines.dead_letters import METRICS_NAMESPACE, DeadLetter, Rejected, TryFlatMap
 from sandwich import samples
@@ -208,3 +209,21 @@ def test_try_flat_map_sends_rejections_to_counted_dead_letters():
     result.wait_until_finish()
     counters = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]
     assert {c.key.metric.name: c.committed for c in counters} == {"total": 2, "parity": 2}
+
+
+def test_group_into_shards_makes_every_shard_of_sorted_items():
+    pipeline = test_pipeline.TestPipeline(options=pipeline_options(
+        ["--direct_running_mode=in_memory", "--direct_num_workers=1"]))
+    # A split never has more shards than examples: three at least in each.
+    items = [("train", f"photo{i}") for i in range(7)] + [("eval", f"held_out{i}") for i in range(3)]
+    shards = (pipeline
+              | beam.Create(items)
+              | tfds_writer.GroupIntoShards(
+                  split_of=operator.itemgetter(0), key_of=operator.itemgetter(1),
+                  examples_per_item=1, bytes_per_example=1, fixed=3)
+              | beam.Map(lambda s: (s.split, s.index, s.num_shards, s.items)))
+    expected = [(split, index, 3, tuple(sorted(
+        i for i in items if i[0] == split and tfds_writer._shard_of(i[1], 3) == index)))
+        for split in ("train", "eval") for index in range(3)]
+    assert_that(shards, equal_to(expected))
+    pipeline.run().wait_until_finish()
