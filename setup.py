@@ -41,6 +41,10 @@ EXTRAS = {
     "cuda": [f"tensorflow[and-cuda]{TENSORFLOW}"],
     # `sandwich-eval --alternatives avif jxl`: AVIF and JPEG XL for context.
     "compare": ["imagecodecs>=2026.1,<2027"],
+    # `benchmarks/inference_runtime.py`: the CPU runtimes the processors are
+    # measured on against TensorFlow (tested: 2.3.0, 1.32.0, 1.17.0 with onnx 1.23.2).
+    "runtimes": ["ai-edge-litert>=2.3,<2.4", "onnxruntime>=1.32,<1.33", "tf2onnx>=1.17,<1.18",
+                 "onnx>=1.23,<1.24"],
 }
 EXTRAS["test"] = [
     "pytest>=8,<10",
