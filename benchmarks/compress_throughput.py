@@ -1,12 +1,18 @@
-"""Compression throughput: the whole job on 1 and 2 worker processes, against its parts.
+"""Compress and decompress throughput: the whole jobs against their bound, and their parts.
 
 Real photographs (the bundled samples and scikit-image's photos, copied
-`--copies` times) go through `pipelines.compress` on the default local runner
-(worker processes, start-up and model loading included), and, in this
-process on the same images, through the pre-processor alone (tiled, model
-already loaded) and the JPEG encoder alone (the bottleneck files exactly as
-the job writes them). Every figure is source megapixels per second of wall
-time. Then, on one model that changes pixels:
+`--copies` times: 55 photographs at the default) go through
+`pipelines.compress` and then `pipelines.decompress` on the default local
+runner (worker processes, start-up and model loading included). Each job's
+bound is measured in this process on the same images, model loaded: for
+compress the pre-processor (TensorFlow on all cores) plus the JPEG encoder
+spread over all cores (it runs one image per core), for decompress the JPEG
+decoder and the PNG writer spread over all cores plus the post-processor.
+Every figure is source megapixels per second of wall time, with its ratio to
+the bound. Start-up (a worker imports TensorFlow and loads the model) is a
+fixed cost, so each job also runs on a corpus twice as large: the
+difference of the two runs is the steady state, what a large corpus sees.
+Then, on one model that changes pixels:
 
 - tile seams: the largest pixel difference and the PSNR between tiled and
   untiled processing, for several halos;
@@ -14,7 +20,7 @@ time. Then, on one model that changes pixels:
   decompress job on one `--peak_megapixels` image, against the same job on
   a small image (what the interpreter, TensorFlow and the model take alone).
 
-    python benchmarks/compress_throughput.py --copies 2 --peak_megapixels 24
+    python benchmarks/compress_throughput.py --copies 5 --peak_megapixels 24
 
 Without `--model`, an untrained slim `high_res` export is made (as the tests
 make it, with perturbed output layers): its compute is a trained model's.
@@ -32,37 +38,91 @@ import time
 import numpy as np
 from PIL import Image
 
-from pipelines import bottleneck_format, compress, model_handler, sample_data
-from sandwich import metrics
-from sandwich.image_io import decode_image
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from corpus import SKIMAGE_DIR, make_corpus
-from tests.sandwich_exports import export_sandwich
+from pipelines import bottleneck_format, compress, decompress, model_handler, sample_data  # noqa: E402,E501
+from sandwich import metrics  # noqa: E402
+from sandwich.image_io import decode_image  # noqa: E402
+from tests.sandwich_exports import export_sandwich  # noqa: E402
+
+from corpus import SKIMAGE_DIR, make_corpus  # noqa: E402
 
 SEAM_HALOS = (0, 16, 32, 64, 128)
+CORES = len(os.sched_getaffinity(0))
 
 
-def parts(model_dir: str, images: list[np.ndarray], qstep: float) -> tuple[float, float]:
-    """Seconds for the pre-processor alone and the JPEG encoder alone."""
-    model = model_handler.ExportedSandwich.load(model_dir, (model_handler.PREPROCESSOR,))
-    model.preprocess(images[0][:64, :64])  # The first call sets TensorFlow up.
+def bounds(model_dir: str, images: list[np.ndarray], qstep: float) -> tuple[float, float]:
+    """Seconds the compress and decompress jobs' work takes in this process:
+    the processors on all cores (TensorFlow's own threads), the codec work
+    divided among the cores."""
+    model = model_handler.ExportedSandwich.load(model_dir)
+    model.postprocess(model.preprocess(images[0][:64, :64]), (64, 64), qstep)  # sets TF up
     start = time.perf_counter()
     bottlenecks = [model.preprocess(image) for image in images]
     preprocess = time.perf_counter() - start
     start = time.perf_counter()
-    for image, bottleneck in zip(images, bottlenecks):
-        header = bottleneck_format.Header.of(model.spec, qstep, *image.shape[:2], 8)
-        bottleneck_format.encode(bottleneck, header)
-    return preprocess, time.perf_counter() - start
+    files = [bottleneck_format.encode(b, bottleneck_format.Header.of(
+        model.spec, qstep, *image.shape[:2], 8), model.spec.tables_at(qstep))
+        for image, b in zip(images, bottlenecks)]
+    encode = time.perf_counter() - start
+    start = time.perf_counter()
+    decoded = [bottleneck_format.decode(data)[1] for data in files]
+    decode = time.perf_counter() - start
+    start = time.perf_counter()
+    restored = [model.postprocess(d, image.shape[:2], qstep) for d, image in zip(decoded, images)]
+    postprocess = time.perf_counter() - start
+    start = time.perf_counter()
+    for pixels in restored:
+        decompress.encode_png(pixels, 8)
+    write = time.perf_counter() - start
+    return preprocess + encode / CORES, postprocess + (decode + write) / CORES
 
 
-def job(pattern: str, model_dir: str, output: str, workers: int) -> float:
+def job(module, argv: list[str], workers: int) -> float:
+    """Seconds one run of a job takes on `workers` worker processes."""
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
-        compress.run([f"--input={pattern}", f"--model={model_dir}", f"--output={output}",
-                      "--direct_running_mode=multi_processing",
-                      f"--direct_num_workers={workers}"])
+        module.run([*argv, "--direct_running_mode=multi_processing",
+                    f"--direct_num_workers={workers}"])
     return time.perf_counter() - start
+
+
+def _row(label: str, seconds: float, megapixels: float, bound: float) -> None:
+    rate = megapixels / seconds
+    print(f"{label:<44}{seconds:>9.2f}{rate:>8.2f}{rate / bound:>9.2f}x")
+
+
+def throughput(model_dir: str, work: str, copies: int) -> None:
+    """The compress and decompress jobs against their bounds, printed."""
+    corpora = {}
+    for name, count in (("small", copies), ("large", 2 * copies)):
+        os.makedirs(f"{work}/{name}")
+        paths = make_corpus(f"{work}/{name}", count)
+        corpora[name] = [decode_image(open(p, "rb").read()).pixels for p in paths]
+    qstep = model_handler.read_spec(model_dir).qstep
+    megapixels = {name: sum(i.shape[0] * i.shape[1] for i in images) / 1e6
+                  for name, images in corpora.items()}
+    bound_seconds = bounds(model_dir, corpora["small"], qstep)
+    print(f"model {model_dir}; {CORES} cores; small corpus {len(corpora['small'])} photographs "
+          f"({megapixels['small']:.1f} MP), large {len(corpora['large'])}")
+    print(f"{'run':<44}{'seconds':>9}{'MP/s':>8}{'vs bound':>10}")
+    for index, (step, module) in enumerate((("compress", compress), ("decompress", decompress))):
+        bound = megapixels["small"] / bound_seconds[index]
+        print(f"{step + ' bound, 1 process, all cores':<44}{bound_seconds[index]:>9.2f}"
+              f"{bound:>8.2f}{1:>9.2f}x")
+        runs = [(1, "small"), (CORES, "small"), (CORES, "large")]
+        seconds = {}
+        for workers, corpus in runs:
+            inputs = (f"{work}/{corpus}/*" if step == "compress" else
+                      f"{work}/{corpus}-compress-{workers}/*.jpg")
+            seconds[workers, corpus] = job(module, [
+                f"--input={inputs}", f"--model={model_dir}",
+                f"--output={work}/{corpus}-{step}-{workers}"], workers)
+            _row(f"{step} job, {workers} worker(s), {corpus} corpus", seconds[workers, corpus],
+                 megapixels[corpus], bound)
+        _row(f"{step} job, {CORES} worker(s), steady state",
+             seconds[CORES, "large"] - seconds[CORES, "small"],
+             megapixels["large"] - megapixels["small"], bound)
 
 
 def seams(model_dir: str, source: np.ndarray, tile: int) -> list[tuple[int, int, float]]:
@@ -115,26 +175,16 @@ def peak_memory(model_dir: str, work: str, megapixels: float) -> list[tuple[str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--copies", type=int, default=2)
+    parser.add_argument("--copies", type=int, default=5,
+                        help="copies of the 11 photographs in the small corpus; twice as many "
+                             "in the large one")
     parser.add_argument("--model", help="export dir (default: a slim high_res export)")
     parser.add_argument("--peak_megapixels", type=float, default=24.0,
                         help="image size for the peak-memory run; 0 skips it")
     args = parser.parse_args()
     model_dir = args.model or export_sandwich("high_res", model_id="bench", perturb=0.02)
-    qstep = model_handler.read_spec(model_dir).qstep
     with tempfile.TemporaryDirectory() as work:
-        os.makedirs(f"{work}/corpus")
-        paths = make_corpus(f"{work}/corpus", args.copies)
-        images = [decode_image(open(p, "rb").read()).pixels for p in paths]
-        megapixels = sum(i.shape[0] * i.shape[1] for i in images) / 1e6
-        print(f"{len(paths)} photographs, {megapixels:.1f} MP, model {model_dir}")
-        preprocess, encode = parts(model_dir, images, qstep)
-        print(f"pre-processor alone (1 process, loaded): {megapixels / preprocess:7.2f} MP/s")
-        print(f"JPEG encoder alone (1 process):          {megapixels / encode:7.2f} MP/s")
-        for workers in (1, 2):
-            seconds = job(f"{work}/corpus/*", model_dir, f"{work}/bits{workers}", workers)
-            print(f"compress job, {workers} worker process(es):     "
-                  f"{megapixels / seconds:7.2f} MP/s ({seconds:.0f} s incl. start-up)")
+        throughput(model_dir, f"{work}/throughput", args.copies)
         print("tile seams, 128-pixel tiles, tiled vs untiled reconstruction (8-bit):")
         source = np.asarray(Image.open(os.path.join(
             SKIMAGE_DIR, "motorcycle_left.png")).convert("RGB"))

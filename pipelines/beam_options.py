@@ -27,3 +27,21 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     option, the last occurrence of a flag is the one that counts.
     """
     return PipelineOptions(LOCAL_DEFAULTS + list(beam_args))
+
+
+def worker_processes(beam_args: list[str]) -> int:
+    """How many of the job's worker processes share one machine; 0: one per core.
+
+    A worker gives TensorFlow its share of the machine's cores
+    (`model_handler.share_cores`): left alone, every process sizes its thread
+    pools to all cores, and two processes on two cores run slower together
+    than one. Locally the FnApiRunner starts `--direct_num_workers` processes
+    (0: one per core) or runs in its own process; Dataflow starts one SDK
+    process per vCPU unless `--experiments=no_use_multiple_sdk_containers`.
+    """
+    options = pipeline_options(beam_args).get_all_options()
+    if "dataflow" in (options["runner"] or "").lower():
+        return 1 if "no_use_multiple_sdk_containers" in (options["experiments"] or []) else 0
+    if options["direct_running_mode"] == "multi_processing":
+        return options["direct_num_workers"]
+    return 1

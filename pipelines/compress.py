@@ -35,7 +35,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 
-from pipelines import batch_jobs, bottleneck_format, jobs, model_handler
+from pipelines import batch_jobs, beam_options, bottleneck_format, jobs, model_handler
 from pipelines.dead_letters import Rejected, TryFlatMap
 from sandwich import metrics, tiling
 from sandwich.image_io import DEFAULT_MAX_PIXELS
@@ -54,6 +54,8 @@ class Config(jobs.JobConfig):
     max_pixels: int
     tile: int
     halo: int
+    # Of the job on one machine, which share its cores (beam_options).
+    worker_processes: int = 0
 
     def output_path(self, source_path: str) -> str:
         return batch_jobs.output_path(source_path, self.input, self.output,
@@ -146,7 +148,8 @@ def build(pipeline: beam.Pipeline, config: Config) -> None:
         config.spec.bit_depth, config.max_pixels, config.spec.factor)
     written, unwritten = (sources
                           | "Preprocess" >> RunInference(model_handler.PreprocessHandler(
-                              config.model, tile=config.tile, halo=config.halo))
+                              config.model, tile=config.tile, halo=config.halo,
+                              worker_processes=config.worker_processes))
                           | "EncodeAndWrite" >> TryFlatMap(
                               WriteBottleneck(config), step="write",
                               path_of=lambda result: result.example.path,
@@ -175,7 +178,8 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
     if not qstep > 0:
         parser.error("--qstep must be positive")
     config = Config(args.input, args.output.rstrip("/"), args.model.rstrip("/"), spec,
-                    float(qstep), args.max_pixels, args.tile, args.halo)
+                    float(qstep), args.max_pixels, args.tile, args.halo,
+                    beam_options.worker_processes(beam_args))
     tiling.check_layout(config.tile, config.halo, spec.factor)
     return config, beam_args
 

@@ -38,7 +38,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 from PIL import Image
 
-from pipelines import batch_jobs, bottleneck_format, jobs, model_handler
+from pipelines import batch_jobs, beam_options, bottleneck_format, jobs, model_handler
 from pipelines.dead_letters import Rejected, TryFlatMap
 from pipelines.patches import input_pattern
 from sandwich import tiling
@@ -61,6 +61,8 @@ class Config(jobs.JobConfig):
     tile: int
     halo: int
     max_pixels: int = DEFAULT_MAX_PIXELS
+    # Of the job on one machine, which share its cores (beam_options).
+    worker_processes: int = 0
 
     def output_path(self, bottleneck_path: str) -> str:
         return batch_jobs.output_path(bottleneck_path, self.input, self.output, png_name)
@@ -202,7 +204,8 @@ def build(pipeline: beam.Pipeline, config: Config) -> None:
         path_of=jobs.path_of_file, errors=(Rejected, OSError))
     written, unwritten = (bottlenecks
                           | "Postprocess" >> RunInference(model_handler.PostprocessHandler(
-                              config.model, tile=config.tile, halo=config.halo))
+                              config.model, tile=config.tile, halo=config.halo,
+                              worker_processes=config.worker_processes))
                           | "EncodeAndWrite" >> TryFlatMap(
                               WritePng(config), step="write",
                               path_of=lambda result: result.example.path, errors=(OSError,)))
@@ -229,7 +232,8 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
     spec = model_handler.read_spec(args.model)
     tiling.check_layout(args.tile, args.halo, spec.factor)
     return Config(args.input, args.output.rstrip("/"), args.model.rstrip("/"), spec,
-                  args.tile, args.halo, args.max_pixels), beam_args
+                  args.tile, args.halo, args.max_pixels,
+                  beam_options.worker_processes(beam_args)), beam_args
 
 
 def run(argv=None, save_main_session=False, test_pipeline=None) -> dict:

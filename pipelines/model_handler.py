@@ -9,7 +9,8 @@ Signature arguments are bound by their dtype and rank (the image is rank 3,
 the size a rank-1 int32, the post-processor's qstep a float32 scalar), which does not depend on the names the exporter
 gave them (`trainer.export` leaves them `args_0`, `args_1`).
 RunInference keeps the loaded model in a per-process `Shared` handle, so a
-worker loads it once and reuses it for every bundle.
+worker loads it once and reuses it for every bundle; before loading, it
+gives TensorFlow only its process's share of the cores (`share_cores`).
 
 Images are run one at a time (`max_batch_size=1`): they differ in size, so
 they cannot be stacked, and each one is already cut into tiles
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import tempfile
 from typing import Any, Iterable, Sequence
@@ -90,6 +92,31 @@ def _call(signature, *tensors):
     return signature(**kwargs)
 
 
+def share_cores(worker_processes: int) -> int:
+    """Sizes TensorFlow's thread pools in this process to its share of the
+    machine's cores, `worker_processes` sharing them (0: one per core), and
+    returns the threads it gave.
+
+    Left alone, each process sizes its pools to every core, and two workers
+    on two cores then run slower together than one (the compress benchmark
+    measures it). Must run before TensorFlow runs its first op in the
+    process; if it already has (a 16-bit PNG decoded by an earlier step),
+    its pools stay as they are, with a warning.
+    """
+    import tensorflow as tf
+
+    cores = len(os.sched_getaffinity(0))
+    threads = max(1, cores // (worker_processes or cores))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError as e:
+        if tf.config.threading.get_intra_op_parallelism_threads() != threads:
+            logging.getLogger(__name__).warning(
+                "TensorFlow keeps its thread pools (%s); wanted %d threads", e, threads)
+    return threads
+
+
 @dataclasses.dataclass
 class ExportedSandwich:
     """A loaded export: its spec and the processors, applied tile by tile."""
@@ -102,9 +129,14 @@ class ExportedSandwich:
 
     @classmethod
     def load(cls, model_dir: str, processors: Sequence[str] = (PREPROCESSOR, POSTPROCESSOR), *,
-             tile: int = DEFAULT_TILE, halo: int = DEFAULT_HALO) -> "ExportedSandwich":
+             tile: int = DEFAULT_TILE, halo: int = DEFAULT_HALO,
+             worker_processes: int | None = None) -> "ExportedSandwich":
+        """Loads the processors; with `worker_processes`, first gives this
+        process its share of the cores (`share_cores`)."""
         import tensorflow as tf
 
+        if worker_processes is not None:
+            share_cores(worker_processes)
         spec = read_spec(model_dir)
         tiling.check_layout(tile, halo, spec.factor)
         with _local_dir(model_dir) as local:
@@ -138,13 +170,15 @@ class _SandwichHandler(ModelHandler[Any, PredictionResult, ExportedSandwich]):
 
     processor: str
 
-    def __init__(self, model_dir: str, *, tile: int = DEFAULT_TILE, halo: int = DEFAULT_HALO):
+    def __init__(self, model_dir: str, *, tile: int = DEFAULT_TILE, halo: int = DEFAULT_HALO,
+                 worker_processes: int = 0):
         super().__init__(max_batch_size=1)
         self._model_dir, self._tile, self._halo = model_dir, tile, halo
+        self._worker_processes = worker_processes
 
     def load_model(self) -> ExportedSandwich:
-        return ExportedSandwich.load(self._model_dir, (self.processor,),
-                                     tile=self._tile, halo=self._halo)
+        return ExportedSandwich.load(self._model_dir, (self.processor,), tile=self._tile,
+                                     halo=self._halo, worker_processes=self._worker_processes)
 
     def get_num_bytes(self, batch: Sequence[Any]) -> int:
         return sum(element.pixels.nbytes for element in batch)
