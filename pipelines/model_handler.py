@@ -92,14 +92,12 @@ def _call(signature, *tensors):
     return signature(**kwargs)
 
 
-def share_cores(worker_processes: int) -> int:
+def share_cores(worker_processes: int) -> None:
     """Sizes TensorFlow's thread pools in this process to its share of the
-    machine's cores, `worker_processes` sharing them (0: one per core), and
-    returns the threads it gave.
+    machine's cores, `worker_processes` sharing them (0: one per core).
 
-    Left alone, each process sizes its pools to every core, and two workers
-    on two cores then run slower together than one (the compress benchmark
-    measures it). Must run before TensorFlow runs its first op in the
+    Left alone, each process sizes its pools to every core, so n workers
+    run n threads per core, which contend for it. Must run before TensorFlow runs its first op in the
     process; if it already has (a 16-bit PNG decoded by an earlier step),
     its pools stay as they are, with a warning.
     """
@@ -111,10 +109,10 @@ def share_cores(worker_processes: int) -> int:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     except RuntimeError as e:
-        if tf.config.threading.get_intra_op_parallelism_threads() != threads:
+        if threads < cores:  # TensorFlow's own default is all cores.
             logging.getLogger(__name__).warning(
-                "TensorFlow keeps its thread pools (%s); wanted %d threads", e, threads)
-    return threads
+                "TensorFlow keeps its thread pools (%s); wanted %d of %d cores", e, threads,
+                cores)
 
 
 @dataclasses.dataclass
