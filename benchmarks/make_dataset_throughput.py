@@ -54,7 +54,7 @@ def main(argv=None) -> None:
         for name, copies in (("small", args.copies), ("large", 2 * args.copies)):
             os.mkdir(os.path.join(work, name))
             paths = make_corpus(os.path.join(work, name), copies)
-            corpora[name] = (len(paths), decode_only(paths))
+            corpora[name] = (len(paths), min(decode_only(paths) for _ in range(args.repeats)))
         photos, (bound_seconds, megapixels) = corpora["large"]
         bound = megapixels / bound_seconds
         print(f"{args.patch_size}x{args.patch_size} patches, {args.patches_per_image} per photo; "
