@@ -1,0 +1,34 @@
+"""Worker processes that run a model share the machine's cores, not each take all of them."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pipelines.beam_options import worker_processes
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("beam_args, processes", [
+    ([], 0),  # local default: one worker process per core
+    (["--direct_num_workers=3"], 3),
+    (["--direct_running_mode=in_memory", "--direct_num_workers=1"], 1),
+    (["--runner=DataflowRunner"], 0),  # one SDK process per vCPU
+    (["--runner=DataflowRunner", "--experiments=no_use_multiple_sdk_containers"], 1),
+])
+def test_worker_processes_per_machine_follow_the_runner_options(beam_args, processes):
+    assert worker_processes(beam_args) == processes
+
+
+def test_a_worker_gives_tensorflow_its_share_of_the_cores():
+    """In a fresh process, as a worker is, before TensorFlow runs anything."""
+    code = ("import tensorflow as tf; from pipelines.model_handler import share_cores; "
+            "share_cores(int(__import__('sys').argv[1])); "
+            "print(tf.config.threading.get_intra_op_parallelism_threads(), "
+            "tf.config.threading.get_inter_op_parallelism_threads())")
+    cores = len(os.sched_getaffinity(0))
+    for processes, threads in ((0, 1), (1, cores), (2, max(1, cores // 2))):
+        done = subprocess.run([sys.executable, "-c", code, str(processes)], cwd=REPO,
+                              capture_output=True, text=True, check=True)
+        assert done.stdout.split()[-2:] == [str(threads)] * 2, (processes, done.stdout)
