@@ -48,7 +48,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from pipelines import batch_jobs, bottleneck_format, jobs, model_handler
+from pipelines import batch_jobs, beam_options, bottleneck_format, jobs, model_handler
 from sandwich import alternatives, metrics, scenarios, tiling
 from sandwich.image_io import DEFAULT_MAX_PIXELS, encode_png16
 from sandwich.jpeg.tables import DEFAULT_MODE
@@ -159,6 +159,8 @@ class Config(jobs.JobConfig):
     max_pixels: int
     tile: int
     halo: int
+    # Of the job on one machine, which share its cores (beam_options).
+    worker_processes: int = 0
 
     @property
     def bit_depth(self) -> int:
@@ -175,8 +177,9 @@ class Measure(beam.DoFn):
 
     def setup(self):
         c = self._config
-        self._models = [model_handler.ExportedSandwich.load(path, tile=c.tile, halo=c.halo)
-                        for path in c.models]
+        self._models = [model_handler.ExportedSandwich.load(
+            path, tile=c.tile, halo=c.halo, worker_processes=c.worker_processes)
+            for path in c.models]
 
     def process(self, source):
         c = self._config
@@ -436,7 +439,7 @@ def parse_args(argv=None) -> tuple[Config, dict, list[str]]:
     return Config(args.input, args.output.rstrip("/"), models,
                   tuple(args.qsteps) if args.qsteps else None, tuple(args.baseline_qsteps),
                   distinct, chosen, tuple(args.qualities), args.max_pixels, args.tile,
-                  args.halo), model_scenarios, beam_args
+                  args.halo, beam_options.worker_processes(beam_args)), model_scenarios, beam_args
 
 
 def run(argv=None, save_main_session=False, test_pipeline=None) -> dict:
