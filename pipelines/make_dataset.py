@@ -165,7 +165,7 @@ class CutPatches:
         self._config = config
 
     @functools.cached_property
-    def _serializer(self):
+    def _encoders(self):
         from tensorflow_datasets.core import example_serializer
 
         features = dataset_features(self._config.patch_size, self._config.bit_depth)
@@ -173,7 +173,7 @@ class CutPatches:
 
     def __call__(self, source: DatasetSource):
         c, file = self._config, source.file
-        features, serializer = self._serializer
+        features, serializer = self._encoders
         height, width, _ = source.pixels.shape
         origins = patch_lib.crop_origins(
             height, width, c.patch_size, c.patches_per_image, c.patch_mode, c.seed, file.key)
