@@ -62,7 +62,7 @@ SUMMARY_FILE = "summary.json"
 PLOT_FILE = "rd.png"
 # Around the trained step: halving it roughly doubles the rate.
 SANDWICH_POINTS = 5  # qsteps per model: over its range, or half to twice its step
-DEFAULT_BASELINE_QSTEPS = (4, 6, 8, 12, 16, 24, 32, 48, 64)
+DEFAULT_BASELINE_QSTEPS = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96)
 
 
 def baseline_name(scenario: scenarios.Scenario) -> str:

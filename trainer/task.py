@@ -75,7 +75,8 @@ def parser() -> argparse.ArgumentParser:
                      metavar="LOW,HIGH|auto|off",
                      help="train one rate-conditioned model for these JPEG steps: each batch "
                           "at a step drawn log-uniformly in the range, the post-processor "
-                          "told the step, gamma scaled by (step / centre)^2; --qstep is then "
+                          "told the step, its distortion weighted by (centre / step)^2; "
+                          "--qstep is then "
                           "ignored. auto: a range spanning about 0.25-1.5 bpp for the "
                           "dataset's scenario; off: one model for the one step --qstep")
     net.add_argument("--fixed_qstep", dest="train_qstep", action="store_false",
