@@ -15,7 +15,15 @@ it can be copied, renamed or served by a CDN and still be decompressed.
      "jpeg_mode": "ycbcr-420", "source_stamp": "3f2a9c01d4"}
 
 `jpeg_mode` is the inner codec's colour handling; the quantisation tables
-need no field, since the file's own DQT segment carries them.
+need no field, since the file's own DQT segment carries them. A file made to
+a target (`pipelines.rate_control`) also records the target (`"target":
+"bpp<=0.5"`) and the PSNR the job measured after decoding it (`"psnr"`, 0:
+not measured), so a rerun can list it without measuring it again.
+
+A plain-JPEG fallback (where plain JPEG beat every model at the target) is
+a plain JPEG from Pillow with this header: `model_id` "plain-jpeg", factor
+1, 8 bits, and its Pillow quality in `qstep`. A decoder needs nothing else:
+its pixels are the reconstruction.
 
 A bottleneck is untrusted input: `Header.from_comment` checks every field's
 type and range (`_VALIDATORS`, one line per field), and `decode` checks the
@@ -31,7 +39,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from sandwich import jpeg
+from sandwich import alternatives, jpeg
 from sandwich.errors import Rejected
 from sandwich.image_io import DEFAULT_MAX_PIXELS
 
@@ -43,6 +51,11 @@ MAX_JPEG_SIDE = 65500
 # A source side: a bottleneck side times the largest factor a header may give.
 MAX_FACTOR = 16
 MAX_TEXT = 256
+# The model id of a plain-JPEG fallback file, which no export may take.
+FALLBACK = "plain-jpeg"
+# The widest PSNR a header records (dB, two decimals), so that a file coded
+# with it as a placeholder is never smaller than the final file.
+MAX_PSNR = 999.99
 
 
 class BottleneckError(Rejected):
@@ -110,6 +123,8 @@ _VALIDATORS = {
     "source_bit_depth": _integer(8, 16),
     "jpeg_mode": _one_of(jpeg.tables.MODE_NAMES),
     "source_stamp": _text(0),
+    "target": _text(0),
+    "psnr": _number(-1, MAX_PSNR),
 }
 
 
@@ -143,6 +158,10 @@ class Header:
     # A digest of the source file's size and mtime (`batch_jobs.source_stamp`),
     # so a rerun redoes the bottleneck of a changed source; older files lack it.
     source_stamp: str = ""
+    # What `pipelines.rate_control` aimed at ("" for a fixed qstep), and the
+    # PSNR it measured after decoding (0 where not measured).
+    target: str = ""
+    psnr: float = 0.0
 
     @classmethod
     def of(cls, spec, qstep: float, height: int, width: int, source_bit_depth: int,
@@ -152,6 +171,29 @@ class Header:
                    factor=spec.factor, height=height, width=width, qstep=float(qstep),
                    source_bit_depth=source_bit_depth, jpeg_mode=spec.jpeg_mode,
                    source_stamp=source_stamp)
+
+    @classmethod
+    def fallback(cls, quality: int, height: int, width: int, source_bit_depth: int,
+                 source_stamp: str = "", target: str = "") -> "Header":
+        """The header of a plain-JPEG fallback at Pillow `quality`."""
+        return cls(model_id=FALLBACK, scenario=FALLBACK, bit_depth=8, factor=1, height=height,
+                   width=width, qstep=float(quality), source_bit_depth=source_bit_depth,
+                   jpeg_mode=jpeg.tables.DEFAULT_MODE.name, source_stamp=source_stamp,
+                   target=target)
+
+    @property
+    def is_fallback(self) -> bool:
+        return self.model_id == FALLBACK
+
+    def check_fallback(self) -> None:
+        """Refuses a fallback header that is not what `fallback` writes: its
+        pixels are taken as the reconstruction, so they must be the source's
+        size and depth."""
+        expected = Header.fallback(int(self.qstep), self.height, self.width, self.source_bit_depth)
+        for name in ("scenario", "bit_depth", "factor", "jpeg_mode"):
+            if getattr(self, name) != getattr(expected, name):
+                raise BottleneckError(f"plain-JPEG fallback header {name} "
+                                      f"{getattr(self, name)!r} is not {getattr(expected, name)!r}")
 
     def to_comment(self) -> bytes:
         data = {_MARKER: FORMAT_VERSION, **dataclasses.asdict(self)}
@@ -204,7 +246,10 @@ class Header:
 def encode(bottleneck: np.ndarray, header: Header, qtables=None) -> bytes:
     """The bottleneck file: uint8 `[h', w', 3]` through the real encoder in
     the header's JPEG mode, with `qtables` (default: flat at the header's
-    qstep), and the header in the comment segment."""
+    qstep), and the header in the comment segment; for a fallback header,
+    the source's plain JPEG at the header's quality."""
+    if header.is_fallback:
+        return alternatives.plain_jpeg(bottleneck, int(header.qstep), header.to_comment())
     mode = jpeg.JpegMode.parse(header.jpeg_mode)
     return jpeg.encode(bottleneck, header.qstep if qtables is None else qtables,
                        comment=header.to_comment(), **mode.kwargs())
