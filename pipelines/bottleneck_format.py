@@ -185,16 +185,6 @@ class Header:
     def is_fallback(self) -> bool:
         return self.model_id == FALLBACK
 
-    def check_fallback(self) -> None:
-        """Refuses a fallback header that is not what `fallback` writes: its
-        pixels are taken as the reconstruction, so they must be the source's
-        size and depth."""
-        expected = Header.fallback(int(self.qstep), self.height, self.width, self.source_bit_depth)
-        for name in ("scenario", "bit_depth", "factor", "jpeg_mode"):
-            if getattr(self, name) != getattr(expected, name):
-                raise BottleneckError(f"plain-JPEG fallback header {name} "
-                                      f"{getattr(self, name)!r} is not {getattr(expected, name)!r}")
-
     def to_comment(self) -> bytes:
         data = {_MARKER: FORMAT_VERSION, **dataclasses.asdict(self)}
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
@@ -215,16 +205,23 @@ class Header:
         """The (h', w') of the bottleneck of a source of this header's size."""
         return -(-self.height // self.factor), -(-self.width // self.factor)
 
-    def check_model(self, spec) -> None:
-        """Refuses a header that another model wrote, or that disagrees with
-        the model's spec (its post-processor would decode garbage or crash)."""
-        if self.model_id != spec.model_id:
-            raise BottleneckError(f"made by model {self.model_id!r}, not by this model "
-                                  f"{spec.model_id!r}: its post-processor cannot decode it")
+    def check_model(self, specs) -> None:
+        """Refuses a header that no model of the set `specs` (`ModelSpec`s by
+        model id) wrote, or that disagrees with its model's spec (its
+        post-processor would decode garbage or crash); a fallback's must be
+        what `fallback` writes, since its pixels are taken as the source's."""
+        if self.is_fallback:
+            expected = Header.fallback(int(self.qstep), self.height, self.width,
+                                       self.source_bit_depth)
+        elif self.model_id in specs:
+            expected = specs[self.model_id]
+        else:
+            raise BottleneckError(f"made by model {self.model_id!r}, not by a model of the set "
+                                  f"{sorted(specs)}: no post-processor here can decode it")
         for name in ("scenario", "bit_depth", "factor", "jpeg_mode"):
-            if getattr(self, name) != getattr(spec, name):
+            if getattr(self, name) != getattr(expected, name):
                 raise BottleneckError(f"header {name} {getattr(self, name)!r} differs from the "
-                                      f"model's {getattr(spec, name)!r}")
+                                      f"model's {getattr(expected, name)!r}")
         if self.source_bit_depth < self.bit_depth:
             raise BottleneckError(f"header source_bit_depth {self.source_bit_depth} is below "
                                   f"the model's {self.bit_depth}")
