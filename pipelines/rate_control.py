@@ -36,7 +36,7 @@ import numpy as np
 
 from pipelines import bottleneck_format, model_handler
 from pipelines.bottleneck_format import Header
-from sandwich import metrics
+from sandwich import alternatives, jpeg, metrics
 from sandwich.errors import Rejected
 
 BPP, PSNR = "bpp", "psnr"
@@ -208,9 +208,8 @@ def _model_coder(model: model_handler.ExportedSandwich, source, target: Target) 
             Header.of(model.spec, qstep, height, width, source.source_bit_depth, source.stamp),
             target=target.label)
 
-    def reconstruct(data):
-        _, decoded = bottleneck_format.decode(data)
-        return model.postprocess(decoded, (height, width))
+    def reconstruct(data):  # Our own file: no header to check, no size limit to apply.
+        return model.postprocess(jpeg.decode(data), (height, width))
 
     return _Coder(qsteps(model.spec), header,
                   lambda h: bottleneck_format.encode(bottleneck, h, model.spec.tables_at(h.qstep)),
@@ -225,7 +224,7 @@ def _plain_coder(source, target: Target) -> _Coder:
                                source.stamp, target.label)
 
     return _Coder(QUALITIES, header, lambda h: bottleneck_format.encode(source.pixels, h),
-                  lambda data: bottleneck_format.decode(data)[1], source.pixels, 8)
+                  alternatives.pillow_decode, source.pixels, 8)
 
 
 def choose(models: Iterable[model_handler.ExportedSandwich], source, target: Target, *,
@@ -263,4 +262,4 @@ class TargetHandler(model_handler.SandwichHandler):
         try:
             return choose(models.values(), element, self._target, fallback=self._fallback)
         except ValueError as e:  # Pillow's size limits, among others
-            return Rejected(f"JPEG encoder: {e}")
+            return Rejected(f"coding to {self._target.label}: {e}")
