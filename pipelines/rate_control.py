@@ -87,16 +87,16 @@ class Target:
             False, coded.psnr, -coded.bits)
 
 
-def missed(target: Target, bpp: float, psnr: float) -> str:
+def missed(target: Target, bpp: float, psnr: float, bit_depth: int) -> str:
     """Why a file does not meet its target (within `RATE_SLACK` under a
     rate), or "" if it does; a function of the manifest's own fields, so a
     rerun that skips the file says the same."""
+    coders = "no model of the set" + (" nor plain JPEG" if bit_depth == 8 else "")
     if target.kind == PSNR:
         return "" if psnr >= target.value else (
-            f"no model nor plain JPEG reaches {target.value:g} dB; the best file is {psnr:.2f} dB")
+            f"{coders} reaches {target.value:g} dB; the best file is {psnr:.2f} dB")
     if bpp > target.value:
-        return (f"no model nor plain JPEG codes it in {target.value:g} bpp; the smallest file "
-                f"is {bpp:.3f} bpp")
+        return f"{coders} codes it in {target.value:g} bpp; the smallest file is {bpp:.3f} bpp"
     if bpp < (1 - RATE_SLACK) * target.value:
         return (f"{bpp:.3f} bpp, {100 * (1 - bpp / target.value):.1f}% under the target: the "
                 "next finer step of its coder overshoots it, and no other file within it "
