@@ -28,7 +28,7 @@ demo: $(VENV)/.installed
 	  --scenario high_res --factor 1 --patch_size 64 --patches_per_image 256 --eval_fraction 0.34
 	@echo "== 2/5 training on the CPU ($(DEMO_STEPS) steps), TensorBoard logs in $(DEMO)/run/logs"
 	$(BIN)/sandwich-train --data $(DEMO)/dataset --job_dir $(DEMO)/run --steps $(DEMO_STEPS) \
-	  --batch_size 8 --learning_rate 1e-3 --gamma 50 --qstep 16 --summary_every 100 \
+	  --summary_every 100 \
 	  --checkpoint_every 400 --refit_every 400 --eval_every 600 --image_every 600 --seed 0
 	@echo "== 3/5 compress the held-out photo to a plain JPEG bottleneck"
 	$(BIN)/sandwich-compress --input '$(DEMO)/photos/held_out/*.png' --model $(DEMO)/run/export \

@@ -68,11 +68,11 @@ def job(pattern: str, model_dir: str, output: str, workers: int) -> float:
 def seams(model_dir: str, source: np.ndarray, tile: int) -> list[tuple[int, int, float]]:
     """(halo, max |difference|, PSNR dB) of tiled against untiled reconstruction."""
     whole = model_handler.ExportedSandwich.load(model_dir, tile=1 << 16, halo=0)
-    reference = whole.postprocess(whole.preprocess(source), source.shape[:2])
+    reference = whole.postprocess(whole.preprocess(source), source.shape[:2], whole.spec.qstep)
     rows = []
     for halo in SEAM_HALOS:
         tiled = dataclasses.replace(whole, tile=tile, halo=halo)
-        result = tiled.postprocess(tiled.preprocess(source), source.shape[:2])
+        result = tiled.postprocess(tiled.preprocess(source), source.shape[:2], tiled.spec.qstep)
         diff = int(np.abs(result.astype(int) - reference).max())
         rows.append((halo, diff, float(metrics.psnr(result[None], reference[None])[0])))
     return rows

@@ -12,9 +12,12 @@ JPEG and jpegli (and AVIF and JPEG XL with `--context_codecs`), and writes
 By default: the bundled astronaut, chelsea and rocket train; coffee (bundled,
 never trained on) and two of scikit-image's photographs are held out. The
 models are high_res at factor 1 (a full-resolution JPEG between the
-processors) and factor 2, at three gammas each, plus high_bit_depth on
-synthetic 10-bit sources (2x2 sums of the same photographs); each trains
-for an equal share of the budget (`--max_train_minutes`), which includes
+processors) and factor 2, plus high_bit_depth on synthetic 10-bit sources
+(2x2 sums of the same photographs), each with the trainer's defaults: one
+rate-conditioned model per scenario covers its whole range of steps, so the
+budget buys training time rather than more models (`benchmarks/ablation.py`
+measures that choice against a set of single-step models). Each trains for
+an equal share of the budget (`--max_train_minutes`), which includes
 everything but the evaluation. The targets of the quality issue are checked
 and reported, met or not.
 """
@@ -40,15 +43,13 @@ DEFAULT_TRAIN = [os.path.join(samples.SAMPLES_DIR, f"{n}.png")
 DEFAULT_HELD_OUT = [os.path.join(samples.SAMPLES_DIR, "coffee.png"),
                     os.path.join(SKIMAGE_DIR, "motorcycle_left.png"),
                     os.path.join(SKIMAGE_DIR, "hubble_deep_field.jpg")]
-# (scenario, factor, gamma, initial qstep): gamma and qstep paired so that
-# training starts near the rate each gamma settles at.
-DEFAULT_MODELS = [("high_res", 1, 10, 8), ("high_res", 1, 50, 16), ("high_res", 1, 200, 32),
-                  ("high_res", 2, 10, 8), ("high_res", 2, 50, 16), ("high_res", 2, 200, 32),
-                  ("high_bit_depth", 1, 10, 4)]
+# scenario:factor[:trainer flags]; no flags: the trainer's defaults.
+DEFAULT_MODELS = ["high_res:1", "high_res:2", "high_bit_depth:1"]
 PATCH = 64
-TRAIN_FLAGS = ["--batch_size", "8", "--learning_rate", "1e-3", "--summary_every", "500",
-               "--checkpoint_every", "100000", "--refit_every", "500", "--eval_every", "100000",
-               "--image_every", "100000", "--steps", "1000000", "--seed", "0"]
+# Bookkeeping only: how the model trains is the trainer's defaults or the model's flags.
+RUN_FLAGS = ["--summary_every", "500", "--checkpoint_every", "100000", "--refit_every", "500",
+             "--eval_every", "100000", "--image_every", "100000", "--seed", "0"]
+UNBOUNDED_STEPS = ["--steps", "1000000"]  # the time budget ends the run
 RATE_RANGE = (0.25, 1.0)
 AT_RATE = 0.4
 
@@ -87,6 +88,83 @@ def _dataset(inputs: str, output: str, scenario: str, factor: int, logs: str) ->
               "--scenario", scenario, "--patch_size", str(PATCH), "--patches_per_image", "512",
               "--eval_fraction", "0", *extra], os.path.join(logs, os.path.basename(output) + ".log"))
     return output
+
+
+def parse_model(text: str) -> tuple[str, int, list[str]]:
+    """'scenario:factor[:trainer flags]' -> (scenario, factor, flags)."""
+    scenario, factor, *flags = text.split(":", 2)
+    return scenario, int(factor), flags[0].split() if flags else []
+
+
+def model_name(scenario: str, factor: int, taken) -> str:
+    """A short unique name: hr-x1, hbd-x1, and a suffix for repeats."""
+    base = f"{'hbd' if scenario == 'high_bit_depth' else 'hr'}-x{factor}"
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+class Workspace:
+    """An output directory: the photos, the datasets per scenario, the runs."""
+
+    def __init__(self, output: str, train_files, held_out_files):
+        self.out, self.logs = output, os.path.join(output, "logs")
+        os.makedirs(self.logs, exist_ok=True)
+        self.train_files, self.held_out_files = train_files, held_out_files
+        self.train8 = _copy_all(train_files, os.path.join(output, "photos", "train"))
+        self.held8 = _copy_all(held_out_files, os.path.join(output, "photos", "held_out"))
+
+    def dataset(self, scenario: str, factor: int) -> str:
+        inputs = self.train8 if scenario == "high_res" else ten_bit_copies(
+            self.train_files, os.path.join(self.out, "photos", "train10"))
+        return _dataset(inputs, os.path.join(self.out, "data", f"{scenario}-x{factor}"),
+                        scenario, factor, self.logs)
+
+    def held_out(self, scenario: str) -> str:
+        return self.held8 if scenario == "high_res" else ten_bit_copies(
+            self.held_out_files, os.path.join(self.out, "photos", "held_out10"))
+
+    def train(self, name: str, scenario: str, factor: int, flags: list[str],
+              budget: list[str]) -> tuple[str, bool]:
+        """Trains one model (unless this workspace has its export already)
+        with `flags` and the `budget` flags; returns (export dir, reused)."""
+        data = self.dataset(scenario, factor)
+        job = os.path.join(self.out, "runs", name)
+        export = os.path.join(job, "export")
+        if os.path.exists(os.path.join(export, "model_spec.json")):
+            print(f"== {name}: reusing {job}", flush=True)
+            return export, True
+        print(f"== {name}: training {' '.join(flags + budget)}", flush=True)
+        shutil.rmtree(job, ignore_errors=True)
+        _run(["-m", "trainer.task", "--data", data, "--job_dir", job, "--model_id", name,
+              *RUN_FLAGS, *flags, *budget], os.path.join(self.logs, f"{name}.log"))
+        return export, False
+
+    def evaluate(self, scenario: str, model_dirs, alternatives, tag: str = "") -> dict:
+        held = self.held_out(scenario)
+        print(f"== evaluating {scenario} on {held}", flush=True)
+        return evaluate.run([
+            "--models", *model_dirs, f"--input={held}/*",
+            f"--output={os.path.join(self.out, 'eval', scenario + tag)}",
+            "--alternatives", *alternatives, "--direct_running_mode=in_memory",
+            "--direct_num_workers=1"])
+
+
+def held_out_files(args) -> None:
+    """Resolves `--train` and `--held_out` into `args`, refusing an overlap."""
+    args.train_files, args.held_out_files = _files(args.train), _files(args.held_out)
+    overlap = {os.path.basename(p) for p in args.train_files} & {
+        os.path.basename(p) for p in args.held_out_files}
+    if overlap:
+        raise SystemExit(f"held-out photos are also in the training corpus: {sorted(overlap)}")
+
+
+def add_corpus_flags(parser) -> None:
+    parser.add_argument("--train", nargs="+", default=DEFAULT_TRAIN, help="training photos (globs)")
+    parser.add_argument("--held_out", nargs="+", default=DEFAULT_HELD_OUT,
+                        help="held-out photos (globs); none may be in --train")
 
 
 def _targets(hr: dict, hbd: dict | None) -> list[tuple[str, str, str, bool | None]]:
@@ -202,77 +280,52 @@ def write_report(path: str, args, models, hr: dict, hbd: dict | None, minutes: d
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--train", nargs="+", default=DEFAULT_TRAIN, help="training photos (globs)")
-    parser.add_argument("--held_out", nargs="+", default=DEFAULT_HELD_OUT,
-                        help="held-out photos (globs); none may be in --train")
+    add_corpus_flags(parser)
     parser.add_argument("--budget_minutes", type=float, default=90.0,
                         help="training minutes for all models together")
     parser.add_argument("--output", default=os.path.join(REPO, "out", "quality"))
     parser.add_argument("--report", default=os.path.join(REPO, "docs", "quality.md"),
                         help="the markdown report; its plots go beside it")
-    parser.add_argument("--models", nargs="+", default=None,
-                        help="scenario:factor:gamma:qstep, e.g. high_res:1:50:16 (default: "
-                             + " ".join(":".join(map(str, m)) for m in DEFAULT_MODELS) + ")")
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS,
+                        help="scenario:factor[:trainer flags], e.g. "
+                             "'high_res:1:--gamma 20 --qstep_range 8,64'")
     parser.add_argument("--context_codecs", action="store_true",
                         help="also measure AVIF and JPEG XL (slower)")
     args = parser.parse_args(argv)
     start = time.monotonic()
-    args.train_files, args.held_out_files = _files(args.train), _files(args.held_out)
-    overlap = {os.path.basename(p) for p in args.train_files} & {
-        os.path.basename(p) for p in args.held_out_files}
-    if overlap:
-        raise SystemExit(f"held-out photos are also in the training corpus: {sorted(overlap)}")
-    models = ([tuple(int(v) if i else v for i, v in enumerate(m.split(":"))) for m in args.models]
-              if args.models else DEFAULT_MODELS)
-    out, logs = args.output, os.path.join(args.output, "logs")
-    os.makedirs(logs, exist_ok=True)
-    train8 = _copy_all(args.train_files, os.path.join(out, "photos", "train"))
-    held8 = _copy_all(args.held_out_files, os.path.join(out, "photos", "held_out"))
+    held_out_files(args)
+    models = [parse_model(m) for m in args.models]
+    space = Workspace(args.output, args.train_files, args.held_out_files)
     per_model = args.budget_minutes / len(models)
-    print(f"{len(models)} models, {per_model:.1f} training minutes each; corpus {train8}, "
-          f"held out {held8}", flush=True)
-    exports, reused = {}, []
-    for scenario, factor, gamma, qstep in models:
-        name = f"{'hbd' if scenario == 'high_bit_depth' else 'hr'}-x{factor}-g{gamma:g}"
+    print(f"{len(models)} models, {per_model:.1f} training minutes each; corpus {space.train8}, "
+          f"held out {space.held8}", flush=True)
+    exports, reused, names = {}, [], []
+    for scenario, factor, flags in models:
+        names.append(model_name(scenario, factor, names))
         started = time.monotonic()
-        inputs = train8 if scenario == "high_res" else ten_bit_copies(
-            args.train_files, os.path.join(out, "photos", "train10"))
-        data = _dataset(inputs, os.path.join(out, "data", f"{scenario}-x{factor}"), scenario,
-                        factor, logs)
+        space.dataset(scenario, factor)
         remaining = per_model - (time.monotonic() - started) / 60
-        job = os.path.join(out, "runs", name)
-        if os.path.exists(os.path.join(job, "export", "model_spec.json")):
-            print(f"== {name}: reusing {job}", flush=True)
-            reused.append(name)
-        else:
-            print(f"== {name}: training {remaining:.1f} minutes", flush=True)
-            shutil.rmtree(job, ignore_errors=True)
-            _run(["-m", "trainer.task", "--data", data, "--job_dir", job, "--model_id", name,
-                  "--gamma", str(gamma), "--qstep", str(qstep),
-                  "--max_train_minutes", f"{max(remaining, 0.5):.2f}", *TRAIN_FLAGS],
-                 os.path.join(logs, f"{name}.log"))
-        exports.setdefault(scenario, []).append(os.path.join(job, "export"))
+        export, was_reused = space.train(
+            names[-1], scenario, factor, flags,
+            UNBOUNDED_STEPS + ["--max_train_minutes", f"{max(remaining, 0.5):.2f}"])
+        if was_reused:
+            reused.append(names[-1])
+        exports.setdefault(scenario, []).append(export)
     alternatives = ["jpeg", "jpegli"] + (["avif", "jxl"] if args.context_codecs else [])
     summaries, plots = {}, {}
     report_dir = os.path.dirname(os.path.abspath(args.report))
     os.makedirs(report_dir, exist_ok=True)
     for scenario, model_dirs in exports.items():
-        held = held8 if scenario == "high_res" else ten_bit_copies(
-            args.held_out_files, os.path.join(out, "photos", "held_out10"))
-        print(f"== evaluating {scenario} on {held}", flush=True)
-        results = os.path.join(out, "eval", scenario)
-        summaries[scenario] = evaluate.run([
-            "--models", *model_dirs, f"--input={held}/*", f"--output={results}",
-            "--alternatives", *alternatives, "--direct_running_mode=in_memory",
-            "--direct_num_workers=1"])
+        summaries[scenario] = space.evaluate(scenario, model_dirs, alternatives)
         plot = f"quality_{scenario}.png"
-        shutil.copy(os.path.join(results, evaluate.PLOT_FILE), os.path.join(report_dir, plot))
+        shutil.copy(os.path.join(args.output, "eval", scenario, evaluate.PLOT_FILE),
+                    os.path.join(report_dir, plot))
         plots["hr" if scenario == "high_res" else "hbd"] = plot
     minutes = {"per_model": per_model, "total": (time.monotonic() - start) / 60, "reused": reused}
     write_report(args.report, args, models, summaries["high_res"],
                  summaries.get("high_bit_depth"), minutes, plots)
     with open(os.path.splitext(args.report)[0] + ".json", "w") as f:
-        json.dump({"budget_minutes": args.budget_minutes, "models": models,
+        json.dump({"budget_minutes": args.budget_minutes, "models": dict(zip(names, args.models)),
                    "train": args.train_files, "held_out": args.held_out_files,
                    "summaries": summaries}, f, indent=1)
     print(open(args.report).read())

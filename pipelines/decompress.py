@@ -93,6 +93,10 @@ class Bottleneck:
     def size(self) -> tuple[int, int]:
         return self.header.height, self.header.width
 
+    @property
+    def qstep(self) -> float:
+        return self.header.qstep
+
 
 @dataclasses.dataclass(frozen=True)
 class ReconstructionRecord:

@@ -61,7 +61,7 @@ PER_IMAGE_FILE = "per_image.jsonl"
 SUMMARY_FILE = "summary.json"
 PLOT_FILE = "rd.png"
 # Around the trained step: halving it roughly doubles the rate.
-DEFAULT_QSTEP_SCALES = (0.5, 0.71, 1.0, 1.41, 2.0)
+SANDWICH_POINTS = 5  # qsteps per model: over its range, or half to twice its step
 DEFAULT_BASELINE_QSTEPS = (4, 6, 8, 12, 16, 24, 32, 48, 64)
 
 
@@ -115,7 +115,7 @@ def measure_sandwich(model: model_handler.ExportedSandwich, pixels: np.ndarray,
                                              source_stamp)
         data = bottleneck_format.encode(bottleneck, header, model.spec.tables_at(qstep))
         _, decoded = bottleneck_format.decode(data)
-        reconstruction = model.postprocess(decoded, (height, width))
+        reconstruction = model.postprocess(decoded, (height, width), qstep)
         out.append((8 * len(data), float(metrics.psnr(reconstruction[None], pixels[None],
                                                       model.spec.bit_depth)[0])))
     return out
@@ -182,7 +182,7 @@ class Measure(beam.DoFn):
         c = self._config
         pixels = source.pixels.shape[0] * source.pixels.shape[1]
         for model in self._models:
-            qsteps = c.qsteps or [model.spec.qstep * s for s in DEFAULT_QSTEP_SCALES]
+            qsteps = c.qsteps or model.spec.qsteps(SANDWICH_POINTS)
             points = measure_sandwich(model, source.pixels, source.source_bit_depth, qsteps,
                                       source.stamp)
             for qstep, (bits, psnr) in zip(qsteps, points):
@@ -406,8 +406,9 @@ def parse_args(argv=None) -> tuple[Config, dict, list[str]]:
     parser.add_argument("--models", nargs="+", required=True,
                         help="export dirs, of one source bit depth (e.g. per gamma and factor)")
     parser.add_argument("--qsteps", type=float, nargs="+", default=None,
-                        help="sandwich JPEG steps; if not given, each model's trained "
-                             f"step times {DEFAULT_QSTEP_SCALES}")
+                        help="sandwich JPEG steps; if not given, each model's "
+                             f"{SANDWICH_POINTS} log-spaced over its qstep range, or from half "
+                             "to twice its trained step")
     parser.add_argument("--baseline_qsteps", type=float, nargs="+",
                         default=list(DEFAULT_BASELINE_QSTEPS), help="baseline JPEG steps")
     parser.add_argument("--alternatives", nargs="*", default=list(alternatives.DEFAULT_ALTERNATIVES),

@@ -6,7 +6,7 @@ Keras, which refuses plain SavedModels under Keras 3 (docs/architecture.md); our
 (`preprocessor/`, `postprocessor/`, `model_spec.json`) and uses only the
 `serving_default` signatures, so no project code is needed to run a model.
 Signature arguments are bound by their dtype and rank (the image is rank 3,
-the size a rank-1 int32), which does not depend on the names the exporter
+the size a rank-1 int32, the post-processor's qstep a float32 scalar), which does not depend on the names the exporter
 gave them (`trainer.export` leaves them `args_0`, `args_1`).
 RunInference keeps the loaded model in a per-process `Shared` handle, so a
 worker loads it once and reuses it for every bundle.
@@ -157,13 +157,16 @@ class ExportedSandwich:
             lambda tile: _call(self._preprocess, tf.constant(tile))["bottleneck"].numpy(), source,
             factor=self.spec.factor, tile=self.tile, halo=self.halo)
 
-    def postprocess(self, decoded: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        """Decoded uint8 bottleneck -> reconstruction `[*size, 3]` in the source dtype."""
+    def postprocess(self, decoded: np.ndarray, size: tuple[int, int], qstep: float) -> np.ndarray:
+        """Decoded uint8 bottleneck coded at the tables' scale `qstep` ->
+        reconstruction `[*size, 3]` in the source dtype."""
         import tensorflow as tf
 
+        step = tf.constant(qstep, tf.float32)
         return tiling.upscale_tiled(
             lambda tile, tile_size: _call(
-                self._postprocess, tf.constant(tile), tf.constant(tile_size, tf.int32))["reconstruction"].numpy(),
+                self._postprocess, tf.constant(tile), tf.constant(tile_size, tf.int32),
+                step)["reconstruction"].numpy(),
             decoded, size, factor=self.spec.factor, tile=self.tile, halo=self.halo)
 
 
@@ -215,10 +218,12 @@ class PreprocessHandler(SandwichHandler):
 
 
 class PostprocessHandler(SandwichHandler):
-    """Element with `pixels` (decoded bottleneck), `size` and `header` ->
-    the reconstruction by the model the header names."""
+    """Element with `pixels` (decoded bottleneck), `size`, `qstep` and
+    `header` -> the reconstruction by the model the header names, told the
+    step the bottleneck was coded at."""
 
     processors = (POSTPROCESSOR,)
 
     def _infer(self, models, element):
-        return models[element.header.model_id].postprocess(element.pixels, element.size)
+        return models[element.header.model_id].postprocess(element.pixels, element.size,
+                                                           element.qstep)

@@ -133,24 +133,26 @@ class _Coder:
     to the largest; each file and each PSNR is computed at most once.
 
     `header(setting)` is the file's header, `encode(header)` the file, and
-    `reconstruct(file)` what a decoder makes of it. A probe's file carries
+    `reconstruct(header, file)` what a decoder makes of it. A probe's file carries
     the widest PSNR a header can hold, so the final file, which carries the
     measured one, is never larger than the file the search accepted.
     """
 
     def __init__(self, settings: Sequence[float], header: Callable[[float], Header],
-                 encode: Callable[[Header], bytes], reconstruct: Callable[[bytes], np.ndarray],
+                 encode: Callable[[Header], bytes],
+                 reconstruct: Callable[[Header, bytes], np.ndarray],
                  source: np.ndarray, bit_depth: int):
         self._settings, self._header, self._encode = settings, header, encode
         self._reconstruct, self._source, self._bit_depth = reconstruct, source, bit_depth
         self._files: dict[int, bytes] = {}
         self._psnrs: dict[int, float] = {}
 
+    def _probe(self, i: int) -> Header:
+        return dataclasses.replace(self._header(self._settings[i]), psnr=bottleneck_format.MAX_PSNR)
+
     def _file(self, i: int) -> bytes:
         if i not in self._files:
-            probe = dataclasses.replace(self._header(self._settings[i]),
-                                        psnr=bottleneck_format.MAX_PSNR)
-            self._files[i] = self._encode(probe)
+            self._files[i] = self._encode(self._probe(i))
         return self._files[i]
 
     def bits(self, i: int) -> int:
@@ -158,8 +160,8 @@ class _Coder:
 
     def psnr(self, i: int) -> float:
         if i not in self._psnrs:
-            self._psnrs[i] = _recorded_psnr(self._reconstruct(self._file(i)), self._source,
-                                            self._bit_depth)
+            self._psnrs[i] = _recorded_psnr(self._reconstruct(self._probe(i), self._file(i)),
+                                            self._source, self._bit_depth)
         return self._psnrs[i]
 
     def pick(self, target: Target) -> Coded:
@@ -191,12 +193,18 @@ def _first(n: int, predicate: Callable[[int], bool]) -> int:
 
 
 def qsteps(spec) -> np.ndarray:
-    """A model's steps, coarsest (smallest file) first: every integer for
-    flat tables (the encoder rounds them), a geometric grid as fine for
-    trained tables, which rescale continuously."""
+    """A model's steps, coarsest (smallest file) first, over the steps it is
+    meant for (`ModelSpec.qstep_bounds`: a rate-conditioned post-processor
+    knows no others) within the header's 1..255: every integer for flat
+    tables (the encoder rounds them; the nearest one if the range holds
+    none), a geometric grid 1% apart for trained tables, which rescale
+    continuously."""
+    low, high = np.clip(spec.qstep_bounds, MIN_QSTEP, MAX_QSTEP)
     if spec.qtables is None:
-        return np.arange(MAX_QSTEP, MIN_QSTEP - 1, -1, dtype=np.float64)
-    return np.geomspace(MAX_QSTEP, MIN_QSTEP, MAX_QSTEP - MIN_QSTEP + 1)
+        steps = np.arange(np.floor(high), np.ceil(low) - 1, -1, dtype=np.float64)
+        return steps if len(steps) else np.array([float(np.clip(round(spec.qstep), MIN_QSTEP,
+                                                                 MAX_QSTEP))])
+    return np.geomspace(high, low, max(2, int(np.ceil(np.log(high / low) / np.log(1.01))) + 1))
 
 
 def _model_coder(model: model_handler.ExportedSandwich, source, target: Target) -> _Coder:
@@ -208,8 +216,8 @@ def _model_coder(model: model_handler.ExportedSandwich, source, target: Target) 
             Header.of(model.spec, qstep, height, width, source.source_bit_depth, source.stamp),
             target=target.label)
 
-    def reconstruct(data):  # Our own file: no header to check, no size limit to apply.
-        return model.postprocess(jpeg.decode(data), (height, width))
+    def reconstruct(header, data):  # Our own file: no header to check, no size limit to apply.
+        return model.postprocess(jpeg.decode(data), (height, width), header.qstep)
 
     return _Coder(qsteps(model.spec), header,
                   lambda h: bottleneck_format.encode(bottleneck, h, model.spec.tables_at(h.qstep)),
@@ -224,7 +232,7 @@ def _plain_coder(source, target: Target) -> _Coder:
                                source.stamp, target.label)
 
     return _Coder(QUALITIES, header, lambda h: bottleneck_format.encode(source.pixels, h),
-                  alternatives.pillow_decode, source.pixels, 8)
+                  lambda _, data: alternatives.pillow_decode(data), source.pixels, 8)
 
 
 def choose(models: Iterable[model_handler.ExportedSandwich], source, target: Target, *,

@@ -23,6 +23,15 @@ The loss, per image and averaged over the batch:
 - bpp: the rate model's bits per *source* pixel;
 - penalty: the mean squared excursion of the bottleneck outside [0, 255],
   where the codec's clipping would otherwise cut the gradient.
+
+A *rate-conditioned* sandwich (`qstep_range`) is one model for a range of
+rates instead of one: each training batch is coded at a step drawn
+log-uniformly from the range, the post-processor is told that step (the
+decoder knows it: it is the file's own quantisation table), and the rate's
+weight scales with the step squared, `gamma * (q / q0)^2` around the range's
+geometric centre `q0`, because that is how the slope of a quantiser's
+distortion-rate curve scales. The pre-processor stays step-independent, so a
+rate search runs it once per image and only re-encodes.
 """
 from __future__ import annotations
 
@@ -51,7 +60,8 @@ class Forward(typing.NamedTuple):
 
     `source` and `reconstruction` are float source units, `bottleneck` the
     float pre-processed image in 0..255 before the codec rounds it,
-    `decoded` the proxy's decoded bottleneck, `bits` float `[b]`.
+    `decoded` the proxy's decoded bottleneck, `bits` float `[b]`, `qstep`
+    the tables' scale the batch was coded at.
     """
 
     source: tf.Tensor
@@ -59,6 +69,17 @@ class Forward(typing.NamedTuple):
     decoded: tf.Tensor
     reconstruction: tf.Tensor
     bits: tf.Tensor
+    qstep: tf.Tensor
+
+
+def check_qstep_range(qstep_range) -> tuple[float, float] | None:
+    """`(low, high)` as floats with `QSTEP_FLOOR < low < high`, or None."""
+    if qstep_range is None:
+        return None
+    low, high = (float(q) for q in qstep_range)
+    if not QSTEP_FLOOR < low < high:
+        raise ValueError(f"a qstep range needs {QSTEP_FLOOR} < low < high, got {qstep_range}")
+    return low, high
 
 
 def _qstep_parameter(qstep: float) -> float:
@@ -83,15 +104,21 @@ class Sandwich(keras.Model):
       penalty_weight: the bottleneck range penalty's weight.
       rate_model: the proxy's rate model, calibrated for the scenario's JPEG
         mode (default `LogRateModel.default(mode)`).
+      qstep_range: `(low, high)` makes the sandwich rate-conditioned (see
+        the module docstring); its nominal `qstep` is then the range's
+        geometric centre, and `qstep` above is ignored.
     """
 
     def __init__(self, scenario: Scenario, *, size="slim", qstep: float = 20.0,
                  train_qstep: bool = True, quantization: str = "flat", gamma: float = 50.0,
-                 penalty_weight: float = 1.0, rate_model=None, **kwargs):
+                 penalty_weight: float = 1.0, rate_model=None, qstep_range=None, **kwargs):
         super().__init__(**kwargs)
         if quantization not in QUANTIZATIONS:
             raise ValueError(f"quantization must be one of {sorted(QUANTIZATIONS)}, "
                              f"got {quantization!r}")
+        self.qstep_range = check_qstep_range(qstep_range)
+        if self.qstep_range:
+            qstep = math.sqrt(self.qstep_range[0] * self.qstep_range[1])
         self.scenario = scenario
         self.quantization = quantization
         self.gamma = float(gamma)
@@ -101,15 +128,22 @@ class Sandwich(keras.Model):
                              f"the scenario codes {scenario.jpeg_mode.name}")
         self.rate_model = rate_model
         self.preprocessor = networks.Processor(size, peak=scenario.peak, name="preprocessor")
-        self.postprocessor = networks.Processor(size, peak=scenario.peak, name="postprocessor")
+        self.postprocessor = networks.Processor(size, peak=scenario.peak,
+                                                conditioned=self.conditioned, name="postprocessor")
         self.qstep_parameter = self.add_weight(
             shape=QUANTIZATIONS[quantization],
             initializer=keras.initializers.Constant(_qstep_parameter(qstep)),
-            trainable=train_qstep, name="qstep_parameter")
+            # A conditioned model's scale is set by its range: only a shape learns.
+            trainable=train_qstep and not (self.conditioned and quantization == "flat"),
+            name="qstep_parameter")
         # Convolution weights depend only on the channel count: create them all
         # now, so optimizers and distribution strategies see them before step 1.
-        for processor in (self.preprocessor, self.postprocessor):
-            processor(tf.zeros([1, 1, 1, 3]))
+        self.preprocessor(tf.zeros([1, 1, 1, 3]))
+        self.postprocessor(tf.zeros([1, 1, 1, 3]), self.level())
+
+    @property
+    def conditioned(self) -> bool:
+        return self.qstep_range is not None
 
     @property
     def qtables(self) -> tf.Tensor:
@@ -129,21 +163,56 @@ class Sandwich(keras.Model):
             return QSTEP_FLOOR + tf.exp(tf.reshape(self.qstep_parameter, []))
         return tf.exp(tf.reduce_mean(tf.math.log(self.qtables)))
 
-    def codec_tables(self):
-        """What the real encoder is given: the step while flat, else the
-        tables (NumPy `[2, 64]`)."""
-        return float(self.qstep) if self.quantization == "flat" else self.qtables.numpy()
+    def tables_at(self, qstep=None) -> tf.Tensor:
+        """The tables rescaled to the scale `qstep` (default: the model's own)."""
+        if qstep is None:
+            return self.qtables
+        return self.qtables * (tf.cast(qstep, tf.float32) / self.qstep)
 
-    def forward(self, source) -> Forward:
+    def codec_tables(self, qstep=None):
+        """What the real encoder is given at `qstep` (default: the model's
+        own): the step while flat, else the tables (NumPy `[2, 64]`)."""
+        if self.quantization == "flat":
+            return float(self.qstep if qstep is None else qstep)
+        return self.tables_at(qstep).numpy()
+
+    def level(self, qstep=None):
+        """What a conditioned post-processor is told of `qstep` (default:
+        the nominal one): its log position in the range, -1 at the low end,
+        +1 at the high end, clipped there. None when unconditioned."""
+        if not self.conditioned:
+            return None
+        low, high = self.qstep_range
+        q = tf.cast(self.qstep if qstep is None else qstep, tf.float32)
+        position = 2.0 * tf.math.log(q / low) / math.log(high / low) - 1.0
+        return tf.clip_by_value(position, -1.0, 1.0)
+
+    def drawn_qstep(self, source) -> tf.Tensor:
+        """A training batch's step, log-uniform over the range.
+
+        The seed is the batch's own pixel sum: reproducible, different from
+        batch to batch, and free of random state that replicas, XLA or a
+        resumed checkpoint would have to agree on.
+        """
+        low, high = self.qstep_range
+        seed = tf.stack([tf.reduce_sum(tf.cast(source, tf.int64)), tf.constant(0, tf.int64)])
+        u = tf.random.stateless_uniform([], seed=seed)
+        return tf.exp(math.log(low) + u * math.log(high / low))
+
+    def forward(self, source, qstep=None) -> Forward:
         """Runs the sandwich with the proxy codec on `[b, h, w, 3]` source
-        values (static height and width, as the proxy needs)."""
+        values (static height and width, as the proxy needs), at the tables'
+        scale `qstep` (default: the model's own)."""
         self.scenario.check_source(source)
         x = tf.cast(source, tf.float32)
         bottleneck = self.scenario.to_bottleneck(self.preprocessor(x))
-        decoded, bits = proxy_roundtrip(bottleneck, self.qtables, rate_model=self.rate_model,
+        decoded, bits = proxy_roundtrip(bottleneck, self.tables_at(qstep),
+                                        rate_model=self.rate_model,
                                         **self.scenario.jpeg_mode.kwargs())
         upsampled = self.scenario.from_bottleneck(decoded, x.shape[1:3])
-        return Forward(x, bottleneck, decoded, self.postprocessor(upsampled), bits)
+        qstep = self.qstep if qstep is None else tf.cast(qstep, tf.float32)
+        return Forward(x, bottleneck, decoded, self.postprocessor(upsampled, self.level(qstep)),
+                       bits, qstep)
 
     def loss_terms(self, forward: Forward) -> dict:
         """The loss and its terms (batch means), and images in [0, 1] for
@@ -156,8 +225,11 @@ class Sandwich(keras.Model):
         b = forward.bottleneck
         penalty = tf.reduce_mean(tf.square(tf.nn.relu(b - 255.0)) + tf.square(tf.nn.relu(-b)))
         psnr = tf.reduce_mean(metrics.psnr_tf(reconstruction, source, self.scenario.bit_depth))
+        # Equal to gamma at the model's own step (always, when unconditioned);
+        # a weight, not something the step may learn to shrink.
+        gamma = self.gamma * tf.square(forward.qstep / tf.stop_gradient(self.qstep))
         return {
-            "loss": distortion + self.gamma * bpp + self.penalty_weight * penalty,
+            "loss": distortion + gamma * bpp + self.penalty_weight * penalty,
             "distortion": distortion,
             "bpp": bpp,
             "penalty": penalty,
@@ -172,32 +244,36 @@ class Sandwich(keras.Model):
         }
 
     def call(self, source, training=None):
-        del training  # Nothing behaves differently in training.
-        return self.loss_terms(self.forward(source))
+        # Only a conditioned model's training batches differ: a drawn step.
+        qstep = self.drawn_qstep(source) if training and self.conditioned else None
+        return self.loss_terms(self.forward(source, qstep))
 
     def preprocess(self, source) -> tf.Tensor:
         """Source `[b, h, w, 3]` (any size) -> the uint8 bottleneck to JPEG-encode."""
         self.scenario.check_source(source)
         return codec_input(self.scenario.to_bottleneck(self.preprocessor(source)))
 
-    def postprocess(self, decoded, size) -> tf.Tensor:
+    def postprocess(self, decoded, size, qstep=None) -> tf.Tensor:
         """Decoded uint8 bottleneck -> reconstruction `[b, *size, 3]` in the
-        source dtype; `size` is the source's (height, width)."""
+        source dtype; `size` is the source's (height, width), `qstep` the
+        tables' scale it was coded at (default: the model's own; only a
+        conditioned model reads it)."""
         return self.scenario.to_source(
-            self.postprocessor(self.scenario.from_bottleneck(decoded, size)))
+            self.postprocessor(self.scenario.from_bottleneck(decoded, size), self.level(qstep)))
 
-    def real_forward(self, source, **codec) -> dict:
+    def real_forward(self, source, qstep=None, **codec) -> dict:
         """The deployed path on NumPy/eager inputs: preprocess, the real JPEG
-        codec at the current tables, postprocess.
+        codec at the tables' scale `qstep` (default: the model's own),
+        postprocess.
 
         Returns NumPy `bottleneck` and `decoded` (uint8), `reconstruction`
         (source dtype), `bits` (int64 `[b]`), and `bpp` and `psnr` (`[b]`).
         """
         source = tf.convert_to_tensor(source)
         bottleneck = self.preprocess(source).numpy()
-        decoded, bits = real_roundtrip(bottleneck, self.codec_tables(),
+        decoded, bits = real_roundtrip(bottleneck, self.codec_tables(qstep),
                                        **self.scenario.jpeg_mode.kwargs(), **codec)
-        reconstruction = self.postprocess(decoded, source.shape[1:3]).numpy()
+        reconstruction = self.postprocess(decoded, source.shape[1:3], qstep).numpy()
         return {
             "bottleneck": bottleneck,
             "decoded": decoded,
@@ -212,16 +288,19 @@ class Sandwich(keras.Model):
         size, with explicit signatures, for `tf.saved_model.save`:
 
         - `preprocess(source [h, w, 3] source dtype) -> uint8 [h', w', 3]`
-        - `postprocess(decoded uint8 [h', w', 3], size int32 [2]) -> [h, w, 3]`
+        - `postprocess(decoded uint8 [h', w', 3], size int32 [2],
+          qstep float32 []) -> [h, w, 3]`: `qstep` is the scale of the tables
+          the bottleneck was coded with (only a conditioned model reads it).
         """
         @tf.function(input_signature=[tf.TensorSpec([None, None, 3], self.scenario.dtype)])
         def preprocess(source):
             return self.preprocess(source[None])[0]
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8),
-                                      tf.TensorSpec([2], tf.int32)])
-        def postprocess(decoded, size):
-            return self.postprocess(decoded[None], size)[0]
+                                      tf.TensorSpec([2], tf.int32),
+                                      tf.TensorSpec([], tf.float32)])
+        def postprocess(decoded, size, qstep):
+            return self.postprocess(decoded[None], size, qstep)[0]
 
         return {"preprocess": preprocess, "postprocess": postprocess}
 

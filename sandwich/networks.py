@@ -37,6 +37,30 @@ class NetworkSize:
             raise ValueError(f"widths must be positive integers, got {self}")
 
 
+    def macs_per_pixel(self, in_channels: int = 3, out_channels: int = 3) -> float:
+        """Multiply-accumulates per pixel of one processor (U-Net plus MLP),
+        the model-size measure of the paper's Table II: a level-l layer runs
+        on 1/4^l of the pixels, a 2x2 stride-2 transposed convolution costs
+        c_in * c_out per output pixel."""
+        widths, total, channels = self.unet_widths, 0.0, in_channels
+        for level, width in enumerate(widths):  # encoder
+            total += 9 * (channels * width + width * width) / 4 ** level
+            channels = width
+        bottom = 2 * widths[-1]
+        total += 9 * (channels * bottom + bottom * bottom) / 4 ** len(widths)
+        channels = bottom
+        for level in reversed(range(len(widths))):  # decoder
+            width = widths[level]
+            total += (channels * width + 9 * (2 * width * width + width * width)) / 4 ** level
+            channels = width
+        total += channels * out_channels  # head
+        channels = in_channels
+        for width in self.mlp_widths + (out_channels,):
+            total += channels * width
+            channels = width
+        return total
+
+
 PRESETS = {
     "slim": NetworkSize(unet_widths=(5, 10, 15, 20), mlp_widths=(16, 16)),
     "paper": NetworkSize(unet_widths=(32, 64, 128, 256), mlp_widths=(64, 64)),
@@ -112,20 +136,35 @@ class Processor(keras.layers.Layer):
     Both the pre- and the post-processor: `peak` is the pixel scale of the
     images it sees (the source's `2^d - 1`), so its branches work in the same
     normalised units whatever the bit depth. Starts as the identity.
+
+    A `conditioned` processor also takes a `level` per image (about -1..1),
+    fed to both branches as one more constant input plane: the
+    post-processor of a rate-conditioned sandwich reads how coarsely the
+    codec quantised, so one network restores every rate of its range
+    instead of over-smoothing the finer ones.
     """
 
     def __init__(self, size: str | NetworkSize = "slim", *, peak: float = 255.0,
-                 channels: int = 3, **kwargs):
+                 channels: int = 3, conditioned: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.size = network_size(size)
         self.peak = float(peak)
         self.channels = channels
+        self.conditioned = conditioned
         self.unet = UNet(self.size.unet_widths, channels, name="unet")
         self.mlp = PixelMLP(self.size.mlp_widths, channels, name="mlp")
 
-    def call(self, images):
+    def call(self, images, level=None):
         checks.check_images(images, channels=(self.channels,))
+        if self.conditioned == (level is None):
+            raise ValueError("a conditioned processor needs a level, an unconditioned one "
+                             "takes none")
         images = tf.cast(images, tf.float32)
         half = self.peak / 2
         normalised = images / half - 1.0
-        return images + half * (self.unet(normalised) + self.mlp(normalised))
+        inputs = normalised
+        if self.conditioned:
+            level = tf.reshape(tf.cast(level, tf.float32), [-1, 1, 1, 1])
+            plane = tf.zeros_like(normalised[..., :1]) + level
+            inputs = tf.concat([normalised, plane], axis=-1)
+        return images + half * (self.unet(inputs) + self.mlp(inputs))

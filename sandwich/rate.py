@@ -138,16 +138,17 @@ class LogRateModel(tf.Module):
         return (tf.linalg.matvec(ac, ac_scales) + at(self.dc_scale) * dc
                 + at(self.block_bits) * blocks + at(self.header_bits))
 
-    def refit(self, images: np.ndarray, qstep=None) -> Calibration:
+    def refit(self, images: np.ndarray, qsteps=None) -> Calibration:
         """Refits the table on `images` with the real encoder, in place.
 
-        A one-row table is refitted at `qstep` (a trainer's current step or
-        tables); a longer one at its own grid. Returns the fit, errors included.
+        `qsteps` gives each row its flat step or tables (a trainer's current
+        ones); by default the rows keep their own grid. Returns the fit,
+        errors included.
         """
-        qsteps = [qstep] if qstep is not None else self.calibration.qsteps
+        qsteps = self.calibration.qsteps if qsteps is None else list(qsteps)
         if len(qsteps) != len(self.calibration.qsteps):
-            raise ValueError(f"this table has {len(self.calibration.qsteps)} rows; "
-                             f"refit it at its own grid (qstep=None)")
+            raise ValueError(f"this table has {len(self.calibration.qsteps)} rows, "
+                             f"got {len(qsteps)} steps to refit it at")
         fitted = calibrate(images, qsteps, self.mode)
         self.calibration = fitted
         self.log2_qsteps.assign(np.log2(fitted.qsteps).astype(np.float32))

@@ -126,7 +126,10 @@ class ModelSpec:
     `jpeg_mode` is the inner codec's colour handling (`sandwich.jpeg.tables`)
     that the post-processor was trained for; `qstep` the trained scale of
     the quantisation tables, `qtables` the `[2][64]` tables themselves when
-    they are not flat (None: flat at `qstep`).
+    they are not flat (None: flat at `qstep`). `qstep_range` is set for a
+    rate-conditioned model (`sandwich.model`): the steps its post-processor
+    was trained for, where it should be used; else the model was trained at
+    `qstep` alone.
     """
 
     model_id: str
@@ -136,6 +139,7 @@ class ModelSpec:
     qstep: float
     jpeg_mode: str = tables.DEFAULT_MODE.name
     qtables: list[list[float]] | None = None
+    qstep_range: list[float] | None = None
     dataset: dict[str, Any] = dataclasses.field(default_factory=dict)
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -151,6 +155,22 @@ class ModelSpec:
                 tables.as_tables(self.qtables)
         except ValueError as e:
             raise SpecError(str(e)) from e
+        if self.qstep_range is not None and not (
+                len(self.qstep_range) == 2 and 0 < self.qstep_range[0] < self.qstep_range[1]):
+            raise SpecError(f"qstep_range must be [low, high] with 0 < low < high, "
+                            f"got {self.qstep_range}")
+
+    @property
+    def qstep_bounds(self) -> tuple[float, float]:
+        """The steps the model is meant for: `qstep_range`, else around
+        `qstep` (half to twice it)."""
+        low, high = self.qstep_range or (self.qstep / 2, self.qstep * 2)
+        return float(low), float(high)
+
+    def qsteps(self, count: int = 5) -> list[float]:
+        """`count` steps to sweep for a rate-distortion curve, log-spaced over
+        `qstep_bounds`."""
+        return [float(q) for q in np.geomspace(*self.qstep_bounds, count)]
 
     def tables_at(self, qstep: float):
         """The quantisation tables that code at `qstep`: the trained tables

@@ -167,9 +167,9 @@ def test_tile_seams_vanish_once_the_halo_covers_the_receptive_field():
     source = photos.load("motorcycle_left.png")[:200, :264]
     whole = model_handler.ExportedSandwich.load(model_dir, tile=1024, halo=0)
     bottleneck = whole.preprocess(source)
-    reconstruction = whole.postprocess(bottleneck, source.shape[:2])
+    reconstruction = whole.postprocess(bottleneck, source.shape[:2], whole.spec.qstep)
     for halo, exact in ((0, False), (128, True)):
         tiled = dataclasses.replace(whole, tile=64, halo=halo)
         assert np.array_equal(bottleneck, tiled.preprocess(source)) == exact
         assert np.array_equal(
-            reconstruction, tiled.postprocess(bottleneck, source.shape[:2])) == exact
+            reconstruction, tiled.postprocess(bottleneck, source.shape[:2], tiled.spec.qstep)) == exact

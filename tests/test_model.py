@@ -107,7 +107,7 @@ def test_serving_functions_work_on_any_size_and_save(crops, tmp_path):
     serving = sandwich.serving_functions()
     bottleneck = serving["preprocess"](source)
     assert bottleneck.dtype == tf.uint8 and bottleneck.shape == (19, 25, 3)
-    reconstruction = serving["postprocess"](bottleneck, tf.constant([37, 50]))
+    reconstruction = serving["postprocess"](bottleneck, tf.constant([37, 50]), tf.constant(10.0))
     assert reconstruction.dtype == tf.uint8 and reconstruction.shape == source.shape
 
     module = tf.Module()
@@ -149,3 +149,44 @@ def test_learned_quantization_trains_and_codes_its_own_tables(crops, quantizatio
     with Image.open(io.BytesIO(data)) as image:
         assert [list(image.quantization[i]) for i in (0, 1)] == (
             jpeg.tables.integer_tables(qtables).tolist())
+
+
+def test_untrained_conditioned_sandwich_is_its_baseline_at_every_step(crops):
+    """Rate conditioning keeps the start: identity processors at any step."""
+    scenario = scenarios.make("high_res", factor=2)
+    sandwich = model.Sandwich(scenario, size=TINY, qstep_range=(4.0, 36.0))
+    assert float(sandwich.qstep) == pytest.approx(12.0)
+    for qstep in (4.0, 12.0, 36.0):
+        real = sandwich.real_forward(crops[:2], qstep)
+        reconstruction, bits = scenario.baseline(crops[:2], qstep)
+        np.testing.assert_array_equal(real["bits"], bits)
+        np.testing.assert_array_equal(real["reconstruction"], reconstruction)
+
+
+def test_conditioned_training_draws_steps_and_the_postprocessor_reads_them(crops):
+    sandwich = model.Sandwich(scenarios.make("high_res", factor=1), size=TINY,
+                              qstep_range=(4.0, 36.0), gamma=1.0)
+    batches = [tf.constant(crops[i:i + 2]) for i in range(0, 6, 2)]
+    drawn = [float(sandwich.drawn_qstep(b)) for b in batches]
+    assert all(4.0 <= q <= 36.0 for q in drawn) and len(set(drawn)) == 3
+    assert float(sandwich.drawn_qstep(batches[0])) == drawn[0]  # reproducible
+    assert float(sandwich.level(4.0)) == -1.0 and float(sandwich.level(36.0)) == 1.0
+    assert float(sandwich.level(100.0)) == 1.0  # clipped outside the range
+
+    train_step = model.make_train_step(sandwich, keras.optimizers.Adam(1e-2), jit_compile=True)
+    scalars = [train_step(batches[i % 3]) for i in range(6)]
+    assert all(np.isfinite(float(s["loss"])) for s in scalars)
+    assert float(sandwich.qstep) == pytest.approx(12.0)  # the range fixes the scale
+    decoded = sandwich.preprocess(crops[:1])
+    fine, coarse = (sandwich.postprocess(decoded, (64, 64), q).numpy() for q in (4.0, 36.0))
+    assert not np.array_equal(fine, coarse)
+
+    serving = sandwich.serving_functions()["postprocess"]
+    np.testing.assert_array_equal(
+        serving(decoded[0], tf.constant([64, 64]), tf.constant(36.0)).numpy(), coarse[0])
+
+
+def test_a_qstep_range_is_checked():
+    for bad in ((1.0, 8.0), (8.0, 4.0), (8.0, 8.0)):
+        with pytest.raises(ValueError, match="low < high"):
+            model.Sandwich(scenarios.make("high_res"), size=TINY, qstep_range=bad)

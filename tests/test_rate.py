@@ -45,12 +45,12 @@ def test_default_table_interpolates_between_its_rows(held_out):
 def test_refit_moves_a_one_row_table_in_place(held_out):
     model = rate.LogRateModel(rate.calibrate(held_out[::2], [4.0]))
     before = model.ac_scale.numpy().copy()
-    report = model.refit(held_out[::2], 32.0)
+    report = model.refit(held_out[::2], [32.0])
     assert report.qsteps == [32.0]
     assert not np.allclose(before, model.ac_scale.numpy())
     assert np.median(_relative_errors(model, held_out[1::2], 32.0)) < 0.10
     with pytest.raises(ValueError, match="rows"):
-        rate.LogRateModel.default().refit(held_out[:2], 8.0)
+        rate.LogRateModel.default().refit(held_out[:2], [8.0])
 
 
 def test_rate_model_compiles_and_has_gradients(held_out):

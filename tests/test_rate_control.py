@@ -81,7 +81,7 @@ def _reconstruction(path):
         return header, decoded
     model = {os.path.basename(m): m for m in _models()}[header.model_id]
     loaded = ExportedSandwich.load(model, tile=96, halo=32)
-    return header, loaded.postprocess(decoded, (header.height, header.width))
+    return header, loaded.postprocess(decoded, (header.height, header.width), header.qstep)
 
 
 def test_every_image_gets_one_file_and_the_summary_counts_them(compressed, sources):

@@ -15,7 +15,7 @@ from tests import trainer_data
 from trainer import task
 from trainer import data
 from trainer.data import DataError
-from trainer.training import build_model, train
+from trainer.training import FINAL_LR, build_model, learning_rate, train
 
 STEPS = 30
 
@@ -28,7 +28,8 @@ def dataset(high_bit_depth_dataset):
 def _config(dataset, job_dir):
     config, _ = task.parse(["--data", dataset, "--job_dir", job_dir, "--steps", str(STEPS),
                             "--strategy", "default", "--checkpoint_every", "10",
-                            "--eval_every", str(STEPS), "--gamma", "1", *trainer_data.TINY])
+                            "--eval_every", str(STEPS), "--gamma", "1", "--qstep_range", "8,32",
+                            "--lr_schedule", "cosine", *trainer_data.TINY])
     return config
 
 
@@ -56,6 +57,9 @@ def test_default_strategy_learns(run, dataset):
     for tag in ("sandwich_bpp", "sandwich_psnr", "baseline_bpp", "baseline_psnr"):
         assert list(logged[f"eval/{tag}"]) == [STEPS]
     assert 0 <= float(logged["rate_model/median_error"][10]) < 1
+    rates = [float(logged["train/learning_rate"][step]) for step in (1, STEPS // 2, STEPS)]
+    assert rates[0] == pytest.approx(3e-3, rel=0.02) and rates[0] > rates[1] > rates[2]
+    assert rates[2] == pytest.approx(3e-3 * FINAL_LR, rel=0.05)
     for tag in ("source", "bottleneck", "decoded", "reconstruction"):
         width, height, *pngs = logged[f"images/{tag}"][10]
         assert (int(width), int(height), len(pngs)) == (16, 16, 3)
@@ -70,7 +74,9 @@ def test_export_spec(run, dataset):
     with open(os.path.join(export, MODEL_SPEC_FILE)) as f:
         spec = ModelSpec.from_json(f.read())
     assert (spec.scenario, spec.bit_depth, spec.factor) == ("high_bit_depth", 10, 1)
-    assert spec.qstep == pytest.approx(float(result.model.qstep))
+    # Rate-conditioned: the post-processor serves 8..32, the nominal step is their centre.
+    assert spec.qstep == pytest.approx(float(result.model.qstep)) == pytest.approx(16.0)
+    assert spec.qstep_range == [8.0, 32.0]
     assert spec.metrics["baseline_psnr"] > 20 and spec.metrics["sandwich_bpp"] > 0
     with open(os.path.join(dataset, DATASET_SPEC_FILE)) as f:
         assert spec.dataset == json.load(f)
@@ -108,7 +114,8 @@ Image.fromarray(bottleneck, "RGB").save(jpeg, "JPEG", qtables=[table, table], su
                                         optimize=True)
 decoded = np.asarray(Image.open(io.BytesIO(jpeg.getvalue())))
 size = tf.constant(source.shape[:2], tf.int32)
-reconstruction = post(decoded=tf.constant(decoded), size=size)["reconstruction"].numpy()
+qstep = tf.constant(spec["qstep"], tf.float32)
+reconstruction = post(decoded=tf.constant(decoded), size=size, qstep=qstep)["reconstruction"].numpy()
 np.savez(out_path, bottleneck=bottleneck, reconstruction=reconstruction,
          bits=8 * len(jpeg.getvalue()))
 '''
@@ -190,3 +197,12 @@ def test_vertex_ai_directories_win_over_the_job_dir(monkeypatch):
     monkeypatch.delenv("AIP_CHECKPOINT_DIR")
     with pytest.raises(ValueError, match="no directory for checkpoints: give --job_dir"):
         Dirs.of(Config(data="d"))
+
+
+def test_cosine_schedule_warms_up_then_decays():
+    rates = [learning_rate(1.0, "cosine", p) for p in np.linspace(0, 1, 101)]
+    assert rates[0] == 0.0 and rates[2] == pytest.approx(1.0, abs=1e-3)
+    assert all(a >= b for a, b in zip(rates[2:], rates[3:]))
+    assert rates[-1] == pytest.approx(FINAL_LR)
+    assert learning_rate(1.0, "cosine", 7.0) == rates[-1]  # past the end: the floor
+    assert learning_rate(1.0, "constant", 0.5) == 1.0

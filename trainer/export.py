@@ -2,7 +2,8 @@
 
     export/
       preprocessor/    source [h, w, 3] (uint8, or uint16 above 8 bits) -> {"bottleneck": uint8}
-      postprocessor/   decoded [h', w', 3] uint8, size [2] int32 -> {"reconstruction": source dtype}
+      postprocessor/   decoded [h', w', 3] uint8, size [2] int32, qstep float32 []
+                       -> {"reconstruction": source dtype}
       model_spec.json  scenario, bit depth, factor, trained qstep, dataset spec, metrics
 
 Any JPEG encoder sits between the two: `model_spec.json` says which
@@ -24,7 +25,7 @@ import tensorflow as tf
 from sandwich.specs import MODEL_SPEC_FILE, ModelSpec
 
 PROCESSORS = {"preprocess": ("preprocessor", "bottleneck", ("source",)),
-              "postprocess": ("postprocessor", "reconstruction", ("decoded", "size"))}
+              "postprocess": ("postprocessor", "reconstruction", ("decoded", "size", "qstep"))}
 
 
 def _serving_module(model, function) -> tuple[tf.Module, tf.types.experimental.GenericFunction]:

@@ -126,6 +126,16 @@ def any_worker(strategy: tf.distribute.Strategy, flag: bool) -> bool:
     return bool(_sum_over_replicas(strategy)(tf.constant(float(flag))).numpy() > 0)
 
 
+def mean_over_workers(strategy: tf.distribute.Strategy, value: float) -> float:
+    """`value` averaged over the workers (on one worker: `value` itself), so
+    that a quantity every worker measures for itself (the share of a time
+    budget spent) is the same number on all of them."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return value
+    total = _sum_over_replicas(strategy)(tf.constant(float(value)))
+    return float(total.numpy()) / strategy.num_replicas_in_sync
+
+
 @functools.cache
 def _sum_over_replicas(strategy: tf.distribute.Strategy):
     """A compiled all-reduce of one number per replica, traced once per strategy."""

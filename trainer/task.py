@@ -15,16 +15,25 @@ import sys
 
 from sandwich import logs
 from sandwich.jpeg.tables import MODE_NAMES
-from sandwich.model import QUANTIZATIONS
+from sandwich.model import QUANTIZATIONS, check_qstep_range
 from sandwich.networks import PRESETS
 from sandwich.specs import SCENARIOS
 from trainer.strategy import STRATEGIES, split_cpu
-from trainer.training import Config, train
+from trainer.training import LR_SCHEDULES, Config, train
 
 
 
 def _widths(text: str) -> tuple[int, ...]:
     return tuple(int(w) for w in text.split(","))
+
+
+def _qstep_range(text: str) -> tuple[float, float] | str | None:
+    if text in ("auto", "off"):
+        return None if text == "off" else text
+    try:
+        return check_qstep_range(float(q) for q in text.split(","))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH with 1 < LOW < HIGH: {e}") from e
 
 
 def parser() -> argparse.ArgumentParser:
@@ -46,6 +55,9 @@ def parser() -> argparse.ArgumentParser:
     opt.add_argument("--steps", type=int, default=default["steps"], help="total steps (resumed runs count on)")
     opt.add_argument("--batch_size", type=int, default=default["batch_size"], help="global batch, split over replicas")
     opt.add_argument("--learning_rate", type=float, default=default["learning_rate"], help="Adam step size")
+    opt.add_argument("--lr_schedule", choices=LR_SCHEDULES, default=default["lr_schedule"],
+                     help="cosine: warmup, then decay to a twentieth of --learning_rate by the "
+                          "end of --steps or --max_train_minutes, whichever comes first")
     opt.add_argument("--gamma", type=float, default=default["gamma"], help="weight of the rate (bpp) in the loss")
     opt.add_argument("--penalty_weight", type=float, default=default["penalty_weight"],
                      help="weight of the bottleneck range penalty")
@@ -59,6 +71,13 @@ def parser() -> argparse.ArgumentParser:
     net.add_argument("--unet_widths", type=_widths, help="override the preset's U-Net widths, e.g. 8,16")
     net.add_argument("--mlp_widths", type=_widths, help="override the preset's MLP widths, e.g. 16,16")
     net.add_argument("--qstep", type=float, default=default["qstep"], help="initial flat JPEG quantisation step")
+    net.add_argument("--qstep_range", type=_qstep_range, default=default["qstep_range"],
+                     metavar="LOW,HIGH|auto|off",
+                     help="train one rate-conditioned model for these JPEG steps: each batch "
+                          "at a step drawn log-uniformly in the range, the post-processor "
+                          "told the step, gamma scaled by (step / centre)^2; --qstep is then "
+                          "ignored. auto: a range spanning about 0.25-1.5 bpp for the "
+                          "dataset's scenario; off: one model for the one step --qstep")
     net.add_argument("--fixed_qstep", dest="train_qstep", action="store_false",
                      help="keep qstep at its initial value; train_qstep=%(default)s")
     net.add_argument("--quantization", choices=sorted(QUANTIZATIONS),

@@ -45,6 +45,7 @@ from trainer import data, export, summaries, strategy as strategies
 from trainer.patch_evaluation import evaluate_patches
 
 IMAGES = 3  # patches shown in TensorBoard
+RATE_GRID = 5  # rate model rows over a conditioned model's qstep range
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,14 +55,16 @@ class Config:
     data: str
     job_dir: str | None = None
     steps: int = 1000
-    batch_size: int = 16
-    learning_rate: float = 3e-4
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    lr_schedule: str = "cosine"
     gamma: float = 50.0
     penalty_weight: float = 1.0
     size: str = "slim"
     unet_widths: tuple[int, ...] | None = None
     mlp_widths: tuple[int, ...] | None = None
     qstep: float = 20.0
+    qstep_range: tuple[float, float] | str | None = "auto"
     train_qstep: bool = True
     quantization: str = "flat"
     jpeg_mode: str = tables.DEFAULT_MODE.name
@@ -152,14 +155,42 @@ class Deadline:
     """
 
     def __init__(self, minutes: float | None):
+        self._minutes = minutes
         self._end = None if minutes is None else time.monotonic() + 60.0 * minutes
         self._passed_at: int | None = None
+
+    def fraction(self) -> float:
+        """The share of the budget spent (0 without one)."""
+        if self._end is None:
+            return 0.0
+        return 1.0 - max(self._end - time.monotonic(), 0.0) / (60.0 * self._minutes)
 
     def passed(self, step: int) -> bool:
         if self._passed_at is None and self._end is not None and time.monotonic() >= self._end:
             self._passed_at = step
             print(f"time budget reached at step {step}", flush=True)
         return self._passed_at is not None
+
+
+LR_SCHEDULES = ("constant", "cosine")
+WARMUP = 0.02  # of the run, for the cosine schedule
+FINAL_LR = 0.05  # of the base rate, where the cosine schedule ends
+
+
+def learning_rate(base: float, schedule: str, progress: float) -> float:
+    """The step size at `progress` (0..1) through the run.
+
+    'cosine': a linear warmup over the first `WARMUP` of the run (Adam's
+    early moments are noisy), then a half cosine from `base` down to
+    `FINAL_LR * base`: big steps while far from a good model, small ones to
+    settle. Progress is whichever of the step budget and the time budget
+    runs out first, so the decay also ends with `--max_train_minutes`.
+    """
+    if schedule == "constant":
+        return base
+    progress = min(max(progress, 0.0), 1.0)
+    warm = min(1.0, progress / WARMUP)
+    return base * warm * (FINAL_LR + (1.0 - FINAL_LR) * 0.5 * (1.0 + np.cos(np.pi * progress)))
 
 
 class Progress:
@@ -185,10 +216,27 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}m{seconds:02d}s"
 
 
+# `--qstep_range auto`: steps that span about 0.25 to 1.5 bits per source
+# pixel on photographs, per scenario and factor (measured with the real
+# encoder on the bundled photos; a 10-bit source's gain over its 8-bit
+# ceiling lies at the finer steps).
+AUTO_QSTEP_RANGES = {("high_res", 1): (12.0, 80.0), ("high_res", 2): (3.0, 24.0),
+                     ("high_bit_depth", 1): (4.0, 32.0)}
+DEEPER_FACTORS_QSTEP_RANGE = (2.0, 16.0)
+
+
+def qstep_range(config: Config, scenario) -> tuple[float, float] | None:
+    """The steps a run trains for: `--qstep_range`, with 'auto' resolved for
+    the scenario, or None (`off`: one step, `--qstep`)."""
+    if config.qstep_range != "auto":
+        return config.qstep_range
+    return AUTO_QSTEP_RANGES.get((scenario.name, scenario.factor), DEEPER_FACTORS_QSTEP_RANGE)
+
+
 def build_model(config: Config, scenario, rate_model=None) -> Sandwich:
     return Sandwich(scenario, size=config.network(), qstep=config.qstep,
                     train_qstep=config.train_qstep, quantization=config.quantization,
-                    gamma=config.gamma,
+                    gamma=config.gamma, qstep_range=qstep_range(config, scenario),
                     penalty_weight=config.penalty_weight, rate_model=rate_model)
 
 
@@ -255,13 +303,15 @@ def train(config: Config) -> Result:
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
         raise ValueError(f"--batch_size {config.batch_size} does not split over {replicas} replicas")
+    config = dataclasses.replace(config, qstep_range=qstep_range(config, scenario))
     eval_split = "eval" if spec.splits.get("eval", 0) else "train"
     eval_patches = data.load(config.data, spec, eval_split, config.eval_patches)
     refit_patches = eval_patches[:config.refit_patches]
 
     with strategy.scope():
         rate_model = rate.LogRateModel(rate.calibrate(
-            _baseline_bottleneck(scenario, refit_patches), [config.qstep], scenario.jpeg_mode))
+            _baseline_bottleneck(scenario, refit_patches), _rate_qsteps(config),
+            scenario.jpeg_mode))
         model = build_model(config, scenario, rate_model)
         optimizer = keras.optimizers.Adam(config.learning_rate)
         train_step = _train_step(config, model, optimizer, strategy)
@@ -284,6 +334,7 @@ def train(config: Config) -> Result:
     deadline = Deadline(config.max_train_minutes)
     metrics: dict = {}
     out_of_time = False
+    rate_now = config.learning_rate
     with Stop() as stop, writer.as_default(step=step):
         while step < config.steps and not strategies.any_worker(strategy, stop.requested):
             # Workers agree on the time budget too: one whose clock ran out
@@ -291,6 +342,12 @@ def train(config: Config) -> Result:
             out_of_time = strategies.any_worker(strategy, deadline.passed(step))
             if out_of_time:
                 break
+            if config.lr_schedule != "constant":
+                # Workers' clocks differ: they agree on the mean, so they step alike.
+                done = strategies.mean_over_workers(
+                    strategy, max((step + 1) / config.steps, deadline.fraction()))
+                rate_now = learning_rate(config.learning_rate, config.lr_schedule, done)
+                optimizer.learning_rate = rate_now
             scalars = {k: float(v) for k, v in train_step(_next(iterator, config.data)).items()}
             step += 1
             tf.summary.experimental.set_step(step)
@@ -301,6 +358,7 @@ def train(config: Config) -> Result:
             if due(config.summary_every):
                 for name, value in scalars.items():
                     summaries.scalar(f"train/{name}", value)
+                summaries.scalar("train/learning_rate", rate_now)
                 if chief:
                     print(progress.line(step, scalars), flush=True)
             if chief and due(config.image_every):
@@ -346,10 +404,20 @@ def _write_images(model, patches: np.ndarray) -> None:
         summaries.images(f"images/{name}", batch, IMAGES)
 
 
+def _rate_qsteps(config: Config) -> list[float]:
+    """Where the rate model is fitted: the step trained at, or a log-spaced
+    grid over a conditioned model's range (the model interpolates between)."""
+    if config.qstep_range is None:
+        return [config.qstep]
+    return list(np.geomspace(*config.qstep_range, RATE_GRID))
+
+
 def _refit(model, rate_model, patches: np.ndarray) -> None:
-    """Refits the rate table on what the pre-processor now hands the codec."""
+    """Refits the rate table on what the pre-processor now hands the codec,
+    at the model's current tables, rescaled over its range if conditioned."""
+    qsteps = np.geomspace(*model.qstep_range, RATE_GRID) if model.conditioned else [None]
     fitted = rate_model.refit(model.preprocess(tf.convert_to_tensor(patches)).numpy(),
-                              model.codec_tables())
+                              [model.codec_tables(q) for q in qsteps])
     for slot, scale in enumerate(fitted.ac_scale[0]):
         summaries.scalar(f"rate_model/ac_scale_{slot}", scale)
     summaries.scalar("rate_model/median_error", fitted.median_error[0])
@@ -382,6 +450,7 @@ def _export(config: Config, spec: DatasetSpec, scenario, model, metrics: dict, d
         scenario=spec.scenario, bit_depth=spec.bit_depth, factor=spec.factor, qstep=qstep,
         jpeg_mode=scenario.jpeg_mode.name,
         qtables=None if flat else serving.qtables.numpy().astype(float).tolist(),
+        qstep_range=list(serving.qstep_range) if serving.conditioned else None,
         dataset=json.loads(spec.to_json()), metrics=metrics, config=run_config,
         version=sandwich.__version__)
     return export.save(serving, model_spec, directory)

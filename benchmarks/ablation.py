@@ -1,0 +1,118 @@
+"""What each lever of the recipe is worth, in dB on held-out photos.
+
+Trains one high_res model per arm on the same corpus for the same number of
+steps (so that a machine busy with other work slows every arm alike), each
+arm changing one thing of a reference recipe, then evaluates all of them
+together with the real codec on the held-out photos (`pipelines.evaluate`)
+and prints a table:
+
+    python benchmarks/ablation.py --steps 1500 --output out/ablation
+
+Columns: BD-PSNR against plain JPEG (libjpeg-turbo, standard tables, 4:2:0,
+optimised) and against the arm's own baseline over the rates both cover,
+the points that fall below that baseline, the measured time per training
+step (under whatever else the machine ran), and the processors' size
+(multiply-accumulates per source pixel, both processors).
+The arms share `benchmarks/quality.py`'s corpus flags and workspace, so an
+arm already trained into `--output` is reused.
+"""
+import argparse
+import json
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import quality  # noqa: E402
+
+from pipelines import evaluate  # noqa: E402
+
+# (name, what changes, trainer flags). The reference is the trainer's
+# default recipe; every other arm changes one thing of it.
+ARMS = [
+    ("reference", "the trainer's defaults: rate-conditioned over its auto range, cosine "
+     "learning rate", []),
+    ("single-step", "one step (qstep 24, trained), no conditioning",
+     ["--qstep_range", "off", "--qstep", "24"]),
+    ("constant-lr", "no warmup or decay", ["--lr_schedule", "constant"]),
+    ("tables", "trainable 8x8 luma and chroma tables in the DQT", ["--quantization", "tables"]),
+    ("wider", "U-Net 8-16-24-32, MLP 16-16", ["--unet_widths", "8,16,24,32"]),
+    ("gamma-15", "gamma 15 at the range's centre (rate weighs less)", ["--gamma", "15"]),
+    ("gamma-150", "gamma 150 at the range's centre", ["--gamma", "150"]),
+    ("batch-16", "batch 16 (twice the pixels per step)", ["--batch_size", "16"]),
+]
+STEP_RATE = re.compile(r"step \d+/\d+ ([\d.]+) steps/s")
+
+
+def _seconds_per_step(log: str) -> float | None:
+    rates = STEP_RATE.findall(open(log).read()) if os.path.exists(log) else []
+    return 1.0 / float(rates[-1]) if rates else None
+
+
+def _macs(export: str) -> float:
+    """Multiply-accumulates per source pixel of both processors of an export."""
+    from sandwich import networks
+    from sandwich.specs import MODEL_SPEC_FILE, ModelSpec
+
+    with open(os.path.join(export, MODEL_SPEC_FILE)) as f:
+        spec = ModelSpec.from_json(f.read())
+    preset = networks.network_size(spec.config["size"])
+    size = networks.NetworkSize(tuple(spec.config["unet_widths"] or preset.unet_widths),
+                                tuple(spec.config["mlp_widths"] or preset.mlp_widths))
+    conditioned = spec.qstep_range is not None
+    return size.macs_per_pixel() + size.macs_per_pixel(in_channels=3 + conditioned)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    quality.add_corpus_flags(parser)
+    parser.add_argument("--steps", type=int, default=1500, help="training steps of every arm")
+    parser.add_argument("--factor", type=int, default=1, help="the high_res factor")
+    parser.add_argument("--arms", nargs="+", default=[a[0] for a in ARMS],
+                        choices=[a[0] for a in ARMS])
+    parser.add_argument("--output", default=os.path.join(quality.REPO, "out", "ablation"))
+    args = parser.parse_args(argv)
+    quality.held_out_files(args)
+    space = quality.Workspace(args.output, args.train_files, args.held_out_files)
+    arms = [a for a in ARMS if a[0] in args.arms]
+    exports = {}
+    for name, _, flags in arms:
+        exports[name], _ = space.train(f"x{args.factor}-{name}", "high_res", args.factor, flags,
+                                       ["--steps", str(args.steps)])
+    summary = space.evaluate("high_res", list(exports.values()), ["jpeg"], tag="-ablation")
+    baseline = f"baseline-x{args.factor}"
+    curves = {m["name"]: m["results"] for m in summary["methods"]}
+    lines = [f"Ablation: high_res x{args.factor}, {args.steps} steps per arm; trained on "
+             f"{', '.join(os.path.basename(p) for p in args.train_files)}; held out "
+             f"{', '.join(os.path.basename(p) for p in args.held_out_files)}.",
+             "`python benchmarks/ablation.py " + " ".join(argv or sys.argv[1:]) + "`", "",
+             "| arm | change | BD-PSNR vs plain JPEG | vs own baseline | points below baseline "
+             "| s/step | MACs/pixel |",
+             "|---|---|---|---|---|---|---|"]
+    for name, change, _ in arms:
+        model = f"x{args.factor}-{name}"
+        vs_jpeg = summary["bd"]["jpeg"].get(model, {}).get("bd_psnr")
+        vs_base = summary["bd"][baseline].get(model, {}).get("bd_psnr")
+        base = curves[baseline]
+        below = sum(1 for bpp, psnr in zip(curves[model]["bpp"], curves[model]["psnr"])
+                    if (b := quality.metrics.psnr_at(base["bpp"], base["psnr"], bpp)) is not None
+                    and psnr < b - 0.01)
+        seconds = _seconds_per_step(os.path.join(space.logs, f"{model}.log"))
+        macs = _macs(exports[name])
+        cell = lambda v: "undefined" if v is None else f"{v:+.2f} dB"  # noqa: E731
+        lines.append(f"| {name} | {change} | {cell(vs_jpeg)} | {cell(vs_base)} | "
+                     f"{below}/{len(curves[model]['bpp'])} | "
+                     f"{'?' if seconds is None else f'{seconds:.3f}'} | {macs:,.0f} |")
+    report = "\n".join(lines)
+    with open(os.path.join(args.output, "ablation.md"), "w") as f:
+        f.write(report + "\n")
+    with open(os.path.join(args.output, "ablation.json"), "w") as f:
+        json.dump({"steps": args.steps, "summary": summary}, f, indent=1)
+    print(report)
+    print(evaluate.table(summary))
+
+
+if __name__ == "__main__":
+    main()
