@@ -1,7 +1,9 @@
 """Compression to a target over a model set, end to end on real photographs.
 
 The set is two slim `high_res` exports whose processors change pixels
-(perturbed heads), one at full resolution and one at half; crops of the
+(perturbed heads), one at full resolution and rate-conditioned (its
+post-processor reads the step, so one told the wrong step would show), and
+one at half resolution; crops of the
 held-out photographs go through `pipelines.compress --target_bpp` and
 `--target_psnr` on the real runner, then through `pipelines.decompress`.
 Every claim is checked against files: the bytes on disk, the PSNR of what
@@ -32,7 +34,8 @@ SPECK = "speck.png"  # 7 x 5 pixels: no file of any coder fits 0.5 bpp
 
 
 def _models():
-    return [export_sandwich("high_res", model_id="set-x1", factor=1, perturb=0.02, seed=3),
+    return [export_sandwich("high_res", model_id="set-x1", factor=1, perturb=0.02, seed=3,
+                            qstep_range=(6, 60)),
             export_sandwich("high_res", model_id="set-x2", factor=2, perturb=0.02, seed=4)]
 
 
@@ -74,14 +77,16 @@ def compressed(request, sources, model_set, tmp_path_factory):
     return request.param, bits, counts, printed
 
 
-def _reconstruction(path):
-    """The decoded file as `decompress` would restore it, by the model it names."""
+def _reconstruction(path, qstep=None):
+    """The decoded file as `decompress` would restore it, by the model it
+    names, its post-processor told the file's step (or `qstep`)."""
     header, decoded = bottleneck_format.decode(path.read_bytes())
     if header.is_fallback:
         return header, decoded
     model = {os.path.basename(m): m for m in _models()}[header.model_id]
     loaded = ExportedSandwich.load(model, tile=96, halo=32)
-    return header, loaded.postprocess(decoded, (header.height, header.width), header.qstep)
+    return header, loaded.postprocess(decoded, (header.height, header.width),
+                                      qstep or header.qstep)
 
 
 def test_every_image_gets_one_file_and_the_summary_counts_them(compressed, sources):
@@ -118,12 +123,17 @@ def test_a_psnr_target_is_reached_in_every_file_that_does_not_say_why(compressed
 
 
 def test_the_recorded_psnr_is_that_of_the_decoded_file(compressed, sources):
+    """...post-processed at the file's own step: the rate-conditioned model
+    told another step makes another picture."""
     _, bits, _, _ = compressed
     for name, record in _manifest(bits).items():
         header, reconstruction = _reconstruction(bits / f"{name}.jpg")
         source = np.asarray(Image.open(sources / name).convert("RGB"))
         psnr = float(metrics.psnr(reconstruction[None], source[None])[0])
         assert record["psnr"] == header.psnr == pytest.approx(psnr, abs=0.005)
+        if header.model_id == "set-x1":  # rate-conditioned over 6..60
+            _, misled = _reconstruction(bits / f"{name}.jpg", 6 if header.qstep > 20 else 60)
+            assert not np.array_equal(misled, reconstruction)
         assert (record["qstep"], record["quality"]) == (
             (None, int(header.qstep)) if header.is_fallback else (header.qstep, None))
 
