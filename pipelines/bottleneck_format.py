@@ -186,7 +186,11 @@ class Header:
         return self.model_id == FALLBACK
 
     def to_comment(self) -> bytes:
+        """The compact JSON; a file coded at a fixed step leaves out `target`
+        and `psnr`, so it is byte for byte what it was before they existed."""
         data = {_MARKER: FORMAT_VERSION, **dataclasses.asdict(self)}
+        if not self.target:
+            del data["target"], data["psnr"]
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
