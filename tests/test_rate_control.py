@@ -17,11 +17,17 @@ import json
 import os
 import shutil
 
+import apache_beam as beam
 import numpy as np
 import pytest
+from apache_beam.ml.inference.base import RunInference
+from apache_beam.testing import test_pipeline
+from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
 from pipelines import bottleneck_format, compress, decompress, evaluate, jobs, rate_control
+from pipelines.beam_options import pipeline_options
+from pipelines.dead_letters import Rejected
 from pipelines.model_handler import ExportedSandwich
 from sandwich import alternatives, metrics
 from tests import photos
@@ -243,3 +249,29 @@ def test_bisection_finds_the_first_index_where_a_monotone_predicate_holds():
 
             assert rate_control._first(n, predicate) == boundary
             assert len(probes) <= n.bit_length()
+
+
+def test_the_choice_step_on_its_own():
+    """`TargetHandler` under RunInference on a TestPipeline: each source
+    comes out with a file within the rate, a flat photograph and a noisy one
+    alike, and a source the encoder refuses (an empty image) comes out as
+    the reason, not as a failed bundle."""
+    rng = np.random.default_rng(0)
+    inputs = [jobs.ModelInput("photo", photos.load("chelsea.png")[:96, :128], 8),
+              jobs.ModelInput("noise", rng.integers(0, 256, (64, 80, 3), np.uint8), 8),
+              jobs.ModelInput("empty", np.zeros((0, 16, 3), np.uint8), 8)]
+    target = rate_control.Target("bpp", 2.0)
+
+    def outcome(result):
+        coded = result.inference
+        if isinstance(coded, Rejected):
+            return result.example.path, "rejected"
+        return result.example.path, target.met(coded) and len(coded.data) == coded.bits // 8
+
+    with test_pipeline.TestPipeline(options=pipeline_options(RUNNER)) as pipeline:
+        results = (pipeline
+                   | beam.Create(inputs)
+                   | RunInference(rate_control.TargetHandler(_models(), target, fallback=True,
+                                                             tile=96, halo=32))
+                   | beam.Map(outcome))
+        assert_that(results, equal_to([("photo", True), ("noise", True), ("empty", "rejected")]))
