@@ -17,8 +17,9 @@ it can be copied, renamed or served by a CDN and still be decompressed.
 `jpeg_mode` is the inner codec's colour handling; the quantisation tables
 need no field, since the file's own DQT segment carries them. A file made to
 a target (`pipelines.rate_control`) also records the target (`"target":
-"bpp<=0.5"`) and the PSNR the job measured after decoding it (`"psnr"`, 0:
-not measured), so a rerun can list it without measuring it again.
+"bpp<=0.5"`) and the PSNR the job measured after decoding it (`"psnr"`),
+so a rerun can list it without measuring it again; a file coded at a fixed
+step has neither.
 
 A plain-JPEG fallback (where plain JPEG beat every model at the target) is
 a plain JPEG from Pillow with this header: `model_id` "plain-jpeg", factor
@@ -159,7 +160,8 @@ class Header:
     # so a rerun redoes the bottleneck of a changed source; older files lack it.
     source_stamp: str = ""
     # What `pipelines.rate_control` aimed at ("" for a fixed qstep), and the
-    # PSNR it measured after decoding (0 where not measured).
+    # PSNR it measured after decoding (0 where not measured); both are left
+    # out of a fixed-step file's comment.
     target: str = ""
     psnr: float = 0.0
 
