@@ -1,14 +1,14 @@
 """Compression to a target: its throughput against fixed-qstep mode, and what it buys.
 
 The held-out photographs (scikit-image's, copied `--copies` times) go
-through `pipelines.compress` on the local runner (worker processes,
-start-up and model loading included), first at one model's trained step
+through `pipelines.compress` on the local runner (in this process, or on
+`--workers` worker processes; model loading included), first at one model's trained step
 (`--qstep` mode: pre-processor and encoder, nothing measured), then at each
 `--targets` bpp over the whole model set (per image and model: the
 pre-processor once, a bisection over steps with the real encoder, the
-post-processor on the pick; plain JPEG's qualities likewise). Both modes
-run in the same process, on the same images, one after the other, each
-`--repeats` times, the fastest run counting (the CPU may be shared).
+post-processor on the pick; plain JPEG's qualities likewise). The modes
+run in the same process on the same images, taking turns for `--repeats`
+rounds, the fastest run of each counting (the CPU may be shared).
 
 For each target it prints the throughput and its cost against fixed-qstep
 mode, then what the files are worth: the mean bpp and PSNR of
@@ -46,20 +46,33 @@ from tests.sandwich_exports import export_sandwich  # noqa: E402
 from corpus import SKIMAGE_DIR, SKIMAGE_PHOTOS  # noqa: E402
 
 
-def job(argv: list[str], output: str, workers: int, repeats: int) -> tuple[float, list[dict]]:
-    """Seconds of the fastest of `repeats` runs of a compress job (each into
-    an empty `output`: the CPU may be shared), and its manifest."""
-    times = []
+def runner(workers: int) -> list[str]:
+    """One worker: in this process, so that start-up (importing TensorFlow in
+    fresh workers) does not drown the per-image cost being compared."""
+    if workers == 1:
+        return ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    return ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+
+
+def timed_jobs(jobs_argv: dict[str, list[str]], work: str, workers: int,
+               repeats: int) -> dict[str, tuple[float, list[dict]]]:
+    """Per job name: the seconds of its fastest run and its manifest. The
+    jobs take turns, `repeats` rounds, each run into an empty directory, so a
+    load that comes and goes on a shared CPU falls on every mode alike."""
+    times = {name: [] for name in jobs_argv}
     for _ in range(repeats):
-        shutil.rmtree(output, ignore_errors=True)
-        start = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):
-            compress.run([*argv, f"--output={output}", "--direct_running_mode=multi_processing",
-                          f"--direct_num_workers={workers}"])
-        times.append(time.perf_counter() - start)
-    seconds = min(times)
-    with open(os.path.join(output, jobs.MANIFEST_FILE)) as f:
-        return seconds, [json.loads(line) for line in f]
+        for name, argv in jobs_argv.items():
+            output = os.path.join(work, name)
+            shutil.rmtree(output, ignore_errors=True)
+            start = time.perf_counter()
+            with contextlib.redirect_stdout(io.StringIO()):
+                compress.run([*argv, f"--output={output}", *runner(workers)])
+            times[name].append(time.perf_counter() - start)
+    out = {}
+    for name in jobs_argv:
+        with open(os.path.join(work, name, jobs.MANIFEST_FILE)) as f:
+            out[name] = min(times[name]), [json.loads(line) for line in f]
+    return out
 
 
 def plain_jpeg_sweep(images: list[np.ndarray]) -> np.ndarray:
@@ -90,7 +103,7 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2,
-                        help="runs per mode; the fastest counts")
+                        help="rounds of runs, the modes taking turns; the fastest run counts")
     args = parser.parse_args()
     models = args.model or ",".join(
         export_sandwich("high_res", model_id=f"bench-x{factor}", factor=factor, perturb=0.02,
@@ -108,14 +121,17 @@ def main() -> None:
               f"{', '.join(model_handler.read_specs(model_handler.export_dirs(models)))}; "
               f"{args.workers} worker process(es)")
         source = [f"--input={work}/photos", "--tile=1024", "--halo=128"]
-        fixed, _ = job([*source, f"--model={first}"], f"{work}/fixed", args.workers, args.repeats)
+        argv = {"fixed": [*source, f"--model={first}"]}
+        argv.update({f"target-{t:g}": [*source, f"--model={models}", f"--target_bpp={t}"]
+                     for t in args.targets})
+        results = timed_jobs(argv, work, args.workers, args.repeats)
+        fixed, _ = results["fixed"]
         print(f"fixed qstep, one model ({model_handler.read_spec(first).model_id}): "
               f"{megapixels / fixed:6.2f} MP/s ({fixed:.0f} s)")
         sweep = plain_jpeg_sweep(images)
         curve = sweep[..., 0].mean(axis=0), sweep[..., 1].mean(axis=0)
         for target in args.targets:
-            seconds, records = job([*source, f"--model={models}", f"--target_bpp={target}"],
-                                   f"{work}/target-{target}", args.workers, args.repeats)
+            seconds, records = results[f"target-{target:g}"]
             bpp = float(np.mean([r["bpp"] for r in records]))
             psnr = float(np.mean([r["psnr"] for r in records]))
             plain = metrics.psnr_at(*curve, bpp)
