@@ -8,7 +8,9 @@ Keras, which refuses plain SavedModels under Keras 3 (docs/architecture.md); our
 Signature arguments are bound by their dtype and rank (the image is rank 3,
 the size a rank-1 int32, the post-processor's qstep a float32 scalar), which does not depend on the names the exporter
 gave them (`trainer.export` leaves them `args_0`, `args_1`).
-RunInference keeps the loaded model in a per-process `Shared` handle, so a
+A job may run a model set (`export_dirs`: several export dirs, or a
+directory of them; each bottleneck names its model by `model_id`).
+RunInference keeps the loaded set in a per-process `Shared` handle, so a
 worker loads it once and reuses it for every bundle.
 
 Images are run one at a time (`max_batch_size=1`): they differ in size, so

@@ -25,11 +25,13 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
-from pipelines import bottleneck_format, compress, decompress, evaluate, jobs, rate_control
+from pipelines import (bottleneck_format, compress, decompress, evaluate, jobs, model_handler,
+                       rate_control)
 from pipelines.beam_options import pipeline_options
 from pipelines.dead_letters import Rejected
 from pipelines.model_handler import ExportedSandwich
 from sandwich import alternatives, metrics
+from sandwich.specs import SpecError
 from tests import photos
 from tests.sandwich_exports import export_sandwich
 
@@ -275,3 +277,21 @@ def test_the_choice_step_on_its_own():
                                                              tile=96, halo=32))
                    | beam.Map(outcome))
         assert_that(results, equal_to([("photo", True), ("noise", True), ("empty", "rejected")]))
+
+
+def test_a_model_set_is_a_list_or_a_directory_of_exports_with_distinct_ids(model_set, tmp_path):
+    x1, x2 = (str(model_set / name) for name in ("set-x1", "set-x2"))
+    assert model_handler.export_dirs(f"{x1}, {x2}/") == (x1, x2)
+    assert model_handler.export_dirs(str(model_set)) == (x1, x2)
+    assert model_handler.export_dirs(f"{x2},{model_set}") == (x2, x1, x2)
+    with pytest.raises(SpecError, match="taken by another export of the set"):
+        model_handler.read_specs(model_handler.export_dirs(f"{x2},{model_set}"))
+    with pytest.raises(SpecError, match="neither an export dir nor a directory of them"):
+        model_handler.export_dirs(str(tmp_path))
+    impostor = tmp_path / "impostor"
+    shutil.copytree(x1, impostor)
+    spec = json.loads((impostor / "model_spec.json").read_text())
+    (impostor / "model_spec.json").write_text(
+        json.dumps({**spec, "model_id": bottleneck_format.FALLBACK}))
+    with pytest.raises(SpecError, match="taken by plain-JPEG fallbacks"):
+        model_handler.read_specs([x1, str(impostor)])
