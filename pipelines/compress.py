@@ -261,21 +261,30 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
 
 def summary(records) -> str:
     """Images per model (and fallback), mean bpp, mean PSNR where measured,
-    and the targets missed, as the job prints them at the end."""
-    records = list(records)
-    if not records:
+    and the targets missed, as the job prints them at the end; one pass over
+    the records, holding only counts and sums (a bucket's manifest may have
+    millions of lines)."""
+    per_model, bpp, psnr, missed, shown = collections.Counter(), 0.0, 0.0, 0, []
+    target = ""
+    for record in records:
+        per_model[record["model_id"]] += 1
+        bpp += record["bpp"]
+        psnr += record["psnr"] or 0.0
+        target = record["target"]
+        if record["missed"]:
+            missed += 1
+            if len(shown) < SHOWN_MISSES:
+                shown.append(f"    {record['source']}: {record['missed']}")
+    count = sum(per_model.values())
+    if not count:
         return "no bottlenecks"
-    per_model = collections.Counter(r["model_id"] for r in records)
-    lines = [f"{len(records)} bottlenecks, mean {np.mean([r['bpp'] for r in records]):.3f} bpp"
-             + ("" if records[0]["psnr"] is None else
-                f", mean {np.mean([r['psnr'] for r in records]):.2f} dB")]
-    lines += [f"  {model}: {count} images" for model, count in sorted(per_model.items())]
-    missed = [r for r in records if r["missed"]]
+    lines = [f"{count} bottlenecks, mean {bpp / count:.3f} bpp"
+             + (f", mean {psnr / count:.2f} dB" if target else "")]
+    lines += [f"  {model}: {n} images" for model, n in sorted(per_model.items())]
     if missed:
-        lines.append(f"  {len(missed)} missed the target {missed[0]['target']}:")
-        lines += [f"    {r['source']}: {r['missed']}" for r in missed[:SHOWN_MISSES]]
-        if len(missed) > SHOWN_MISSES:
-            lines.append(f"    and {len(missed) - SHOWN_MISSES} more: see `missed` in the manifest")
+        lines += [f"  {missed} missed the target {target}:", *shown]
+        if missed > len(shown):
+            lines.append(f"    and {missed - len(shown)} more: see `missed` in the manifest")
     return "\n".join(lines)
 
 
@@ -286,7 +295,7 @@ def run(argv=None, save_main_session=False, test_pipeline=None) -> dict:
     counts = batch_jobs.counters(result, NAMESPACE)
     print(batch_jobs.account(counts, config.dead_letter_path))
     with FileSystems.open(config.manifest_path) as f:
-        print(summary(json.loads(line) for line in f.read().decode().splitlines()))
+        print(summary(json.loads(line) for line in f))
     print(f"manifest: {config.manifest_path}")
     return counts
 
