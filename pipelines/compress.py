@@ -124,7 +124,8 @@ class BottleneckRecord:
                    header.target, header.psnr if header.target else None,
                    int(header.qstep) if fallback else None,
                    rate_control.missed(rate_control.Target.parse(header.target), bpp, header.psnr,
-                                       header.bit_depth) if header.target else "")
+                                       header.bit_depth, header.model_id)
+                   if header.target else "")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

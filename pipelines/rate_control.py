@@ -87,10 +87,10 @@ class Target:
             False, coded.psnr, -coded.bits)
 
 
-def missed(target: Target, bpp: float, psnr: float, bit_depth: int) -> str:
-    """Why a file does not meet its target (within `RATE_SLACK` under a
-    rate), or "" if it does; a function of the manifest's own fields, so a
-    rerun that skips the file says the same."""
+def missed(target: Target, bpp: float, psnr: float, bit_depth: int, model_id: str) -> str:
+    """Why a file (made by `model_id`) does not meet its target (within
+    `RATE_SLACK` under a rate), or "" if it does; a function of the
+    manifest's own fields, so a rerun that skips the file says the same."""
     coders = "no model of the set" + (" nor plain JPEG" if bit_depth == 8 else "")
     if target.kind == PSNR:
         return "" if psnr >= target.value else (
@@ -98,9 +98,10 @@ def missed(target: Target, bpp: float, psnr: float, bit_depth: int) -> str:
     if bpp > target.value:
         return f"{coders} codes it in {target.value:g} bpp; the smallest file is {bpp:.3f} bpp"
     if bpp < (1 - RATE_SLACK) * target.value:
-        return (f"{bpp:.3f} bpp, {100 * (1 - bpp / target.value):.1f}% under the target: the "
-                "next finer step of its coder overshoots it, and no other file within it "
-                "decodes better")
+        finer = ("plain JPEG's next quality" if model_id == bottleneck_format.FALLBACK
+                 else f"{model_id}'s next finer step")
+        return (f"{bpp:.3f} bpp, {100 * (1 - bpp / target.value):.1f}% under the target: "
+                f"{finer} overshoots it, and no other file within it decodes better")
     return ""
 
 
