@@ -39,6 +39,7 @@ RUNNER = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 TILING = ["--tile=96", "--halo=32"]
 TARGETS = {"bpp": "--target_bpp=0.5", "psnr": "--target_psnr=32"}
 SPECK = "speck.png"  # 7 x 5 pixels: no file of any coder fits 0.5 bpp
+JUNK = "junk.png"  # a dead letter in every mode
 
 
 def _models():
@@ -64,6 +65,7 @@ def sources(tmp_path_factory):
     for name in photos.HELD_OUT:
         Image.fromarray(photos.load(name)[40:200, 60:284]).save(root / (name.split(".")[0] + ".png"))
     Image.fromarray(photos.load("coffee.png")[200:205, 300:307]).save(root / SPECK)
+    (root / JUNK).write_text("not a picture")
     return root
 
 
@@ -99,8 +101,10 @@ def _reconstruction(path, qstep=None):
 
 def test_every_image_gets_one_file_and_the_summary_counts_them(compressed, sources):
     kind, bits, counts, printed = compressed
-    images = len(list(sources.iterdir()))
-    assert (counts["inputs"], counts["written"], counts["dead_letters"]) == (images, images, 0)
+    images = len(list(sources.iterdir())) - 1
+    assert (counts["inputs"], counts["written"], counts["dead_letters"]) == (images + 1, images, 1)
+    [letter] = [json.loads(line) for line in (bits / jobs.DEAD_LETTER_FILE).open()]
+    assert letter["path"] == str(sources / JUNK) and letter["step"] == "decode"
     manifest = _manifest(bits)
     assert len(manifest) == images
     for model, count in collections.Counter(r["model_id"] for r in manifest.values()).items():
