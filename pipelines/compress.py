@@ -251,9 +251,7 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
         qstep = float(specs[0].qstep if args.qstep is None else args.qstep)
         if not 0 < qstep <= rate_control.MAX_QSTEP:
             parser.error(f"--qstep must be in (0, {rate_control.MAX_QSTEP}]")
-    depths = {spec.bit_depth for spec in specs}
-    if len(depths) > 1:
-        parser.error(f"the models take sources of different bit depths {sorted(depths)}")
+    model_handler.source_bit_depth(specs)
     for spec in specs:
         tiling.check_layout(args.tile, args.halo, spec.factor)
     return Config(args.input, args.output.rstrip("/"), models, specs, qstep, target,

@@ -79,6 +79,16 @@ def read_specs(model_dirs: Sequence[str]) -> dict[str, ModelSpec]:
     return specs
 
 
+def source_bit_depth(specs: Iterable[ModelSpec]) -> int:
+    """The one source bit depth of a set that codes the same sources (a
+    `SpecError` if they differ: each source is fitted to it once)."""
+    depths = sorted({spec.bit_depth for spec in specs})
+    if len(depths) != 1:
+        raise SpecError(f"the models take sources of different bit depths {depths}; "
+                        "run them separately")
+    return depths[0]
+
+
 def read_spec(model_dir: str) -> ModelSpec:
     """The model spec of an export dir (local or gs://), or a clear `SpecError`."""
     path = FileSystems.join(model_dir, MODEL_SPEC_FILE)

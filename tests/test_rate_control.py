@@ -242,6 +242,9 @@ def test_a_model_set_needs_a_target_and_a_target_excludes_qstep(model_set):
     config, _ = compress.parse_args([*base, "--target_psnr=35"])
     assert config.target == rate_control.Target("psnr", 35.0) and config.qstep is None
     assert [spec.model_id for spec in config.specs] == ["set-x1", "set-x2"]
+    deeper = export_sandwich("high_bit_depth", model_id="hbd10-untrained", bit_depth=10)
+    with pytest.raises(SpecError, match=r"different bit depths \[8, 10\]"):
+        compress.parse_args([*base[:2], f"--model={model_set},{deeper}", "--target_bpp=1"])
 
 
 def test_bisection_finds_the_first_index_where_a_monotone_predicate_holds():
