@@ -15,8 +15,9 @@ file that is not a complete sandwich bottleneck; each goes to
 `dead_letters.jsonl` with the reason.
 
 A plain-JPEG fallback (`pipelines.rate_control`) needs no model: it is
-decoded as any viewer decodes it, and its pixels, unchanged, are the PNG's. The others are decoded,
-run through the post-processor (RunInference, in tiles) and written to
+decoded as any viewer decodes it, and its pixels, unchanged, are the PNG's.
+Every other bottleneck is decoded, run through its model's post-processor
+(RunInference, in tiles, told the step the file was coded at) and written to
 `<output>/<relative path without .jpg>`, as a PNG: 8-bit, or 16-bit with an
 `sBIT` chunk recording the true depth for high-bit-depth sources
 (`a.png.jpg` -> `a.png`, `b.tif.jpg` -> `b.tif.png`).
