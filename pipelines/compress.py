@@ -35,7 +35,8 @@ fallback's quality and why a target was missed.
 A rerun skips bottlenecks that are complete and made by this model at this
 qstep (or by a model of the set, or as a fallback, for this target) from
 this very source (its size and mtime, digested in the header), and redoes
-partial or stale ones. A source whose bottleneck would be wider
+partial or stale ones. So a model added to a set serves only the images not
+yet done; delete the outputs (or change the target) to choose again. A source whose bottleneck would be wider
 than a JPEG can be (65500 pixels) is a dead letter, as is an input whose
 name could place its output outside `--output`. The job ends by printing
 the account, inputs = outputs + dead letters.
