@@ -262,7 +262,7 @@ def test_bisection_finds_the_first_index_where_a_monotone_predicate_holds():
 
 def test_the_choice_step_on_its_own():
     """`TargetHandler` under RunInference on a TestPipeline: each source
-    comes out with a file within the rate, a flat photograph and a noisy one
+    comes out with a file within the rate, a photograph and noise
     alike, and a source the encoder refuses (an empty image) comes out as
     the reason, not as a failed bundle."""
     rng = np.random.default_rng(0)
