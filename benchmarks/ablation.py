@@ -31,15 +31,16 @@ from pipelines import evaluate  # noqa: E402
 # (name, what changes, trainer flags). The reference is the trainer's
 # default recipe; every other arm changes one thing of it.
 ARMS = [
-    ("reference", "the trainer's defaults: rate-conditioned over its auto range, cosine "
-     "learning rate", []),
+    ("reference", "the trainer's defaults: rate-conditioned over its auto range, gamma auto "
+     "(2x the baseline's slope), cosine learning rate, slim", []),
     ("single-step", "one step (qstep 24, trained), no conditioning",
      ["--qstep_range", "off", "--qstep", "24"]),
+    ("gamma-1x-slope", "gamma 80: the baseline's slope at x1's centre step 31 (not 2x)",
+     ["--gamma", "80"]),
+    ("gamma-4x-slope", "gamma 320: 4x the slope", ["--gamma", "320"]),
     ("constant-lr", "no warmup or decay", ["--lr_schedule", "constant"]),
     ("tables", "trainable 8x8 luma and chroma tables in the DQT", ["--quantization", "tables"]),
-    ("wider", "U-Net 8-16-24-32, MLP 16-16", ["--unet_widths", "8,16,24,32"]),
-    ("gamma-15", "gamma 15 at the range's centre (rate weighs less)", ["--gamma", "15"]),
-    ("gamma-150", "gamma 150 at the range's centre", ["--gamma", "150"]),
+    ("wider", "U-Net 8-16-24-32", ["--unet_widths", "8,16,24,32"]),
     ("batch-16", "batch 16 (twice the pixels per step)", ["--batch_size", "16"]),
 ]
 STEP_RATE = re.compile(r"step \d+/\d+ ([\d.]+) steps/s")

@@ -15,7 +15,16 @@ it can be copied, renamed or served by a CDN and still be decompressed.
      "jpeg_mode": "ycbcr-420", "source_stamp": "3f2a9c01d4"}
 
 `jpeg_mode` is the inner codec's colour handling; the quantisation tables
-need no field, since the file's own DQT segment carries them.
+need no field, since the file's own DQT segment carries them. A file made to
+a target (`pipelines.rate_control`) also records the target (`"target":
+"bpp<=0.5"`) and the PSNR the job measured after decoding it (`"psnr"`),
+so a rerun can list it without measuring it again; a file coded at a fixed
+step has neither.
+
+A plain-JPEG fallback (where plain JPEG beat every model at the target) is
+a plain JPEG from Pillow with this header: `model_id` "plain-jpeg", factor
+1, 8 bits, and its Pillow quality in `qstep`. A decoder needs nothing else:
+its pixels are the reconstruction.
 
 A bottleneck is untrusted input: `Header.from_comment` checks every field's
 type and range (`_VALIDATORS`, one line per field), and `decode` checks the
@@ -31,7 +40,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from sandwich import jpeg
+from sandwich import alternatives, jpeg
 from sandwich.errors import Rejected
 from sandwich.image_io import DEFAULT_MAX_PIXELS
 
@@ -43,6 +52,11 @@ MAX_JPEG_SIDE = 65500
 # A source side: a bottleneck side times the largest factor a header may give.
 MAX_FACTOR = 16
 MAX_TEXT = 256
+# The model id of a plain-JPEG fallback file, which no export may take.
+FALLBACK = "plain-jpeg"
+# The widest PSNR a header records (dB, two decimals), so that a file coded
+# with it as a placeholder is never smaller than the final file.
+MAX_PSNR = 999.99
 
 
 class BottleneckError(Rejected):
@@ -110,6 +124,8 @@ _VALIDATORS = {
     "source_bit_depth": _integer(8, 16),
     "jpeg_mode": _one_of(jpeg.tables.MODE_NAMES),
     "source_stamp": _text(0),
+    "target": _text(0),
+    "psnr": _number(-1, MAX_PSNR),
 }
 
 
@@ -143,6 +159,11 @@ class Header:
     # A digest of the source file's size and mtime (`batch_jobs.source_stamp`),
     # so a rerun redoes the bottleneck of a changed source; older files lack it.
     source_stamp: str = ""
+    # What `pipelines.rate_control` aimed at ("" for a fixed qstep), and the
+    # PSNR it measured after decoding (0 where not measured); both are left
+    # out of a fixed-step file's comment.
+    target: str = ""
+    psnr: float = 0.0
 
     @classmethod
     def of(cls, spec, qstep: float, height: int, width: int, source_bit_depth: int,
@@ -153,8 +174,25 @@ class Header:
                    source_bit_depth=source_bit_depth, jpeg_mode=spec.jpeg_mode,
                    source_stamp=source_stamp)
 
+    @classmethod
+    def fallback(cls, quality: int, height: int, width: int, source_bit_depth: int,
+                 source_stamp: str = "", target: str = "") -> "Header":
+        """The header of a plain-JPEG fallback at Pillow `quality`."""
+        return cls(model_id=FALLBACK, scenario=FALLBACK, bit_depth=8, factor=1, height=height,
+                   width=width, qstep=float(quality), source_bit_depth=source_bit_depth,
+                   jpeg_mode=jpeg.tables.DEFAULT_MODE.name, source_stamp=source_stamp,
+                   target=target)
+
+    @property
+    def is_fallback(self) -> bool:
+        return self.model_id == FALLBACK
+
     def to_comment(self) -> bytes:
+        """The compact JSON; a file coded at a fixed step leaves out `target`
+        and `psnr`, so it is byte for byte what it was before they existed."""
         data = {_MARKER: FORMAT_VERSION, **dataclasses.asdict(self)}
+        if not self.target:
+            del data["target"], data["psnr"]
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
@@ -173,16 +211,23 @@ class Header:
         """The (h', w') of the bottleneck of a source of this header's size."""
         return -(-self.height // self.factor), -(-self.width // self.factor)
 
-    def check_model(self, spec) -> None:
-        """Refuses a header that another model wrote, or that disagrees with
-        the model's spec (its post-processor would decode garbage or crash)."""
-        if self.model_id != spec.model_id:
-            raise BottleneckError(f"made by model {self.model_id!r}, not by this model "
-                                  f"{spec.model_id!r}: its post-processor cannot decode it")
+    def check_model(self, specs) -> None:
+        """Refuses a header that no model of the set `specs` (`ModelSpec`s by
+        model id) wrote, or that disagrees with its model's spec (its
+        post-processor would decode garbage or crash); a fallback's must be
+        what `fallback` writes, since its pixels are taken as the source's."""
+        if self.is_fallback:
+            expected = Header.fallback(int(self.qstep), self.height, self.width,
+                                       self.source_bit_depth)
+        elif self.model_id in specs:
+            expected = specs[self.model_id]
+        else:
+            raise BottleneckError(f"made by model {self.model_id!r}, not by a model of the set "
+                                  f"{sorted(specs)}: no post-processor here can decode it")
         for name in ("scenario", "bit_depth", "factor", "jpeg_mode"):
-            if getattr(self, name) != getattr(spec, name):
+            if getattr(self, name) != getattr(expected, name):
                 raise BottleneckError(f"header {name} {getattr(self, name)!r} differs from the "
-                                      f"model's {getattr(spec, name)!r}")
+                                      f"model's {getattr(expected, name)!r}")
         if self.source_bit_depth < self.bit_depth:
             raise BottleneckError(f"header source_bit_depth {self.source_bit_depth} is below "
                                   f"the model's {self.bit_depth}")
@@ -204,7 +249,10 @@ class Header:
 def encode(bottleneck: np.ndarray, header: Header, qtables=None) -> bytes:
     """The bottleneck file: uint8 `[h', w', 3]` through the real encoder in
     the header's JPEG mode, with `qtables` (default: flat at the header's
-    qstep), and the header in the comment segment."""
+    qstep), and the header in the comment segment; for a fallback header,
+    the source's plain JPEG at the header's quality."""
+    if header.is_fallback:
+        return alternatives.plain_jpeg(bottleneck, int(header.qstep), header.to_comment())
     mode = jpeg.JpegMode.parse(header.jpeg_mode)
     return jpeg.encode(bottleneck, header.qstep if qtables is None else qtables,
                        comment=header.to_comment(), **mode.kwargs())

@@ -6,11 +6,18 @@ r"""Batch decompression: sandwich bottleneck JPEGs -> PNGs at the source's size 
         --output gs://bucket/restored --runner DataflowRunner ...
 
 Each bottleneck's comment segment (`bottleneck_format`) names the model that
-made it and the source's size and bit depth. A bottleneck of another model
-is refused (a post-processor decodes only its own pre-processor's
-bottlenecks), as is any file that is not a complete sandwich bottleneck;
-each goes to `dead_letters.jsonl` with the reason. The others are decoded,
-run through the post-processor (RunInference, in tiles) and written to
+made it and the source's size and bit depth. `--model` is the model set the
+bottlenecks came from (as `pipelines.compress` takes it: one export dir,
+several comma-separated, or a directory of them), loaded once per worker
+process. A bottleneck of a model outside the set is refused (a
+post-processor decodes only its own pre-processor's bottlenecks), as is any
+file that is not a complete sandwich bottleneck; each goes to
+`dead_letters.jsonl` with the reason.
+
+A plain-JPEG fallback (`pipelines.rate_control`) needs no model: it is
+decoded as any viewer decodes it, and its pixels, unchanged, are the PNG's.
+Every other bottleneck is decoded, run through its model's post-processor
+(RunInference, in tiles, told the step the file was coded at) and written to
 `<output>/<relative path without .jpg>`, as a PNG: 8-bit, or 16-bit with an
 `sBIT` chunk recording the true depth for high-bit-depth sources
 (`a.png.jpg` -> `a.png`, `b.tif.jpg` -> `b.tif.png`).
@@ -35,7 +42,7 @@ import sys
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
-from apache_beam.ml.inference.base import RunInference
+from apache_beam.ml.inference.base import PredictionResult, RunInference
 from PIL import Image
 
 from pipelines import batch_jobs, beam_options, bottleneck_format, jobs, model_handler
@@ -54,10 +61,10 @@ _PROVENANCE_KEY = b"sandwich"
 
 @dataclasses.dataclass(frozen=True)
 class Config(jobs.JobConfig):
-    """The job's own flags, validated, and the model's spec."""
+    """The job's own flags, validated, and the model set's specs by model id."""
 
-    model: str
-    spec: ModelSpec
+    models: tuple[str, ...]
+    specs: dict[str, ModelSpec]
     tile: int
     halo: int
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -142,14 +149,17 @@ class CompletedPng:
     chunks without decoding the pixels."""
 
     def __init__(self, config: Config):
-        self._model_id = config.spec.model_id
+        # A tuple: an untrusted id may be unhashable JSON (a list).
+        self._model_ids = (*config.specs, bottleneck_format.FALLBACK)
 
     def __call__(self, bottleneck, existing: batch_jobs.ExistingOutput):
         head = existing.head
         if not (head.startswith(b"\x89PNG") and existing.tail.endswith(_PNG_END)):
             return None
-        expected = {"model_id": self._model_id, "bottleneck": batch_jobs.source_stamp(bottleneck)}
-        if _provenance(head) != expected:
+        provenance = _provenance(head)
+        if (not isinstance(provenance, dict) or set(provenance) != {"model_id", "bottleneck"}
+                or provenance["model_id"] not in self._model_ids
+                or provenance["bottleneck"] != batch_jobs.source_stamp(bottleneck)):
             return None
         chunks = dict(png_chunks(head))
         if len(chunks.get(b"IHDR", b"")) < 13:
@@ -157,19 +167,20 @@ class CompletedPng:
         width, height, bit_depth = struct.unpack(">IIB", chunks[b"IHDR"][:9])
         if chunks.get(b"sBIT"):
             bit_depth = chunks[b"sBIT"][0]
-        return ReconstructionRecord(bottleneck.path, existing.path, height, width, bit_depth, self._model_id)
+        return ReconstructionRecord(bottleneck.path, existing.path, height, width, bit_depth,
+                                    provenance["model_id"])
 
 
 class ReadBottleneck:
-    """ReadableFile -> Bottleneck of this model; anything else is a `BottleneckError`
-    (a `Rejected`)."""
+    """ReadableFile -> Bottleneck of a model of the set, or a plain-JPEG
+    fallback; anything else is a `BottleneckError` (a `Rejected`)."""
 
     def __init__(self, config: Config):
-        self._spec, self._max_pixels = config.spec, config.max_pixels
+        self._specs, self._max_pixels = config.specs, config.max_pixels
 
     def __call__(self, readable):
         header, pixels = bottleneck_format.decode(readable.read(), max_pixels=self._max_pixels)
-        header.check_model(self._spec)
+        header.check_model(self._specs)
         yield Bottleneck(readable.metadata.path, header, pixels,
                          batch_jobs.source_stamp(readable.metadata))
 
@@ -202,10 +213,15 @@ def build(pipeline: beam.Pipeline, config: Config) -> None:
     bottlenecks, unreadable = files | "ReadBottleneck" >> TryFlatMap(
         ReadBottleneck(config), step="read_bottleneck",
         path_of=jobs.path_of_file, errors=(Rejected, OSError))
-    written, unwritten = (bottlenecks
-                          | "Postprocess" >> RunInference(model_handler.PostprocessHandler(
-                              config.model, tile=config.tile, halo=config.halo,
-                              worker_processes=config.worker_processes))
+    sandwiches, fallbacks = bottlenecks | "SplitFallbacks" >> beam.Partition(
+        lambda bottleneck, _: int(bottleneck.header.is_fallback), 2)
+    reconstructions = (
+        sandwiches | "Postprocess" >> RunInference(model_handler.PostprocessHandler(
+            config.models, tile=config.tile, halo=config.halo,
+            worker_processes=config.worker_processes)),
+        fallbacks | "DecodedAsIs" >> beam.Map(lambda fallback: PredictionResult(
+            fallback, fallback.pixels))) | "AllReconstructions" >> beam.Flatten()
+    written, unwritten = (reconstructions
                           | "EncodeAndWrite" >> TryFlatMap(
                               WritePng(config), step="write",
                               path_of=lambda result: result.example.path, errors=(OSError,)))
@@ -223,15 +239,19 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
         __doc__, input_type=lambda value: input_pattern(value, "**" + suffix),
         input_help=f"glob of bottleneck JPEGs, local or gs://; a directory: all **{suffix} under it",
         output_help="PNG directory, local or gs://")
-    parser.add_argument("--model", required=True, help="export dir of the model that made them")
+    parser.add_argument("--model", required=True,
+                        help="export dir of the model that made them, or the model set: several, "
+                             "comma-separated, or a directory of export dirs")
     parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help="bottlenecks claiming a larger source are dead-lettered as "
                              "decompression bombs")
     jobs.add_model_flags(parser)
     args, beam_args = parser.parse_known_args(argv)
-    spec = model_handler.read_spec(args.model)
-    tiling.check_layout(args.tile, args.halo, spec.factor)
-    return Config(args.input, args.output.rstrip("/"), args.model.rstrip("/"), spec,
+    models = model_handler.export_dirs(args.model)
+    specs = model_handler.read_specs(models)
+    for spec in specs.values():
+        tiling.check_layout(args.tile, args.halo, spec.factor)
+    return Config(args.input, args.output.rstrip("/"), models, specs,
                   args.tile, args.halo, args.max_pixels,
                   beam_options.worker_processes(beam_args)), beam_args
 

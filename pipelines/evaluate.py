@@ -52,7 +52,6 @@ from pipelines import batch_jobs, beam_options, bottleneck_format, jobs, model_h
 from sandwich import alternatives, metrics, scenarios, tiling
 from sandwich.image_io import DEFAULT_MAX_PIXELS, encode_png16
 from sandwich.jpeg.tables import DEFAULT_MODE
-from sandwich.specs import SpecError
 
 NAMESPACE = "evaluate"
 SANDWICH = "sandwich"
@@ -62,7 +61,7 @@ SUMMARY_FILE = "summary.json"
 PLOT_FILE = "rd.png"
 # Around the trained step: halving it roughly doubles the rate.
 SANDWICH_POINTS = 5  # qsteps per model: over its range, or half to twice its step
-DEFAULT_BASELINE_QSTEPS = (4, 6, 8, 12, 16, 24, 32, 48, 64)
+DEFAULT_BASELINE_QSTEPS = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96)
 
 
 def baseline_name(scenario: scenarios.Scenario) -> str:
@@ -390,16 +389,10 @@ def write_results(summary: dict, config: Config) -> None:
 
 
 def _model_scenarios(model_dirs) -> dict[str, scenarios.Scenario]:
-    """Model id -> scenario; all must take sources of one bit depth."""
-    specs = [model_handler.read_spec(d) for d in model_dirs]
-    found = {spec.model_id: scenarios.from_spec(spec) for spec in specs}
-    if len(found) != len(specs):
-        raise SpecError("two of the models have the same model_id")
-    depths = {s.bit_depth for s in found.values()}
-    if len(depths) != 1:
-        raise SpecError(f"the models take sources of different bit depths {sorted(depths)}; "
-                        "evaluate them separately")
-    return found
+    """Model id -> scenario; ids distinct, all taking sources of one bit depth."""
+    specs = model_handler.read_specs(model_dirs)
+    model_handler.source_bit_depth(specs.values())
+    return {model_id: scenarios.from_spec(spec) for model_id, spec in specs.items()}
 
 
 def parse_args(argv=None) -> tuple[Config, dict, list[str]]:
@@ -407,7 +400,8 @@ def parse_args(argv=None) -> tuple[Config, dict, list[str]]:
         __doc__, output_help="results directory, local or gs://",
         input_help="glob of held-out images, local or gs://; a directory: all files under it")
     parser.add_argument("--models", nargs="+", required=True,
-                        help="export dirs, of one source bit depth (e.g. per gamma and factor)")
+                        help="export dirs, or directories of them, of one source bit depth "
+                             "(e.g. per gamma and factor)")
     parser.add_argument("--qsteps", type=float, nargs="+", default=None,
                         help="sandwich JPEG steps; if not given, each model's "
                              f"{SANDWICH_POINTS} log-spaced over its qstep range, or from half "
@@ -431,7 +425,7 @@ def parse_args(argv=None) -> tuple[Config, dict, list[str]]:
         chosen = alternatives.check(args.alternatives)
     except ValueError as e:
         parser.error(str(e))
-    models = tuple(m.rstrip("/") for m in args.models)
+    models = tuple(d for m in args.models for d in model_handler.export_dirs(m))
     model_scenarios = _model_scenarios(models)
     distinct = tuple(sorted(set(model_scenarios.values()), key=baseline_name))
     for scenario in distinct:

@@ -8,7 +8,9 @@ Keras, which refuses plain SavedModels under Keras 3 (docs/architecture.md); our
 Signature arguments are bound by their dtype and rank (the image is rank 3,
 the size a rank-1 int32, the post-processor's qstep a float32 scalar), which does not depend on the names the exporter
 gave them (`trainer.export` leaves them `args_0`, `args_1`).
-RunInference keeps the loaded model in a per-process `Shared` handle, so a
+A job may run a model set (`export_dirs`: several export dirs, or a
+directory of them; each bottleneck names its model by `model_id`).
+RunInference keeps the loaded set in a per-process `Shared` handle, so a
 worker loads it once and reuses it for every bundle; before loading, it
 gives TensorFlow only its process's share of the cores (`share_cores`).
 
@@ -29,6 +31,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
+from pipelines import bottleneck_format
 from pipelines.dead_letters import Rejected
 from pipelines.patches import relative_path
 from sandwich import tiling
@@ -40,6 +43,52 @@ PREPROCESSOR, POSTPROCESSOR = "preprocessor", "postprocessor"
 # U-Nets' receptive fields (about 110 pixels), so tiling changes nothing.
 DEFAULT_TILE = 1024
 DEFAULT_HALO = 128
+
+
+def export_dirs(value: str) -> tuple[str, ...]:
+    """The export dirs a `--model` flag names: an export dir, a comma-separated
+    list of them, or a directory whose subdirectories are export dirs (a
+    model set, such as the gammas x factors `benchmarks/quality.py` trains)."""
+    dirs = []
+    for entry in filter(None, (part.strip().rstrip("/") for part in value.split(","))):
+        if FileSystems.exists(FileSystems.join(entry, MODEL_SPEC_FILE)):
+            dirs.append(entry)
+            continue
+        pattern = FileSystems.join(entry, "*", MODEL_SPEC_FILE)
+        found = sorted(FileSystems.split(match.path)[0]
+                       for match in FileSystems.match([pattern])[0].metadata_list)
+        if not found:
+            raise SpecError(f"{entry} is neither an export dir nor a directory of them: "
+                            f"no {MODEL_SPEC_FILE} in it or in its subdirectories")
+        dirs.extend(found)
+    if not dirs:
+        raise SpecError("no export dir given")
+    return tuple(dirs)
+
+
+def read_specs(model_dirs: Sequence[str]) -> dict[str, ModelSpec]:
+    """The specs of a model set by model id, which each bottleneck names, so
+    two exports of one id (or of the id a plain-JPEG fallback carries) are a
+    `SpecError`."""
+    specs = {}
+    for model_dir in model_dirs:
+        spec = read_spec(model_dir)
+        taken = ("by plain-JPEG fallbacks" if spec.model_id == bottleneck_format.FALLBACK
+                 else "by another export of the set" if spec.model_id in specs else "")
+        if taken:
+            raise SpecError(f"{model_dir}: model_id {spec.model_id!r} is taken {taken}")
+        specs[spec.model_id] = spec
+    return specs
+
+
+def source_bit_depth(specs: Iterable[ModelSpec]) -> int:
+    """The one source bit depth of a set that codes the same sources (a
+    `SpecError` if they differ: each source is fitted to it once)."""
+    depths = sorted({spec.bit_depth for spec in specs})
+    if len(depths) != 1:
+        raise SpecError(f"the models take sources of different bit depths {depths}; "
+                        "run them separately")
+    return depths[0]
 
 
 def read_spec(model_dir: str) -> ModelSpec:
@@ -97,9 +146,10 @@ def share_cores(worker_processes: int) -> None:
     machine's cores, `worker_processes` sharing them (0: one per core).
 
     Left alone, each process sizes its pools to every core, so n workers
-    run n threads per core, which contend for it. Must run before TensorFlow runs its first op in the
-    process; if it already has (a 16-bit PNG decoded by an earlier step),
-    its pools stay as they are, with a warning.
+    run n threads per core, which contend for it. Must run before
+    TensorFlow runs its first op in the process; if it already has (a
+    16-bit PNG decoded by an earlier step), its pools stay as they are,
+    with a warning.
     """
     import tensorflow as tf
 
@@ -163,49 +213,62 @@ class ExportedSandwich:
             decoded, size, factor=self.spec.factor, tile=self.tile, halo=self.halo)
 
 
-class _SandwichHandler(ModelHandler[Any, PredictionResult, ExportedSandwich]):
-    """Loads one processor of an export dir; elements carry their `pixels`."""
+class ModelSet(dict):
+    """Loaded exports by model id (a subclass, since Beam's `Shared`, which
+    keeps one per worker process, holds a weak reference, and a plain dict
+    takes none)."""
 
-    processor: str
 
-    def __init__(self, model_dir: str, *, tile: int = DEFAULT_TILE, halo: int = DEFAULT_HALO,
-                 worker_processes: int = 0):
+class SandwichHandler(ModelHandler[Any, PredictionResult, ModelSet]):
+    """Loads `processors` of every export dir of a set as {model_id:
+    ExportedSandwich}, once per worker process; elements carry their `pixels`."""
+
+    processors: tuple[str, ...]
+
+    def __init__(self, model_dirs: Sequence[str], *, tile: int = DEFAULT_TILE,
+                 halo: int = DEFAULT_HALO, worker_processes: int = 0):
         super().__init__(max_batch_size=1)
-        self._model_dir, self._tile, self._halo = model_dir, tile, halo
+        self._model_dirs, self._tile, self._halo = tuple(model_dirs), tile, halo
         self._worker_processes = worker_processes
 
-    def load_model(self) -> ExportedSandwich:
-        return ExportedSandwich.load(self._model_dir, (self.processor,), tile=self._tile,
-                                     halo=self._halo, worker_processes=self._worker_processes)
+    def load_model(self) -> ModelSet:
+        models = (ExportedSandwich.load(d, self.processors, tile=self._tile, halo=self._halo,
+                                        worker_processes=self._worker_processes)
+                  for d in self._model_dirs)
+        return ModelSet((model.spec.model_id, model) for model in models)
 
     def get_num_bytes(self, batch: Sequence[Any]) -> int:
         return sum(element.pixels.nbytes for element in batch)
 
     def get_metrics_namespace(self) -> str:
-        return f"sandwich_{self.processor}"
+        return f"sandwich_{'_'.join(self.processors)}"
 
-    def run_inference(self, batch: Sequence[Any], model: ExportedSandwich,
+    def run_inference(self, batch: Sequence[Any], models: ModelSet,
                       inference_args=None) -> Iterable[PredictionResult]:
-        return [PredictionResult(element, self._infer(model, element)) for element in batch]
+        return [PredictionResult(element, self._infer(models, element)) for element in batch]
 
-    def _infer(self, model: ExportedSandwich, element) -> np.ndarray:
+    def _infer(self, models: ModelSet, element):
         raise NotImplementedError
 
 
-class PreprocessHandler(_SandwichHandler):
-    """Element with `pixels` (the source) -> inference: the uint8 bottleneck."""
+class PreprocessHandler(SandwichHandler):
+    """Element with `pixels` (the source) -> inference: the uint8 bottleneck
+    of the set's one model."""
 
-    processor = PREPROCESSOR
+    processors = (PREPROCESSOR,)
 
-    def _infer(self, model, element):
+    def _infer(self, models, element):
+        (model,) = models.values()
         return model.preprocess(element.pixels)
 
 
-class PostprocessHandler(_SandwichHandler):
-    """Element with `pixels` (decoded bottleneck), `size` and `qstep` -> the
-    reconstruction."""
+class PostprocessHandler(SandwichHandler):
+    """Element with `pixels` (decoded bottleneck), `size`, `qstep` and
+    `header` -> the reconstruction by the model the header names, told the
+    step the bottleneck was coded at."""
 
-    processor = POSTPROCESSOR
+    processors = (POSTPROCESSOR,)
 
-    def _infer(self, model, element):
-        return model.postprocess(element.pixels, element.size, element.qstep)
+    def _infer(self, models, element):
+        return models[element.header.model_id].postprocess(element.pixels, element.size,
+                                                           element.qstep)

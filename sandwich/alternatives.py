@@ -34,15 +34,19 @@ DESCRIPTIONS = {
 }
 
 
-def _pillow_decode(data: bytes) -> np.ndarray:
+def pillow_decode(data: bytes) -> np.ndarray:
+    """A JPEG file decoded as a viewer decodes it: Pillow (libjpeg-turbo), 8-bit RGB."""
     with Image.open(io.BytesIO(data)) as image:
         return np.asarray(image.convert("RGB"))
 
 
-def _jpeg(rgb: np.ndarray, quality: int) -> bytes:
+def plain_jpeg(rgb: np.ndarray, quality: int, comment: bytes = b"") -> bytes:
+    """The `jpeg` alternative's file; `comment` goes in a COM segment, which
+    every decoder skips (a compression job's fallback file says there what
+    it is)."""
     buffer = io.BytesIO()
     Image.fromarray(rgb, "RGB").save(buffer, "JPEG", quality=int(quality), subsampling=2,
-                                     optimize=True)
+                                     optimize=True, comment=comment)
     return buffer.getvalue()
 
 
@@ -74,8 +78,8 @@ def _imagecodecs_decode(kind: str):
 
 
 _CODECS = {
-    "jpeg": (_jpeg, _pillow_decode),
-    "jpegli": (_jpegli, _pillow_decode),
+    "jpeg": (plain_jpeg, pillow_decode),
+    "jpegli": (_jpegli, pillow_decode),
     "avif": (_avif, _imagecodecs_decode("avif")),
     "jxl": (_jxl, _imagecodecs_decode("jpegxl")),
 }

@@ -27,11 +27,15 @@ The loss, per image and averaged over the batch:
 A *rate-conditioned* sandwich (`qstep_range`) is one model for a range of
 rates instead of one: each training batch is coded at a step drawn
 log-uniformly from the range, the post-processor is told that step (the
-decoder knows it: it is the file's own quantisation table), and the rate's
-weight scales with the step squared, `gamma * (q / q0)^2` around the range's
-geometric centre `q0`, because that is how the slope of a quantiser's
-distortion-rate curve scales. The pre-processor stays step-independent, so a
-rate search runs it once per image and only re-encodes.
+decoder knows it: it is the file's own quantisation table), and the
+distortion is weighted by `(q0 / q)^2` around the range's geometric centre
+`q0`. A quantiser's distortion grows with the step squared, and so does the
+slope of its distortion-rate curve: the weight makes every step of the
+range count alike (unweighted, the coarsest batches would dominate the
+gradients), and it is the same as weighting the rate by `gamma * (q / q0)^2`,
+the Lagrangian that belongs to the step. The pre-processor stays
+step-independent, so a rate search runs it once per image and only
+re-encodes.
 """
 from __future__ import annotations
 
@@ -225,11 +229,11 @@ class Sandwich(keras.Model):
         b = forward.bottleneck
         penalty = tf.reduce_mean(tf.square(tf.nn.relu(b - 255.0)) + tf.square(tf.nn.relu(-b)))
         psnr = tf.reduce_mean(metrics.psnr_tf(reconstruction, source, self.scenario.bit_depth))
-        # Equal to gamma at the model's own step (always, when unconditioned);
-        # a weight, not something the step may learn to shrink.
-        gamma = self.gamma * tf.square(forward.qstep / tf.stop_gradient(self.qstep))
+        # 1 at the model's own step (always, when unconditioned); a weight,
+        # not something the step may learn to grow.
+        weight = tf.square(tf.stop_gradient(self.qstep) / forward.qstep)
         return {
-            "loss": distortion + gamma * bpp + self.penalty_weight * penalty,
+            "loss": weight * distortion + self.gamma * bpp + self.penalty_weight * penalty,
             "distortion": distortion,
             "bpp": bpp,
             "penalty": penalty,

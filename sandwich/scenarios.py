@@ -134,6 +134,25 @@ class Scenario:
         reconstruction = self.from_bottleneck(decoded, tf.shape(source)[1:3])
         return self.to_source(reconstruction).numpy(), bits
 
+    def slope(self, source, qstep: float, spread: float = 1.05) -> float:
+        """The baseline's distortion-rate slope at `qstep`, measured with the
+        real codec on `source`: how much distortion (squared error per value
+        on the 0..255 scale, the sandwich loss's unit) one more bit per
+        pixel buys, `-dD/dR` between `qstep / spread` and `qstep * spread`.
+
+        A rate weight equal to this slope prices bits the way the codec's own
+        step does, so a trained sandwich keeps only the changes that beat
+        turning the step.
+        """
+        points = []
+        for q in (qstep / spread, qstep * spread):
+            reconstruction, bits = self.baseline(source, q)
+            error = (reconstruction.astype(np.float64) - source) * (255.0 / self.peak)
+            points.append((np.mean(np.square(error)),
+                           np.mean(bits) / (source.shape[1] * source.shape[2])))
+        (d_fine, r_fine), (d_coarse, r_coarse) = points
+        return float((d_coarse - d_fine) / max(r_fine - r_coarse, 1e-9))
+
 
 def make(name: str, *, bit_depth: int | None = None, factor: int | None = None,
          jpeg_mode: str | tables.JpegMode = tables.DEFAULT_MODE) -> Scenario:

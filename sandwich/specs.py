@@ -169,11 +169,17 @@ class ModelSpec:
             raise SpecError(f"qstep_range must be [low, high] with 0 < low < high, "
                             f"got {self.qstep_range}")
 
-    def qsteps(self, count: int = 5) -> list[float]:
-        """`count` steps to sweep for a rate-distortion curve: log-spaced over
-        `qstep_range`, else around `qstep` (half to twice it)."""
+    @property
+    def qstep_bounds(self) -> tuple[float, float]:
+        """The steps the model is meant for: `qstep_range`, else around
+        `qstep` (half to twice it)."""
         low, high = self.qstep_range or (self.qstep / 2, self.qstep * 2)
-        return [float(q) for q in np.geomspace(low, high, count)]
+        return float(low), float(high)
+
+    def qsteps(self, count: int = 5) -> list[float]:
+        """`count` steps to sweep for a rate-distortion curve, log-spaced over
+        `qstep_bounds`."""
+        return [float(q) for q in np.geomspace(*self.qstep_bounds, count)]
 
     def tables_at(self, qstep: float):
         """The quantisation tables that code at `qstep`: the trained tables

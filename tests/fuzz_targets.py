@@ -169,7 +169,7 @@ def run_header(example: tuple[bytes, tuple[int, int]]) -> str:
     comment, size = example
     try:
         header = bottleneck_format.Header.from_comment(comment)
-        header.check_model(SPEC)
+        header.check_model({SPEC.model_id: SPEC})
         decoded, pixels = bottleneck_format.decode(_bottleneck(comment, size),
                                                    max_pixels=MAX_PIXELS)
     except bottleneck_format.BottleneckError as e:

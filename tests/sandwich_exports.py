@@ -25,15 +25,17 @@ atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)
 @functools.cache
 def export_sandwich(scenario: str, *, model_id: str, bit_depth=None, factor=None,
                     qstep: float = 20.0, perturb: float = 0.0, seed: int = 0,
-                    jpeg_mode: str = "ycbcr-420") -> str:
-    """The path of an export dir of a slim Sandwich (read-only: it is shared)."""
+                    jpeg_mode: str = "ycbcr-420", qstep_range=None) -> str:
+    """The path of an export dir of a slim Sandwich (read-only: it is shared);
+    rate-conditioned over `qstep_range` if given."""
     scenario = scenarios.make(scenario, bit_depth=bit_depth, factor=factor, jpeg_mode=jpeg_mode)
-    model = Sandwich(scenario, size="slim", qstep=qstep)
+    model = Sandwich(scenario, size="slim", qstep=qstep, qstep_range=qstep_range)
     if perturb:
         rng = np.random.default_rng(seed)
         for processor in (model.preprocessor, model.postprocessor):
             for head in (processor.unet.head, processor.mlp.layers[-1]):
                 head.kernel.assign(perturb * rng.standard_normal(head.kernel.shape))
     spec = ModelSpec(model_id=model_id, scenario=scenario.name, bit_depth=scenario.bit_depth,
-                     factor=scenario.factor, qstep=float(model.qstep), jpeg_mode=jpeg_mode)
+                     factor=scenario.factor, qstep=float(model.qstep), jpeg_mode=jpeg_mode,
+                     qstep_range=None if qstep_range is None else list(qstep_range))
     return export.save(model, spec, f"{_ROOT}/{model_id}")

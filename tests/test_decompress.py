@@ -32,7 +32,8 @@ TILING = ["--tile=64", "--halo=32"]
 RUNNER = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 SOURCES = {"coffee.png": "coffee.png", "nested/chelsea.png": "chelsea.png",
            "rocket.png": "rocket.jpg"}
-REFUSED = {"foreign.jpg": "not by this model", "planes.jpg": "jpeg_mode 'planes' differs from the model's 'ycbcr-420'",
+REFUSED = {"foreign.jpg": "not by a model of the set",
+           "planes.jpg": "jpeg_mode 'planes' differs from the model's 'ycbcr-420'",
            "truncated.jpg": "truncated",
            "plain.jpg": "not a sandwich bottleneck", "empty.jpg": "empty file"}
 

@@ -128,3 +128,20 @@ def test_unknown_sizes_are_refused():
         networks.network_size("huge")
     with pytest.raises(ValueError, match="positive integers"):
         networks.NetworkSize((8, 0), (8,))
+
+
+@pytest.mark.parametrize("size", ["slim", networks.NetworkSize((4, 8), (8,))])
+def test_macs_per_pixel_agree_with_tensorflows_profiler(size):
+    """The analytic count against TensorFlow's own count of the traced graph
+    (2 float ops a multiply-accumulate; biases and activations add a little)."""
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2)
+
+    processor = networks.Processor(size)
+    graph = convert_variables_to_constants_v2(tf.function(processor).get_concrete_function(
+        tf.TensorSpec([1, 64, 64, 3]))).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    flops = tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops
+    measured = flops / 2 / (64 * 64)
+    assert measured == pytest.approx(networks.network_size(size).macs_per_pixel(), rel=0.05)

@@ -93,3 +93,18 @@ def test_bad_scenarios_are_refused(name, kwargs, message):
 def test_bad_sources_are_refused(source, message):
     with pytest.raises(ValueError, match=message):
         scenarios.make("high_bit_depth").baseline(source, 8.0)
+
+
+def test_baseline_slope_is_the_codecs_price_of_a_bit(crops):
+    """At full resolution a step's distortion-rate slope grows about as the
+    step squared (uniform quantiser at high rate); it is what the next
+    step's point costs, measured with the real codec."""
+    scenario = scenarios.make("high_res", factor=1)
+    fine, coarse = scenario.slope(crops, 10.0), scenario.slope(crops, 40.0)
+    assert 0 < fine < coarse
+    assert 8 < coarse / fine < 24
+    (d0, b0), (d1, b1) = [
+        (np.mean(np.square(r.astype(float) - crops)), np.mean(bits))
+        for r, bits in (scenario.baseline(crops, q) for q in (10 / 1.05, 10 * 1.05))]
+    pixels = crops.shape[1] * crops.shape[2]
+    assert fine == pytest.approx((d1 - d0) / ((b0 - b1) / pixels))

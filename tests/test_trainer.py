@@ -15,7 +15,7 @@ from tests import trainer_data
 from trainer import task
 from trainer import data
 from trainer.data import DataError
-from trainer.training import FINAL_LR, build_model, learning_rate, train
+from trainer.training import AUTO_QSTEP_RANGES, FINAL_LR, GAMMA_PER_SLOPE, build_model, learning_rate, resolve, train
 
 STEPS = 30
 
@@ -206,3 +206,18 @@ def test_cosine_schedule_warms_up_then_decays():
     assert rates[-1] == pytest.approx(FINAL_LR)
     assert learning_rate(1.0, "cosine", 7.0) == rates[-1]  # past the end: the floor
     assert learning_rate(1.0, "constant", 0.5) == 1.0
+
+
+def test_auto_gamma_prices_bits_at_a_multiple_of_the_baselines_slope(dataset, tmp_path):
+    config, _ = task.parse(["--data", dataset, "--job_dir", str(tmp_path)])
+    assert (config.gamma, config.qstep_range) == ("auto", "auto")
+    spec = data.read_spec(dataset)
+    scenario = scenarios.from_spec(spec)
+    patches = data.load(dataset, spec, "train", 8)
+    resolved = resolve(config, scenario, patches)
+    assert resolved.qstep_range == AUTO_QSTEP_RANGES["high_bit_depth", 1]
+    nominal = float(np.sqrt(np.prod(resolved.qstep_range)))
+    assert resolved.gamma == pytest.approx(GAMMA_PER_SLOPE * scenario.slope(patches, nominal), abs=0.01)
+    assert resolved.gamma > 0
+    with pytest.raises(ValueError, match="resolve 'auto'"):
+        build_model(config, scenario)

@@ -79,8 +79,8 @@ def test_a_claimed_size_above_max_pixels_is_refused_before_decoding():
 def test_a_header_that_disagrees_with_the_model_is_refused(field, value):
     """A bit depth other than the model's used to crash `encode_png16`."""
     with pytest.raises(bottleneck_format.BottleneckError, match=field.split("_")[0]):
-        dataclasses.replace(HEADER, **{field: value}).check_model(SPEC)
-    HEADER.check_model(SPEC)
+        dataclasses.replace(HEADER, **{field: value}).check_model({SPEC.model_id: SPEC})
+    HEADER.check_model({SPEC.model_id: SPEC})
 
 
 def test_a_source_too_wide_for_a_jpeg_bottleneck_is_rejected_with_the_reason():
@@ -112,7 +112,7 @@ def test_an_existing_output_with_a_bad_qstep_is_redone(compress_config, qstep):
     source.parent.mkdir(exist_ok=True)
     source.write_bytes(b"source")
     output = root / "out" / "a.png.jpg"
-    header = bottleneck_format.Header.of(config.spec, 16, 20, 24, 8,
+    header = bottleneck_format.Header.of(config.specs[0], 16, 20, 24, 8,
                                          batch_jobs.source_stamp(_metadata(source)))
     _write_bottleneck(output, dataclasses.replace(header, qstep=qstep))
     existing = batch_jobs.existing_output(str(output))
@@ -129,7 +129,7 @@ def test_a_changed_source_is_compressed_again(compress_config):
     source.write_bytes(b"first version")
     output = root / "out" / "b.png.jpg"
     _write_bottleneck(output, bottleneck_format.Header.of(
-        config.spec, 16, 20, 24, 8, batch_jobs.source_stamp(_metadata(source))))
+        config.specs[0], 16, 20, 24, 8, batch_jobs.source_stamp(_metadata(source))))
     done = compress.CompletedBottleneck(config)
     assert done(_metadata(source), batch_jobs.existing_output(str(output))) is not None
     source.write_bytes(b"second, longer version")

@@ -27,6 +27,10 @@ def _widths(text: str) -> tuple[int, ...]:
     return tuple(int(w) for w in text.split(","))
 
 
+def _gamma(text: str) -> float | str:
+    return text if text == "auto" else float(text)
+
+
 def _qstep_range(text: str) -> tuple[float, float] | str | None:
     if text in ("auto", "off"):
         return None if text == "off" else text
@@ -58,7 +62,10 @@ def parser() -> argparse.ArgumentParser:
     opt.add_argument("--lr_schedule", choices=LR_SCHEDULES, default=default["lr_schedule"],
                      help="cosine: warmup, then decay to a twentieth of --learning_rate by the "
                           "end of --steps or --max_train_minutes, whichever comes first")
-    opt.add_argument("--gamma", type=float, default=default["gamma"], help="weight of the rate (bpp) in the loss")
+    opt.add_argument("--gamma", type=_gamma, default=default["gamma"],
+                     help="weight of the rate (bpp) in the loss, at the nominal step; auto: "
+                          "twice the baseline's distortion-rate slope there, measured on the "
+                          "eval patches with the real encoder")
     opt.add_argument("--penalty_weight", type=float, default=default["penalty_weight"],
                      help="weight of the bottleneck range penalty")
     opt.add_argument("--max_train_minutes", type=float,
@@ -75,7 +82,8 @@ def parser() -> argparse.ArgumentParser:
                      metavar="LOW,HIGH|auto|off",
                      help="train one rate-conditioned model for these JPEG steps: each batch "
                           "at a step drawn log-uniformly in the range, the post-processor "
-                          "told the step, gamma scaled by (step / centre)^2; --qstep is then "
+                          "told the step, its distortion weighted by (centre / step)^2; "
+                          "--qstep is then "
                           "ignored. auto: a range spanning about 0.25-1.5 bpp for the "
                           "dataset's scenario; off: one model for the one step --qstep")
     net.add_argument("--fixed_qstep", dest="train_qstep", action="store_false",

@@ -58,7 +58,7 @@ class Config:
     batch_size: int = 8
     learning_rate: float = 1e-3
     lr_schedule: str = "cosine"
-    gamma: float = 50.0
+    gamma: float | str = "auto"
     penalty_weight: float = 1.0
     size: str = "slim"
     unet_widths: tuple[int, ...] | None = None
@@ -233,7 +233,31 @@ def qstep_range(config: Config, scenario) -> tuple[float, float] | None:
     return AUTO_QSTEP_RANGES.get((scenario.name, scenario.factor), DEEPER_FACTORS_QSTEP_RANGE)
 
 
+# `--gamma auto`: this many times the baseline's own distortion-rate slope at
+# the nominal step (`Scenario.slope`). Measured on held-out photos
+# (benchmarks/ablation.py, gamma arms): at 1x the slope the sandwich buys
+# PSNR with bits a coarser step would have bought as cheaply, above it the
+# pre-processor learns to save bits the post-processor restores.
+GAMMA_PER_SLOPE = 2.0
+
+
+def resolve(config: Config, scenario, patches: np.ndarray) -> Config:
+    """`config` with 'auto' resolved: the qstep range for the scenario and
+    gamma from the baseline's slope on `patches` (real codec)."""
+    config = dataclasses.replace(config, qstep_range=qstep_range(config, scenario))
+    if config.gamma == "auto":
+        low_high = config.qstep_range
+        nominal = float(np.sqrt(low_high[0] * low_high[1])) if low_high else config.qstep
+        slope = scenario.slope(patches, nominal)
+        config = dataclasses.replace(config, gamma=round(GAMMA_PER_SLOPE * slope, 2))
+        print(f"gamma auto: {config.gamma:g} ({GAMMA_PER_SLOPE:g} x the baseline's "
+              f"distortion-rate slope {slope:.1f} at qstep {nominal:.1f})", flush=True)
+    return config
+
+
 def build_model(config: Config, scenario, rate_model=None) -> Sandwich:
+    if not isinstance(config.gamma, (int, float)):
+        raise ValueError(f"gamma must be a number here (resolve 'auto' first), got {config.gamma!r}")
     return Sandwich(scenario, size=config.network(), qstep=config.qstep,
                     train_qstep=config.train_qstep, quantization=config.quantization,
                     gamma=config.gamma, qstep_range=qstep_range(config, scenario),
@@ -303,9 +327,9 @@ def train(config: Config) -> Result:
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
         raise ValueError(f"--batch_size {config.batch_size} does not split over {replicas} replicas")
-    config = dataclasses.replace(config, qstep_range=qstep_range(config, scenario))
     eval_split = "eval" if spec.splits.get("eval", 0) else "train"
     eval_patches = data.load(config.data, spec, eval_split, config.eval_patches)
+    config = resolve(config, scenario, eval_patches)
     refit_patches = eval_patches[:config.refit_patches]
 
     with strategy.scope():
