@@ -89,6 +89,11 @@ def chief_task(task_type: str | None, task_id: int, cluster: dict) -> bool:
     return task_type == "worker" and task_id == 0 and "chief" not in cluster
 
 
+def has_accelerator() -> bool:
+    """Whether this host has GPUs or TPUs (logical devices, once configured)."""
+    return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+
+
 def whole_step_compiles(strategy: tf.distribute.Strategy) -> bool:
     """Whether XLA compiles the whole replica step, all-reduce and update
     included, under `strategy` (see `sandwich.model.make_train_step`'s `xla_scope` for where it cannot).
