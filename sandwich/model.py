@@ -230,8 +230,8 @@ class Sandwich(keras.Model):
         penalty = tf.reduce_mean(tf.square(tf.nn.relu(b - 255.0)) + tf.square(tf.nn.relu(-b)))
         psnr = tf.reduce_mean(metrics.psnr_tf(reconstruction, source, self.scenario.bit_depth))
         # 1 at the model's own step (always, when unconditioned); a weight,
-        # not something the step may learn to grow.
-        weight = tf.square(tf.stop_gradient(self.qstep) / forward.qstep)
+        # not something a trained step may learn to grow.
+        weight = tf.stop_gradient(tf.square(self.qstep / forward.qstep))
         return {
             "loss": weight * distortion + self.gamma * bpp + self.penalty_weight * penalty,
             "distortion": distortion,
