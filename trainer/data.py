@@ -32,7 +32,11 @@ def read_spec(data_dir: str) -> DatasetSpec:
 
 
 def shard_paths(data_dir: str, split: str) -> list[str]:
-    return sorted(tf.io.gfile.glob(f"{data_dir.rstrip('/')}/*-{split}.tfrecord-*"))
+    """The split's shard files that hold records. `make_dataset` places each
+    source in a shard by its name, so a split of few sources can have empty
+    shards; a pipeline given only those would have nothing to read."""
+    paths = sorted(tf.io.gfile.glob(f"{data_dir.rstrip('/')}/*-{split}.tfrecord-*"))
+    return [path for path in paths if tf.io.gfile.stat(path).length > 0]
 
 
 def _parse(spec: DatasetSpec):
