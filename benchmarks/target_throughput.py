@@ -100,6 +100,10 @@ def main() -> None:
                                         "directory of them (default: two slim high_res exports)")
     parser.add_argument("--targets", type=float, nargs="+", default=[0.3, 0.5, 1.0],
                         help="bpp targets")
+    parser.add_argument("--photos", nargs="+",
+                        default=[os.path.join(SKIMAGE_DIR, n) for n in SKIMAGE_PHOTOS],
+                        help="photos the model set never saw (default: scikit-image's; give "
+                             "your own when the models trained on some of them)")
     parser.add_argument("--copies", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2,
@@ -112,8 +116,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         os.makedirs(f"{work}/photos")
         for copy in range(args.copies):
-            for name in SKIMAGE_PHOTOS:
-                shutil.copy(os.path.join(SKIMAGE_DIR, name), f"{work}/photos/{copy:02d}_{name}")
+            for path in args.photos:
+                name = os.path.basename(path)
+                shutil.copy(path, f"{work}/photos/{copy:02d}_{name}")
         images = [decode_image(open(os.path.join(f"{work}/photos", name), "rb").read()).pixels
                   for name in sorted(os.listdir(f"{work}/photos"))]
         megapixels = sum(i.shape[0] * i.shape[1] for i in images) / 1e6
