@@ -6,7 +6,7 @@ arm changing one thing of a reference recipe, then evaluates all of them
 together with the real codec on the held-out photos (`pipelines.evaluate`)
 and prints a table:
 
-    python benchmarks/ablation.py --steps 1500 --output out/ablation
+    python benchmarks/ablation.py --steps 1200 --output out/ablation
 
 Columns: BD-PSNR against plain JPEG (libjpeg-turbo, standard tables, 4:2:0,
 optimised) and against the arm's own baseline over the rates both cover,
@@ -69,7 +69,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     quality.add_corpus_flags(parser)
-    parser.add_argument("--steps", type=int, default=1500, help="training steps of every arm")
+    parser.add_argument("--steps", type=int, default=1200, help="training steps of every arm")
     parser.add_argument("--factor", type=int, default=1, help="the high_res factor")
     parser.add_argument("--arms", nargs="+", default=[a[0] for a in ARMS],
                         choices=[a[0] for a in ARMS])
