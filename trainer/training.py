@@ -338,7 +338,7 @@ def train(config: Config) -> Result:
 
     with strategy.scope():
         rate_model = rate.LogRateModel(rate.calibrate(
-            _baseline_bottleneck(scenario, refit_patches), _rate_qsteps(config),
+            _baseline_bottleneck(scenario, refit_patches), _rate_qsteps(config.qstep_range, config.qstep),
             scenario.jpeg_mode))
         model = build_model(config, scenario, rate_model)
         optimizer = keras.optimizers.Adam(config.learning_rate)
@@ -432,20 +432,20 @@ def _write_images(model, patches: np.ndarray) -> None:
         summaries.images(f"images/{name}", batch, IMAGES)
 
 
-def _rate_qsteps(config: Config) -> list[float]:
-    """Where the rate model is fitted: the step trained at, or a log-spaced
-    grid over a conditioned model's range (the model interpolates between)."""
-    if config.qstep_range is None:
-        return [config.qstep]
-    return list(np.geomspace(*config.qstep_range, RATE_GRID))
+def _rate_qsteps(qstep_range, qstep=None) -> list:
+    """Where the rate model is fitted: at `qstep` (None: the model's current
+    tables), or on a log-spaced grid over a conditioned model's range (the
+    rate model interpolates between its rows)."""
+    if qstep_range is None:
+        return [qstep]
+    return list(np.geomspace(*qstep_range, RATE_GRID))
 
 
 def _refit(model, rate_model, patches: np.ndarray) -> None:
     """Refits the rate table on what the pre-processor now hands the codec,
     at the model's current tables, rescaled over its range if conditioned."""
-    qsteps = np.geomspace(*model.qstep_range, RATE_GRID) if model.conditioned else [None]
     fitted = rate_model.refit(model.preprocess(tf.convert_to_tensor(patches)).numpy(),
-                              [model.codec_tables(q) for q in qsteps])
+                              [model.codec_tables(q) for q in _rate_qsteps(model.qstep_range)])
     for slot, scale in enumerate(fitted.ac_scale[0]):
         summaries.scalar(f"rate_model/ac_scale_{slot}", scale)
     summaries.scalar("rate_model/median_error", fitted.median_error[0])
