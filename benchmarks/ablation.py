@@ -31,8 +31,11 @@ from pipelines import evaluate  # noqa: E402
 # (name, what changes, trainer flags). The reference is the trainer's
 # default recipe; every other arm changes one thing of it.
 ARMS = [
-    ("reference", "the trainer's defaults: rate-conditioned over its auto range, gamma auto "
-     "(2x the baseline's slope), cosine learning rate, slim", []),
+    ("reference", "the trainer's defaults: rate-conditioned over its auto range (both "
+     "processors told the step), gamma auto (2x the baseline's slope), cosine learning rate, "
+     "slim", []),
+    ("post-only-conditioning", "only the post-processor told the step",
+     ["--no-condition_preprocessor"]),
     ("single-step", "one step (qstep 24, trained), no conditioning",
      ["--qstep_range", "off", "--qstep", "24"]),
     ("gamma-1x-slope", "gamma 80: the baseline's slope at x1's centre step 31 (not 2x)",
@@ -61,8 +64,9 @@ def _macs(export: str) -> float:
     preset = networks.network_size(spec.config["size"])
     size = networks.NetworkSize(tuple(spec.config["unet_widths"] or preset.unet_widths),
                                 tuple(spec.config["mlp_widths"] or preset.mlp_widths))
-    conditioned = spec.qstep_range is not None
-    return size.macs_per_pixel() + size.macs_per_pixel(in_channels=3 + conditioned)
+    post_reads_step = spec.qstep_range is not None
+    return (size.macs_per_pixel(in_channels=3 + spec.preprocessor_reads_qstep)
+            + size.macs_per_pixel(in_channels=3 + post_reads_step))
 
 
 def main(argv=None) -> None:

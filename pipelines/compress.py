@@ -204,7 +204,7 @@ def build(pipeline: beam.Pipeline, config: Config) -> None:
         config.specs[0].bit_depth, config.max_pixels, min(s.factor for s in config.specs))
     if config.target is None:
         coded = sources | "Preprocess" >> RunInference(model_handler.PreprocessHandler(
-            config.models, tile=config.tile, halo=config.halo,
+            config.models, config.qstep, tile=config.tile, halo=config.halo,
             worker_processes=config.worker_processes))
     else:
         coded = sources | "ChooseAndEncode" >> RunInference(rate_control.TargetHandler(

@@ -104,12 +104,14 @@ def measure_sandwich(model: model_handler.ExportedSandwich, pixels: np.ndarray,
     `compress` writes (given the source's stamp) and the very reconstruction
     `decompress` makes of it.
 
-    The pre-processor runs once: its output does not depend on the step.
+    The pre-processor runs once, unless it reads the step.
     """
     height, width = pixels.shape[:2]
-    bottleneck = model.preprocess(pixels)
+    bottleneck = None if model.spec.preprocessor_reads_qstep else model.preprocess(pixels)
     out = []
     for qstep in qsteps:
+        if model.spec.preprocessor_reads_qstep:
+            bottleneck = model.preprocess(pixels, qstep)
         header = bottleneck_format.Header.of(model.spec, qstep, height, width, source_bit_depth,
                                              source_stamp)
         data = bottleneck_format.encode(bottleneck, header, model.spec.tables_at(qstep))

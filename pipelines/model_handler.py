@@ -192,13 +192,19 @@ class ExportedSandwich:
                 "serving_default"] for name in processors}
         return cls(spec, tile, halo, loaded.get(PREPROCESSOR), loaded.get(POSTPROCESSOR))
 
-    def preprocess(self, source: np.ndarray) -> np.ndarray:
-        """Source `[h, w, 3]` (the model's container dtype) -> uint8 bottleneck."""
+    def preprocess(self, source: np.ndarray, qstep: float | None = None) -> np.ndarray:
+        """Source `[h, w, 3]` (the model's container dtype) -> uint8
+        bottleneck to code at the tables' scale `qstep` (default: the
+        model's own; only a pre-processor that reads the step, see
+        `ModelSpec.preprocessor_reads_qstep`, depends on it)."""
         import tensorflow as tf
 
+        # Exports from before the pre-processor could read the step take no qstep.
+        step = (tf.constant(self.spec.qstep if qstep is None else qstep, tf.float32),) if (
+            "qstep" in self._preprocess.structured_input_signature[1]) else ()
         return tiling.downscale_tiled(
-            lambda tile: _call(self._preprocess, tf.constant(tile))["bottleneck"].numpy(), source,
-            factor=self.spec.factor, tile=self.tile, halo=self.halo)
+            lambda tile: _call(self._preprocess, tf.constant(tile), *step)["bottleneck"].numpy(),
+            source, factor=self.spec.factor, tile=self.tile, halo=self.halo)
 
     def postprocess(self, decoded: np.ndarray, size: tuple[int, int], qstep: float) -> np.ndarray:
         """Decoded uint8 bottleneck coded at the tables' scale `qstep` ->
@@ -253,13 +259,17 @@ class SandwichHandler(ModelHandler[Any, PredictionResult, ModelSet]):
 
 class PreprocessHandler(SandwichHandler):
     """Element with `pixels` (the source) -> inference: the uint8 bottleneck
-    of the set's one model."""
+    of the set's one model, to code at the tables' scale `qstep`."""
 
     processors = (PREPROCESSOR,)
 
+    def __init__(self, model_dirs: Sequence[str], qstep: float, **kwargs):
+        super().__init__(model_dirs, **kwargs)
+        self._qstep = qstep
+
     def _infer(self, models, element):
         (model,) = models.values()
-        return model.preprocess(element.pixels)
+        return model.preprocess(element.pixels, self._qstep)
 
 
 class PostprocessHandler(SandwichHandler):

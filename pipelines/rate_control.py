@@ -6,9 +6,10 @@ for the fewest bits whose reconstruction reaches P dB. Every model of the
 set is a candidate, and so is plain JPEG (Pillow: standard tables, 4:2:0,
 optimised; `sandwich.alternatives`), each at its own best setting:
 
-- a model's pre-processor runs once per image: its bottleneck does not
-  depend on the step. Its steps are searched by bisection with the real
-  encoder, each probe a whole file, header included. For a rate the file
+- a model's steps are searched by bisection with the real encoder, each
+  probe a whole file, header included. Its pre-processor runs once per
+  image, or once per probe if it reads the step
+  (`ModelSpec.preprocessor_reads_qstep`). For a rate the file
   size alone decides, so the post-processor runs once, on the pick; for a
   PSNR each probe is decoded and post-processed. Either way the
   post-processor sees the file the real decoder reads, at the step it was
@@ -210,7 +211,13 @@ def qsteps(spec) -> np.ndarray:
 
 def _model_coder(model: model_handler.ExportedSandwich, source, target: Target) -> _Coder:
     height, width = source.pixels.shape[:2]
-    bottleneck = model.preprocess(source.pixels)  # Once: it does not depend on the step.
+    if model.spec.preprocessor_reads_qstep:
+        # The last one is kept: the pick is re-encoded with its final header.
+        bottleneck = functools.lru_cache(maxsize=1)(
+            lambda qstep: model.preprocess(source.pixels, qstep))
+    else:
+        once = model.preprocess(source.pixels)
+        bottleneck = lambda qstep: once  # noqa: E731
 
     def header(qstep):
         return dataclasses.replace(
@@ -221,7 +228,8 @@ def _model_coder(model: model_handler.ExportedSandwich, source, target: Target) 
         return model.postprocess(jpeg.decode(data), (height, width), header.qstep)
 
     return _Coder(qsteps(model.spec), header,
-                  lambda h: bottleneck_format.encode(bottleneck, h, model.spec.tables_at(h.qstep)),
+                  lambda h: bottleneck_format.encode(bottleneck(h.qstep), h,
+                                                     model.spec.tables_at(h.qstep)),
                   reconstruct, source.pixels, model.spec.bit_depth)
 
 

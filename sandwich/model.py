@@ -33,9 +33,13 @@ distortion is weighted by `(q0 / q)^2` around the range's geometric centre
 slope of its distortion-rate curve: the weight makes every step of the
 range count alike (unweighted, the coarsest batches would dominate the
 gradients), and it is the same as weighting the rate by `gamma * (q / q0)^2`,
-the Lagrangian that belongs to the step. The pre-processor stays
-step-independent, so a rate search runs it once per image and only
-re-encodes.
+the Lagrangian that belongs to the step. The pre-processor is told the
+step too (`condition_preprocessor`, the default): what a coarse step
+cannot keep is worth removing before the codec, what a fine step keeps is
+not, and one step-independent pre-processor has to compromise between them.
+Trained for 20 minutes, such a compromise smoothed away texture that the
+finest steps of the range would have kept, and fell below the baseline
+there. Without it, a rate search runs the pre-processor once per image.
 """
 from __future__ import annotations
 
@@ -111,11 +115,14 @@ class Sandwich(keras.Model):
       qstep_range: `(low, high)` makes the sandwich rate-conditioned (see
         the module docstring); its nominal `qstep` is then the range's
         geometric centre, and `qstep` above is ignored.
+      condition_preprocessor: whether a rate-conditioned sandwich's
+        pre-processor is told the step as well as its post-processor.
     """
 
     def __init__(self, scenario: Scenario, *, size="slim", qstep: float = 20.0,
                  train_qstep: bool = True, quantization: str = "flat", gamma: float = 50.0,
-                 penalty_weight: float = 1.0, rate_model=None, qstep_range=None, **kwargs):
+                 penalty_weight: float = 1.0, rate_model=None, qstep_range=None,
+                 condition_preprocessor: bool = True, **kwargs):
         super().__init__(**kwargs)
         if quantization not in QUANTIZATIONS:
             raise ValueError(f"quantization must be one of {sorted(QUANTIZATIONS)}, "
@@ -131,7 +138,10 @@ class Sandwich(keras.Model):
             raise ValueError(f"the rate model is calibrated for {rate_model.mode.name}, "
                              f"the scenario codes {scenario.jpeg_mode.name}")
         self.rate_model = rate_model
-        self.preprocessor = networks.Processor(size, peak=scenario.peak, name="preprocessor")
+        self.preprocessor_conditioned = self.conditioned and condition_preprocessor
+        self.preprocessor = networks.Processor(size, peak=scenario.peak,
+                                               conditioned=self.preprocessor_conditioned,
+                                               name="preprocessor")
         self.postprocessor = networks.Processor(size, peak=scenario.peak,
                                                 conditioned=self.conditioned, name="postprocessor")
         self.qstep_parameter = self.add_weight(
@@ -142,7 +152,7 @@ class Sandwich(keras.Model):
             name="qstep_parameter")
         # Convolution weights depend only on the channel count: create them all
         # now, so optimizers and distribution strategies see them before step 1.
-        self.preprocessor(tf.zeros([1, 1, 1, 3]))
+        self.preprocessor(tf.zeros([1, 1, 1, 3]), self.preprocessor_level())
         self.postprocessor(tf.zeros([1, 1, 1, 3]), self.level())
 
     @property
@@ -191,6 +201,11 @@ class Sandwich(keras.Model):
         position = 2.0 * tf.math.log(q / low) / math.log(high / low) - 1.0
         return tf.clip_by_value(position, -1.0, 1.0)
 
+    def preprocessor_level(self, qstep=None):
+        """What the pre-processor is told of `qstep`: `level(qstep)` if it
+        is conditioned, else None."""
+        return self.level(qstep) if self.preprocessor_conditioned else None
+
     def drawn_qstep(self, source) -> tf.Tensor:
         """A training batch's step, log-uniform over the range.
 
@@ -209,7 +224,8 @@ class Sandwich(keras.Model):
         scale `qstep` (default: the model's own)."""
         self.scenario.check_source(source)
         x = tf.cast(source, tf.float32)
-        bottleneck = self.scenario.to_bottleneck(self.preprocessor(x))
+        bottleneck = self.scenario.to_bottleneck(
+            self.preprocessor(x, self.preprocessor_level(qstep)))
         decoded, bits = proxy_roundtrip(bottleneck, self.tables_at(qstep),
                                         rate_model=self.rate_model,
                                         **self.scenario.jpeg_mode.kwargs())
@@ -252,10 +268,13 @@ class Sandwich(keras.Model):
         qstep = self.drawn_qstep(source) if training and self.conditioned else None
         return self.loss_terms(self.forward(source, qstep))
 
-    def preprocess(self, source) -> tf.Tensor:
-        """Source `[b, h, w, 3]` (any size) -> the uint8 bottleneck to JPEG-encode."""
+    def preprocess(self, source, qstep=None) -> tf.Tensor:
+        """Source `[b, h, w, 3]` (any size) -> the uint8 bottleneck to
+        JPEG-encode at the tables' scale `qstep` (default: the model's own;
+        only a conditioned pre-processor reads it)."""
         self.scenario.check_source(source)
-        return codec_input(self.scenario.to_bottleneck(self.preprocessor(source)))
+        return codec_input(self.scenario.to_bottleneck(
+            self.preprocessor(source, self.preprocessor_level(qstep))))
 
     def postprocess(self, decoded, size, qstep=None) -> tf.Tensor:
         """Decoded uint8 bottleneck -> reconstruction `[b, *size, 3]` in the
@@ -274,7 +293,7 @@ class Sandwich(keras.Model):
         (source dtype), `bits` (int64 `[b]`), and `bpp` and `psnr` (`[b]`).
         """
         source = tf.convert_to_tensor(source)
-        bottleneck = self.preprocess(source).numpy()
+        bottleneck = self.preprocess(source, qstep).numpy()
         decoded, bits = real_roundtrip(bottleneck, self.codec_tables(qstep),
                                        **self.scenario.jpeg_mode.kwargs(), **codec)
         reconstruction = self.postprocess(decoded, source.shape[1:3], qstep).numpy()
@@ -291,14 +310,18 @@ class Sandwich(keras.Model):
         """`preprocess` and `postprocess` as `tf.function`s on one image of any
         size, with explicit signatures, for `tf.saved_model.save`:
 
-        - `preprocess(source [h, w, 3] source dtype) -> uint8 [h', w', 3]`
+        - `preprocess(source [h, w, 3] source dtype, qstep float32 [])
+          -> uint8 [h', w', 3]`
         - `postprocess(decoded uint8 [h', w', 3], size int32 [2],
-          qstep float32 []) -> [h, w, 3]`: `qstep` is the scale of the tables
-          the bottleneck was coded with (only a conditioned model reads it).
+          qstep float32 []) -> [h, w, 3]`
+
+        `qstep` is the scale of the tables the bottleneck is (was) coded
+        with; only a conditioned processor reads it.
         """
-        @tf.function(input_signature=[tf.TensorSpec([None, None, 3], self.scenario.dtype)])
-        def preprocess(source):
-            return self.preprocess(source[None])[0]
+        @tf.function(input_signature=[tf.TensorSpec([None, None, 3], self.scenario.dtype),
+                                      tf.TensorSpec([], tf.float32)])
+        def preprocess(source, qstep):
+            return self.preprocess(source[None], qstep)[0]
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8),
                                       tf.TensorSpec([2], tf.int32),

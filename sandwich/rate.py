@@ -138,8 +138,9 @@ class LogRateModel(tf.Module):
         return (tf.linalg.matvec(ac, ac_scales) + at(self.dc_scale) * dc
                 + at(self.block_bits) * blocks + at(self.header_bits))
 
-    def refit(self, images: np.ndarray, qsteps=None) -> Calibration:
-        """Refits the table on `images` with the real encoder, in place.
+    def refit(self, images, qsteps=None) -> Calibration:
+        """Refits the table on `images` with the real encoder, in place:
+        one uint8 batch for every row, or a list of one per row.
 
         `qsteps` gives each row its flat step or tables (a trainer's current
         ones); by default the rows keep their own grid. Returns the fit,
@@ -210,14 +211,19 @@ def _fit_slot_scales(x: np.ndarray, y: np.ndarray, shrink: float = 0.1) -> np.nd
     return np.maximum(common + delta, 0.0)
 
 
-def calibrate(images: np.ndarray, qsteps: Sequence, mode: tables.JpegMode = tables.DEFAULT_MODE
+def calibrate(images, qsteps: Sequence, mode: tables.JpegMode = tables.DEFAULT_MODE
               ) -> Calibration:
     """Fits the log model on uint8 `[b, h, w, c]` images, one row per entry
-    of `qsteps` (flat steps or `[2, 64]` tables), for the JPEG `mode`."""
-    images = np.asarray(images)
+    of `qsteps` (flat steps or `[2, 64]` tables), for the JPEG `mode`.
+    `images` is one batch for every row, or a list of one batch per row (a
+    step-conditioned pre-processor hands each step its own)."""
+    per_row = list(images) if isinstance(images, (list, tuple)) else [images] * len(qsteps)
+    if len(per_row) != len(qsteps):
+        raise ValueError(f"{len(per_row)} batches of images for {len(qsteps)} steps")
     rows = {k: [] for k in ("ac_scale", "dc_scale", "block_bits", "header_bits",
                             "median_error", "p90_error")}
-    for q in qsteps:
+    for images, q in zip(per_row, qsteps):
+        images = np.asarray(images)
         _, indices = proxy.proxy_code(images.astype(np.float32), q, **mode.kwargs())
         ac, dc, blocks = log_rate_features(indices)
         ac, dc = np.asarray(ac, np.float64), np.asarray(dc, np.float64)

@@ -138,7 +138,9 @@ class ModelSpec:
     they are not flat (None: flat at `qstep`). `qstep_range` is set for a
     rate-conditioned model (`sandwich.model`): the steps its post-processor
     was trained for, where it should be used; else the model was trained at
-    `qstep` alone.
+    `qstep` alone. `preprocessor_reads_qstep` says that the pre-processor
+    is conditioned too, so its bottleneck differs from step to step (specs
+    without the field were written before it could be).
     """
 
     model_id: str
@@ -149,6 +151,7 @@ class ModelSpec:
     jpeg_mode: str = tables.DEFAULT_MODE.name
     qtables: list[list[float]] | None = None
     qstep_range: list[float] | None = None
+    preprocessor_reads_qstep: bool = False
     dataset: dict[str, Any] = dataclasses.field(default_factory=dict)
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -168,6 +171,9 @@ class ModelSpec:
                 len(self.qstep_range) == 2 and 0 < self.qstep_range[0] < self.qstep_range[1]):
             raise SpecError(f"qstep_range must be [low, high] with 0 < low < high, "
                             f"got {self.qstep_range}")
+        if self.preprocessor_reads_qstep and self.qstep_range is None:
+            raise SpecError("only a rate-conditioned model (qstep_range) has a pre-processor "
+                            "that reads the step")
 
     @property
     def qstep_bounds(self) -> tuple[float, float]:

@@ -37,5 +37,6 @@ def export_sandwich(scenario: str, *, model_id: str, bit_depth=None, factor=None
                 head.kernel.assign(perturb * rng.standard_normal(head.kernel.shape))
     spec = ModelSpec(model_id=model_id, scenario=scenario.name, bit_depth=scenario.bit_depth,
                      factor=scenario.factor, qstep=float(model.qstep), jpeg_mode=jpeg_mode,
-                     qstep_range=None if qstep_range is None else list(qstep_range))
+                     qstep_range=None if qstep_range is None else list(qstep_range),
+                     preprocessor_reads_qstep=model.preprocessor_conditioned)
     return export.save(model, spec, f"{_ROOT}/{model_id}")

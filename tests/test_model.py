@@ -105,7 +105,7 @@ def test_serving_functions_work_on_any_size_and_save(crops, tmp_path):
     sandwich = model.Sandwich(scenario, size=TINY, qstep=10.0)
     source = crops[0, :37, :50]
     serving = sandwich.serving_functions()
-    bottleneck = serving["preprocess"](source)
+    bottleneck = serving["preprocess"](source, tf.constant(10.0))
     assert bottleneck.dtype == tf.uint8 and bottleneck.shape == (19, 25, 3)
     reconstruction = serving["postprocess"](bottleneck, tf.constant([37, 50]), tf.constant(10.0))
     assert reconstruction.dtype == tf.uint8 and reconstruction.shape == source.shape
@@ -115,7 +115,7 @@ def test_serving_functions_work_on_any_size_and_save(crops, tmp_path):
     module.preprocess, module.postprocess = serving["preprocess"], serving["postprocess"]
     tf.saved_model.save(module, str(tmp_path))
     loaded = tf.saved_model.load(str(tmp_path))
-    np.testing.assert_array_equal(loaded.preprocess(source), bottleneck)
+    np.testing.assert_array_equal(loaded.preprocess(source, tf.constant(10.0)), bottleneck)
 
 
 @pytest.mark.parametrize("source, message", [
@@ -180,10 +180,27 @@ def test_conditioned_training_draws_steps_and_the_postprocessor_reads_them(crops
     decoded = sandwich.preprocess(crops[:1])
     fine, coarse = (sandwich.postprocess(decoded, (64, 64), q).numpy() for q in (4.0, 36.0))
     assert not np.array_equal(fine, coarse)
+    # The pre-processor reads the step too.
+    assert not np.array_equal(sandwich.preprocess(crops[:1], 4.0), sandwich.preprocess(crops[:1], 36.0))
+    np.testing.assert_array_equal(sandwich.preprocess(crops[:1], 12.0), decoded)
 
-    serving = sandwich.serving_functions()["postprocess"]
-    np.testing.assert_array_equal(
-        serving(decoded[0], tf.constant([64, 64]), tf.constant(36.0)).numpy(), coarse[0])
+    serving = sandwich.serving_functions()
+    np.testing.assert_array_equal(serving["postprocess"](
+        decoded[0], tf.constant([64, 64]), tf.constant(36.0)).numpy(), coarse[0])
+    np.testing.assert_array_equal(serving["preprocess"](crops[0], tf.constant(4.0)).numpy(),
+                                  sandwich.preprocess(crops[:1], 4.0)[0])
+
+
+def test_a_preprocessor_left_unconditioned_ignores_the_step(crops):
+    """`condition_preprocessor=False`: only the post-processor reads the
+    step, so a rate search can pre-process once per image."""
+    sandwich = model.Sandwich(scenarios.make("high_res", factor=1), size=TINY,
+                              qstep_range=(4.0, 36.0), condition_preprocessor=False)
+    assert not sandwich.preprocessor_conditioned and sandwich.postprocessor.conditioned
+    head = sandwich.preprocessor.unet.head
+    head.kernel.assign(0.1 * np.random.default_rng(0).standard_normal(head.kernel.shape))
+    np.testing.assert_array_equal(sandwich.preprocess(crops[:1], 4.0),
+                                  sandwich.preprocess(crops[:1], 36.0))
 
 
 def test_a_qstep_range_is_checked():

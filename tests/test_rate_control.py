@@ -150,6 +150,30 @@ def test_the_recorded_psnr_is_that_of_the_decoded_file(compressed, sources):
             (None, int(header.qstep)) if header.is_fallback else (header.qstep, None))
 
 
+@pytest.mark.parametrize("compressed", ["bpp"], indirect=True)
+def test_a_file_of_the_conditioned_model_holds_its_preprocessor_at_the_file_s_step(
+        compressed, sources):
+    """set-x1's pre-processor reads the step: each probe of the search is
+    pre-processed anew, and the file written is the pick's own bottleneck."""
+    _, bits, _, _ = compressed
+    model = ExportedSandwich.load(_models()[0], tile=96, halo=32)
+    assert model.spec.preprocessor_reads_qstep
+    checked = 0
+    for name, record in _manifest(bits).items():
+        data = (bits / f"{name}.jpg").read_bytes()
+        header = bottleneck_format.read_header(data)
+        if header.model_id != "set-x1":
+            continue
+        source = np.asarray(Image.open(sources / name).convert("RGB"))
+        bottleneck = model.preprocess(source, header.qstep)
+        assert bottleneck_format.encode(bottleneck, header,
+                                        model.spec.tables_at(header.qstep)) == data
+        other = model.preprocess(source, 6 if header.qstep > 20 else 60)
+        assert not np.array_equal(other, bottleneck)
+        checked += 1
+    assert checked, "no image chose the conditioned model"
+
+
 def test_no_output_is_worse_than_plain_jpeg_at_its_size(compressed, sources):
     """Plain JPEG at every quality, as the job would write it in the output's
     place (Pillow's file with a fallback header, whose COM segment changes

@@ -1,7 +1,8 @@
 """The export dir: the two processors as SavedModels, and the model spec.
 
     export/
-      preprocessor/    source [h, w, 3] (uint8, or uint16 above 8 bits) -> {"bottleneck": uint8}
+      preprocessor/    source [h, w, 3] (uint8, or uint16 above 8 bits), qstep float32 []
+                       -> {"bottleneck": uint8}
       postprocessor/   decoded [h', w', 3] uint8, size [2] int32, qstep float32 []
                        -> {"reconstruction": source dtype}
       model_spec.json  scenario, bit depth, factor, trained qstep, dataset spec, metrics
@@ -24,7 +25,7 @@ import tensorflow as tf
 
 from sandwich.specs import MODEL_SPEC_FILE, ModelSpec
 
-PROCESSORS = {"preprocess": ("preprocessor", "bottleneck", ("source",)),
+PROCESSORS = {"preprocess": ("preprocessor", "bottleneck", ("source", "qstep")),
               "postprocess": ("postprocessor", "reconstruction", ("decoded", "size", "qstep"))}
 
 

@@ -86,6 +86,10 @@ def parser() -> argparse.ArgumentParser:
                           "--qstep is then "
                           "ignored. auto: a range spanning about 0.25-1.5 bpp for the "
                           "dataset's scenario; off: one model for the one step --qstep")
+    net.add_argument("--condition_preprocessor", action=argparse.BooleanOptionalAction,
+                     default=default["condition_preprocessor"],
+                     help="with a qstep range, tell the pre-processor the step too (else only "
+                          "the post-processor, and a rate search pre-processes once per image)")
     net.add_argument("--fixed_qstep", dest="train_qstep", action="store_false",
                      help="keep qstep at its initial value; train_qstep=%(default)s")
     net.add_argument("--quantization", choices=sorted(QUANTIZATIONS),

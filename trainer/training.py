@@ -65,6 +65,7 @@ class Config:
     mlp_widths: tuple[int, ...] | None = None
     qstep: float = 20.0
     qstep_range: tuple[float, float] | str | None = "auto"
+    condition_preprocessor: bool = True
     train_qstep: bool = True
     quantization: str = "flat"
     jpeg_mode: str = tables.DEFAULT_MODE.name
@@ -261,6 +262,7 @@ def build_model(config: Config, scenario, rate_model=None) -> Sandwich:
     return Sandwich(scenario, size=config.network(), qstep=config.qstep,
                     train_qstep=config.train_qstep, quantization=config.quantization,
                     gamma=config.gamma, qstep_range=qstep_range(config, scenario),
+                    condition_preprocessor=config.condition_preprocessor,
                     penalty_weight=config.penalty_weight, rate_model=rate_model)
 
 
@@ -443,9 +445,13 @@ def _rate_qsteps(qstep_range, qstep=None) -> list:
 
 def _refit(model, rate_model, patches: np.ndarray) -> None:
     """Refits the rate table on what the pre-processor now hands the codec,
-    at the model's current tables, rescaled over its range if conditioned."""
-    fitted = rate_model.refit(model.preprocess(tf.convert_to_tensor(patches)).numpy(),
-                              [model.codec_tables(q) for q in _rate_qsteps(model.qstep_range)])
+    at the model's current tables, rescaled over its range if conditioned
+    (each row on the bottleneck made for its step)."""
+    source = tf.convert_to_tensor(patches)
+    qsteps = _rate_qsteps(model.qstep_range)
+    images = ([model.preprocess(source, q).numpy() for q in qsteps]
+              if model.preprocessor_conditioned else model.preprocess(source).numpy())
+    fitted = rate_model.refit(images, [model.codec_tables(q) for q in qsteps])
     for slot, scale in enumerate(fitted.ac_scale[0]):
         summaries.scalar(f"rate_model/ac_scale_{slot}", scale)
     summaries.scalar("rate_model/median_error", fitted.median_error[0])
@@ -479,6 +485,7 @@ def _export(config: Config, spec: DatasetSpec, scenario, model, metrics: dict, d
         jpeg_mode=scenario.jpeg_mode.name,
         qtables=None if flat else serving.qtables.numpy().astype(float).tolist(),
         qstep_range=list(serving.qstep_range) if serving.conditioned else None,
+        preprocessor_reads_qstep=serving.preprocessor_conditioned,
         dataset=json.loads(spec.to_json()), metrics=metrics, config=run_config,
         version=sandwich.__version__)
     return export.save(serving, model_spec, directory)
