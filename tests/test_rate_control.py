@@ -159,7 +159,7 @@ def test_a_file_of_the_conditioned_model_holds_its_preprocessor_at_the_file_s_st
     model = ExportedSandwich.load(_models()[0], tile=96, halo=32)
     assert model.spec.preprocessor_reads_qstep
     checked = 0
-    for name, record in _manifest(bits).items():
+    for name in _manifest(bits):
         data = (bits / f"{name}.jpg").read_bytes()
         header = bottleneck_format.read_header(data)
         if header.model_id != "set-x1":
