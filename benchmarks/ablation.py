@@ -31,11 +31,12 @@ from pipelines import evaluate  # noqa: E402
 # (name, what changes, trainer flags). The reference is the trainer's
 # default recipe; every other arm changes one thing of it.
 ARMS = [
-    ("reference", "the trainer's defaults: rate-conditioned over its auto range (both "
-     "processors told the step), gamma auto (2x the baseline's slope), cosine learning rate, "
-     "slim", []),
-    ("post-only-conditioning", "only the post-processor told the step",
-     ["--no-condition_preprocessor"]),
+    ("reference", "the trainer's defaults: rate-conditioned over its auto range (the "
+     "post-processor told the step), gamma auto (2x the baseline's slope), cosine learning "
+     "rate, the best evaluation's weights, slim", []),
+    ("conditioned-preprocessor", "the pre-processor told the step too",
+     ["--condition_preprocessor"]),
+    ("last-weights", "export the last weights, not the best evaluation's", ["--no-keep_best"]),
     ("single-step", "one step (qstep 24, trained), no conditioning",
      ["--qstep_range", "off", "--qstep", "24"]),
     ("gamma-1x-slope", "gamma 80: the baseline's slope at x1's centre step 31 (not 2x)",

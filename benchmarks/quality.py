@@ -55,7 +55,7 @@ DEFAULT_MODELS = ["high_res:1", "high_res:2", "high_bit_depth:1"]
 PATCH = 64
 # Bookkeeping only: how the model trains is the trainer's defaults or the model's flags.
 RUN_FLAGS = ["--summary_every", "500", "--checkpoint_every", "100000", "--refit_every", "500",
-             "--eval_every", "100000", "--image_every", "100000", "--seed", "0"]
+             "--image_every", "100000", "--seed", "0"]
 UNBOUNDED_STEPS = ["--steps", "1000000"]  # the time budget ends the run
 RATE_RANGE = (0.25, 1.0)
 AT_RATE = 0.4

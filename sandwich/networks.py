@@ -96,13 +96,16 @@ class UNet(keras.layers.Layer):
     def __init__(self, widths, channels: int = 3, **kwargs):
         super().__init__(**kwargs)
         self.depth = len(widths)
-        self.encoders = [ConvBlock(w, name=f"encoder_{i}") for i, w in enumerate(widths)]
+        # Tuples, not lists: Keras 3 tracks a list's layers for `weights` but
+        # hides them from `tf.train.Checkpoint`, which would then save and
+        # restore only the bottom and head of the U-Net.
+        self.encoders = tuple(ConvBlock(w, name=f"encoder_{i}") for i, w in enumerate(widths))
         self.pool = keras.layers.MaxPooling2D(2)
         self.bottom = ConvBlock(2 * widths[-1], name="bottom")
-        self.upsamplers = [keras.layers.Conv2DTranspose(w, 2, strides=2, name=f"up_{i}")
-                           for i, w in enumerate(reversed(widths))]
-        self.decoders = [ConvBlock(w, name=f"decoder_{i}")
-                         for i, w in enumerate(reversed(widths))]
+        self.upsamplers = tuple(keras.layers.Conv2DTranspose(w, 2, strides=2, name=f"up_{i}")
+                                for i, w in enumerate(reversed(widths)))
+        self.decoders = tuple(ConvBlock(w, name=f"decoder_{i}")
+                              for i, w in enumerate(reversed(widths)))
         self.head = keras.layers.Conv2D(channels, 1, kernel_initializer="zeros", name="head")
 
     def call(self, x):

@@ -25,11 +25,14 @@ atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)
 @functools.cache
 def export_sandwich(scenario: str, *, model_id: str, bit_depth=None, factor=None,
                     qstep: float = 20.0, perturb: float = 0.0, seed: int = 0,
-                    jpeg_mode: str = "ycbcr-420", qstep_range=None) -> str:
+                    jpeg_mode: str = "ycbcr-420", qstep_range=None,
+                    condition_preprocessor: bool = False) -> str:
     """The path of an export dir of a slim Sandwich (read-only: it is shared);
-    rate-conditioned over `qstep_range` if given."""
+    rate-conditioned over `qstep_range` if given, its pre-processor too with
+    `condition_preprocessor`."""
     scenario = scenarios.make(scenario, bit_depth=bit_depth, factor=factor, jpeg_mode=jpeg_mode)
-    model = Sandwich(scenario, size="slim", qstep=qstep, qstep_range=qstep_range)
+    model = Sandwich(scenario, size="slim", qstep=qstep, qstep_range=qstep_range,
+                     condition_preprocessor=condition_preprocessor)
     if perturb:
         rng = np.random.default_rng(seed)
         for processor in (model.preprocessor, model.postprocessor):

@@ -163,9 +163,9 @@ def test_untrained_conditioned_sandwich_is_its_baseline_at_every_step(crops):
         np.testing.assert_array_equal(real["reconstruction"], reconstruction)
 
 
-def test_conditioned_training_draws_steps_and_the_postprocessor_reads_them(crops):
+def test_conditioned_training_draws_steps_and_the_processors_read_them(crops):
     sandwich = model.Sandwich(scenarios.make("high_res", factor=1), size=TINY,
-                              qstep_range=(4.0, 36.0), gamma=1.0)
+                              qstep_range=(4.0, 36.0), gamma=1.0, condition_preprocessor=True)
     batches = [tf.constant(crops[i:i + 2]) for i in range(0, 6, 2)]
     drawn = [float(sandwich.drawn_qstep(b)) for b in batches]
     assert all(4.0 <= q <= 36.0 for q in drawn) and len(set(drawn)) == 3
@@ -192,10 +192,10 @@ def test_conditioned_training_draws_steps_and_the_postprocessor_reads_them(crops
 
 
 def test_a_preprocessor_left_unconditioned_ignores_the_step(crops):
-    """`condition_preprocessor=False`: only the post-processor reads the
-    step, so a rate search can pre-process once per image."""
+    """The default: only the post-processor reads the step, so a rate
+    search can pre-process once per image."""
     sandwich = model.Sandwich(scenarios.make("high_res", factor=1), size=TINY,
-                              qstep_range=(4.0, 36.0), condition_preprocessor=False)
+                              qstep_range=(4.0, 36.0))
     assert not sandwich.preprocessor_conditioned and sandwich.postprocessor.conditioned
     head = sandwich.preprocessor.unet.head
     head.kernel.assign(0.1 * np.random.default_rng(0).standard_normal(head.kernel.shape))
@@ -207,3 +207,20 @@ def test_a_qstep_range_is_checked():
     for bad in ((1.0, 8.0), (8.0, 4.0), (8.0, 8.0)):
         with pytest.raises(ValueError, match="low < high"):
             model.Sandwich(scenarios.make("high_res"), size=TINY, qstep_range=bad)
+
+
+def test_a_checkpoint_of_the_model_holds_every_weight(tmp_path):
+    """Every variable travels through `tf.train.Checkpoint(model=...)` on
+    its own (Keras 3 hides layers kept in lists from it)."""
+    scenario = scenarios.make("high_res", factor=2)
+    saved = model.Sandwich(scenario, size=TINY, qstep_range=(4.0, 36.0), condition_preprocessor=True)
+    rng = np.random.default_rng(0)
+    for variable in saved.variables:
+        variable.assign(rng.standard_normal(variable.shape).astype(np.float32))
+    path = tf.train.Checkpoint(model=saved).save(str(tmp_path / "ckpt"))
+    restored = model.Sandwich(scenario, size=TINY, qstep_range=(4.0, 36.0),
+                              condition_preprocessor=True)
+    tf.train.Checkpoint(model=restored).restore(path).assert_existing_objects_matched()
+    assert len(restored.variables) == len(saved.variables)
+    for a, b in zip(saved.variables, restored.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)

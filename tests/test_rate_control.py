@@ -1,8 +1,8 @@
 """Compression to a target over a model set, end to end on real photographs.
 
 The set is two slim `high_res` exports whose processors change pixels
-(perturbed heads), one at full resolution and rate-conditioned (its
-post-processor reads the step, so one told the wrong step would show), and
+(perturbed heads), one at full resolution and rate-conditioned (both its
+processors read the step, so one told the wrong step would show), and
 one at half resolution; crops of the
 held-out photographs go through `pipelines.compress --target_bpp` and
 `--target_psnr` on the real runner, then through `pipelines.decompress`.
@@ -44,7 +44,7 @@ JUNK = "junk.png"  # a dead letter in every mode
 
 def _models():
     return [export_sandwich("high_res", model_id="set-x1", factor=1, perturb=0.02, seed=3,
-                            qstep_range=(6, 60)),
+                            qstep_range=(6, 60), condition_preprocessor=True),
             export_sandwich("high_res", model_id="set-x2", factor=2, perturb=0.02, seed=4)]
 
 

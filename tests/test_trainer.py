@@ -30,7 +30,7 @@ def dataset(high_bit_depth_dataset):
 def _config(dataset, job_dir):
     config, _ = task.parse(["--data", dataset, "--job_dir", job_dir, "--steps", str(STEPS),
                             "--strategy", "default", "--checkpoint_every", "10",
-                            "--eval_every", str(STEPS), "--gamma", "1", "--qstep_range", "8,32",
+                            "--eval_every", "10", "--gamma", "1", "--qstep_range", "8,32",
                             "--lr_schedule", "cosine", *trainer_data.TINY, "--learning_rate", str(LR)])
     return config
 
@@ -67,8 +67,9 @@ def test_default_strategy_trains(run, dataset):
     logged = trainer_data.summaries(os.path.join(job_dir, "logs"))
     for tag in ("distortion", "bpp", "psnr", "qstep"):
         assert len(logged[f"train/{tag}"]) == STEPS
-    for tag in ("sandwich_bpp", "sandwich_psnr", "baseline_bpp", "baseline_psnr"):
-        assert list(logged[f"eval/{tag}"]) == [STEPS]
+    for tag in ("sandwich_bpp", "sandwich_psnr", "baseline_bpp", "baseline_psnr",
+                "bd_psnr_vs_baseline"):
+        assert list(logged[f"eval/{tag}"]) == [10, 20, STEPS]
     assert 0 <= float(logged["rate_model/median_error"][10]) < 1
     rates = [float(logged["train/learning_rate"][step]) for step in (1, STEPS // 2, STEPS)]
     assert rates[0] == pytest.approx(LR, rel=0.02) and rates[0] > rates[1] > rates[2]
@@ -93,6 +94,35 @@ def test_export_spec(run, dataset):
     assert spec.metrics["baseline_psnr"] > 20 and spec.metrics["sandwich_bpp"] > 0
     with open(os.path.join(dataset, DATASET_SPEC_FILE)) as f:
         assert spec.dataset == json.load(f)
+
+
+def _selected(job_dir, dataset):
+    """The step whose weights were exported (`--keep_best`), and the model
+    restored from that step's checkpoint."""
+    with open(os.path.join(job_dir, "export", MODEL_SPEC_FILE)) as f:
+        step = ModelSpec.from_json(f.read()).metrics["selected_step"]
+    model = build_model(_config(dataset, job_dir), scenarios.from_spec(data.read_spec(dataset)))
+    tf.train.Checkpoint(model=model).restore(
+        os.path.join(job_dir, "checkpoints", f"ckpt-{step}")).expect_partial()
+    return step, model
+
+
+def test_the_export_holds_the_weights_of_the_best_evaluation(run, dataset):
+    """Of the evaluations at steps 10, 20 and 30, the one with the highest
+    real-codec BD-PSNR over the baseline is exported."""
+    job_dir, _ = run
+    gains = {step: float(value) for step, value in trainer_data.summaries(
+        os.path.join(job_dir, "logs"))["eval/bd_psnr_vs_baseline"].items()}
+    step, model = _selected(job_dir, dataset)
+    assert step == max(gains, key=gains.get)
+    with open(os.path.join(job_dir, "export", MODEL_SPEC_FILE)) as f:
+        assert ModelSpec.from_json(f.read()).metrics["bd_psnr_vs_baseline"] == pytest.approx(
+            gains[step], abs=1e-4)
+    source = tf.constant(samples.block_sum(samples.load_all()[0][:64, :64], 2))
+    pre = tf.saved_model.load(os.path.join(job_dir, "export", "preprocessor")).signatures[
+        "serving_default"]
+    np.testing.assert_array_equal(pre(source=source, qstep=tf.constant(16.0))["bottleneck"],
+                                  model.preprocess(source[None])[0])
 
 
 @pytest.mark.parametrize("pipelines", [2, 3])
@@ -134,15 +164,16 @@ np.savez(out_path, bottleneck=bottleneck, reconstruction=reconstruction,
 '''
 
 
-def test_export_matches_the_model_with_the_real_codec(run, tmp_path):
-    job_dir, result = run
+def test_export_matches_the_model_with_the_real_codec(run, dataset, tmp_path):
+    job_dir, _ = run
     source = samples.block_sum(samples.load_all()[0][:74, :90], 2)  # 10 bits, odd size 37x45
     np.save(tmp_path / "source.npy", source)
     subprocess.run([sys.executable, "-c", STANDALONE, os.path.join(job_dir, "export"),
                     str(tmp_path / "source.npy"), str(tmp_path / "out.npz")], check=True,
                    cwd=tmp_path, capture_output=True)
     exported = np.load(tmp_path / "out.npz")
-    own = result.model.real_forward(source[None])
+    _, model = _selected(job_dir, dataset)
+    own = model.real_forward(source[None])
     assert exported["reconstruction"].shape == source.shape
     assert exported["reconstruction"].dtype == np.uint16
     np.testing.assert_array_equal(exported["bottleneck"], own["bottleneck"][0])

@@ -88,8 +88,9 @@ def parser() -> argparse.ArgumentParser:
                           "dataset's scenario; off: one model for the one step --qstep")
     net.add_argument("--condition_preprocessor", action=argparse.BooleanOptionalAction,
                      default=default["condition_preprocessor"],
-                     help="with a qstep range, tell the pre-processor the step too (else only "
-                          "the post-processor, and a rate search pre-processes once per image)")
+                     help="with a qstep range, tell the pre-processor the step too, not only the "
+                          "post-processor (a rate search then pre-processes once per probe, "
+                          "not once per image)")
     net.add_argument("--fixed_qstep", dest="train_qstep", action="store_false",
                      help="keep qstep at its initial value; train_qstep=%(default)s")
     net.add_argument("--quantization", choices=sorted(QUANTIZATIONS),
@@ -122,6 +123,11 @@ def parser() -> argparse.ArgumentParser:
                      help="eval patches the rate model is refitted on")
     run.add_argument("--eval_every", type=int, default=default["eval_every"],
                      help="steps between real-codec evaluations on the eval split")
+    run.add_argument("--keep_best", action=argparse.BooleanOptionalAction,
+                     default=default["keep_best"],
+                     help="export the weights of the evaluation (every --eval_every steps, and "
+                          "at the end) with the best real-codec BD-PSNR over the baseline across "
+                          "the model's steps, rather than the last ones")
     run.add_argument("--eval_patches", type=int, default=default["eval_patches"],
                      help="eval patches per evaluation (the first ones, same every time)")
     return p

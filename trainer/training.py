@@ -42,7 +42,7 @@ from sandwich.model import Sandwich, make_train_step
 from sandwich.networks import NetworkSize, network_size
 from sandwich.specs import DatasetSpec, ModelSpec
 from trainer import data, export, summaries, strategy as strategies
-from trainer.patch_evaluation import evaluate_patches
+from trainer.patch_evaluation import RateDistortionGain, curve_qsteps, evaluate_patches
 
 IMAGES = 3  # patches shown in TensorBoard
 RATE_GRID = 5  # rate model rows over a conditioned model's qstep range
@@ -65,7 +65,7 @@ class Config:
     mlp_widths: tuple[int, ...] | None = None
     qstep: float = 20.0
     qstep_range: tuple[float, float] | str | None = "auto"
-    condition_preprocessor: bool = True
+    condition_preprocessor: bool = False
     train_qstep: bool = True
     quantization: str = "flat"
     jpeg_mode: str = tables.DEFAULT_MODE.name
@@ -80,6 +80,7 @@ class Config:
     refit_every: int = 500
     eval_every: int = 1000
     eval_patches: int = 64
+    keep_best: bool = True
     refit_patches: int = 16
     scenario: str | None = None
     checkpoint_dir: str | None = None
@@ -363,6 +364,8 @@ def train(config: Config) -> Result:
     progress = Progress(step, config.steps)
     deadline = Deadline(config.max_train_minutes)
     metrics: dict = {}
+    best = _Best(RateDistortionGain(scenario, eval_patches, curve_qsteps(model))
+                 if chief and config.keep_best else None)
     out_of_time = False
     rate_now = config.learning_rate
     with Stop() as stop, writer.as_default(step=step):
@@ -396,7 +399,7 @@ def train(config: Config) -> Result:
             if due(config.refit_every):
                 _refit(model, rate_model, refit_patches)
             if due(config.eval_every):
-                metrics = _evaluate(model, eval_patches, chief)
+                metrics = best.offer(step, model, _evaluate(model, eval_patches, chief))
             if due(config.checkpoint_every):
                 checkpoints.save(step)
         interrupted = step < config.steps and not out_of_time
@@ -410,10 +413,11 @@ def train(config: Config) -> Result:
         strategies.barrier(strategy)  # every worker has saved before any exits
         return Result(step, metrics, None, digest, True, model)
     if not metrics or out_of_time:
-        metrics = _evaluate(model, eval_patches, chief)
+        metrics = best.offer(step, model, _evaluate(model, eval_patches, chief))
     export_dir = None
     if chief:
-        export_dir = _export(config, spec, scenario, model, metrics, dirs.export)
+        weights, metrics = best.pick(step, model, metrics)
+        export_dir = _export(config, spec, scenario, weights, metrics, dirs.export)
         print(f"exported to {export_dir}", flush=True)
     strategies.barrier(strategy)
     return Result(step, metrics, export_dir, digest, False, model)
@@ -469,10 +473,46 @@ def _evaluate(model, patches: np.ndarray, chief: bool) -> dict:
     return metrics
 
 
-def _export(config: Config, spec: DatasetSpec, scenario, model, metrics: dict, directory: str) -> str:
-    """Exports a copy of the model with plain (undistributed) variables."""
+class _Best:
+    """The weights of the evaluation where the sandwich's BD-PSNR over its
+    baseline (`RateDistortionGain`) was highest, kept in memory on the
+    chief; with no `gain` (`--no-keep_best`, other workers) it keeps
+    nothing and the last weights are exported. A resumed run starts
+    afresh: earlier runs' evaluations are not in its checkpoint."""
+
+    def __init__(self, gain: RateDistortionGain | None):
+        self._gain = gain
+        self._step, self._weights, self._metrics = None, None, None
+
+    def offer(self, step: int, model, metrics: dict) -> dict:
+        """`metrics` with `bd_psnr_vs_baseline` added (and kept if best)."""
+        if self._gain is None or not metrics:
+            return metrics
+        metrics = {**metrics, "bd_psnr_vs_baseline": self._gain(model)}
+        summaries.scalar("eval/bd_psnr_vs_baseline", metrics["bd_psnr_vs_baseline"])
+        print(f"eval (real JPEG) over the range: BD-PSNR {metrics['bd_psnr_vs_baseline']:+.3f} dB "
+              "against the baseline", flush=True)
+        if self._metrics is None or (metrics["bd_psnr_vs_baseline"]
+                                     > self._metrics["bd_psnr_vs_baseline"]):
+            self._step, self._weights, self._metrics = step, model.get_weights(), metrics
+        return metrics
+
+    def pick(self, step: int, model, metrics: dict) -> tuple[list, dict]:
+        """The weights to export and their metrics (with `selected_step`)."""
+        if self._weights is None:
+            return model.get_weights(), metrics
+        if self._step != step:
+            print(f"exporting the weights of step {self._step}: BD-PSNR "
+                  f"{self._metrics['bd_psnr_vs_baseline']:+.3f} dB against the baseline, "
+                  f"against {metrics['bd_psnr_vs_baseline']:+.3f} dB at step {step}", flush=True)
+        return self._weights, {**self._metrics, "selected_step": self._step}
+
+
+def _export(config: Config, spec: DatasetSpec, scenario, weights: list, metrics: dict,
+            directory: str) -> str:
+    """Exports a model of `weights` with plain (undistributed) variables."""
     serving = build_model(config, scenario)
-    serving.set_weights(model.get_weights())
+    serving.set_weights(weights)
     qstep = float(serving.qstep)
     run_config = {k: v for k, v in dataclasses.asdict(config).items()
                   if k not in ("data", "job_dir", "checkpoint_dir", "log_dir", "export_dir",
