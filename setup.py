@@ -27,6 +27,8 @@ REQUIRED = [
     "tifffile>=2025.1,<2027",
     "numpy>=1.26,<3",
     "matplotlib>=3.8,<4",
+    # Non-negative least squares for the rate model's fit (tested: 1.17.1).
+    "scipy>=1.14,<1.18",
     # The evaluator's jpegli row: the JPEG encoder users switch to for free.
     "pyjpegli>=0.3,<0.4",
 ]

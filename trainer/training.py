@@ -456,8 +456,10 @@ def _refit(model, rate_model, patches: np.ndarray) -> None:
     images = ([model.preprocess(source, q).numpy() for q in qsteps]
               if model.preprocessor_conditioned else model.preprocess(source).numpy())
     fitted = rate_model.refit(images, [model.codec_tables(q) for q in qsteps])
-    for slot, scale in enumerate(fitted.ac_scale[0]):
-        summaries.scalar(f"rate_model/ac_scale_{slot}", scale)
+    slots = len(fitted.ac_scale[0]) // 2
+    for slot in range(slots):
+        summaries.scalar(f"rate_model/log2_ac_bits_{slot}", fitted.ac_scale[0][slot])
+        summaries.scalar(f"rate_model/nonzero_ac_bits_{slot}", fitted.ac_scale[0][slots + slot])
     summaries.scalar("rate_model/median_error", fitted.median_error[0])
 
 
