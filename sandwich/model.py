@@ -36,7 +36,7 @@ gradients), and it is the same as weighting the rate by `gamma * (q / q0)^2`,
 the Lagrangian that belongs to the step. The pre-processor may be told
 the step too (`condition_preprocessor`): then it can treat each step
 apart instead of compromising between them. Measured (5,000 steps, x1,
-held-out photos), that kept the finest step above the baseline where the
+held-out photos, the rate model before it counted nonzeros), that kept the finest step above the baseline where the
 step-independent one fell 0.3 dB below it, but lost 0.4-0.5 dB at the
 coarse end: +0.29 dB BD-PSNR over the baseline against +0.45 dB. So by
 default the pre-processor stays step-independent, and a rate search runs it

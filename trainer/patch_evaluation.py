@@ -87,6 +87,11 @@ class RateDistortionGain:
             for q in np.geomspace(low / 2, high * 2, 2 * CURVE_POINTS))))
 
     def __call__(self, model) -> float:
+        """The BD-PSNR, or -inf where the curves share no rates (a trained
+        step that ran more than twice past the baseline's span)."""
         bpp, psnr = zip(*(_point(lambda batch: _sandwich(model, batch, q), self.patches)  # noqa: B023
                           for q in curve_qsteps(model)))
-        return metrics.bd_psnr(*self.baseline, bpp, psnr)
+        try:
+            return metrics.bd_psnr(*self.baseline, bpp, psnr)
+        except ValueError:
+            return float("-inf")
