@@ -16,6 +16,7 @@ libjpeg's 32-bit arithmetic exactly.
 """
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from sandwich import checks
@@ -60,22 +61,22 @@ def code_planes(planes: tf.Tensor, table: tf.Tensor):
     """
     h, w = planes.shape[1], planes.shape[2]
     table = tf.reshape(tf.broadcast_to(table, [BLOCK * BLOCK]), [BLOCK, BLOCK])
-    x = pad_partial_blocks(planes, BLOCK) - 128.0
+    blocks = to_blocks(pad_partial_blocks(planes, BLOCK) - 128.0)
     # The encoder's own integer DCT and rounding forward (libjpeg divides its
     # DCT, scaled by 8, by 8 x the entry, rounding half away from zero); the
     # exact transform's gradient.
-    linear = blockwise_dct(x) / table
-    scaled = islow_fdct(to_blocks(tf.cast(tf.stop_gradient(x), tf.float64)))
+    linear = blockwise_dct(blocks) / table
+    scaled = islow_fdct(tf.cast(tf.stop_gradient(blocks), tf.float64))
     divisor = tf.cast(8.0 * tf.stop_gradient(table), tf.float64)
     exact = tf.sign(scaled) * tf.floor((tf.abs(scaled) + divisor / 2.0) / divisor)
     indices = straight_through(linear, tf.cast(exact, tf.float32))
-    linear = blockwise_idct(indices * table)[:, :h, :w] + 128.0
     # The decoder's own integer IDCT, forward; the exact transform's gradient.
-    exact = from_blocks(islow_idct(tf.cast(tf.stop_gradient(indices * table), tf.float64)))
-    exact = tf.cast(exact[:, :h, :w], tf.float32) + 128.0
-    decoded = tf.clip_by_value(straight_through(linear, exact), 0.0, 255.0)
-    n = tf.shape(indices)[0]
-    return decoded, tf.reshape(indices, [n, -1, BLOCK * BLOCK])
+    dequantised = indices * table
+    exact = islow_idct(tf.cast(tf.stop_gradient(dequantised), tf.float64))
+    decoded = straight_through(blockwise_idct(dequantised) + 128.0,
+                               tf.cast(exact, tf.float32) + 128.0)
+    decoded = tf.clip_by_value(from_blocks(decoded)[:, :h, :w], 0.0, 255.0)
+    return decoded, tf.reshape(indices, [-1, blocks.shape[1] * blocks.shape[2], BLOCK * BLOCK])
 
 
 def _ste_divide_floor(numerator: tf.Tensor, divisor: float, bias) -> tf.Tensor:
@@ -101,25 +102,17 @@ def _downsample_2x2(planes: tf.Tensor) -> tf.Tensor:
     return _ste_divide_floor(sums, 4.0, bias)
 
 
-def _replicate_edges(x: tf.Tensor, axis: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """The previous and next sample along `axis`, the edge repeated."""
-    n = x.shape[axis]
-
-    def part(start: int, stop: int) -> tf.Tensor:
-        begin, size = [0] * x.shape.rank, [-1] * x.shape.rank
-        begin[axis], size[axis] = start, stop - start
-        return tf.slice(x, begin, size)
-
-    return (tf.concat([part(0, 1), part(0, n - 1)], axis=axis),
-            tf.concat([part(1, n), part(n - 1, n)], axis=axis))
+def _fancy_upsampling_kernel() -> np.ndarray:
+    """The 3x3 kernels `[3, 3, 1, 4]` of the four output phases of libjpeg's
+    fancy h2v2 upsampling, in `depth_to_space` order (row phase, column phase)."""
+    taps = np.array([[1.0, 3.0, 0.0], [0.0, 3.0, 1.0]])  # nearer sample 3, farther 1
+    kernels = [np.outer(taps[row], taps[column]) for row in range(2) for column in range(2)]
+    return np.stack(kernels, axis=-1)[:, :, None, :].astype(np.float32)
 
 
-def _interleave(even: tf.Tensor, odd: tf.Tensor, axis: int) -> tf.Tensor:
-    """Samples of `even` at 0, 2, 4..., of `odd` at 1, 3, 5... along `axis`."""
-    stacked = tf.stack([even, odd], axis=axis + 1)
-    shape = even.shape.as_list()
-    shape[axis] *= 2
-    return tf.reshape(stacked, [-1 if d is None else d for d in shape])
+_FANCY_KERNEL = _fancy_upsampling_kernel()
+# jdsample.c rounds even output columns with a bias of 8, odd ones with 7.
+_FANCY_BIAS = np.array([8.0, 7.0, 8.0, 7.0], np.float32)
 
 
 def _upsample_2x2(planes: tf.Tensor, height: int, width: int) -> tf.Tensor:
@@ -128,15 +121,18 @@ def _upsample_2x2(planes: tf.Tensor, height: int, width: int) -> tf.Tensor:
 
     A triangle filter: vertically 3/4 of the nearer row and 1/4 of the
     farther, horizontally the same on those column sums, rounded with a bias
-    of 8 on even and 7 on odd output columns; edges repeat.
+    of 8 on even and 7 on odd output columns; edges repeat. The column sums
+    are integers, so each output phase is one 3x3 integer filter of the
+    edge-extended plane (exact in float32: the sums stay below 2^12) and one
+    rounding: a convolution to the four phases, interleaved by
+    `depth_to_space`.
     """
-    planes = planes[:, :-(-height // 2), :-(-width // 2)]
-    up, down = _replicate_edges(planes, axis=1)
-    columns = _interleave(3.0 * planes + up, 3.0 * planes + down, axis=1)
-    left, right = _replicate_edges(columns, axis=2)
-    even = _ste_divide_floor(3.0 * columns + left, 16.0, 8.0)
-    odd = _ste_divide_floor(3.0 * columns + right, 16.0, 7.0)
-    return _interleave(even, odd, axis=2)[:, :height, :width]
+    planes = planes[:, :-(-height // 2), :-(-width // 2), None]
+    # SYMMETRIC padding by one sample repeats the edge sample.
+    padded = tf.pad(planes, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+    sums = tf.nn.conv2d(padded, _FANCY_KERNEL, strides=1, padding="VALID")
+    phases = _ste_divide_floor(sums, 16.0, _FANCY_BIAS)
+    return tf.nn.depth_to_space(phases, 2)[:, :height, :width, 0]
 
 
 def _split_channels(images: tf.Tensor) -> tf.Tensor:
