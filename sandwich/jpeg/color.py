@@ -8,6 +8,7 @@ So the forward values here are libjpeg's integers, and the gradient is that
 of the exact linear map (straight-through). The arithmetic stays below 2^24,
 so float32 carries the integers exactly and XLA compiles it.
 """
+import numpy as np
 import tensorflow as tf
 
 from sandwich.jpeg.ste import straight_through
@@ -43,30 +44,41 @@ _ENCODER_FIXED = [
 _ENCODER_ROUNDING = [_HALF, 128.0 * _ONE + _HALF - 1, 128.0 * _ONE + _HALF - 1]
 
 
+# jdcolor.c's products, one row per output (R, G, B) over (Y, Cb', Cr'):
+# R = Y + round(1.402 Cr'), G = Y + floor(-0.34414 Cb' - 0.71414 Cr' + 1/2),
+# B = Y + round(1.772 Cb'), each product in fixed point.
+_DECODER_FIXED = [
+    [0.0, 0.0, _fix(1.40200)],
+    [0.0, -_fix(0.34414), -_fix(0.71414)],
+    [0.0, _fix(1.77200), 0.0],
+]
+
+
+def _mix(x: tf.Tensor, *matrices) -> list:
+    """`x @ m.T` over the channels of `x` for each matrix `m`, as one matmul.
+
+    On integers every product and partial sum here stays below 2^24, so
+    float32 carries the fixed-point arithmetic exactly in any order.
+    """
+    stacked = np.concatenate(matrices, axis=0).T.astype(np.float32)
+    out = tf.matmul(tf.reshape(x, [-1, 3]), tf.constant(stacked, x.dtype))
+    out = tf.reshape(out, [-1, *x.shape[1:-1], stacked.shape[1]])
+    return tf.split(out, len(matrices), axis=-1)
+
+
 def rgb_to_ycbcr(rgb: tf.Tensor) -> tf.Tensor:
     """Integer RGB (float dtype) -> libjpeg's integer YCbCr, with the
     gradient of the exact conversion."""
-    linear = (tf.einsum("...c,kc->...k", rgb, tf.constant(_RGB_TO_YCBCR, rgb.dtype))
-              + tf.constant(_CHROMA_OFFSET, rgb.dtype))
-    integers = tf.stop_gradient(rgb)
-    fixed = (tf.einsum("...c,kc->...k", integers, tf.constant(_ENCODER_FIXED, rgb.dtype))
-             + tf.constant(_ENCODER_ROUNDING, rgb.dtype))
-    return straight_through(linear, tf.floor(fixed / _ONE))
+    linear, fixed = _mix(rgb, _RGB_TO_YCBCR, _ENCODER_FIXED)
+    exact = tf.floor((tf.stop_gradient(fixed) + tf.constant(_ENCODER_ROUNDING, rgb.dtype)) / _ONE)
+    return straight_through(linear + tf.constant(_CHROMA_OFFSET, rgb.dtype), exact)
 
 
 def ycbcr_to_rgb(ycbcr: tf.Tensor) -> tf.Tensor:
     """Integer YCbCr -> libjpeg's integer RGB (before the clip to 0..255),
-    with the gradient of the exact conversion.
-
-    As in `jdcolor.c`: R = Y + round(1.402 Cr'), B = Y + round(1.772 Cb'),
-    G = Y + floor((-0.34414 Cb' - 0.71414 Cr' + 1/2)), Cb' = Cb - 128, each
-    product in fixed point.
-    """
+    with the gradient of the exact conversion (`jdcolor.c`, `_DECODER_FIXED`)."""
     centred = ycbcr - tf.constant(_CHROMA_OFFSET, ycbcr.dtype)
-    linear = tf.einsum("...c,kc->...k", centred, tf.constant(_YCBCR_TO_RGB, ycbcr.dtype))
-    y, cb, cr = tf.unstack(tf.stop_gradient(centred), axis=-1)
-    shift = lambda x: tf.floor(x / _ONE)
-    r = y + shift(_fix(1.40200) * cr + _HALF)
-    g = y + shift(-_fix(0.34414) * cb - _fix(0.71414) * cr + _HALF)
-    b = y + shift(_fix(1.77200) * cb + _HALF)
-    return straight_through(linear, tf.stack([r, g, b], axis=-1))
+    linear, fixed = _mix(centred, _YCBCR_TO_RGB, _DECODER_FIXED)
+    luma = tf.stop_gradient(centred[..., :1])
+    exact = luma + tf.floor((tf.stop_gradient(fixed) + _HALF) / _ONE)
+    return straight_through(linear, exact)

@@ -26,18 +26,21 @@ _C = dct_matrix()
 _BASIS = np.kron(_C, _C)
 
 
-def to_blocks(planes: tf.Tensor) -> tf.Tensor:
-    """[b, h, w] -> [b, h/8, w/8, 8, 8] (h, w multiples of 8)."""
-    b, h, w = planes.shape
-    x = tf.reshape(planes, [-1, h // BLOCK, BLOCK, w // BLOCK, BLOCK])
-    return tf.transpose(x, [0, 1, 3, 2, 4])
+def to_blocks(images: tf.Tensor) -> tf.Tensor:
+    """`[b, h, w, c]` -> `[b, c * h/8 * w/8, 8, 8]`: the blocks of each
+    plane in raster order, plane after plane (h, w multiples of 8)."""
+    _, h, w, c = images.shape
+    x = tf.reshape(images, [-1, h // BLOCK, BLOCK, w // BLOCK, BLOCK, c])
+    x = tf.transpose(x, [0, 5, 1, 3, 2, 4])
+    return tf.reshape(x, [-1, c * (h // BLOCK) * (w // BLOCK), BLOCK, BLOCK])
 
 
-def from_blocks(blocks: tf.Tensor) -> tf.Tensor:
-    """[b, h/8, w/8, 8, 8] -> [b, h, w]: the inverse of `to_blocks`."""
-    nh, nw = blocks.shape[1], blocks.shape[2]
-    x = tf.transpose(blocks, [0, 1, 3, 2, 4])
-    return tf.reshape(x, [-1, nh * BLOCK, nw * BLOCK])
+def from_blocks(blocks: tf.Tensor, shape) -> tf.Tensor:
+    """The inverse of `to_blocks`: blocks -> `[b, h, w, c]` for `shape` (h, w, c)."""
+    h, w, c = shape
+    x = tf.reshape(blocks, [-1, c, h // BLOCK, w // BLOCK, BLOCK, BLOCK])
+    x = tf.transpose(x, [0, 2, 4, 3, 5, 1])
+    return tf.reshape(x, [-1, h, w, c])
 
 
 def _reshape(x: tf.Tensor, inner: list) -> tf.Tensor:
@@ -132,43 +135,52 @@ def _islow_fdct_1d(x: list) -> list:
 
 
 class _Pass:
-    """One islow pass as `floor((x @ matrix.T + bias) / divisor)` on the
-    last axis: libjpeg's DESCALE (add half, shift right) of each output by
-    `shifts` bits, where 0 leaves the exact integer as it is."""
+    """One islow pass on the rows (`axis=-1`) or the columns (`axis=-2`) of
+    blocks `[..., 8, 8]`: the pass's integer matrix, then libjpeg's DESCALE
+    (add half, shift right) of each output by `shifts` bits, where 0 leaves
+    the exact integer as it is. Neither needs a transpose: rows are one
+    matmul over all blocks, columns one broadcast batch matmul."""
 
-    def __init__(self, one_d, shifts, scales=1):
+    def __init__(self, one_d, axis: int, shifts, scales=1):
         identity = list(np.eye(BLOCK))
         self.matrix = np.stack(one_d(identity)) * np.reshape(scales, [-1, 1])
+        self.axis = axis
         shifts = np.asarray(shifts)
-        self.bias = np.where(shifts > 0, 2.0 ** (shifts - 1), 0.0)
-        self.divisor = 2.0 ** shifts
+        shape = [-1] if axis == -1 else [-1, 1]
+        self.bias = np.reshape(np.where(shifts > 0, 2.0 ** (shifts - 1), 0.0), shape)
+        # A power of two: multiplying by its inverse is exact, and cheaper
+        # than a float64 division.
+        self.scale = np.reshape(2.0 ** -shifts, shape)
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
-        return tf.floor((_along_last_axis(x, self.matrix) + self.bias) / self.divisor)
+        if self.axis == -1:
+            y = _along_last_axis(x, self.matrix)
+        else:
+            y = tf.matmul(tf.constant(self.matrix, x.dtype), x)
+        return tf.floor((y + self.bias) * self.scale)
 
 
 _EVEN = np.isin(np.arange(BLOCK), [0, 4])
-_IDCT_COLUMNS = _Pass(_islow_idct_1d, [_CONST_BITS - _PASS1_BITS] * BLOCK)
-_IDCT_ROWS = _Pass(_islow_idct_1d, [_CONST_BITS + _PASS1_BITS + 3] * BLOCK)
+_IDCT_COLUMNS = _Pass(_islow_idct_1d, -2, [_CONST_BITS - _PASS1_BITS] * BLOCK)
+_IDCT_ROWS = _Pass(_islow_idct_1d, -1, [_CONST_BITS + _PASS1_BITS + 3] * BLOCK)
 # jfdctint.c scales outputs 0 and 4 of its first pass up by 2^PASS1_BITS
 # where it descales the others, and descales them by PASS1_BITS only in its
 # second pass.
-_FDCT_ROWS = _Pass(_islow_fdct_1d, np.where(_EVEN, 0, _CONST_BITS - _PASS1_BITS),
+_FDCT_ROWS = _Pass(_islow_fdct_1d, -1, np.where(_EVEN, 0, _CONST_BITS - _PASS1_BITS),
                    np.where(_EVEN, 1 << _PASS1_BITS, 1))
-_FDCT_COLUMNS = _Pass(_islow_fdct_1d, np.where(_EVEN, _PASS1_BITS, _CONST_BITS + _PASS1_BITS))
+_FDCT_COLUMNS = _Pass(_islow_fdct_1d, -2,
+                      np.where(_EVEN, _PASS1_BITS, _CONST_BITS + _PASS1_BITS))
 
 
 def islow_idct(coefficients: tf.Tensor) -> tf.Tensor:
     """libjpeg's integer IDCT of dequantised coefficients `[..., 8, 8]`
     (integers in float64, which holds every intermediate exactly); returns
     the decoded samples before the +128 shift and the clip to 0..255."""
-    columns = _IDCT_COLUMNS(tf.linalg.matrix_transpose(coefficients))
-    return _IDCT_ROWS(tf.linalg.matrix_transpose(columns))
+    return _IDCT_ROWS(_IDCT_COLUMNS(coefficients))
 
 
 def islow_fdct(samples: tf.Tensor) -> tf.Tensor:
     """libjpeg's integer forward DCT (jfdctint.c) of level-shifted samples
     `[..., 8, 8]` (integers in float64); returns coefficients scaled by 8,
     as libjpeg quantises them (by 8 x the table entry)."""
-    rows = _FDCT_ROWS(samples)
-    return tf.linalg.matrix_transpose(_FDCT_COLUMNS(tf.linalg.matrix_transpose(rows)))
+    return _FDCT_COLUMNS(_FDCT_ROWS(samples))
