@@ -79,10 +79,11 @@ def blockwise_idct(coefficients: tf.Tensor) -> tf.Tensor:
 #
 # Each 8-point pass of both islow transforms is an integer-linear map (the
 # butterflies and fixed-point rotations below) followed by a descale of each
-# output. The proxy runs a pass as one float64 matmul with that map's integer
-# matrix and one floor: every product and partial sum is an integer below
-# 2^53, so the matmul is exact in any summation order, and a few ops replace
-# the hundreds of small ones the butterflies take per block batch.
+# output. The proxy runs a pass as one matmul with that map's integer matrix
+# and one floor: where every product and partial sum is an integer below
+# 2^24 (float32) or 2^53 (float64), the matmul is exact in any summation
+# order, and a few ops replace the hundreds of small ones the butterflies
+# take per block batch.
 _CONST_BITS = 13
 _PASS1_BITS = 2
 
@@ -174,13 +175,18 @@ _FDCT_COLUMNS = _Pass(_islow_fdct_1d, -2,
 
 def islow_idct(coefficients: tf.Tensor) -> tf.Tensor:
     """libjpeg's integer IDCT of dequantised coefficients `[..., 8, 8]`
-    (integers in float64, which holds every intermediate exactly); returns
-    the decoded samples before the +128 shift and the clip to 0..255."""
-    return _IDCT_ROWS(_IDCT_COLUMNS(coefficients))
+    (float32 integers); returns the decoded samples before the +128 shift
+    and the clip to 0..255, in float32. Its passes run in float64, which
+    holds every intermediate exactly."""
+    columns = _IDCT_COLUMNS(tf.cast(coefficients, tf.float64))
+    return tf.cast(_IDCT_ROWS(columns), tf.float32)
 
 
 def islow_fdct(samples: tf.Tensor) -> tf.Tensor:
     """libjpeg's integer forward DCT (jfdctint.c) of level-shifted samples
-    `[..., 8, 8]` (integers in float64); returns coefficients scaled by 8,
-    as libjpeg quantises them (by 8 x the table entry)."""
-    return _FDCT_COLUMNS(_FDCT_ROWS(samples))
+    `[..., 8, 8]` (float32 integers); returns coefficients scaled by 8, as
+    libjpeg quantises them (by 8 x the table entry), in float32. The first
+    pass runs in float32, exactly: its 8-bit inputs keep every partial sum
+    below 2^23; the second, on 12-bit inputs, in float64."""
+    rows = tf.cast(_FDCT_ROWS(samples), tf.float64)
+    return tf.cast(_FDCT_COLUMNS(rows), tf.float32)

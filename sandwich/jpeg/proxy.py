@@ -41,7 +41,7 @@ def clip_levels(x: tf.Tensor):
     0 <= x <= 255, zero outside), taken in one select instead of the stock
     gradient's two comparisons and four selects over the whole image."""
     clipped = tf.clip_by_value(x, 0.0, 255.0)
-    return clipped, lambda dy: tf.where(tf.equal(clipped, x), dy, 0.0)
+    return clipped, lambda dy: dy * tf.cast(tf.equal(clipped, x), dy.dtype)
 
 
 def pad_partial_blocks(images: tf.Tensor, rows: int, columns: int | None = None) -> tf.Tensor:
@@ -80,10 +80,14 @@ def code_planes(components: list, qtables: tf.Tensor):
     64]` of each, planes one after the other, for the rate model.
     """
     padded = [pad_partial_blocks(c, BLOCK) for c in components]
-    blocks = [to_blocks(c - 128.0) for c in padded]
+    blocks = [to_blocks(c) for c in padded]
     counts = [x.shape[1] for x in blocks]
-    table = tf.reshape(tf.repeat(qtables[:len(counts)], counts, axis=0), [-1, BLOCK, BLOCK])
-    blocks = tf.concat(blocks, axis=1)
+    slot = np.repeat(np.arange(len(counts)), counts)
+    table = tf.reshape(tf.gather(qtables, slot), [-1, BLOCK, BLOCK])
+    blocks = tf.concat(blocks, axis=1) - 128.0
+    # Ops between tensors of one shape run several times faster than
+    # broadcasting ones: give the table the blocks' shape once.
+    table = tf.broadcast_to(table, tf.shape(blocks))
     # The encoder's own integer DCT and rounding forward (libjpeg divides its
     # DCT, scaled by 8, by 8 x the entry, rounding half away from zero); the
     # exact transform's gradient.
@@ -91,15 +95,14 @@ def code_planes(components: list, qtables: tf.Tensor):
     # The scaled coefficients are integers below 2^15 and the divisors below
     # 2^11, so a float32 division rounds to the right side of every integer
     # and the quotient's floor is exact.
-    scaled = tf.cast(islow_fdct(tf.cast(tf.stop_gradient(blocks), tf.float64)), tf.float32)
+    scaled = islow_fdct(tf.stop_gradient(blocks))
     divisor = 8.0 * tf.stop_gradient(table)
     exact = tf.sign(scaled) * tf.floor((tf.abs(scaled) + divisor / 2.0) / divisor)
     indices = straight_through(linear, exact)
     # The decoder's own integer IDCT, forward; the exact transform's gradient.
     dequantised = indices * table
-    exact = islow_idct(tf.cast(tf.stop_gradient(dequantised), tf.float64))
-    decoded = straight_through(blockwise_idct(dequantised) + 128.0,
-                               tf.cast(exact, tf.float32) + 128.0)
+    exact = islow_idct(tf.stop_gradient(dequantised))
+    decoded = straight_through(blockwise_idct(dequantised) + 128.0, exact + 128.0)
     decoded = tf.split(clip_levels(decoded), counts, axis=1)
     decoded = [_crop(from_blocks(x, p.shape[1:]), c.shape[1], c.shape[2])
                for x, p, c in zip(decoded, padded, components)]
