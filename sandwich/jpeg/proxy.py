@@ -211,17 +211,17 @@ def proxy_code(images: tf.Tensor, qstep, *, color_mode: str = "ycbcr",
         raise ValueError("the proxy codes 1 or 3 channels")
     h, w = x.shape[1], x.shape[2]
     if mode.color_mode == "ycbcr":
-        x = color.rgb_to_ycbcr(x)
-    first, others = tf.split(x, [1, 2], axis=-1)
+        first, others = color.rgb_to_ycbcr(x)
+    else:
+        first, others = tf.split(x, [1, 2], axis=-1)
     if mode.subsampling == "420":
         others = _downsample_2x2(others)
     (first, others), indices = code_planes([first, others], qtables)
     if mode.subsampling == "420":
         others = _upsample_2x2(others, h, w)
-    decoded = tf.concat([first, others], axis=-1)
     if mode.color_mode == "ycbcr":
-        decoded = clip_levels(color.ycbcr_to_rgb(decoded))
-    return decoded, indices
+        return clip_levels(color.ycbcr_to_rgb(first, others)), indices
+    return tf.concat([first, others], axis=-1), indices
 
 
 def proxy_roundtrip(images, qstep, *, color_mode: str = "ycbcr", subsampling: str = "420",
