@@ -11,8 +11,13 @@ step still has a gradient: each integer result is passed straight through
 approximates, so the pre-processor and the quantisation tables learn
 through it. Every op is XLA-compatible and shapes stay static, so a
 training step that calls it compiles with `jit_compile=True` (TPUs require
-it). The integer paths run in float64, which holds every intermediate of
-libjpeg's 32-bit arithmetic exactly.
+it). The integer paths run in float32 where every intermediate of libjpeg's
+32-bit arithmetic stays below 2^24, and in float64, which holds them all
+exactly, where it does not. On a CPU without XLA each op costs about as
+much to dispatch as to run, so the proxy is written in few, large ops:
+matmuls for the DCTs and the colour conversion, one batch of blocks for
+every plane, no slices, splits or broadcasts over whole images that a
+matmul or a reshape can replace.
 """
 from __future__ import annotations
 
@@ -38,8 +43,9 @@ def ste_round(x: tf.Tensor) -> tf.Tensor:
 @tf.custom_gradient
 def clip_levels(x: tf.Tensor):
     """`tf.clip_by_value(x, 0, 255)` with the same gradient (passed where
-    0 <= x <= 255, zero outside), taken in one select instead of the stock
-    gradient's two comparisons and four selects over the whole image."""
+    0 <= x <= 255, zero outside), taken as one comparison and one product
+    instead of the stock gradient's two comparisons and four selects over
+    the whole image."""
     clipped = tf.clip_by_value(x, 0.0, 255.0)
     return clipped, lambda dy: dy * tf.cast(tf.equal(clipped, x), dy.dtype)
 
