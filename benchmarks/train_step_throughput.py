@@ -18,8 +18,9 @@ proxy and the rate model cost.
 
 The sandwich is the one the trainer builds by default: rate-conditioned
 over the trainer's own `--qstep_range auto` for the scenario (each batch
-coded at a drawn step, both processors told it); `--qstep_range off` times
-a sandwich of one step, `--qstep`. Patches are random crops of the bundled
+coded at a drawn step, which the processors are told as the trainer's
+defaults have it); `--qstep_range off` times a sandwich of one step,
+`--qstep`. Patches are random crops of the bundled
 photographs. Compilation (the first steps) is timed apart from the steady
 state the figures report.
 
