@@ -16,8 +16,13 @@ the codec left out (the networks and the resampling alone, forward and
 backward), with and without XLA: the step's ratio to it is what the codec
 proxy and the rate model cost.
 
-Patches are random crops of the bundled photographs. Compilation (the first
-steps) is timed apart from the steady state the figures report.
+The sandwich is the one the trainer builds by default: rate-conditioned
+over the trainer's own `--qstep_range auto` for the scenario (each batch
+coded at a drawn step, which the processors are told as the trainer's
+defaults have it); `--qstep_range off` times a sandwich of one step,
+`--qstep`. Patches are random crops of the bundled
+photographs. Compilation (the first steps) is timed apart from the steady
+state the figures report.
 
     PYTHONPATH=. python benchmarks/train_step_throughput.py --batch_size 8 --patch_size 64 --rounds 3
 """
@@ -30,17 +35,24 @@ import tensorflow as tf
 
 from sandwich import model, samples, scenarios
 from sandwich.jpeg import real_roundtrip
+from trainer import task, training
 
 WARMUP_STEPS = 2
 
 
+def training_qstep(sandwich: model.Sandwich, source):
+    """The step a training batch is coded at, as `Sandwich.call` draws it
+    (None: the model's own)."""
+    return sandwich.drawn_qstep(source) if sandwich.conditioned else None
+
+
 def host_callback_terms(sandwich: model.Sandwich, source) -> dict:
     """The loss with the proxy's rate rescaled to the real encoder's bits."""
-    forward = sandwich.forward(source)
+    forward = sandwich.forward(source, training_qstep(sandwich, source))
     bottleneck = scenarios.codec_input(forward.bottleneck)
     real_bits = tf.py_function(
         lambda images, qstep: real_roundtrip(images.numpy(), float(qstep))[1].astype(np.float32),
-        [bottleneck, sandwich.qstep], tf.float32)
+        [bottleneck, forward.qstep], tf.float32)
     real_bits.set_shape(forward.bits.shape)
     # The gradient still flows through the proxy; only its scale is measured.
     bits = forward.bits * tf.stop_gradient(real_bits / forward.bits)
@@ -50,12 +62,15 @@ def host_callback_terms(sandwich: model.Sandwich, source) -> dict:
 def networks_only_terms(sandwich: model.Sandwich, source) -> dict:
     """The loss with the codec left out: the bottleneck goes straight to the
     post-processor and costs no bits. The step's floor."""
+    qstep = training_qstep(sandwich, source)
     x = tf.cast(source, tf.float32)
-    bottleneck = sandwich.scenario.to_bottleneck(sandwich.preprocessor(x))
+    bottleneck = sandwich.scenario.to_bottleneck(
+        sandwich.preprocessor(x, sandwich.preprocessor_level(qstep)))
     reconstruction = sandwich.postprocessor(
-        sandwich.scenario.from_bottleneck(bottleneck, x.shape[1:3]), sandwich.level())
-    return sandwich.loss_terms(model.Forward(x, bottleneck, bottleneck, reconstruction,
-                                             tf.zeros([x.shape[0]]), sandwich.qstep))
+        sandwich.scenario.from_bottleneck(bottleneck, x.shape[1:3]), sandwich.level(qstep))
+    return sandwich.loss_terms(model.Forward(
+        x, bottleneck, bottleneck, reconstruction, tf.zeros([x.shape[0]]),
+        sandwich.qstep if qstep is None else qstep))
 
 
 def patches(scenario: scenarios.Scenario, count: int, size: int, seed: int) -> np.ndarray:
@@ -77,7 +92,8 @@ def patches(scenario: scenarios.Scenario, count: int, size: int, seed: int) -> n
 def prepare(args, scenario, batches, *, jit_compile: bool, loss_fn=None):
     """A step of a fresh sandwich, warmed up: (step, seconds the warm-up took)."""
     keras.utils.set_random_seed(args.seed)
-    sandwich = model.Sandwich(scenario, size=args.size, qstep=args.qstep)
+    sandwich = model.Sandwich(scenario, size=args.size, qstep=args.qstep,
+                              qstep_range=args.qstep_range)
     step = model.make_train_step(sandwich, keras.optimizers.Adam(args.learning_rate),
                                  jit_compile=jit_compile, loss_fn=loss_fn)
     start = time.perf_counter()
@@ -106,17 +122,26 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed steps, after warm-up")
     parser.add_argument("--rounds", type=int, default=3,
                         help="timed runs of every row, in turns; each row keeps its best")
-    parser.add_argument("--qstep", type=float, default=16.0)
+    parser.add_argument("--qstep", type=float, default=16.0,
+                        help="the step of a sandwich that is not rate-conditioned")
+    parser.add_argument("--qstep_range", type=task._qstep_range, default="auto",
+                        help="LOW,HIGH: a rate-conditioned sandwich; 'auto': the trainer's "
+                             "range for the scenario; 'off': one step, --qstep")
     parser.add_argument("--learning_rate", type=float, default=3e-4)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     scenario = scenarios.make(args.scenario, bit_depth=args.bit_depth, factor=args.factor)
+    args.qstep_range = training.qstep_range(
+        training.Config(data="", qstep_range=args.qstep_range), scenario)
     data = patches(scenario, args.batch_size * (WARMUP_STEPS + args.steps), args.patch_size,
                    args.seed)
     batches = [tf.constant(b) for b in np.split(data, WARMUP_STEPS + args.steps)]
+    rates = (f"rate-conditioned over qstep {args.qstep_range[0]:g}-{args.qstep_range[1]:g}"
+             if args.qstep_range else f"qstep {args.qstep:g}")
     print(f"{scenario.name} {scenario.bit_depth}-bit x{scenario.factor}, {args.size} networks, "
-          f"batch {args.batch_size} x {args.patch_size}x{args.patch_size}, {args.steps} steps")
+          f"{rates}, batch {args.batch_size} x {args.patch_size}x{args.patch_size}, "
+          f"{args.steps} steps")
     steps = {
         "compiled (XLA, rate model in the step)": prepare(args, scenario, batches,
                                                           jit_compile=True),

@@ -20,34 +20,55 @@ def dct_matrix(n: int = BLOCK) -> np.ndarray:
 
 
 _C = dct_matrix()
+# The 2-D transform of a block flattened in raster order is one 64x64 matrix
+# (C kron C): one float32 matmul per batch of blocks is cheaper on a CPU than
+# two separable passes and the transposes between them.
+_BASIS = np.kron(_C, _C)
 
 
-def to_blocks(planes: tf.Tensor) -> tf.Tensor:
-    """[b, h, w] -> [b, h/8, w/8, 8, 8] (h, w multiples of 8)."""
-    b, h, w = tf.unstack(tf.shape(planes))
-    x = tf.reshape(planes, [b, h // BLOCK, BLOCK, w // BLOCK, BLOCK])
-    return tf.transpose(x, [0, 1, 3, 2, 4])
+def to_blocks(images: tf.Tensor) -> tf.Tensor:
+    """`[b, h, w, c]` -> `[b, c * h/8 * w/8, 8, 8]`: the blocks of each
+    plane in raster order, plane after plane (h, w multiples of 8)."""
+    _, h, w, c = images.shape
+    x = tf.reshape(images, [-1, h // BLOCK, BLOCK, w // BLOCK, BLOCK, c])
+    x = tf.transpose(x, [0, 5, 1, 3, 2, 4])
+    return tf.reshape(x, [-1, c * (h // BLOCK) * (w // BLOCK), BLOCK, BLOCK])
 
 
-def from_blocks(blocks: tf.Tensor) -> tf.Tensor:
-    """[b, h/8, w/8, 8, 8] -> [b, h, w]: the inverse of `to_blocks`."""
-    b, nh, nw = tf.unstack(tf.shape(blocks)[:3])
-    x = tf.transpose(blocks, [0, 1, 3, 2, 4])
-    return tf.reshape(x, [b, nh * BLOCK, nw * BLOCK])
+def from_blocks(blocks: tf.Tensor, shape) -> tf.Tensor:
+    """The inverse of `to_blocks`: blocks -> `[b, h, w, c]` for `shape` (h, w, c)."""
+    h, w, c = shape
+    x = tf.reshape(blocks, [-1, c, h // BLOCK, w // BLOCK, BLOCK, BLOCK])
+    x = tf.transpose(x, [0, 2, 4, 3, 5, 1])
+    return tf.reshape(x, [-1, h, w, c])
 
 
-def blockwise_dct(planes: tf.Tensor) -> tf.Tensor:
-    """[b, h, w] pixels -> [b, h/8, w/8, 8, 8] coefficients."""
-    c = tf.constant(_C, planes.dtype)
-    x = to_blocks(planes)
-    return tf.einsum("ki,bhwij,lj->bhwkl", c, x, c)
+def _reshape(x: tf.Tensor, inner: list) -> tf.Tensor:
+    """`x` with the axes after the first (the batch, which may be unknown)
+    reshaped to `inner`."""
+    return tf.reshape(x, [-1, *inner])
+
+
+def _along_last_axis(x: tf.Tensor, matrix: np.ndarray) -> tf.Tensor:
+    """`x @ matrix.T` on the last axis of `x`, as one matmul over all rows."""
+    rows = tf.matmul(tf.reshape(x, [-1, matrix.shape[1]]), tf.constant(matrix.T, x.dtype))
+    return _reshape(rows, [*x.shape[1:-1], matrix.shape[0]])
+
+
+def _blockwise(blocks: tf.Tensor, matrix: np.ndarray) -> tf.Tensor:
+    """`matrix` applied to each [8, 8] block `[..., 8, 8]`, flattened in raster order."""
+    flat = _reshape(blocks, [*blocks.shape[1:-2], BLOCK * BLOCK])
+    return _reshape(_along_last_axis(flat, matrix), blocks.shape[1:])
+
+
+def blockwise_dct(blocks: tf.Tensor) -> tf.Tensor:
+    """[..., 8, 8] pixels -> [..., 8, 8] coefficients."""
+    return _blockwise(blocks, _BASIS)
 
 
 def blockwise_idct(coefficients: tf.Tensor) -> tf.Tensor:
     """Inverse of `blockwise_dct`."""
-    c = tf.constant(_C, coefficients.dtype)
-    x = tf.einsum("ki,bhwkl,lj->bhwij", c, coefficients, c)
-    return from_blocks(x)
+    return _blockwise(coefficients, _BASIS.T)
 
 
 # libjpeg's "islow" integer IDCT (jidctint.c: Loeffler, Ligtenberg and
@@ -55,17 +76,20 @@ def blockwise_idct(coefficients: tf.Tensor) -> tf.Tensor:
 # Its rounding differs from the exact transform's by up to a few tenths of a
 # level, which moves about one decoded pixel in five by one level; the proxy
 # reproduces it exactly so that its decoded pixels are the decoder's.
+#
+# Each 8-point pass of both islow transforms is an integer-linear map (the
+# butterflies and fixed-point rotations below) followed by a descale of each
+# output. The proxy runs a pass as one matmul with that map's integer matrix
+# and one floor: where every product and partial sum is an integer below
+# 2^24 (float32) or 2^53 (float64), the matmul is exact in any summation
+# order, and a few ops replace the hundreds of small ones the butterflies
+# take per block batch.
 _CONST_BITS = 13
 _PASS1_BITS = 2
 
 
 def _fix(x: float) -> float:
     return float(int(x * (1 << _CONST_BITS) + 0.5))
-
-
-def _descale(x: tf.Tensor, bits: int) -> tf.Tensor:
-    """libjpeg's DESCALE: add half, shift right (floor), on exact integers."""
-    return tf.floor((x + float(1 << (bits - 1))) / float(1 << bits))
 
 
 def _odd_part(t0, t1, t2, t3) -> tuple:
@@ -81,8 +105,8 @@ def _odd_part(t0, t1, t2, t3) -> tuple:
     return t0 + z1 + z3, t1 + z2 + z4, t2 + z2 + z3, t3 + z1 + z4
 
 
-def _islow_1d(x: list, shift: int) -> list:
-    """One 8-point pass of jidctint.c on the list of 8 inputs along an axis."""
+def _islow_idct_1d(x: list) -> list:
+    """One 8-point pass of jidctint.c on its 8 inputs, before the descale."""
     z1 = (x[2] + x[6]) * _fix(0.541196100)
     tmp2 = z1 + x[6] * -_fix(1.847759065)
     tmp3 = z1 + x[2] * _fix(0.765366865)
@@ -90,47 +114,79 @@ def _islow_1d(x: list, shift: int) -> list:
     tmp1 = (x[0] - x[4]) * float(1 << _CONST_BITS)
     tmp10, tmp13, tmp11, tmp12 = tmp0 + tmp3, tmp0 - tmp3, tmp1 + tmp2, tmp1 - tmp2
     t0, t1, t2, t3 = _odd_part(x[7], x[5], x[3], x[1])
-    out = [tmp10 + t3, tmp11 + t2, tmp12 + t1, tmp13 + t0,
-           tmp13 - t0, tmp12 - t1, tmp11 - t2, tmp10 - t3]
-    return [_descale(v, shift) for v in out]
+    return [tmp10 + t3, tmp11 + t2, tmp12 + t1, tmp13 + t0,
+            tmp13 - t0, tmp12 - t1, tmp11 - t2, tmp10 - t3]
 
 
-def islow_idct(coefficients: tf.Tensor) -> tf.Tensor:
-    """libjpeg's integer IDCT of dequantised coefficients `[..., 8, 8]`
-    (integers in float64, which holds every intermediate exactly); returns
-    the decoded samples before the +128 shift and the clip to 0..255."""
-    columns = _islow_1d(tf.unstack(coefficients, axis=-2), _CONST_BITS - _PASS1_BITS)
-    rows = _islow_1d(tf.unstack(tf.stack(columns, axis=-2), axis=-1),
-                     _CONST_BITS + _PASS1_BITS + 3)
-    return tf.stack(rows, axis=-1)
-
-
-def _islow_forward_1d(x: list, odd_shift: int, even_shift: int) -> list:
-    """One 8-point pass of jfdctint.c on the list of 8 inputs along an axis;
-    `even_shift` < 0 scales outputs 0 and 4 up instead of descaling them."""
+def _islow_fdct_1d(x: list) -> list:
+    """One 8-point pass of jfdctint.c on its 8 inputs, before the descale
+    (and before pass 1 scales outputs 0 and 4 up)."""
     tmp0, tmp7 = x[0] + x[7], x[0] - x[7]
     tmp1, tmp6 = x[1] + x[6], x[1] - x[6]
     tmp2, tmp5 = x[2] + x[5], x[2] - x[5]
     tmp3, tmp4 = x[3] + x[4], x[3] - x[4]
     tmp10, tmp13, tmp11, tmp12 = tmp0 + tmp3, tmp0 - tmp3, tmp1 + tmp2, tmp1 - tmp2
-    even = ((lambda v: v * float(1 << -even_shift)) if even_shift < 0
-            else (lambda v: _descale(v, even_shift)))
     out = [None] * 8
-    out[0], out[4] = even(tmp10 + tmp11), even(tmp10 - tmp11)
+    out[0], out[4] = tmp10 + tmp11, tmp10 - tmp11
     z1 = (tmp12 + tmp13) * _fix(0.541196100)
-    out[2] = _descale(z1 + tmp13 * _fix(0.765366865), odd_shift)
-    out[6] = _descale(z1 + tmp12 * -_fix(1.847759065), odd_shift)
-    odd = _odd_part(tmp4, tmp5, tmp6, tmp7)
-    out[7], out[5], out[3], out[1] = (_descale(v, odd_shift) for v in odd)
+    out[2] = z1 + tmp13 * _fix(0.765366865)
+    out[6] = z1 + tmp12 * -_fix(1.847759065)
+    out[7], out[5], out[3], out[1] = _odd_part(tmp4, tmp5, tmp6, tmp7)
     return out
+
+
+class _Pass:
+    """One islow pass on the rows (`axis=-1`) or the columns (`axis=-2`) of
+    blocks `[..., 8, 8]`: the pass's integer matrix, then libjpeg's DESCALE
+    (add half, shift right) of each output by `shifts` bits, where 0 leaves
+    the exact integer as it is. Neither needs a transpose: rows are one
+    matmul over all blocks, columns one broadcast batch matmul."""
+
+    def __init__(self, one_d, axis: int, shifts, scales=1):
+        identity = list(np.eye(BLOCK))
+        self.matrix = np.stack(one_d(identity)) * np.reshape(scales, [-1, 1])
+        self.axis = axis
+        shifts = np.asarray(shifts)
+        shape = [-1] if axis == -1 else [-1, 1]
+        self.bias = np.reshape(np.where(shifts > 0, 2.0 ** (shifts - 1), 0.0), shape)
+        # A power of two: multiplying by its inverse is exact, and cheaper
+        # than a float64 division.
+        self.scale = np.reshape(2.0 ** -shifts, shape)
+
+    def __call__(self, x: tf.Tensor) -> tf.Tensor:
+        if self.axis == -1:
+            y = _along_last_axis(x, self.matrix)
+        else:
+            y = tf.matmul(tf.constant(self.matrix, x.dtype), x)
+        return tf.floor((y + self.bias) * self.scale)
+
+
+_EVEN = np.isin(np.arange(BLOCK), [0, 4])
+_IDCT_COLUMNS = _Pass(_islow_idct_1d, -2, [_CONST_BITS - _PASS1_BITS] * BLOCK)
+_IDCT_ROWS = _Pass(_islow_idct_1d, -1, [_CONST_BITS + _PASS1_BITS + 3] * BLOCK)
+# jfdctint.c scales outputs 0 and 4 of its first pass up by 2^PASS1_BITS
+# where it descales the others, and descales them by PASS1_BITS only in its
+# second pass.
+_FDCT_ROWS = _Pass(_islow_fdct_1d, -1, np.where(_EVEN, 0, _CONST_BITS - _PASS1_BITS),
+                   np.where(_EVEN, 1 << _PASS1_BITS, 1))
+_FDCT_COLUMNS = _Pass(_islow_fdct_1d, -2,
+                      np.where(_EVEN, _PASS1_BITS, _CONST_BITS + _PASS1_BITS))
+
+
+def islow_idct(coefficients: tf.Tensor) -> tf.Tensor:
+    """libjpeg's integer IDCT of dequantised coefficients `[..., 8, 8]`
+    (float32 integers); returns the decoded samples before the +128 shift
+    and the clip to 0..255, in float32. Its passes run in float64, which
+    holds every intermediate exactly."""
+    columns = _IDCT_COLUMNS(tf.cast(coefficients, tf.float64))
+    return tf.cast(_IDCT_ROWS(columns), tf.float32)
 
 
 def islow_fdct(samples: tf.Tensor) -> tf.Tensor:
     """libjpeg's integer forward DCT (jfdctint.c) of level-shifted samples
-    `[..., 8, 8]` (integers in float64); returns coefficients scaled by 8,
-    as libjpeg quantises them (by 8 x the table entry)."""
-    rows = _islow_forward_1d(tf.unstack(samples, axis=-1), _CONST_BITS - _PASS1_BITS,
-                             -_PASS1_BITS)
-    columns = _islow_forward_1d(tf.unstack(tf.stack(rows, axis=-1), axis=-2),
-                                _CONST_BITS + _PASS1_BITS, _PASS1_BITS)
-    return tf.stack(columns, axis=-2)
+    `[..., 8, 8]` (float32 integers); returns coefficients scaled by 8, as
+    libjpeg quantises them (by 8 x the table entry), in float32. The first
+    pass runs in float32, exactly: its 8-bit inputs keep every partial sum
+    below 2^23; the second, on 12-bit inputs, in float64."""
+    rows = tf.cast(_FDCT_ROWS(samples), tf.float64)
+    return tf.cast(_FDCT_COLUMNS(rows), tf.float32)

@@ -11,11 +11,17 @@ step still has a gradient: each integer result is passed straight through
 approximates, so the pre-processor and the quantisation tables learn
 through it. Every op is XLA-compatible and shapes stay static, so a
 training step that calls it compiles with `jit_compile=True` (TPUs require
-it). The integer paths run in float64, which holds every intermediate of
-libjpeg's 32-bit arithmetic exactly.
+it). The integer paths run in float32 where every intermediate of libjpeg's
+32-bit arithmetic stays below 2^24, and in float64, which holds them all
+exactly, where it does not. On a CPU without XLA each op costs about as
+much to dispatch as to run, so the proxy is written in few, large ops:
+matmuls for the DCTs and the colour conversion, one batch of blocks for
+every plane, no slices, splits or broadcasts over whole images that a
+matmul or a reshape can replace.
 """
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from sandwich import checks
@@ -34,58 +40,92 @@ def ste_round(x: tf.Tensor) -> tf.Tensor:
     return straight_through(x, tf.floor(x + 0.5))
 
 
-def pad_partial_blocks(planes: tf.Tensor, rows: int, columns: int | None = None) -> tf.Tensor:
-    """Pads [b, h, w] on the bottom/right by repeating the last row/column,
-    to multiples of `rows` and `columns` (default: `rows`).
+@tf.custom_gradient
+def clip_levels(x: tf.Tensor):
+    """`tf.clip_by_value(x, 0, 255)` with the same gradient (passed where
+    0 <= x <= 255, zero outside), taken as one comparison and one product
+    instead of the stock gradient's two comparisons and four selects over
+    the whole image."""
+    clipped = tf.clip_by_value(x, 0.0, 255.0)
+    return clipped, lambda dy: dy * tf.cast(tf.equal(clipped, x), dy.dtype)
+
+
+def pad_partial_blocks(images: tf.Tensor, rows: int, columns: int | None = None) -> tf.Tensor:
+    """Pads `[b, h, w, ...]` on the bottom/right by repeating the last
+    row/column, to multiples of `rows` and `columns` (default: `rows`).
 
     libjpeg extends partial blocks by replicating the edge sample, so the
     proxy does the same; the padding is cut away after decoding.
     """
-    h, w = planes.shape[1], planes.shape[2]
+    h, w = images.shape[1], images.shape[2]
     ph, pw = -h % rows, -w % (columns or rows)
     if ph:
-        planes = tf.concat([planes, tf.repeat(planes[:, -1:, :], ph, axis=1)], axis=1)
+        images = tf.concat([images, tf.repeat(images[:, -1:], ph, axis=1)], axis=1)
     if pw:
-        planes = tf.concat([planes, tf.repeat(planes[:, :, -1:], pw, axis=2)], axis=2)
-    return planes
+        images = tf.concat([images, tf.repeat(images[:, :, -1:], pw, axis=2)], axis=2)
+    return images
 
 
-def code_planes(planes: tf.Tensor, table: tf.Tensor):
-    """JPEG-codes a batch of grayscale planes [n, h, w] with one quantisation
-    table (a scalar step or `[64]` entries in natural order).
+def _crop(images: tf.Tensor, height: int, width: int) -> tf.Tensor:
+    """`images[:, :height, :width]`, without an op (nor a gradient op) where
+    it would cut nothing."""
+    if images.shape[1] == height and images.shape[2] == width:
+        return images
+    return images[:, :height, :width]
 
-    Returns the decoded planes (rounded and clipped to 0..255, as the decoder
-    outputs them) and the quantisation indices [n, blocks, 64] for the rate
-    model.
+
+def code_planes(components: list, qtables: tf.Tensor):
+    """JPEG-codes components `[b, h_i, w_i, c_i]`, each plane of the i-th
+    with the i-th quantisation table of `qtables` `[n, 64]` (natural order).
+
+    The blocks of every plane are coded as one batch, each with its own
+    table: a few large ops instead of a chain per component.
+
+    Returns the decoded components (rounded and clipped to 0..255, as the
+    decoder outputs them) and the quantisation indices `[b, c_i * blocks_i,
+    64]` of each, planes one after the other, for the rate model.
     """
-    h, w = planes.shape[1], planes.shape[2]
-    table = tf.reshape(tf.broadcast_to(table, [BLOCK * BLOCK]), [BLOCK, BLOCK])
-    x = pad_partial_blocks(planes, BLOCK) - 128.0
+    padded = [pad_partial_blocks(c, BLOCK) for c in components]
+    blocks = [to_blocks(c) for c in padded]
+    counts = [x.shape[1] for x in blocks]
+    slot = np.repeat(np.arange(len(counts)), counts)
+    table = tf.reshape(tf.gather(qtables, slot), [-1, BLOCK, BLOCK])
+    blocks = tf.concat(blocks, axis=1) - 128.0
+    # Ops between tensors of one shape run several times faster than
+    # broadcasting ones: give the table the blocks' shape once.
+    table = tf.broadcast_to(table, tf.shape(blocks))
     # The encoder's own integer DCT and rounding forward (libjpeg divides its
     # DCT, scaled by 8, by 8 x the entry, rounding half away from zero); the
     # exact transform's gradient.
-    linear = blockwise_dct(x) / table
-    scaled = islow_fdct(to_blocks(tf.cast(tf.stop_gradient(x), tf.float64)))
-    divisor = tf.cast(8.0 * tf.stop_gradient(table), tf.float64)
+    linear = blockwise_dct(blocks) / table
+    # The scaled coefficients are integers below 2^15 and the divisors below
+    # 2^11, so a float32 division rounds to the right side of every integer
+    # and the quotient's floor is exact.
+    scaled = islow_fdct(tf.stop_gradient(blocks))
+    divisor = 8.0 * tf.stop_gradient(table)
     exact = tf.sign(scaled) * tf.floor((tf.abs(scaled) + divisor / 2.0) / divisor)
-    indices = straight_through(linear, tf.cast(exact, tf.float32))
-    linear = blockwise_idct(indices * table)[:, :h, :w] + 128.0
+    indices = straight_through(linear, exact)
     # The decoder's own integer IDCT, forward; the exact transform's gradient.
-    exact = from_blocks(islow_idct(tf.cast(tf.stop_gradient(indices * table), tf.float64)))
-    exact = tf.cast(exact[:, :h, :w], tf.float32) + 128.0
-    decoded = tf.clip_by_value(straight_through(linear, exact), 0.0, 255.0)
-    n = tf.shape(indices)[0]
-    return decoded, tf.reshape(indices, [n, -1, BLOCK * BLOCK])
+    dequantised = indices * table
+    exact = islow_idct(tf.stop_gradient(dequantised))
+    decoded = straight_through(blockwise_idct(dequantised) + 128.0, exact + 128.0)
+    decoded = tf.split(clip_levels(decoded), counts, axis=1)
+    decoded = [_crop(from_blocks(x, p.shape[1:]), c.shape[1], c.shape[2])
+               for x, p, c in zip(decoded, padded, components)]
+    indices = tf.split(tf.reshape(indices, [-1, sum(counts), BLOCK * BLOCK]), counts, axis=1)
+    return decoded, indices
 
 
-def _ste_divide_floor(numerator: tf.Tensor, divisor: float, bias) -> tf.Tensor:
-    """`floor((numerator + bias) / divisor)` forward, `numerator / divisor`
-    backward: libjpeg's integer filters with the gradient of their linear part."""
-    return straight_through(numerator / divisor, tf.floor((numerator + bias) / divisor))
+def _ste_floor(x: tf.Tensor, bias) -> tf.Tensor:
+    """`floor(x + bias)` forward, `x` backward: libjpeg's integer filters
+    (a sum, a rounding bias, a shift) with the gradient of their linear part,
+    `x` being the filter's sum already divided by its power of two, which is
+    exact."""
+    return straight_through(x, tf.floor(x + bias))
 
 
 def _downsample_2x2(planes: tf.Tensor) -> tf.Tensor:
-    """libjpeg's h2v2 downsampling of full-resolution chroma [n, h, w].
+    """libjpeg's h2v2 downsampling of full-resolution chroma [b, h, w, c].
 
     Each output sample is the sum of a 2x2 block plus a bias that alternates
     1, 2 along the row (so that rounding does not drift), divided by 4.
@@ -93,66 +133,49 @@ def _downsample_2x2(planes: tf.Tensor) -> tf.Tensor:
     (`jcsample.c`) and heightens it to an even count (`jcprepct.c`).
     """
     planes = pad_partial_blocks(planes, 2, 2 * BLOCK)
-    sums = tf.nn.avg_pool2d(planes[..., None], 2, 2, "VALID")[..., 0] * 4.0
-    columns = sums.shape[2]
-    bias = tf.constant([1.0 + (j % 2) for j in range(columns)], sums.dtype)
+    means = tf.nn.avg_pool2d(planes, 2, 2, "VALID")
+    columns = means.shape[2]
+    bias = tf.constant([[(1.0 + (j % 2)) / 4.0] for j in range(columns)], means.dtype)
     # Columns past ceil(w/2) are coded too: they pad the chroma blocks with
     # downsampled replicas of the edge, as libjpeg's do.
-    return _ste_divide_floor(sums, 4.0, bias)
+    return _ste_floor(means, bias)
 
 
-def _replicate_edges(x: tf.Tensor, axis: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """The previous and next sample along `axis`, the edge repeated."""
-    n = x.shape[axis]
-
-    def part(start: int, stop: int) -> tf.Tensor:
-        begin, size = [0] * x.shape.rank, [-1] * x.shape.rank
-        begin[axis], size[axis] = start, stop - start
-        return tf.slice(x, begin, size)
-
-    return (tf.concat([part(0, 1), part(0, n - 1)], axis=axis),
-            tf.concat([part(1, n), part(n - 1, n)], axis=axis))
+def _fancy_upsampling_kernel(channels: int) -> np.ndarray:
+    """The 3x3 kernels `[3, 3, c, 4 c]` of the four output phases of
+    libjpeg's fancy h2v2 upsampling of each of `channels` planes, in
+    `depth_to_space` order (row phase, column phase, then channel)."""
+    taps = np.array([[1.0, 3.0, 0.0], [0.0, 3.0, 1.0]])  # nearer sample 3, farther 1
+    phases = np.stack([np.outer(taps[row], taps[column])
+                       for row in range(2) for column in range(2)], axis=-1)
+    kernel = np.einsum("xyp,ij->xyipj", phases, np.eye(channels))
+    return kernel.reshape(3, 3, channels, 4 * channels).astype(np.float32)
 
 
-def _interleave(even: tf.Tensor, odd: tf.Tensor, axis: int) -> tf.Tensor:
-    """Samples of `even` at 0, 2, 4..., of `odd` at 1, 3, 5... along `axis`."""
-    stacked = tf.stack([even, odd], axis=axis + 1)
-    shape = even.shape.as_list()
-    shape[axis] *= 2
-    return tf.reshape(stacked, [-1 if d is None else d for d in shape])
+# jdsample.c rounds even output columns with a bias of 8, odd ones with 7.
+_FANCY_BIAS = np.array([8.0, 7.0, 8.0, 7.0], np.float32)
 
 
 def _upsample_2x2(planes: tf.Tensor, height: int, width: int) -> tf.Tensor:
     """libjpeg-turbo's 'fancy' h2v2 upsampling (`jdsample.c`) of decoded
-    chroma (at least ceil(h/2) x ceil(w/2)) to [n, h, w].
+    chroma `[b, h', w', c]` (at least ceil(h/2) x ceil(w/2)) to `[b, h, w, c]`.
 
     A triangle filter: vertically 3/4 of the nearer row and 1/4 of the
     farther, horizontally the same on those column sums, rounded with a bias
-    of 8 on even and 7 on odd output columns; edges repeat.
+    of 8 on even and 7 on odd output columns; edges repeat. The column sums
+    are integers, so each output phase is one 3x3 filter of the
+    edge-extended plane (integer weights over 16: exact in float32, the sums
+    stay below 2^12) and one rounding: a convolution to the four phases,
+    interleaved by `depth_to_space`.
     """
-    planes = planes[:, :-(-height // 2), :-(-width // 2)]
-    up, down = _replicate_edges(planes, axis=1)
-    columns = _interleave(3.0 * planes + up, 3.0 * planes + down, axis=1)
-    left, right = _replicate_edges(columns, axis=2)
-    even = _ste_divide_floor(3.0 * columns + left, 16.0, 8.0)
-    odd = _ste_divide_floor(3.0 * columns + right, 16.0, 7.0)
-    return _interleave(even, odd, axis=2)[:, :height, :width]
-
-
-def _split_channels(images: tf.Tensor) -> tf.Tensor:
-    """[b, h, w, c] -> [b * c, h, w], channel-major within each image."""
-    b, h, w, c = images.shape
-    return tf.reshape(tf.transpose(images, [0, 3, 1, 2]), [-1, h, w])
-
-
-def _merge_channels(planes: tf.Tensor, channels: int) -> tf.Tensor:
-    h, w = planes.shape[1], planes.shape[2]
-    return tf.transpose(tf.reshape(planes, [-1, channels, h, w]), [0, 2, 3, 1])
-
-
-def _per_image(indices: tf.Tensor, channels: int) -> tf.Tensor:
-    """[b * c, blocks, 64] -> [b, c * blocks, 64]."""
-    return tf.reshape(indices, [-1, channels * indices.shape[1], BLOCK * BLOCK])
+    channels = planes.shape[-1]
+    planes = _crop(planes, -(-height // 2), -(-width // 2))
+    # SYMMETRIC padding by one sample repeats the edge sample.
+    padded = tf.pad(planes, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+    sums = tf.nn.conv2d(padded, _fancy_upsampling_kernel(channels) / 16.0, strides=1,
+                        padding="VALID")
+    phases = _ste_floor(sums, np.repeat(_FANCY_BIAS, channels) / 16.0)
+    return _crop(tf.nn.depth_to_space(phases, 2), height, width)
 
 
 def _tables(qstep) -> tf.Tensor:
@@ -185,27 +208,26 @@ def proxy_code(images: tf.Tensor, qstep, *, color_mode: str = "ycbcr",
                          "tf.function an input_signature with known sizes")
     qtables = _tables(qstep)
     # The encoder takes integers: round the input the same straight-through way.
-    x = ste_round(tf.clip_by_value(tf.cast(images, tf.float32), 0.0, 255.0))
+    x = ste_round(clip_levels(tf.cast(images, tf.float32)))
     channels = x.shape[-1]
     if channels == 1:
-        decoded, indices = code_planes(x[..., 0], qtables[0])
-        return decoded[..., None], [indices]
+        (decoded,), indices = code_planes([x], qtables)
+        return decoded, indices
     if channels != 3:
         raise ValueError("the proxy codes 1 or 3 channels")
     h, w = x.shape[1], x.shape[2]
     if mode.color_mode == "ycbcr":
-        x = color.rgb_to_ycbcr(x)
-    first, first_idx = code_planes(x[..., 0], qtables[0])
-    others = _split_channels(x[..., 1:])
+        first, others = color.rgb_to_ycbcr(x)
+    else:
+        first, others = tf.split(x, [1, 2], axis=-1)
     if mode.subsampling == "420":
         others = _downsample_2x2(others)
-    others, others_idx = code_planes(others, qtables[1])
+    (first, others), indices = code_planes([first, others], qtables)
     if mode.subsampling == "420":
         others = _upsample_2x2(others, h, w)
-    decoded = tf.concat([first[..., None], _merge_channels(others, 2)], axis=-1)
     if mode.color_mode == "ycbcr":
-        decoded = tf.clip_by_value(color.ycbcr_to_rgb(decoded), 0.0, 255.0)
-    return decoded, [first_idx, _per_image(others_idx, 2)]
+        return clip_levels(color.ycbcr_to_rgb(first, others)), indices
+    return tf.concat([first, others], axis=-1), indices
 
 
 def proxy_roundtrip(images, qstep, *, color_mode: str = "ycbcr", subsampling: str = "420",
