@@ -184,9 +184,13 @@ class LogRateModel(tf.Module):
         ac, dc, blocks = log_rate_features(indices)
         q = tf.cast(qstep, tf.float32)
         x = tf.reduce_mean(tf.math.log(q)) / math.log(2.0)  # log2 of the tables' scale
-        # Every column of the table at x in one interpolation.
-        columns = ac.shape[-1]
-        table = tf.concat([self.ac_scale[:, :columns], self.dc_scale[:, None],
+        # Every column of the table at x in one interpolation. A single-plane
+        # image has one slot: the luma columns of each feature.
+        slots, fitted_slots = ac.shape[-1] // 2, self.ac_scale.shape[1] // 2
+        used = [s for feature in range(2) for s in range(feature * fitted_slots,
+                                                         feature * fitted_slots + slots)]
+        columns = len(used)
+        table = tf.concat([tf.gather(self.ac_scale, used, axis=1), self.dc_scale[:, None],
                            self.block_bits[:, None], self.header_bits[:, None]], axis=1)
         scales = _piecewise_linear(x, self.log2_qsteps, table)
         return (tf.linalg.matvec(ac, scales[:columns]) + scales[columns] * dc
