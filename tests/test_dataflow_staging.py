@@ -3,8 +3,12 @@
 Beam's stager builds that package on the submitting machine, with no network
 (`python -m build --no-isolation`, else `setup.py sdist`); this runs the same
 stager call and checks the package carries the pipeline and the library.
+The build leaves `sandwich_compression.egg-info` in the checkout, whose
+metadata (no requirements in it) would then shadow the installed
+package's for the rest of the run: the test removes what it made.
 """
 import os
+import shutil
 import tarfile
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -12,11 +16,17 @@ from apache_beam.portability.api import beam_runner_api_pb2
 from apache_beam.runners.portability.stager import Stager
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EGG_INFO = os.path.join(ROOT, "sandwich_compression.egg-info")
 
 
 def test_stager_builds_the_package_with_the_pipeline(tmp_path):
     options = PipelineOptions([f"--setup_file={ROOT}/setup.py", "--sdk_location=container"])
-    resources = Stager.create_job_resources(options, str(tmp_path))
+    left_before = os.path.exists(EGG_INFO)
+    try:
+        resources = Stager.create_job_resources(options, str(tmp_path))
+    finally:
+        if not left_before:
+            shutil.rmtree(EGG_INFO, ignore_errors=True)
     staged_as = {beam_runner_api_pb2.ArtifactStagingToRolePayload.FromString(
         r.role_payload).staged_name for r in resources}
     assert "workflow.tar.gz" in staged_as  # the name Dataflow workers install from
