@@ -18,7 +18,7 @@ point is the mean of the images' bpp and PSNR, as CompressAI reports them.
 
 Written to `--output`:
 - `<method>.json` per model, baseline and alternative, and `sandwich` (the
-  Pareto front over all models' points): `{"name", "description", "results":
+  upper envelope of all models' curves): `{"name", "description", "results":
   {"bpp": [...], "psnr-rgb": [...], "psnr": [...], "qstep": [...]}}`, what
   CompressAI's plot tool (`python -m compressai.utils.plot -f *.json`) reads;
   `qstep` is the JPEG step, or the quality for an alternative;
@@ -264,8 +264,9 @@ def summarise(measurements, model_scenarios: dict[str, scenarios.Scenario]) -> d
     """The RD curves (CompressAI's shape), the sandwich front, and BD metrics.
 
     `model_scenarios` maps each model id to its scenario. The sandwich front
-    is the Pareto front over every model's points, since a deployment picks
-    the best model and qstep for each rate; it is compared with every
+    is the upper envelope of every model's curve (`metrics.upper_envelope`),
+    since a deployment (`compress --target_bpp`) picks the best model and
+    qstep for each rate, any step of a model's range; it is compared with every
     baseline and alternative, each model with its own baseline and with the
     alternatives.
     """
@@ -278,9 +279,8 @@ def summarise(measurements, model_scenarios: dict[str, scenarios.Scenario]) -> d
     own_baseline = {m: baseline_name(s) for m, s in model_scenarios.items()}
     baselines = sorted(set(own_baseline.values()))
     others = [a for a in alternatives.ALTERNATIVES if a in by_method]
-    all_bpp = [b for m in models for b in by_method[m]["bpp"]]
-    all_psnr = [p for m in models for p in by_method[m]["psnr"]]
-    front_bpp, front_psnr = metrics.pareto_front(all_bpp, all_psnr)
+    front_bpp, front_psnr = metrics.upper_envelope(
+        [(by_method[m]["bpp"], by_method[m]["psnr"]) for m in models])
     front = {"bpp": front_bpp, "psnr": front_psnr, "psnr-rgb": front_psnr}
     images = len({m.image for m in measurements})
     scenario_set = sorted({s for s in model_scenarios.values()}, key=baseline_name)
@@ -294,7 +294,7 @@ def summarise(measurements, model_scenarios: dict[str, scenarios.Scenario]) -> d
     methods += [{"name": m, "description": f"sandwich model {m} ({model_scenarios[m].name} "
                  f"x{model_scenarios[m].factor}, {model_scenarios[m].jpeg_mode.name}), "
                  f"real JPEG; {where}", "results": by_method[m]} for m in models]
-    methods.append({"name": SANDWICH, "description": f"Pareto front of {models}; {where}",
+    methods.append({"name": SANDWICH, "description": f"upper envelope of {models}; {where}",
                     "results": front})
     bd = {reference: {} for reference in baselines + others}
     for m in models:

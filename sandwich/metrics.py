@@ -54,6 +54,25 @@ def pareto_front(bpp: Sequence[float], psnr_db: Sequence[float]):
     return [p[0] for p in front], [p[1] for p in front]
 
 
+def upper_envelope(curves):
+    """The front of several models' curves (`(bpp, psnr)` pairs): the
+    measured points that no other model's curve beats at their rate.
+
+    Each model serves every step of its range, so between its points it
+    reaches its curve (interpolated linearly in log rate, `psnr_at`), not
+    only its points: a point below another model's curve is not on the
+    front, though no other *point* beats it on both rate and quality (the
+    Pareto front of the points alone would keep it). One curve is its own
+    front.
+    """
+    fronts = [pareto_front(bpp, psnr) for bpp, psnr in curves]
+    kept = [(rate, quality) for i, (bpp, psnr) in enumerate(fronts)
+            for rate, quality in zip(bpp, psnr)
+            if all(quality >= (psnr_at(*other, rate) or -np.inf)
+                   for j, other in enumerate(fronts) if j != i)]
+    return pareto_front([r for r, _ in kept], [q for _, q in kept])
+
+
 def _integrate_fit(x, y, low, high):
     """Mean of a polynomial fit of y(x) over [low, high] (cubic when there
     are 4 or more points, as Bjontegaard's VCEG-M33 prescribes)."""

@@ -44,3 +44,15 @@ def test_pareto_front_keeps_only_undominated_points():
     bpp = [1.0, 0.5, 2.0, 1.5, 0.5]
     psnr = [32.0, 30.0, 35.0, 31.0, 29.0]
     assert metrics.pareto_front(bpp, psnr) == ([0.5, 1.0, 2.0], [30.0, 32.0, 35.0])
+
+
+def test_the_upper_envelope_drops_points_below_another_curve():
+    """Two curves that cross near 1 bpp: the second's 0.5 bpp point beats
+    none of the first's points on both rate and quality, yet lies below the
+    first's curve there; the second alone reaches 4 bpp."""
+    first = ([0.25, 0.4, 0.7, 1.0], [28.0, 30.5, 32.5, 33.0])
+    second = ([0.5, 1.0, 2.0, 4.0], [30.8, 33.5, 36.0, 38.0])
+    assert metrics.pareto_front(first[0] + second[0], first[1] + second[1])[0].count(0.5) == 1
+    assert metrics.upper_envelope([first, second]) == (
+        [0.25, 0.4, 0.7, 1.0, 2.0, 4.0], [28.0, 30.5, 32.5, 33.5, 36.0, 38.0])
+    assert metrics.upper_envelope([first]) == first
