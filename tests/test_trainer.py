@@ -1,5 +1,6 @@
 """The trainer in-process with the default strategy: it learns, checkpoints,
 exports a model that works without our code, and refuses bad input cleanly."""
+import dataclasses
 import json
 import os
 import shutil
@@ -265,3 +266,12 @@ def test_auto_gamma_prices_bits_at_a_multiple_of_the_baselines_slope(dataset, tm
     assert resolved.gamma > 0
     with pytest.raises(ValueError, match="resolve 'auto'"):
         build_model(config, scenario)
+
+
+def test_a_checkpoint_of_another_model_is_refused_clearly(run, dataset, tmp_path):
+    """Resuming from a job dir another model size (or version) wrote."""
+    job_dir, _ = run
+    shutil.copytree(os.path.join(job_dir, "checkpoints"), tmp_path / "checkpoints")
+    config = dataclasses.replace(_config(dataset, str(tmp_path)), unet_widths=(4, 8, 12))
+    with pytest.raises(ValueError, match="does not fit this model.*new --job_dir"):
+        train(config)

@@ -295,7 +295,13 @@ class _Checkpoints:
     def restore(self) -> str | None:
         latest = tf.train.latest_checkpoint(self.directory)
         if latest:
-            self._checkpoint.restore(latest).assert_existing_objects_matched()
+            try:
+                self._checkpoint.restore(latest).assert_existing_objects_matched()
+            except (ValueError, AssertionError) as e:
+                raise ValueError(
+                    f"{latest} does not fit this model (another size or version of the "
+                    f"model or the rate model wrote it); resume with the flags and version "
+                    f"that wrote it, or train into a new --job_dir: {e}") from e
         return latest
 
     def save(self, step: int) -> None:
