@@ -95,7 +95,9 @@ def _wait_for_checkpoint(process, checkpoint_dir, after: int):
 
 
 def test_killed_run_resumes_to_the_same_step(tmp_path, high_res):
-    steps = 24
+    # Enough steps that the second run is still training when its SIGTERM
+    # comes, however fast the step.
+    steps = 120
     args = ["--data", high_res, "--job_dir", str(tmp_path), "--steps", str(steps),
             "--strategy", "default", "--jit_compile", "off", "--checkpoint_every", "4",
             "--eval_every", "0", *trainer_data.TINY]
