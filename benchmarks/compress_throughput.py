@@ -59,7 +59,7 @@ def bounds(model_dir: str, images: list[np.ndarray], qstep: float) -> tuple[floa
     model = model_handler.ExportedSandwich.load(model_dir)
     model.postprocess(model.preprocess(images[0][:64, :64]), (64, 64), qstep)  # sets TF up
     start = time.perf_counter()
-    bottlenecks = [model.preprocess(image) for image in images]
+    bottlenecks = [model.preprocess(image, qstep) for image in images]
     preprocess = time.perf_counter() - start
     start = time.perf_counter()
     files = [bottleneck_format.encode(b, bottleneck_format.Header.of(

@@ -107,14 +107,12 @@ def measure_sandwich(model: model_handler.ExportedSandwich, pixels: np.ndarray,
     The pre-processor runs once, unless it reads the step.
     """
     height, width = pixels.shape[:2]
-    bottleneck = None if model.spec.preprocessor_reads_qstep else model.preprocess(pixels)
+    bottleneck_at = model.bottleneck_at(pixels)
     out = []
     for qstep in qsteps:
-        if model.spec.preprocessor_reads_qstep:
-            bottleneck = model.preprocess(pixels, qstep)
         header = bottleneck_format.Header.of(model.spec, qstep, height, width, source_bit_depth,
                                              source_stamp)
-        data = bottleneck_format.encode(bottleneck, header, model.spec.tables_at(qstep))
+        data = bottleneck_format.encode(bottleneck_at(qstep), header, model.spec.tables_at(qstep))
         _, decoded = bottleneck_format.decode(data)
         reconstruction = model.postprocess(decoded, (height, width), qstep)
         out.append((8 * len(data), float(metrics.psnr(reconstruction[None], pixels[None],

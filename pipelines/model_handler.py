@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import tempfile
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
@@ -205,6 +206,15 @@ class ExportedSandwich:
         return tiling.downscale_tiled(
             lambda tile: _call(self._preprocess, tf.constant(tile), *step)["bottleneck"].numpy(),
             source, factor=self.spec.factor, tile=self.tile, halo=self.halo)
+
+    def bottleneck_at(self, source: np.ndarray) -> Callable[[float], np.ndarray]:
+        """`qstep -> preprocess(source, qstep)` for a search over steps: the
+        pre-processor runs once if it does not read the step, else once per
+        step (the last one kept: a search re-encodes its pick)."""
+        if not self.spec.preprocessor_reads_qstep:
+            once = self.preprocess(source)
+            return lambda qstep: once
+        return functools.lru_cache(maxsize=1)(lambda qstep: self.preprocess(source, qstep))
 
     def postprocess(self, decoded: np.ndarray, size: tuple[int, int], qstep: float) -> np.ndarray:
         """Decoded uint8 bottleneck coded at the tables' scale `qstep` ->

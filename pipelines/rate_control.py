@@ -211,13 +211,7 @@ def qsteps(spec) -> np.ndarray:
 
 def _model_coder(model: model_handler.ExportedSandwich, source, target: Target) -> _Coder:
     height, width = source.pixels.shape[:2]
-    if model.spec.preprocessor_reads_qstep:
-        # The last one is kept: the pick is re-encoded with its final header.
-        bottleneck = functools.lru_cache(maxsize=1)(
-            lambda qstep: model.preprocess(source.pixels, qstep))
-    else:
-        once = model.preprocess(source.pixels)
-        bottleneck = lambda qstep: once  # noqa: E731
+    bottleneck = model.bottleneck_at(source.pixels)
 
     def header(qstep):
         return dataclasses.replace(
