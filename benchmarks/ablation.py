@@ -33,7 +33,11 @@ from pipelines import evaluate  # noqa: E402
 ARMS = [
     ("reference", "the trainer's defaults: rate-conditioned over its auto range (the "
      "post-processor told the step), gamma auto (2x the baseline's slope), cosine learning "
-     "rate, the best evaluation's weights, slim", []),
+     "rate, the best evaluation's weights, a moving average of the weights, patches in "
+     "random orientations, slim", []),
+    ("no-average", "the weights themselves, not their moving average", ["--ema_decay", "0"]),
+    ("no-augment", "the stored patches as they are, not randomly turned and mirrored",
+     ["--no-augment"]),
     ("conditioned-preprocessor", "the pre-processor told the step too",
      ["--condition_preprocessor"]),
     ("last-weights", "export the last weights, not the best evaluation's", ["--no-keep_best"]),

@@ -92,14 +92,35 @@ def records(data_dir: str, split: str, input_context=None, shuffle=True) -> tf.d
 
 
 def train_dataset(data_dir: str, spec: DatasetSpec, batch_size: int,
-                  input_context=None, seed: int | None = None) -> tf.data.Dataset:
-    """Shuffled, repeated batches of `batch_size` patches, for one replica."""
+                  input_context=None, seed: int | None = None,
+                  augment: bool = True) -> tf.data.Dataset:
+    """Shuffled, repeated batches of `batch_size` patches, for one replica,
+    each patch in one of its 8 orientations if `augment` (`reorient`)."""
     dataset = records(data_dir, "train", input_context)
-    return (dataset.shuffle(SHUFFLE_BUFFER, seed=seed)
-            .repeat()
-            .map(_parse(spec), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=seed).repeat()
+    parse = _parse(spec)
+    if augment:
+        dataset = tf.data.Dataset.zip(dataset, tf.data.Dataset.random(seed=seed))
+        transform = lambda record, draw: reorient(parse(record), draw)  # noqa: E731
+    else:
+        transform = parse
+    return (dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
             .batch(batch_size, drop_remainder=True)
             .prefetch(tf.data.AUTOTUNE))
+
+
+def reorient(patch: tf.Tensor, draw: tf.Tensor) -> tf.Tensor:
+    """`patch` [h, w, c] turned by `draw % 4` quarter turns and, if bit 2 of
+    `draw` is set, mirrored: the 8 symmetries of a square.
+
+    A photo's statistics do not depend on which way up it was shot, so each
+    stored patch serves as 8 (the quality benchmark's corpus is 12 photos).
+    Patches are square and a multiple of the 16-pixel JPEG macroblock,
+    so the codec sees the same block grid in every orientation.
+    """
+    draw = tf.cast(draw, tf.int32)
+    turned = tf.image.rot90(patch, k=draw % 4)
+    return tf.cond(tf.equal((draw // 4) % 2, 1), lambda: tf.reverse(turned, [1]), lambda: turned)
 
 
 def load(data_dir: str, spec: DatasetSpec, split: str, count: int) -> np.ndarray:

@@ -68,6 +68,14 @@ def parser() -> argparse.ArgumentParser:
                           "eval patches with the real encoder")
     opt.add_argument("--penalty_weight", type=float, default=default["penalty_weight"],
                      help="weight of the bottleneck range penalty")
+    opt.add_argument("--ema_decay", type=float, default=default["ema_decay"],
+                     help="evaluate and export a moving average of the weights with this "
+                          "decay per step (a horizon of about 1 / (1 - decay) steps); 0: the "
+                          "weights themselves")
+    opt.add_argument("--augment", action=argparse.BooleanOptionalAction,
+                     default=default["augment"],
+                     help="show each training patch in one of its 8 orientations (quarter "
+                          "turns and mirror), drawn anew each time")
     opt.add_argument("--max_train_minutes", type=float,
                      help="stop training (and export) after this much wall time, "
                           "even before --steps")
@@ -136,6 +144,8 @@ def parser() -> argparse.ArgumentParser:
 def parse(argv=None):
     """The `Config` and the number of logical CPUs the flags ask for."""
     args = parser().parse_args(argv)
+    if not 0.0 <= args.ema_decay < 1.0:
+        parser().error("--ema_decay must lie in [0, 1)")
     for flag in ("steps", "batch_size", "checkpoint_every", "eval_patches", "refit_patches"):
         if getattr(args, flag) < 1:
             parser().error(f"--{flag} must be at least 1")

@@ -15,11 +15,13 @@ Around the step, outside anything compiled:
   the same step (`strategy.any_worker`). Only the chief writes; other workers save to a scratch
   directory that is deleted, as multi-worker checkpointing requires;
 - TensorBoard scalars and images, a progress line, and periodic evaluation
-  on the eval split with the real codec;
+  on the eval split with the real codec, of a moving average of the
+  weights (`trainer.averaging`, `--ema_decay`);
 - at the end, the export dir (`trainer.export`), on the chief only.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -42,6 +44,7 @@ from sandwich.model import Sandwich, make_train_step
 from sandwich.networks import NetworkSize, network_size
 from sandwich.specs import DatasetSpec, ModelSpec
 from trainer import data, export, summaries, strategy as strategies
+from trainer.averaging import WeightAverage
 from trainer.patch_evaluation import RateDistortionGain, curve_qsteps, evaluate_patches
 
 IMAGES = 3  # patches shown in TensorBoard
@@ -81,6 +84,8 @@ class Config:
     eval_every: int = 1000
     eval_patches: int = 64
     keep_best: bool = True
+    ema_decay: float = 0.999
+    augment: bool = True
     refit_patches: int = 16
     scenario: str | None = None
     checkpoint_dir: str | None = None
@@ -352,7 +357,11 @@ def train(config: Config) -> Result:
         model = build_model(config, scenario, rate_model)
         optimizer = keras.optimizers.Adam(config.learning_rate)
         train_step = _train_step(config, model, optimizer, strategy)
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, rate_model=rate_model)
+        tracked = dict(model=model, optimizer=optimizer, rate_model=rate_model)
+    average = WeightAverage(model, config.ema_decay) if config.ema_decay else None
+    if average:
+        tracked["average"] = average
+    checkpoint = tf.train.Checkpoint(**tracked)
     checkpoints = _Checkpoints(checkpoint, dirs.checkpoints, chief, config.keep_checkpoints)
     restored = checkpoints.restore()
     step = int(optimizer.iterations.numpy())
@@ -363,7 +372,7 @@ def train(config: Config) -> Result:
     dataset = strategy.distribute_datasets_from_function(
         lambda context: data.train_dataset(
             config.data, spec, context.get_per_replica_batch_size(config.batch_size),
-            context, config.seed))
+            context, config.seed, config.augment))
     writer = (tf.summary.create_file_writer(dirs.logs) if chief
               else tf.summary.create_noop_writer())
     iterator = iter(dataset)
@@ -389,6 +398,8 @@ def train(config: Config) -> Result:
                 optimizer.learning_rate = rate_now
             scalars = {k: float(v) for k, v in train_step(_next(iterator, config.data)).items()}
             step += 1
+            if average:
+                average.update(step)
             tf.summary.experimental.set_step(step)
             if not np.isfinite(scalars["loss"]):
                 raise FloatingPointError(f"the loss is {scalars['loss']} at step {step}")
@@ -405,7 +416,8 @@ def train(config: Config) -> Result:
             if due(config.refit_every):
                 _refit(model, rate_model, refit_patches)
             if due(config.eval_every):
-                metrics = best.offer(step, model, _evaluate(model, eval_patches, chief))
+                with _evaluated(model, average):
+                    metrics = best.offer(step, model, _evaluate(model, eval_patches, chief))
             if due(config.checkpoint_every):
                 checkpoints.save(step)
         interrupted = step < config.steps and not out_of_time
@@ -418,15 +430,22 @@ def train(config: Config) -> Result:
     if interrupted:
         strategies.barrier(strategy)  # every worker has saved before any exits
         return Result(step, metrics, None, digest, True, model)
-    if not metrics or out_of_time:
-        metrics = best.offer(step, model, _evaluate(model, eval_patches, chief))
     export_dir = None
-    if chief:
-        weights, metrics = best.pick(step, model, metrics)
-        export_dir = _export(config, spec, scenario, weights, metrics, dirs.export)
-        print(f"exported to {export_dir}", flush=True)
+    with _evaluated(model, average):
+        if not metrics or out_of_time:
+            metrics = best.offer(step, model, _evaluate(model, eval_patches, chief))
+        if chief:
+            weights, metrics = best.pick(step, model, metrics)
+            export_dir = _export(config, spec, scenario, weights, metrics, dirs.export)
+            print(f"exported to {export_dir}", flush=True)
     strategies.barrier(strategy)
     return Result(step, metrics, export_dir, digest, False, model)
+
+
+def _evaluated(model, average: WeightAverage | None):
+    """The weights that are evaluated and exported: the moving average
+    (`--ema_decay`), else the model's own."""
+    return average.swapped_in() if average else contextlib.nullcontext(model)
 
 
 def _next(iterator, data_dir: str):
