@@ -49,6 +49,7 @@ ARMS = [
     ("constant-lr", "no warmup or decay", ["--lr_schedule", "constant"]),
     ("tables", "trainable 8x8 luma and chroma tables in the DQT", ["--quantization", "tables"]),
     ("wider", "U-Net 8-16-24-32", ["--unet_widths", "8,16,24,32"]),
+    ("widest", "U-Net 16-32-48-64", ["--unet_widths", "16,32,48,64"]),
     ("batch-16", "batch 16 (twice the pixels per step)", ["--batch_size", "16"]),
 ]
 STEP_RATE = re.compile(r"step \d+/\d+ ([\d.]+) steps/s")

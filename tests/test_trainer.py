@@ -15,12 +15,14 @@ from sandwich import samples, scenarios
 from sandwich.specs import DATASET_SPEC_FILE, MODEL_SPEC_FILE, ModelSpec, SpecError
 from tests import trainer_data
 from trainer import task
+from trainer.averaging import WeightAverage
 from trainer import data
 from trainer.data import DataError
 from trainer.training import AUTO_QSTEP_RANGES, FINAL_LR, GAMMA_PER_SLOPE, build_model, learning_rate, resolve, train
 
 STEPS = 30
 LR = 3e-3  # tests/trainer_data.TINY's, restated: the schedule is checked against it
+EMA_DECAY = 0.9  # a horizon of 10 steps: the average moves within 30 steps
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,8 @@ def _config(dataset, job_dir):
     config, _ = task.parse(["--data", dataset, "--job_dir", job_dir, "--steps", str(STEPS),
                             "--strategy", "default", "--checkpoint_every", "10",
                             "--eval_every", "10", "--gamma", "1", "--qstep_range", "8,32",
-                            "--lr_schedule", "cosine", *trainer_data.TINY, "--learning_rate", str(LR)])
+                            "--lr_schedule", "cosine", *trainer_data.TINY, "--learning_rate", str(LR),
+                            "--ema_decay", str(EMA_DECAY)])
     return config
 
 
@@ -51,7 +54,8 @@ def test_default_strategy_trains(run, dataset):
     # of the start's or below. (30 steps of a rate-conditioned model are too
     # few to show a gain reliably: its identity start is near the optimum of
     # every step, and Adam's first steps perturb it before they improve it;
-    # `test_model.py` shows the step lowering a loss.)
+    # `test_model.py` shows the step lowering a loss. Over 11 runs with
+    # randomly turned patches the ratio to the start reached 1.062.)
     spec = data.read_spec(dataset)
     patches = tf.convert_to_tensor(data.load(dataset, spec, "train", 16))
     start = build_model(_config(dataset, job_dir), scenarios.from_spec(spec),
@@ -64,7 +68,7 @@ def test_default_strategy_trains(run, dataset):
         return np.mean([float(model.loss_terms(model.forward(patches, q))["loss"])
                         for q in (8.0, 16.0, 32.0)])
 
-    assert mean_loss(result.model) < 1.05 * mean_loss(start)
+    assert mean_loss(result.model) < 1.10 * mean_loss(start)
     logged = trainer_data.summaries(os.path.join(job_dir, "logs"))
     for tag in ("distortion", "bpp", "psnr", "qstep"):
         assert len(logged[f"train/{tag}"]) == STEPS
@@ -99,12 +103,15 @@ def test_export_spec(run, dataset):
 
 def _selected(job_dir, dataset):
     """The step whose weights were exported (`--keep_best`), and the model
-    restored from that step's checkpoint."""
+    holding the moving average of the weights restored from that step's
+    checkpoint (`--ema_decay`)."""
     with open(os.path.join(job_dir, "export", MODEL_SPEC_FILE)) as f:
         step = ModelSpec.from_json(f.read()).metrics["selected_step"]
     model = build_model(_config(dataset, job_dir), scenarios.from_spec(data.read_spec(dataset)))
-    tf.train.Checkpoint(model=model).restore(
+    average = WeightAverage(model.get_weights(), EMA_DECAY)
+    tf.train.Checkpoint(average=average).restore(
         os.path.join(job_dir, "checkpoints", f"ckpt-{step}")).expect_partial()
+    model.set_weights(average.weights())
     return step, model
 
 
@@ -124,6 +131,67 @@ def test_the_export_holds_the_weights_of_the_best_evaluation(run, dataset):
         "serving_default"]
     np.testing.assert_array_equal(pre(source=source, qstep=tf.constant(16.0))["bottleneck"],
                                   model.preprocess(source[None])[0])
+
+
+def test_the_average_starts_at_the_weights_and_blends_every_tenth_step(tmp_path):
+    import keras
+
+    layer = keras.layers.Dense(3)
+    layer.build((None, 2))
+    start = layer.get_weights()
+    average = WeightAverage(start, decay=0.9)
+    for weight in layer.weights:
+        weight.assign(weight + 1.0)
+    average.update(layer, step=5)  # not a tenth step: unchanged
+    for held, initial in zip(average.weights(), start):
+        np.testing.assert_array_equal(held, initial)
+    average.update(layer, step=10)
+    blend = 0.9 ** 10  # ten steps' decay at once: the same horizon
+    expected = [blend * w + (1 - blend) * (w + 1.0) for w in start]
+    for held, want in zip(average.weights(), expected):
+        np.testing.assert_allclose(held, want, rtol=1e-6)
+    with average.swapped_in(layer):
+        for held, want in zip(layer.get_weights(), expected):
+            np.testing.assert_allclose(held, want, rtol=1e-6)
+    for own, initial in zip(layer.get_weights(), start):
+        np.testing.assert_array_equal(own, initial + 1.0)
+    # Checkpointed alone (the model is not part of it), so a resumed run carries it on.
+    saved = tf.train.Checkpoint(average=average).save(str(tmp_path / "ckpt"))
+    resumed = WeightAverage(layer.get_weights(), decay=0.9)
+    tf.train.Checkpoint(average=resumed).restore(saved).assert_consumed()
+    for held, want in zip(resumed.weights(), average.weights()):
+        np.testing.assert_array_equal(held, want)
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(start, decay=1.0)
+
+
+def test_reorient_gives_the_eight_symmetries_of_a_square():
+    patch = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3)
+    turned = [data.reorient(tf.constant(patch), tf.constant(draw, tf.int64)).numpy()
+              for draw in range(8)]
+    np.testing.assert_array_equal(turned[0], patch)
+    symmetries = {np.rot90(p, k).tobytes() for p in (patch, patch[:, ::-1]) for k in range(4)}
+    assert {t.tobytes() for t in turned} == symmetries
+
+
+def test_augmented_batches_hold_stored_patches_turned(dataset):
+    """Every augmented patch is a stored patch in one of its orientations,
+    and not all are upright; without augmenting, all are."""
+    spec = data.read_spec(dataset)
+    stored = {p.tobytes() for p in data.load(dataset, spec, "train", 1000)}
+
+    def batches(augment):
+        return [b.numpy() for b in data.train_dataset(dataset, spec, 8, seed=3,
+                                                      augment=augment).take(4)]
+
+    augmented = batches(True)
+    upright = 0
+    for patch in np.concatenate(augmented):
+        orientations = [np.rot90(p, k) for p in (patch, patch[:, ::-1]) for k in range(4)]
+        assert any(o.tobytes() in stored for o in orientations)
+        upright += patch.tobytes() in stored
+    assert upright < 32
+    assert all(p.tobytes() in stored for b in batches(False) for p in b)
 
 
 @pytest.mark.parametrize("pipelines", [2, 3])

@@ -27,27 +27,27 @@ EVERY = 10
 
 
 class WeightAverage(tf.Module):
-    """The moving average of `model`'s weights (all of them, in `get_weights`
-    order) with a per-step `decay`."""
+    """The moving average of a model's weights (all of them, in `get_weights`
+    order) with a per-step `decay`, starting at `weights`. Only the average
+    is tracked (checkpointed); the model is passed in where it is read."""
 
-    def __init__(self, model, decay: float, every: int = EVERY):
+    def __init__(self, weights: list[np.ndarray], decay: float, every: int = EVERY):
         super().__init__(name="weight_average")
         if not 0.0 < decay < 1.0:
             raise ValueError(f"decay must lie in (0, 1), got {decay}")
-        self._model = model
         self._blend = decay ** every
         self.every = every
         # Plain host variables, outside any strategy: every worker holds the
         # same weights, so every worker computes the same average.
         with tf.device("/cpu:0"):
             self.values = tuple(tf.Variable(w, trainable=False, name=f"average_{i}")
-                                for i, w in enumerate(model.get_weights()))
+                                for i, w in enumerate(weights))
 
-    def update(self, step: int) -> None:
-        """Blends in the current weights, every `every` steps."""
+    def update(self, model, step: int) -> None:
+        """Blends in `model`'s current weights at every `every`-th step."""
         if step % self.every:
             return
-        for average, weight in zip(self.values, self._model.get_weights()):
+        for average, weight in zip(self.values, model.get_weights()):
             blended = self._blend * average.numpy() + (1.0 - self._blend) * weight
             average.assign(blended.astype(average.dtype.as_numpy_dtype))
 
@@ -55,11 +55,11 @@ class WeightAverage(tf.Module):
         return [v.numpy() for v in self.values]
 
     @contextlib.contextmanager
-    def swapped_in(self):
-        """The model holds the average inside the block, its own weights after."""
-        own = self._model.get_weights()
-        self._model.set_weights(self.weights())
+    def swapped_in(self, model):
+        """`model` holds the average inside the block, its own weights after."""
+        own = model.get_weights()
+        model.set_weights(self.weights())
         try:
-            yield self._model
+            yield model
         finally:
-            self._model.set_weights(own)
+            model.set_weights(own)

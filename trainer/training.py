@@ -358,7 +358,7 @@ def train(config: Config) -> Result:
         optimizer = keras.optimizers.Adam(config.learning_rate)
         train_step = _train_step(config, model, optimizer, strategy)
         tracked = dict(model=model, optimizer=optimizer, rate_model=rate_model)
-    average = WeightAverage(model, config.ema_decay) if config.ema_decay else None
+    average = WeightAverage(model.get_weights(), config.ema_decay) if config.ema_decay else None
     if average:
         tracked["average"] = average
     checkpoint = tf.train.Checkpoint(**tracked)
@@ -399,7 +399,7 @@ def train(config: Config) -> Result:
             scalars = {k: float(v) for k, v in train_step(_next(iterator, config.data)).items()}
             step += 1
             if average:
-                average.update(step)
+                average.update(model, step)
             tf.summary.experimental.set_step(step)
             if not np.isfinite(scalars["loss"]):
                 raise FloatingPointError(f"the loss is {scalars['loss']} at step {step}")
@@ -445,7 +445,7 @@ def train(config: Config) -> Result:
 def _evaluated(model, average: WeightAverage | None):
     """The weights that are evaluated and exported: the moving average
     (`--ema_decay`), else the model's own."""
-    return average.swapped_in() if average else contextlib.nullcontext(model)
+    return average.swapped_in(model) if average else contextlib.nullcontext(model)
 
 
 def _next(iterator, data_dir: str):
