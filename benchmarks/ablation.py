@@ -40,6 +40,8 @@ ARMS = [
      ["--no-augment"]),
     ("conditioned-preprocessor", "the pre-processor told the step too",
      ["--condition_preprocessor"]),
+    ("step-gain", "the pre-processor's residual scaled by a learned gain of the step",
+     ["--condition_preprocessor", "gain"]),
     ("last-weights", "export the last weights, not the best evaluation's", ["--no-keep_best"]),
     ("single-step", "one step (qstep 24, trained), no conditioning",
      ["--qstep_range", "off", "--qstep", "24"]),
@@ -71,7 +73,8 @@ def _macs(export: str) -> float:
     size = networks.NetworkSize(tuple(spec.config["unet_widths"] or preset.unet_widths),
                                 tuple(spec.config["mlp_widths"] or preset.mlp_widths))
     post_reads_step = spec.qstep_range is not None
-    return (size.macs_per_pixel(in_channels=3 + spec.preprocessor_reads_qstep)
+    input_plane = spec.config.get("condition_preprocessor") in (True, "input")
+    return (size.macs_per_pixel(in_channels=3 + input_plane)
             + size.macs_per_pixel(in_channels=3 + post_reads_step))
 
 

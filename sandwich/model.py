@@ -54,6 +54,10 @@ from sandwich import metrics, networks
 from sandwich.jpeg import proxy_roundtrip, real_roundtrip, tables
 from sandwich.scenarios import Scenario, codec_input
 
+# How a rate-conditioned sandwich's pre-processor reads the step: not at all
+# (a rate search pre-processes once per image), as an input plane of both
+# its branches, or as a learned per-channel gain on its residual.
+PREPROCESSOR_CONDITIONING = ("off", "input", "gain")
 # The step is kept above this floor: a JPEG table entry is at least 1.
 QSTEP_FLOOR = 1.0
 SCALARS = ("loss", "distortion", "bpp", "penalty", "psnr", "qstep")
@@ -116,14 +120,15 @@ class Sandwich(keras.Model):
       qstep_range: `(low, high)` makes the sandwich rate-conditioned (see
         the module docstring); its nominal `qstep` is then the range's
         geometric centre, and `qstep` above is ignored.
-      condition_preprocessor: whether a rate-conditioned sandwich's
-        pre-processor is told the step as well as its post-processor.
+      condition_preprocessor: how a rate-conditioned sandwich's
+        pre-processor reads the step (a key of `PREPROCESSOR_CONDITIONING`;
+        True means 'input', False 'off').
     """
 
     def __init__(self, scenario: Scenario, *, size="slim", qstep: float = 20.0,
                  train_qstep: bool = True, quantization: str = "flat", gamma: float = 50.0,
                  penalty_weight: float = 1.0, rate_model=None, qstep_range=None,
-                 condition_preprocessor: bool = False, **kwargs):
+                 condition_preprocessor: bool | str = False, **kwargs):
         super().__init__(**kwargs)
         if quantization not in QUANTIZATIONS:
             raise ValueError(f"quantization must be one of {sorted(QUANTIZATIONS)}, "
@@ -139,10 +144,15 @@ class Sandwich(keras.Model):
             raise ValueError(f"the rate model is calibrated for {rate_model.mode.name}, "
                              f"the scenario codes {scenario.jpeg_mode.name}")
         self.rate_model = rate_model
-        self.preprocessor_conditioned = self.conditioned and condition_preprocessor
-        self.preprocessor = networks.Processor(size, peak=scenario.peak,
-                                               conditioned=self.preprocessor_conditioned,
-                                               name="preprocessor")
+        conditioning = {False: "off", True: "input"}.get(condition_preprocessor,
+                                                          condition_preprocessor)
+        if conditioning not in PREPROCESSOR_CONDITIONING:
+            raise ValueError(f"condition_preprocessor must be one of "
+                             f"{sorted(PREPROCESSOR_CONDITIONING)}, got {condition_preprocessor!r}")
+        self.preprocessor_conditioning = conditioning if self.conditioned else "off"
+        self.preprocessor = networks.Processor(
+            size, peak=scenario.peak, conditioned=self.preprocessor_conditioning == "input",
+            level_gain=self.preprocessor_conditioning == "gain", name="preprocessor")
         self.postprocessor = networks.Processor(size, peak=scenario.peak,
                                                 conditioned=self.conditioned, name="postprocessor")
         self.qstep_parameter = self.add_weight(
@@ -159,6 +169,11 @@ class Sandwich(keras.Model):
     @property
     def conditioned(self) -> bool:
         return self.qstep_range is not None
+
+    @property
+    def preprocessor_conditioned(self) -> bool:
+        """Whether the pre-processor reads the step (its output depends on it)."""
+        return self.preprocessor_conditioning != "off"
 
     @property
     def qtables(self) -> tf.Tensor:

@@ -145,23 +145,39 @@ class Processor(keras.layers.Layer):
     post-processor of a rate-conditioned sandwich reads how coarsely the
     codec quantised, so one network restores every rate of its range
     instead of over-smoothing the finer ones.
+
+    A processor with a `level_gain` takes a level too, but only to scale its
+    residual, per channel, by `1 + a * level + b * level^2` (`a`, `b` learned,
+    starting at 0): the branches see the image alone, so the residual is the
+    same at every step and only its strength follows the step. That is all a
+    pre-processor needs to hold back at fine steps what helps at coarse ones,
+    and a rate search can compute the residual once.
     """
 
     def __init__(self, size: str | NetworkSize = "slim", *, peak: float = 255.0,
-                 channels: int = 3, conditioned: bool = False, **kwargs):
+                 channels: int = 3, conditioned: bool = False, level_gain: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
+        if conditioned and level_gain:
+            raise ValueError("a processor reads the level as an input plane or as a gain, "
+                             "not both")
         self.size = network_size(size)
         self.peak = float(peak)
         self.channels = channels
         self.conditioned = conditioned
         self.unet = UNet(self.size.unet_widths, channels, name="unet")
         self.mlp = PixelMLP(self.size.mlp_widths, channels, name="mlp")
+        self.level_gain = (self.add_weight(shape=(2, channels), initializer="zeros",
+                                           name="level_gain") if level_gain else None)
+
+    @property
+    def reads_level(self) -> bool:
+        return self.conditioned or self.level_gain is not None
 
     def call(self, images, level=None):
         checks.check_images(images, channels=(self.channels,))
-        if self.conditioned == (level is None):
-            raise ValueError("a conditioned processor needs a level, an unconditioned one "
-                             "takes none")
+        if self.reads_level == (level is None):
+            raise ValueError("a processor that reads the level needs one, another takes none")
         images = tf.cast(images, tf.float32)
         half = self.peak / 2
         normalised = images / half - 1.0
@@ -170,4 +186,8 @@ class Processor(keras.layers.Layer):
             level = tf.reshape(tf.cast(level, tf.float32), [-1, 1, 1, 1])
             plane = tf.zeros_like(normalised[..., :1]) + level
             inputs = tf.concat([normalised, plane], axis=-1)
-        return images + half * (self.unet(inputs) + self.mlp(inputs))
+        residual = self.unet(inputs) + self.mlp(inputs)
+        if self.level_gain is not None:
+            level = tf.reshape(tf.cast(level, tf.float32), [-1, 1, 1, 1])
+            residual *= 1.0 + level * self.level_gain[0] + tf.square(level) * self.level_gain[1]
+        return images + half * residual

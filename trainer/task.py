@@ -15,7 +15,7 @@ import sys
 
 from sandwich import logs
 from sandwich.jpeg.tables import MODE_NAMES
-from sandwich.model import QUANTIZATIONS, check_qstep_range
+from sandwich.model import PREPROCESSOR_CONDITIONING, QUANTIZATIONS, check_qstep_range
 from sandwich.networks import PRESETS
 from sandwich.specs import SCENARIOS
 from trainer.strategy import STRATEGIES, split_cpu
@@ -94,11 +94,12 @@ def parser() -> argparse.ArgumentParser:
                           "--qstep is then "
                           "ignored. auto: a range spanning about 0.25-1.5 bpp for the "
                           "dataset's scenario; off: one model for the one step --qstep")
-    net.add_argument("--condition_preprocessor", action=argparse.BooleanOptionalAction,
-                     default=default["condition_preprocessor"],
+    net.add_argument("--condition_preprocessor", nargs="?", const="input",
+                     choices=PREPROCESSOR_CONDITIONING, default=default["condition_preprocessor"],
                      help="with a qstep range, tell the pre-processor the step too, not only the "
-                          "post-processor (a rate search then pre-processes once per probe, "
-                          "not once per image)")
+                          "post-processor: input, as an input plane of its branches (the flag "
+                          "alone); gain, as a learned gain on its residual; off. A rate search "
+                          "then pre-processes once per probe, not once per image")
     net.add_argument("--fixed_qstep", dest="train_qstep", action="store_false",
                      help="keep qstep at its initial value; train_qstep=%(default)s")
     net.add_argument("--quantization", choices=sorted(QUANTIZATIONS),

@@ -68,7 +68,7 @@ class Config:
     mlp_widths: tuple[int, ...] | None = None
     qstep: float = 20.0
     qstep_range: tuple[float, float] | str | None = "auto"
-    condition_preprocessor: bool = False
+    condition_preprocessor: str = "off"
     train_qstep: bool = True
     quantization: str = "flat"
     jpeg_mode: str = tables.DEFAULT_MODE.name
