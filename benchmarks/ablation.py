@@ -42,6 +42,8 @@ ARMS = [
      ["--condition_preprocessor"]),
     ("step-gain", "the pre-processor's residual scaled by a learned gain of the step",
      ["--condition_preprocessor", "gain"]),
+    ("post-only", "the pre-processor left the identity: post-processing alone",
+     ["--no-train_preprocessor"]),
     ("last-weights", "export the last weights, not the best evaluation's", ["--no-keep_best"]),
     ("single-step", "one step (qstep 24, trained), no conditioning",
      ["--qstep_range", "off", "--qstep", "24"]),

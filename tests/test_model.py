@@ -151,10 +151,14 @@ def test_learned_quantization_trains_and_codes_its_own_tables(crops, quantizatio
             jpeg.tables.integer_tables(qtables).tolist())
 
 
-def test_untrained_conditioned_sandwich_is_its_baseline_at_every_step(crops):
-    """Rate conditioning keeps the start: identity processors at any step."""
+@pytest.mark.parametrize("condition_preprocessor", ["off", "input", "gain"])
+def test_untrained_conditioned_sandwich_is_its_baseline_at_every_step(crops,
+                                                                      condition_preprocessor):
+    """Rate conditioning keeps the start: identity processors at any step,
+    however the pre-processor reads the step."""
     scenario = scenarios.make("high_res", factor=2)
-    sandwich = model.Sandwich(scenario, size=TINY, qstep_range=(4.0, 36.0))
+    sandwich = model.Sandwich(scenario, size=TINY, qstep_range=(4.0, 36.0),
+                              condition_preprocessor=condition_preprocessor)
     assert float(sandwich.qstep) == pytest.approx(12.0)
     for qstep in (4.0, 12.0, 36.0):
         real = sandwich.real_forward(crops[:2], qstep)
@@ -201,6 +205,24 @@ def test_a_preprocessor_left_unconditioned_ignores_the_step(crops):
     head.kernel.assign(0.1 * np.random.default_rng(0).standard_normal(head.kernel.shape))
     np.testing.assert_array_equal(sandwich.preprocess(crops[:1], 4.0),
                                   sandwich.preprocess(crops[:1], 36.0))
+
+
+def test_a_gain_conditioned_preprocessor_reads_the_step_and_exports_it(crops):
+    sandwich = model.Sandwich(scenarios.make("high_res", factor=1), size=TINY,
+                              qstep_range=(4.0, 36.0), gamma=1.0, condition_preprocessor="gain")
+    assert sandwich.preprocessor_conditioned and sandwich.preprocessor_conditioning == "gain"
+    train_step = model.make_train_step(sandwich, keras.optimizers.Adam(1e-2), jit_compile=False)
+    for i in range(4):
+        train_step(tf.constant(crops[2 * (i % 3):2 * (i % 3) + 2]))
+    assert np.any(sandwich.preprocessor.level_gain.numpy() != 0)
+    fine, coarse = (sandwich.preprocess(crops[:1], q) for q in (4.0, 36.0))
+    assert not np.array_equal(fine, coarse)
+    serving = sandwich.serving_functions()
+    np.testing.assert_array_equal(serving["preprocess"](crops[0], tf.constant(4.0)).numpy(),
+                                  fine[0])
+    with pytest.raises(ValueError, match="condition_preprocessor must be one of"):
+        model.Sandwich(scenarios.make("high_res"), size=TINY, qstep_range=(4.0, 36.0),
+                       condition_preprocessor="plane")
 
 
 def test_a_qstep_range_is_checked():

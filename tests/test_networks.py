@@ -111,6 +111,27 @@ def test_trained_processor_changes_the_image_but_keeps_its_size(photo):
     assert not np.allclose(out, photo[:, :21, :13])
 
 
+def test_a_level_gain_scales_one_residual_by_the_step(photo):
+    """With a level gain the branches see the image alone: at every level the
+    residual is the level-0 one times `1 + a * level + b * level^2`, per channel."""
+    processor = networks.Processor(networks.NetworkSize((4, 8), (8,)), level_gain=True)
+    processor(photo, tf.constant([0.0]))
+    for variable in processor.trainable_variables:
+        variable.assign(tf.random.normal(variable.shape, stddev=0.1, seed=2))
+    a, b = processor.level_gain.numpy()
+    image = tf.cast(photo, tf.float32).numpy()
+    residual = processor(photo, tf.constant([0.0])).numpy() - image
+    assert np.abs(residual).max() > 0.1
+    for level in (-1.0, 0.5, 1.0):
+        scaled = processor(photo, tf.constant([level])).numpy() - image
+        np.testing.assert_allclose(scaled, residual * (1 + a * level + b * level ** 2),
+                                   rtol=1e-4, atol=1e-3)
+    with pytest.raises(ValueError, match="needs one"):
+        processor(photo)
+    with pytest.raises(ValueError, match="not both"):
+        networks.Processor("slim", conditioned=True, level_gain=True)
+
+
 def test_processor_runs_with_dynamic_shapes():
     processor = networks.Processor("slim")
     serve = tf.function(processor, input_signature=[tf.TensorSpec([None, None, None, 3])])

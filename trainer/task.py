@@ -100,6 +100,10 @@ def parser() -> argparse.ArgumentParser:
                           "post-processor: input, as an input plane of its branches (the flag "
                           "alone); gain, as a learned gain on its residual; off. A rate search "
                           "then pre-processes once per probe, not once per image")
+    net.add_argument("--train_preprocessor", action=argparse.BooleanOptionalAction,
+                     default=default["train_preprocessor"],
+                     help="train the pre-processor; without it, it stays the identity and only "
+                          "the post-processor learns (post-processing alone, for comparison)")
     net.add_argument("--fixed_qstep", dest="train_qstep", action="store_false",
                      help="keep qstep at its initial value; train_qstep=%(default)s")
     net.add_argument("--quantization", choices=sorted(QUANTIZATIONS),

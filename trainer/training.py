@@ -69,6 +69,7 @@ class Config:
     qstep: float = 20.0
     qstep_range: tuple[float, float] | str | None = "auto"
     condition_preprocessor: str = "off"
+    train_preprocessor: bool = True
     train_qstep: bool = True
     quantization: str = "flat"
     jpeg_mode: str = tables.DEFAULT_MODE.name
@@ -265,11 +266,14 @@ def resolve(config: Config, scenario, patches: np.ndarray) -> Config:
 def build_model(config: Config, scenario, rate_model=None) -> Sandwich:
     if not isinstance(config.gamma, (int, float)):
         raise ValueError(f"gamma must be a number here (resolve 'auto' first), got {config.gamma!r}")
-    return Sandwich(scenario, size=config.network(), qstep=config.qstep,
-                    train_qstep=config.train_qstep, quantization=config.quantization,
-                    gamma=config.gamma, qstep_range=qstep_range(config, scenario),
-                    condition_preprocessor=config.condition_preprocessor,
-                    penalty_weight=config.penalty_weight, rate_model=rate_model)
+    model = Sandwich(scenario, size=config.network(), qstep=config.qstep,
+                     train_qstep=config.train_qstep, quantization=config.quantization,
+                     gamma=config.gamma, qstep_range=qstep_range(config, scenario),
+                     condition_preprocessor=config.condition_preprocessor,
+                     penalty_weight=config.penalty_weight, rate_model=rate_model)
+    # Frozen, the pre-processor stays the identity: post-processing alone.
+    model.preprocessor.trainable = config.train_preprocessor
+    return model
 
 
 def weights_digest(model) -> str:
