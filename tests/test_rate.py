@@ -91,8 +91,9 @@ def test_a_single_plane_is_priced_with_the_luma_scales(held_out):
     model = rate.LogRateModel(rate.calibrate(held_out[:4], [16.0]))
     _, indices = proxy_code(held_out[:2, ..., :1].astype(np.float32), 16.0)
     ac, dc, blocks = rate.log_rate_features(indices)
-    magnitudes, nonzero = np.asarray(ac).T
-    luma_log, _, luma_nonzero, _ = model.calibration.ac_scale[0]
-    expected = (luma_log * magnitudes + luma_nonzero * nonzero + rate.DC_BITS_PER_LOG2 * dc
+    magnitudes, nonzero, runs = np.asarray(ac).T
+    luma_log, _, luma_nonzero, _, luma_runs, _ = model.calibration.ac_scale[0]
+    expected = (luma_log * magnitudes + luma_nonzero * nonzero + luma_runs * runs
+                + rate.DC_BITS_PER_LOG2 * dc
                 + model.calibration.block_bits[0] * blocks + model.calibration.header_bits[0])
     np.testing.assert_allclose(model.bits(indices, 16.0).numpy(), expected, rtol=1e-5)

@@ -485,10 +485,10 @@ def _refit(model, rate_model, patches: np.ndarray) -> None:
     images = ([model.preprocess(source, q).numpy() for q in qsteps]
               if model.preprocessor_conditioned else model.preprocess(source).numpy())
     fitted = rate_model.refit(images, [model.codec_tables(q) for q in qsteps])
-    slots = len(fitted.ac_scale[0]) // 2
+    slots = len(fitted.ac_scale[0]) // rate.FEATURES
     for slot in range(slots):
-        summaries.scalar(f"rate_model/log2_ac_bits_{slot}", fitted.ac_scale[0][slot])
-        summaries.scalar(f"rate_model/nonzero_ac_bits_{slot}", fitted.ac_scale[0][slots + slot])
+        for feature, name in enumerate(("log2_ac_bits", "nonzero_ac_bits", "log2_run_bits")):
+            summaries.scalar(f"rate_model/{name}_{slot}", fitted.ac_scale[0][feature * slots + slot])
     summaries.scalar("rate_model/median_error", fitted.median_error[0])
 
 
