@@ -40,6 +40,12 @@ def _qstep_range(text: str) -> tuple[float, float] | str | None:
         raise argparse.ArgumentTypeError(f"expected LOW,HIGH with 1 < LOW < HIGH: {e}") from e
 
 
+def _switch(group, flag: str, default: dict, help: str) -> None:
+    """`--flag` / `--no-flag`, defaulting to `Config`'s."""
+    group.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, default=default[flag],
+                       help=help)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sandwich-train", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -72,10 +78,9 @@ def parser() -> argparse.ArgumentParser:
                      help="evaluate and export a moving average of the weights with this "
                           "decay per step (a horizon of about 1 / (1 - decay) steps); 0: the "
                           "weights themselves")
-    opt.add_argument("--augment", action=argparse.BooleanOptionalAction,
-                     default=default["augment"],
-                     help="show each training patch in one of its 8 orientations (quarter "
-                          "turns and mirror), drawn anew each time")
+    _switch(opt, "augment", default,
+            help="show each training patch in one of its 8 orientations (quarter "
+                 "turns and mirror), drawn anew each time")
     opt.add_argument("--max_train_minutes", type=float,
                      help="stop training (and export) after this much wall time, "
                           "even before --steps")
@@ -100,10 +105,9 @@ def parser() -> argparse.ArgumentParser:
                           "post-processor: input, as an input plane of its branches (the flag "
                           "alone); gain, as a learned gain on its residual; off. A rate search "
                           "then pre-processes once per probe, not once per image")
-    net.add_argument("--train_preprocessor", action=argparse.BooleanOptionalAction,
-                     default=default["train_preprocessor"],
-                     help="train the pre-processor; without it, it stays the identity and only "
-                          "the post-processor learns (post-processing alone, for comparison)")
+    _switch(net, "train_preprocessor", default,
+            help="train the pre-processor; without it, it stays the identity and only "
+                 "the post-processor learns (post-processing alone, for comparison)")
     net.add_argument("--fixed_qstep", dest="train_qstep", action="store_false",
                      help="keep qstep at its initial value; train_qstep=%(default)s")
     net.add_argument("--quantization", choices=sorted(QUANTIZATIONS),
@@ -136,11 +140,10 @@ def parser() -> argparse.ArgumentParser:
                      help="eval patches the rate model is refitted on")
     run.add_argument("--eval_every", type=int, default=default["eval_every"],
                      help="steps between real-codec evaluations on the eval split")
-    run.add_argument("--keep_best", action=argparse.BooleanOptionalAction,
-                     default=default["keep_best"],
-                     help="export the weights of the evaluation (every --eval_every steps, and "
-                          "at the end) with the best real-codec BD-PSNR over the baseline across "
-                          "the model's steps, rather than the last ones")
+    _switch(run, "keep_best", default,
+            help="export the weights of the evaluation (every --eval_every steps, and "
+                 "at the end) with the best real-codec BD-PSNR over the baseline across "
+                 "the model's steps, rather than the last ones")
     run.add_argument("--eval_patches", type=int, default=default["eval_patches"],
                      help="eval patches per evaluation (the first ones, same every time)")
     return p
