@@ -86,8 +86,9 @@ def parser() -> argparse.ArgumentParser:
                           "even before --steps")
     opt.add_argument("--seed", type=int, help="shuffle seed; none: a new shuffle each run")
     net = p.add_argument_group("model")
-    net.add_argument("--size", choices=sorted(PRESETS), default=default["size"],
-                     help="network preset: slim for CPUs, paper for accelerators")
+    net.add_argument("--size", choices=["auto", *sorted(PRESETS)], default=default["size"],
+                     help="network preset: slim and wide for CPUs, paper for accelerators; "
+                          "auto: wide for downsampling scenarios (factor > 1), else slim")
     net.add_argument("--unet_widths", type=_widths, help="override the preset's U-Net widths, e.g. 8,16")
     net.add_argument("--mlp_widths", type=_widths, help="override the preset's MLP widths, e.g. 16,16")
     net.add_argument("--qstep", type=float, default=default["qstep"], help="initial flat JPEG quantisation step")
