@@ -64,7 +64,8 @@ class NetworkSize:
 PRESETS = {
     "slim": NetworkSize(unet_widths=(5, 10, 15, 20), mlp_widths=(16, 16)),
     # For upsampling scenarios on CPUs: at x2, 5,000 steps, held out, slim,
-    # 8-16-24-32 and this measured +0.72, +0.89 and +1.04 dB over the baseline.
+    # 8-16-24-32 and this measured +0.72, +0.89 and +1.04 dB over the baseline
+    # (docs/ablation.md, session 5).
     "wide": NetworkSize(unet_widths=(16, 32, 48, 64), mlp_widths=(16, 16)),
     "paper": NetworkSize(unet_widths=(32, 64, 128, 256), mlp_widths=(64, 64)),
 }

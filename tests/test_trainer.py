@@ -18,7 +18,8 @@ from trainer import task
 from trainer.averaging import WeightAverage
 from trainer import data
 from trainer.data import DataError
-from trainer.training import AUTO_QSTEP_RANGES, FINAL_LR, GAMMA_PER_SLOPE, build_model, learning_rate, resolve, train
+from trainer.training import (AUTO_QSTEP_RANGES, FINAL_LR, GAMMA_PER_SLOPE, Config, build_model,
+                              learning_rate, network_preset, resolve, train)
 
 STEPS = 30
 LR = 3e-3  # tests/trainer_data.TINY's, restated: the schedule is checked against it
@@ -310,6 +311,16 @@ def test_vertex_ai_directories_win_over_the_job_dir(monkeypatch):
     monkeypatch.delenv("AIP_CHECKPOINT_DIR")
     with pytest.raises(ValueError, match="no directory for checkpoints: give --job_dir"):
         Dirs.of(Config(data="d"))
+
+
+def test_auto_size_is_wide_where_the_codec_carries_a_downsampled_image():
+    assert network_preset(Config(data="d"), scenarios.make("high_res", factor=2)) == "wide"
+    assert network_preset(Config(data="d"), scenarios.make("high_res", factor=1)) == "slim"
+    assert network_preset(Config(data="d"), scenarios.make("high_bit_depth")) == "slim"
+    assert network_preset(Config(data="d", size="slim"),
+                          scenarios.make("high_res", factor=2)) == "slim"
+    model = build_model(Config(data="d", gamma=1.0), scenarios.make("high_res", factor=2))
+    assert model.preprocessor.size.unet_widths == (16, 32, 48, 64)
 
 
 def test_cosine_schedule_warms_up_then_decays():
