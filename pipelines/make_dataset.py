@@ -31,7 +31,6 @@ the job runs locally on one worker process per core (see `beam_options`).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import operator
 import sys
 
@@ -106,8 +105,8 @@ PATCH_ENCODING = "raw"
 def dataset_features(patch_size: int, bit_depth: int):
     """The record features the trainer reads (docs/formats.md, dataset spec).
 
-    Serialising them needs no TensorFlow (TFDS has its own `tf.train.Example`
-    protos), so worker processes never import it.
+    The workers serialise them with `tfds_writer.example_bytes` (which
+    needs no TensorFlow, so worker processes never import it).
     """
     import tensorflow_datasets as tfds
 
@@ -159,31 +158,21 @@ class FitScenario:
 
 
 class CutPatches:
-    """DatasetSource -> (key, serialised TFDS example) of each of its patches."""
+    """DatasetSource -> (key, serialised example of `dataset_features`) of each of its patches."""
 
     def __init__(self, config: Config):
         self._config = config
 
-    @functools.cached_property
-    def _encoders(self):
-        from tensorflow_datasets.core import example_serializer
-
-        features = dataset_features(self._config.patch_size, self._config.bit_depth)
-        return features, example_serializer.ExampleSerializer(features.get_serialized_info())
-
     def __call__(self, source: DatasetSource):
         c, file = self._config, source.file
-        features, serializer = self._encoders
         height, width, _ = source.pixels.shape
         origins = patch_lib.crop_origins(
             height, width, c.patch_size, c.patches_per_image, c.patch_mode, c.seed, file.key)
         for index, (y, x) in enumerate(origins):
             patch = source.pixels[y:y + c.patch_size, x:x + c.patch_size]
-            example = features.encode_example(
-                {"image": patch, "bit_depth": source.bit_depth, "source": file.path})
-            # Deterministic: protobuf map order would otherwise vary by process.
-            yield (patch_lib.example_key(c.seed, file.key, index),
-                   serializer.get_tf_example(example).SerializeToString(deterministic=True))
+            yield (patch_lib.example_key(c.seed, file.key, index), tfds_writer.example_bytes(
+                {"image": patch.tobytes(), "bit_depth": source.bit_depth,
+                 "source": file.path.encode()}))
 
 
 USED = "used"

@@ -5,8 +5,9 @@ The output directory is a TensorFlow Datasets "folder dataset":
 and `features.json`, so `tfds.builder_from_directory(dir)` reads it with no
 code of ours. TFDS's own writer goes through `tf.io.gfile`, which cannot be
 pointed at a storage emulator and is not what Beam uses on Dataflow; here
-the examples are serialised with the TFDS feature connectors, the number of
-shards comes from TFDS's sizing rule (64 MiB - 1 GiB per shard), the
+the examples are serialised as TFDS's example serialiser does
+(`example_bytes`, checked against it byte for byte), the number of shards
+comes from TFDS's sizing rule (64 MiB - 1 GiB per shard), the
 metadata from `tfds.core.DatasetInfo`, and every byte goes through Beam's
 `FileSystems` (local, `gs://`, ...).
 
@@ -68,6 +69,41 @@ def tfrecord_frame(data: bytes) -> bytes:
     """`data` framed as one TFRecord: length, its CRC, payload, payload CRC."""
     length = struct.pack("<Q", len(data))
     return length + _masked_crc(length) + data + _masked_crc(data)
+
+
+def _varint(value: int) -> bytes:
+    """A protobuf varint; negative values as their 64-bit two's complement."""
+    value &= (1 << 64) - 1
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def example_bytes(features: dict[str, bytes | int]) -> bytes:
+    """A `tf.train.Example` of bytes and int64 features, serialised as
+    protobuf's deterministic mode does (map entries sorted by key).
+
+    What TFDS's `ExampleSerializer` makes of the same values, at a tenth of
+    its cost per patch and without importing TFDS in the workers; a test
+    checks the two agree byte for byte.
+    """
+    entries = []
+    for key in sorted(features):
+        value = features[key]
+        if isinstance(value, bytes):
+            feature = _field(1, _field(1, value))  # bytes_list { value }
+        else:
+            feature = _field(3, _field(1, _varint(value)))  # int64_list { packed value }
+        entries.append(_field(1, _field(1, key.encode()) + _field(2, feature)))
+    return _field(1, b"".join(entries))  # Example { features { feature: entries } }
 
 
 def number_of_shards(num_examples: int, num_bytes: int, fixed: int = 0) -> int:

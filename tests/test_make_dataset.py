@@ -227,3 +227,19 @@ def test_group_into_shards_makes_every_shard_of_sorted_items():
         for split in ("train", "eval") for index in range(3)]
     assert_that(shards, equal_to(expected))
     pipeline.run().wait_until_finish()
+
+
+@pytest.mark.parametrize("bit_depth", [8, 10, 16])
+def test_examples_are_the_bytes_tfds_would_serialise(bit_depth):
+    from tensorflow_datasets.core import example_serializer
+
+    features = make_dataset.dataset_features(16, bit_depth)
+    serializer = example_serializer.ExampleSerializer(features.get_serialized_info())
+    rng = np.random.default_rng(bit_depth)
+    patch = rng.integers(0, 2 ** bit_depth, (16, 16, 3)).astype(features["image"].np_dtype)
+    for source in ["photos/a.png", "gs://bucket/ünïcode/b.tif", ""]:
+        example = {"image": patch, "bit_depth": bit_depth, "source": source}
+        expected = serializer.get_tf_example(features.encode_example(example)).SerializeToString(
+            deterministic=True)
+        assert tfds_writer.example_bytes({"image": patch.tobytes(), "bit_depth": bit_depth,
+                                          "source": source.encode()}) == expected
