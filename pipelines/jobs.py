@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import sys
 from typing import Callable
 
@@ -113,6 +114,18 @@ def main(run: Callable, argv=None) -> int:
     logs.set_up(argv)
     run(argv)
     return 0
+
+
+def freeze_heap() -> None:
+    """Collects the garbage, then leaves every object left out of later collections.
+
+    For a DoFn's `teardown`, when a worker process is done: the interpreter's
+    exit otherwise runs full collections over every object its imports made
+    (Beam's alone are some 150,000), 0.4 s of CPU on each worker process
+    that the runner waits for, against 0.1 s for this collection.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -205,6 +205,9 @@ class CutAndWriteShard(beam.DoFn):
                             path_of=lambda source: source.file.path, errors=(Rejected,))
         self._cut = CutPatches(config)
 
+    def teardown(self):
+        jobs.freeze_heap()
+
     def process(self, shard: tfds_writer.Shard):
         examples, used = [], 0
         for file in shard.items:
