@@ -206,7 +206,7 @@ class CutAndWriteShard(beam.DoFn):
         self._cut = CutPatches(config)
 
     def teardown(self):
-        jobs.freeze_heap()
+        jobs.freeze_worker_heap()
 
     def process(self, shard: tfds_writer.Shard):
         examples, used = [], 0
