@@ -102,21 +102,24 @@ class DatasetSource:
 PATCH_ENCODING = "raw"
 
 
-def dataset_features(patch_size: int, bit_depth: int):
-    """The record features the trainer reads (docs/formats.md, dataset spec).
+def features_json(patch_size: int, bit_depth: int) -> dict:
+    """`features.json` of the records the trainer reads (docs/formats.md,
+    dataset spec): a TFDS `FeaturesDict` of the patch (a `Tensor` stored as
+    its raw bytes), its bit depth (a `Scalar`) and its source path (`Text`).
 
-    The workers serialise them with `tfds_writer.example_bytes` (which
-    needs no TensorFlow, so worker processes never import it).
+    Written as TFDS writes it (a test checks it against TFDS's), so that
+    workers need neither TensorFlow nor TFDS; they serialise the records
+    with `tfds_writer.example_bytes`.
     """
-    import tensorflow_datasets as tfds
-
-    return tfds.features.FeaturesDict({
-        "image": tfds.features.Tensor(
-            shape=(patch_size, patch_size, 3), dtype=container_dtype(bit_depth),
-            encoding=tfds.features.Encoding.BYTES),
-        "bit_depth": tfds.features.Scalar(dtype=np.int32),
-        "source": tfds.features.Text(),
-    })
+    features = "tensorflow_datasets.core.features."
+    return {"pythonClassName": features + "features_dict.FeaturesDict", "featuresDict": {
+        "features": {
+            "image": {"pythonClassName": features + "tensor_feature.Tensor", "tensor": {
+                "dtype": np.dtype(container_dtype(bit_depth)).name, "encoding": "bytes",
+                "shape": {"dimensions": [str(patch_size), str(patch_size), "3"]}}},
+            "bit_depth": {"pythonClassName": features + "scalar.Scalar", "tensor": {
+                "dtype": "int32", "encoding": "none", "shape": {}}},
+            "source": {"pythonClassName": features + "text_feature.Text", "text": {}}}}}
 
 
 class NameSource:
@@ -158,7 +161,7 @@ class FitScenario:
 
 
 class CutPatches:
-    """DatasetSource -> (key, serialised example of `dataset_features`) of each of its patches."""
+    """DatasetSource -> (key, serialised example of `features_json`) of each of its patches."""
 
     def __init__(self, config: Config):
         self._config = config
@@ -236,7 +239,7 @@ def _finalize(_, config: Config, shards: list[WrittenShard], unnamed: list, dead
     batch_jobs.write_atomically(config.dead_letter_path, "".join(lines).encode())
     tfds_writer.write_metadata(
         config.output, config.dataset_name, sandwich.__version__,
-        dataset_features(config.patch_size, config.bit_depth),
+        features_json(config.patch_size, config.bit_depth),
         f"Sandwiched-compression {config.scenario} patches. {config.provenance}",
         [s.info for s in shards])
     splits = {split: sum(s.info.num_examples for s in shards if s.info.split == split)
