@@ -206,11 +206,13 @@ def write_metadata(output: str, name: str, version: str, features: dict, descrip
         info = {"filepathTemplate": TEMPLATE, "name": split,
                 "shardLengths": [str(s.num_examples) for s in in_split]}
         num_bytes = sum(s.num_bytes for s in in_split)
-        if num_bytes:  # Protobuf's JSON leaves out a field at its default.
+        if num_bytes:  # Protobuf's JSON leaves out fields at their defaults.
             info["numBytes"] = str(num_bytes)
         splits.append(info)
     info = {"description": description, "fileFormat": FILE_FORMAT, "name": name,
-            "splits": splits, "version": version}
+            "version": version}
+    if splits:
+        info["splits"] = splits
     for filename, content, indent in (("dataset_info.json", info, 2),
                                       ("features.json", features, 4)):
         write_atomically(FileSystems.join(output, filename),

@@ -256,24 +256,30 @@ def test_examples_are_the_bytes_tfds_would_serialise(bit_depth):
                                           "source": source.encode()}) == expected
 
 
-@pytest.mark.parametrize("bit_depth", [8, 10])
-def test_metadata_is_what_tfds_writes(bit_depth, tmp_path):
+SHARD_INFOS = [tfds_writer.ShardInfo("train", 1, 2, 30, 3000),
+               tfds_writer.ShardInfo("eval", 0, 1, 0, 0),  # every file a dead letter
+               tfds_writer.ShardInfo("train", 0, 2, 12, 1200)]
+
+
+@pytest.mark.parametrize("bit_depth, shards", [(8, SHARD_INFOS), (10, SHARD_INFOS), (8, [])])
+def test_metadata_is_what_tfds_writes(bit_depth, shards, tmp_path):
     from tensorflow_datasets.core import dataset_info, naming, splits, utils
 
-    shards = [tfds_writer.ShardInfo("train", 1, 2, 30, 3000), tfds_writer.ShardInfo("eval", 0, 1, 0, 0),
-              tfds_writer.ShardInfo("train", 0, 2, 12, 1200)]
     name, description = "sandwich_high_res", "Patches of files matching ünïcode/*"
-    features = _tfds_features(64, bit_depth)
     template = naming.ShardedFileTemplate(data_dir=str(tmp_path), template=tfds_writer.TEMPLATE,
                                           dataset_name=name, filetype_suffix="tfrecord")
+    split_infos = []
+    for split in sorted({s.split for s in shards}):
+        in_split = sorted((s for s in shards if s.split == split), key=lambda s: s.index)
+        split_infos.append(splits.SplitInfo(
+            name=split, shard_lengths=[s.num_examples for s in in_split],
+            num_bytes=sum(s.num_bytes for s in in_split),
+            filename_template=template.replace(split=split)))
     info = dataset_info.DatasetInfo(
         builder=dataset_info.DatasetIdentity(name=name, version=utils.Version("0.1.0"),
                                              data_dir=str(tmp_path), module_name=""),
-        description=description, features=features, split_dict=splits.SplitDict([
-            splits.SplitInfo(name="eval", shard_lengths=[0], num_bytes=0,
-                             filename_template=template.replace(split="eval")),
-            splits.SplitInfo(name="train", shard_lengths=[12, 30], num_bytes=4200,
-                             filename_template=template.replace(split="train"))]))
+        description=description, features=_tfds_features(64, bit_depth),
+        split_dict=splits.SplitDict(split_infos))
     info.set_file_format("tfrecord")
     (tmp_path / "tfds").mkdir()
     (tmp_path / "ours").mkdir()
