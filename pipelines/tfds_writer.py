@@ -92,9 +92,9 @@ def example_bytes(features: dict[str, bytes | int]) -> bytes:
     """A `tf.train.Example` of bytes and int64 features, serialised as
     protobuf's deterministic mode does (map entries sorted by key).
 
-    What TFDS's `ExampleSerializer` makes of the same values, at a tenth of
-    its cost per patch and without importing TFDS in the workers; a test
-    checks the two agree byte for byte.
+    What TFDS's `ExampleSerializer` makes of the same values (a test checks
+    the two agree byte for byte), in half its time per patch and without
+    importing TFDS, 0.2 s of CPU in every worker process.
     """
     entries = []
     for key in sorted(features):
