@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import sys
 from typing import Callable
 
@@ -113,6 +114,27 @@ def main(run: Callable, argv=None) -> int:
     logs.set_up(argv)
     run(argv)
     return 0
+
+
+SDK_WORKER_MAIN = "apache_beam.runners.worker.sdk_worker_main"
+
+
+def freeze_worker_heap() -> None:
+    """In a Beam SDK worker process: collects the garbage, then leaves every
+    object out of later collections. Elsewhere (the runner's own process,
+    a test's), nothing.
+
+    For a DoFn's `teardown`, when the worker is done: its exit otherwise
+    runs full collections over every object its imports made (Beam's alone
+    are some 150,000), 0.4 s of CPU that the local runner waits for on each
+    worker, against 0.1 s for this one collection. Objects alive now that
+    later become garbage cycles are never freed, a bounded cost for a
+    process that tears its DoFns down when it is done.
+    """
+    main_spec = getattr(sys.modules["__main__"], "__spec__", None)
+    if getattr(main_spec, "name", None) == SDK_WORKER_MAIN:
+        gc.collect()
+        gc.freeze()
 
 
 @dataclasses.dataclass(frozen=True)

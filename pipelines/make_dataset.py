@@ -31,7 +31,6 @@ the job runs locally on one worker process per core (see `beam_options`).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import operator
 import sys
 
@@ -103,21 +102,24 @@ class DatasetSource:
 PATCH_ENCODING = "raw"
 
 
-def dataset_features(patch_size: int, bit_depth: int):
-    """The record features the trainer reads (docs/formats.md, dataset spec).
+def features_json(patch_size: int, bit_depth: int) -> dict:
+    """`features.json` of the records the trainer reads (docs/formats.md,
+    dataset spec): a TFDS `FeaturesDict` of the patch (a `Tensor` stored as
+    its raw bytes), its bit depth (a `Scalar`) and its source path (`Text`).
 
-    Serialising them needs no TensorFlow (TFDS has its own `tf.train.Example`
-    protos), so worker processes never import it.
+    Written as TFDS writes it (a test checks it against TFDS's), so that
+    workers need neither TensorFlow nor TFDS; they serialise the records
+    with `tfds_writer.example_bytes`.
     """
-    import tensorflow_datasets as tfds
-
-    return tfds.features.FeaturesDict({
-        "image": tfds.features.Tensor(
-            shape=(patch_size, patch_size, 3), dtype=container_dtype(bit_depth),
-            encoding=tfds.features.Encoding.BYTES),
-        "bit_depth": tfds.features.Scalar(dtype=np.int32),
-        "source": tfds.features.Text(),
-    })
+    features = "tensorflow_datasets.core.features."
+    return {"pythonClassName": features + "features_dict.FeaturesDict", "featuresDict": {
+        "features": {
+            "image": {"pythonClassName": features + "tensor_feature.Tensor", "tensor": {
+                "dtype": np.dtype(container_dtype(bit_depth)).name, "encoding": "bytes",
+                "shape": {"dimensions": [str(patch_size), str(patch_size), "3"]}}},
+            "bit_depth": {"pythonClassName": features + "scalar.Scalar", "tensor": {
+                "dtype": "int32", "encoding": "none", "shape": {}}},
+            "source": {"pythonClassName": features + "text_feature.Text", "text": {}}}}}
 
 
 class NameSource:
@@ -159,45 +161,42 @@ class FitScenario:
 
 
 class CutPatches:
-    """DatasetSource -> (key, serialised TFDS example) of each of its patches."""
+    """DatasetSource -> (key, serialised example of `features_json`) of each of its patches."""
 
     def __init__(self, config: Config):
         self._config = config
 
-    @functools.cached_property
-    def _encoders(self):
-        from tensorflow_datasets.core import example_serializer
-
-        features = dataset_features(self._config.patch_size, self._config.bit_depth)
-        return features, example_serializer.ExampleSerializer(features.get_serialized_info())
-
     def __call__(self, source: DatasetSource):
         c, file = self._config, source.file
-        features, serializer = self._encoders
         height, width, _ = source.pixels.shape
         origins = patch_lib.crop_origins(
             height, width, c.patch_size, c.patches_per_image, c.patch_mode, c.seed, file.key)
         for index, (y, x) in enumerate(origins):
             patch = source.pixels[y:y + c.patch_size, x:x + c.patch_size]
-            example = features.encode_example(
-                {"image": patch, "bit_depth": source.bit_depth, "source": file.path})
-            # Deterministic: protobuf map order would otherwise vary by process.
-            yield (patch_lib.example_key(c.seed, file.key, index),
-                   serializer.get_tf_example(example).SerializeToString(deterministic=True))
+            yield (patch_lib.example_key(c.seed, file.key, index), tfds_writer.example_bytes(
+                {"image": patch.tobytes(), "bit_depth": source.bit_depth,
+                 "source": file.path.encode()}))
 
 
-USED = "used"
+@dataclasses.dataclass(frozen=True)
+class WrittenShard:
+    """A written shard's part of the account: its `ShardInfo`, the source
+    files it was given, and how many of them were cut into patches (the
+    others left as dead letters)."""
+
+    info: tfds_writer.ShardInfo
+    files: int
+    used: int
 
 
 class CutAndWriteShard(beam.DoFn):
-    """`tfds_writer.Shard` of SourceFiles -> the `ShardInfo` of the shard written.
+    """`tfds_writer.Shard` of SourceFiles -> the `WrittenShard` it became.
 
     Every file of the shard is read, decoded, fitted and cut here, in one
     worker, so only file names cross the shuffle before it and no pixel
     ever travels between workers (on the local runner, every element
-    between steps passes through the runner process). Side outputs: the
-    dead letters of the files that could not be used, and the split of
-    every file that was.
+    between steps passes through the runner process). Side output: the
+    dead letters of the files that could not be used.
     """
 
     def __init__(self, config: Config):
@@ -209,8 +208,11 @@ class CutAndWriteShard(beam.DoFn):
                             path_of=lambda source: source.file.path, errors=(Rejected,))
         self._cut = CutPatches(config)
 
+    def teardown(self):
+        jobs.freeze_worker_heap()
+
     def process(self, shard: tfds_writer.Shard):
-        examples = []
+        examples, used = [], 0
         for file in shard.items:
             sources, letter = self._decode(file)
             if not letter:
@@ -218,49 +220,47 @@ class CutAndWriteShard(beam.DoFn):
             if letter:
                 yield pvalue.TaggedOutput(DEAD_LETTERS, letter)
                 continue
-            yield pvalue.TaggedOutput(USED, file.split)
+            used += 1
             examples.extend(self._cut(sources[0]))
-        yield tfds_writer.write_shard(self._config.output, self._config.dataset_name, shard,
-                                      examples)
+        info = tfds_writer.write_shard(self._config.output, self._config.dataset_name, shard,
+                                       examples)
+        yield WrittenShard(info, len(shard.items), used)
 
 
-def _finalize(shards, config: Config, matched: int, dead_letters: int, used: dict):
-    """Writes the TFDS metadata and then the dataset spec, the last file of a run."""
-    shards = list(shards)
-    splits = {split: sum(s.num_examples for s in shards if s.split == split)
-              for split in patch_lib.SPLITS}
+def _finalize(_, config: Config, shards: list[WrittenShard], unnamed: list, dead_letters: list):
+    """Writes the dead letters, the TFDS metadata and then the dataset spec,
+    the last file of a run; returns the spec's JSON.
+
+    The account comes from the shards and the dead letters themselves:
+    every matched file was either refused its name (`unnamed`) or given to
+    a shard, where it was used or became one of `dead_letters`.
+    """
+    lines = sorted(letter.to_json() + "\n" for letter in [*unnamed, *dead_letters])
+    batch_jobs.write_atomically(config.dead_letter_path, "".join(lines).encode())
     tfds_writer.write_metadata(
         config.output, config.dataset_name, sandwich.__version__,
-        dataset_features(config.patch_size, config.bit_depth),
-        f"Sandwiched-compression {config.scenario} patches. {config.provenance}", shards)
-    sources = {"matched": matched, "used": sum(used.values()), "dead_letters": dead_letters}
-    sources.update({split: used.get(split, 0) for split in patch_lib.SPLITS})
+        features_json(config.patch_size, config.bit_depth),
+        f"Sandwiched-compression {config.scenario} patches. {config.provenance}",
+        [s.info for s in shards])
+    splits = {split: sum(s.info.num_examples for s in shards if s.info.split == split)
+              for split in patch_lib.SPLITS}
+    sources = {"matched": sum(s.files for s in shards) + len(unnamed),
+               "used": sum(s.used for s in shards), "dead_letters": len(lines)}
+    sources.update({split: sum(s.used for s in shards if s.info.split == split)
+                    for split in patch_lib.SPLITS})
     spec = config.spec(splits, sources)
     batch_jobs.write_atomically(config.path(DATASET_SPEC_FILE), spec.to_json().encode())
     return spec.to_json()
 
 
-class WriteMetadata(beam.PTransform):
-    """Once every shard is written: TFDS metadata, then `dataset_spec.json`."""
-
-    def __init__(self, config: Config, *, files, used, dead_letters):
-        super().__init__()
-        self._config, self._files, self._used, self._dead = config, files, used, dead_letters
-
-    def expand(self, shards):
-        count = beam.combiners.Count
-        return (shards
-                | "Collect" >> beam.combiners.ToList()
-                | "Write" >> beam.Map(
-                    _finalize, self._config,
-                    matched=beam.pvalue.AsSingleton(self._files | "CountIn" >> count.Globally()),
-                    dead_letters=beam.pvalue.AsSingleton(
-                        self._dead | "CountDead" >> count.Globally()),
-                    used=beam.pvalue.AsDict(self._used | "CountPerSplit" >> count.PerElement())))
-
-
 def build(pipeline: beam.Pipeline, config: Config) -> None:
-    """The job as a sentence of named steps."""
+    """The job as a sentence of named steps.
+
+    The closing step reads the shards' accounts and the dead letters as
+    side inputs of a single element, so the run ends in one more step
+    rather than in a count, a combine and a text sink of its own for each;
+    on the local runner every step costs a bundle round trip to a worker.
+    """
     files = pipeline | "MatchSources" >> fileio.MatchFiles(config.input)
     named, unnamed = files | "NameSources" >> TryFlatMap(
         NameSource(config), step="decode", path_of=operator.attrgetter("path"))
@@ -272,11 +272,12 @@ def build(pipeline: beam.Pipeline, config: Config) -> None:
                        container_dtype(config.bit_depth)).itemsize,
                    fixed=config.num_shards)
                | "CutAndWriteShards" >> beam.ParDo(CutAndWriteShard(config)).with_outputs(
-                   DEAD_LETTERS, USED, main="shards"))
-    dead_letters = (unnamed, written[DEAD_LETTERS]) | "AllDeadLetters" >> beam.Flatten()
-    _ = dead_letters | "WriteDeadLetters" >> batch_jobs.WriteJsonLines(config.dead_letter_path)
-    _ = written.shards | "WriteMetadata" >> WriteMetadata(
-        config, files=files, used=written[USED], dead_letters=dead_letters)
+                   DEAD_LETTERS, main="shards"))
+    _ = (pipeline
+         | "Finish" >> beam.Create([None])
+         | "WriteMetadata" >> beam.Map(
+             _finalize, config, shards=pvalue.AsList(written.shards),
+             unnamed=pvalue.AsList(unnamed), dead_letters=pvalue.AsList(written[DEAD_LETTERS])))
 
 
 def parse_args(argv=None) -> tuple[Config, list[str]]:

@@ -135,7 +135,8 @@ def fit_bit_depth(pixels: np.ndarray, bit_depth: int, target: int) -> np.ndarray
     if bit_depth < target:
         raise Rejected(f"source has {bit_depth} bits per sample, the dataset needs {target}")
     reduced = pixels >> (bit_depth - target) if bit_depth > target else pixels
-    return reduced.astype(container_dtype(target))
+    # No copy of a source already in its container (most photographs).
+    return reduced.astype(container_dtype(target), copy=False)
 
 
 def check_size(height: int, width: int, patch_size: int) -> None:

@@ -5,10 +5,12 @@ The output directory is a TensorFlow Datasets "folder dataset":
 and `features.json`, so `tfds.builder_from_directory(dir)` reads it with no
 code of ours. TFDS's own writer goes through `tf.io.gfile`, which cannot be
 pointed at a storage emulator and is not what Beam uses on Dataflow; here
-the examples are serialised with the TFDS feature connectors, the number of
-shards comes from TFDS's sizing rule (64 MiB - 1 GiB per shard), the
-metadata from `tfds.core.DatasetInfo`, and every byte goes through Beam's
-`FileSystems` (local, `gs://`, ...).
+the examples are serialised as TFDS's example serialiser does
+(`example_bytes`, checked against it byte for byte), the number of shards
+comes from TFDS's sizing rule (64 MiB - 1 GiB per shard), the metadata
+is what `tfds.core.DatasetInfo` writes (both checked against TFDS), so no
+worker imports TFDS, and every byte goes through Beam's `FileSystems`
+(local, `gs://`, ...).
 
 Shards are deterministic: an item's shard (a source file's, in the dataset
 job) and an example's position in it follow from their keys alone, so the
@@ -20,9 +22,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
+import itertools
+import json
 import struct
-import tempfile
 from typing import Callable, Iterable
 
 import apache_beam as beam
@@ -70,14 +72,63 @@ def tfrecord_frame(data: bytes) -> bytes:
     return length + _masked_crc(length) + data + _masked_crc(data)
 
 
-def number_of_shards(num_examples: int, num_bytes: int, fixed: int = 0) -> int:
-    """`fixed` if given, else TFDS's rule for 64 MiB - 1 GiB shards."""
-    from tensorflow_datasets.core.utils import shard_utils
+def _varint(value: int) -> bytes:
+    """A protobuf varint; negative values as their 64-bit two's complement."""
+    value &= (1 << 64) - 1
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
-    # Hash-assigned shards are not exactly even, hence "not precise".
-    config = shard_utils.ShardConfig(num_shards=fixed or None)
-    return max(1, min(num_examples, config.get_number_shards(
-        num_bytes, num_examples, uses_precise_sharding=False)))
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def example_bytes(features: dict[str, bytes | int]) -> bytes:
+    """A `tf.train.Example` of bytes and int64 features, serialised as
+    protobuf's deterministic mode does (map entries sorted by key).
+
+    What TFDS's `ExampleSerializer` makes of the same values (a test checks
+    the two agree byte for byte), in half its time per patch and without
+    importing TFDS, 0.2 s of CPU in every worker process.
+    """
+    entries = []
+    for key in sorted(features):
+        value = features[key]
+        if isinstance(value, bytes):
+            feature = _field(1, _field(1, value))  # bytes_list { value }
+        else:
+            feature = _field(3, _field(1, _varint(value)))  # int64_list { packed value }
+        entries.append(_field(1, _field(1, key.encode()) + _field(2, feature)))
+    return _field(1, b"".join(entries))  # Example { features { feature: entries } }
+
+
+# TFDS's sizing rule (`shard_utils.ShardConfig`): shards of 64 MiB - 1 GiB,
+# counting 16 bytes of TFRecord framing per record.
+MIN_SHARD_BYTES, MAX_SHARD_BYTES, RECORD_OVERHEAD = 64 << 20, 1 << 30, 16
+
+
+def number_of_shards(num_examples: int, num_bytes: int, fixed: int = 0) -> int:
+    """`fixed` if given, else TFDS's rule for 64 MiB - 1 GiB shards (a
+    test checks the two agree), at most one per example."""
+    return max(1, min(num_examples, fixed or _tfds_shard_count(num_examples, num_bytes)))
+
+
+def _tfds_shard_count(num_examples: int, num_bytes: int) -> int:
+    """`ShardConfig.calculate_number_shards` for shards that are not exactly
+    even (hash-assigned): at most 0.9 of the largest size."""
+    total = num_bytes + num_examples * RECORD_OVERHEAD
+    fewest, most = total // (0.9 * MAX_SHARD_BYTES), total // MIN_SHARD_BYTES
+    if fewest > 1024:
+        return next(n for n in itertools.count(2048, 1024) if n >= fewest and num_examples >= n)
+    for n in (1024, 512, 256, 128, 64, 32, 16, 8, 4, 2):
+        if fewest <= n <= most and num_examples >= n:
+            return n
+    return 1
 
 
 def _shard_of(key: str, num_shards: int) -> int:
@@ -141,33 +192,28 @@ def write_shard(output: str, name: str, shard: Shard, examples: Iterable[tuple[s
                      sum(len(d) for _, d in records))
 
 
-def write_metadata(output: str, name: str, version: str, features, description: str,
+def write_metadata(output: str, name: str, version: str, features: dict, description: str,
                    shards: list[ShardInfo]) -> None:
     """Writes TFDS's `dataset_info.json` and `features.json` for the shards.
 
-    TFDS writes these files with `tf.io.gfile`; we let it write them to a
-    local directory and copy them with Beam's filesystems.
+    The files `tfds.core.DatasetInfo.write_to_directory` writes (a test
+    checks them against it), made here so that the worker that writes them
+    never imports TFDS; `features` is the content of `features.json`.
     """
-    from tensorflow_datasets.core import dataset_info, naming, splits, utils
-
-    template = naming.ShardedFileTemplate(
-        data_dir=output, template=TEMPLATE, dataset_name=name, filetype_suffix=FILE_FORMAT)
-    split_infos = []
+    splits = []
     for split in sorted({s.split for s in shards}):
         in_split = sorted((s for s in shards if s.split == split), key=lambda s: s.index)
-        split_infos.append(splits.SplitInfo(
-            name=split, shard_lengths=[s.num_examples for s in in_split],
-            num_bytes=sum(s.num_bytes for s in in_split),
-            filename_template=template.replace(split=split)))
-    info = dataset_info.DatasetInfo(
-        builder=dataset_info.DatasetIdentity(
-            name=name, version=utils.Version(version), data_dir=output, module_name=""),
-        description=description, features=features,
-        split_dict=splits.SplitDict(split_infos))
-    info.set_file_format(FILE_FORMAT)
-    with tempfile.TemporaryDirectory() as local:
-        info.write_to_directory(local)
-        for filename in sorted(os.listdir(local)):
-            write_atomically(FileSystems.join(output, filename),
-                       open(os.path.join(local, filename), "rb").read())
-
+        info = {"filepathTemplate": TEMPLATE, "name": split,
+                "shardLengths": [str(s.num_examples) for s in in_split]}
+        num_bytes = sum(s.num_bytes for s in in_split)
+        if num_bytes:  # Protobuf's JSON leaves out fields at their defaults.
+            info["numBytes"] = str(num_bytes)
+        splits.append(info)
+    info = {"description": description, "fileFormat": FILE_FORMAT, "name": name,
+            "version": version}
+    if splits:
+        info["splits"] = splits
+    for filename, content, indent in (("dataset_info.json", info, 2),
+                                      ("features.json", features, 4)):
+        write_atomically(FileSystems.join(output, filename),
+                         json.dumps(content, indent=indent, sort_keys=True).encode())

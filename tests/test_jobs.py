@@ -1,7 +1,10 @@
 """The steps the jobs share (`pipelines.jobs`, `pipelines.batch_jobs`), each
 tested on its own with TestPipeline and assert_that."""
+import gc
 import io
 import json
+import subprocess
+import sys
 
 import apache_beam as beam
 import numpy as np
@@ -113,3 +116,17 @@ def test_write_json_lines_writes_one_file_of_records(tmp_path):
     with _pipeline() as pipeline:
         _ = pipeline | beam.Create([1, 2, 3]) | beam.Map(_Line) | batch_jobs.WriteJsonLines(path)
     assert sorted(json.loads(line)["n"] for line in open(path)) == [1, 2, 3]
+
+
+def test_only_a_beam_worker_process_freezes_its_heap():
+    frozen = gc.get_freeze_count()
+    jobs.freeze_worker_heap()  # in the test's own process, as in the runner's: nothing
+    assert gc.get_freeze_count() == frozen
+    script = ("import gc, sys, types\n"
+              "sys.modules['__main__'].__spec__ = types.SimpleNamespace(name=sys.argv[1])\n"
+              "from pipelines import jobs\n"
+              "jobs.freeze_worker_heap()\n"
+              "print(gc.get_freeze_count() > 0)")
+    ran = subprocess.run([sys.executable, "-c", script, jobs.SDK_WORKER_MAIN],
+                         capture_output=True, text=True, check=True)
+    assert ran.stdout.strip() == "True"

@@ -25,7 +25,7 @@ from pipelines.beam_options import pipeline_options
 from pipelines.dead_letters import METRICS_NAMESPACE, DeadLetter, Rejected, TryFlatMap
 from sandwich import samples
 from sandwich.image_io import decode_image
-from sandwich.specs import DATASET_SPEC_FILE, DatasetSpec, SpecError
+from sandwich.specs import DATASET_SPEC_FILE, DatasetSpec, SpecError, container_dtype
 from tests import photos
 from tests.test_image_io import _png_header_only
 
@@ -227,3 +227,79 @@ def test_group_into_shards_makes_every_shard_of_sorted_items():
         for split in ("train", "eval") for index in range(3)]
     assert_that(shards, equal_to(expected))
     pipeline.run().wait_until_finish()
+
+
+def _tfds_features(patch_size, bit_depth):
+    """The records' features as TFDS objects: what the job's files must match."""
+    return tfds.features.FeaturesDict({
+        "image": tfds.features.Tensor(
+            shape=(patch_size, patch_size, 3), dtype=container_dtype(bit_depth),
+            encoding=tfds.features.Encoding.BYTES),
+        "bit_depth": tfds.features.Scalar(dtype=np.int32),
+        "source": tfds.features.Text(),
+    })
+
+
+@pytest.mark.parametrize("bit_depth", [8, 10, 16])
+def test_examples_are_the_bytes_tfds_would_serialise(bit_depth):
+    from tensorflow_datasets.core import example_serializer
+
+    features = _tfds_features(16, bit_depth)
+    serializer = example_serializer.ExampleSerializer(features.get_serialized_info())
+    rng = np.random.default_rng(bit_depth)
+    patch = rng.integers(0, 2 ** bit_depth, (16, 16, 3)).astype(features["image"].np_dtype)
+    for source in ["photos/a.png", "gs://bucket/ünïcode/b.tif", ""]:
+        example = {"image": patch, "bit_depth": bit_depth, "source": source}
+        expected = serializer.get_tf_example(features.encode_example(example)).SerializeToString(
+            deterministic=True)
+        assert tfds_writer.example_bytes({"image": patch.tobytes(), "bit_depth": bit_depth,
+                                          "source": source.encode()}) == expected
+
+
+SHARD_INFOS = [tfds_writer.ShardInfo("train", 1, 2, 30, 3000),
+               tfds_writer.ShardInfo("eval", 0, 1, 0, 0),  # every file a dead letter
+               tfds_writer.ShardInfo("train", 0, 2, 12, 1200)]
+
+
+@pytest.mark.parametrize("bit_depth, shards", [(8, SHARD_INFOS), (10, SHARD_INFOS), (8, [])])
+def test_metadata_is_what_tfds_writes(bit_depth, shards, tmp_path):
+    from tensorflow_datasets.core import dataset_info, naming, splits, utils
+
+    name, description = "sandwich_high_res", "Patches of files matching ünïcode/*"
+    template = naming.ShardedFileTemplate(data_dir=str(tmp_path), template=tfds_writer.TEMPLATE,
+                                          dataset_name=name, filetype_suffix="tfrecord")
+    split_infos = []
+    for split in sorted({s.split for s in shards}):
+        in_split = sorted((s for s in shards if s.split == split), key=lambda s: s.index)
+        split_infos.append(splits.SplitInfo(
+            name=split, shard_lengths=[s.num_examples for s in in_split],
+            num_bytes=sum(s.num_bytes for s in in_split),
+            filename_template=template.replace(split=split)))
+    info = dataset_info.DatasetInfo(
+        builder=dataset_info.DatasetIdentity(name=name, version=utils.Version("0.1.0"),
+                                             data_dir=str(tmp_path), module_name=""),
+        description=description, features=_tfds_features(64, bit_depth),
+        split_dict=splits.SplitDict(split_infos))
+    info.set_file_format("tfrecord")
+    (tmp_path / "tfds").mkdir()
+    (tmp_path / "ours").mkdir()
+    info.write_to_directory(tmp_path / "tfds")
+    tfds_writer.write_metadata(str(tmp_path / "ours"), name, "0.1.0",
+                               make_dataset.features_json(64, bit_depth), description, shards)
+    assert sorted(os.listdir(tmp_path / "ours")) == sorted(os.listdir(tmp_path / "tfds"))
+    for filename in os.listdir(tmp_path / "tfds"):
+        assert (tmp_path / "ours" / filename).read_bytes() == (
+            tmp_path / "tfds" / filename).read_bytes(), filename
+
+
+def test_shard_counts_follow_the_tfds_rule():
+    from tensorflow_datasets.core.utils import shard_utils
+
+    config = shard_utils.ShardConfig()
+    for examples in (1, 3, 100, 5000, 10 ** 5, 10 ** 6, 10 ** 7):
+        for bytes_per_example in (1, 1000, 196_608, 10 ** 6, 10 ** 8):
+            size = examples * bytes_per_example
+            expected = config.get_number_shards(size, examples, uses_precise_sharding=False)
+            assert tfds_writer.number_of_shards(examples, size) == max(1, min(examples, expected))
+    assert tfds_writer.number_of_shards(5, 10, fixed=3) == 3
+    assert tfds_writer.number_of_shards(2, 10, fixed=3) == 2
