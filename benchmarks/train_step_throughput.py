@@ -116,7 +116,8 @@ def main(argv=None) -> None:
     parser.add_argument("--scenario", choices=scenarios.specs.SCENARIOS, default="high_res")
     parser.add_argument("--bit_depth", type=int, help="source bit depth (scenario default)")
     parser.add_argument("--factor", type=int, help="high_res factor (scenario default)")
-    parser.add_argument("--size", default="slim", help="network preset: slim or paper")
+    parser.add_argument("--size", default="auto",
+                        help="network preset (slim, wide, paper); auto: the trainer's choice")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--patch_size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20, help="timed steps, after warm-up")
@@ -132,8 +133,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     scenario = scenarios.make(args.scenario, bit_depth=args.bit_depth, factor=args.factor)
-    args.qstep_range = training.qstep_range(
-        training.Config(data="", qstep_range=args.qstep_range), scenario)
+    config = training.Config(data="", qstep_range=args.qstep_range, size=args.size)
+    args.qstep_range = training.qstep_range(config, scenario)
+    args.size = training.network_preset(config, scenario)
     data = patches(scenario, args.batch_size * (WARMUP_STEPS + args.steps), args.patch_size,
                    args.seed)
     batches = [tf.constant(b) for b in np.split(data, WARMUP_STEPS + args.steps)]
