@@ -146,7 +146,7 @@ def test_the_average_starts_at_the_weights_and_blends_every_tenth_step(tmp_path)
     average.update(layer, step=5)  # not a tenth step: unchanged
     for held, initial in zip(average.weights(), start):
         np.testing.assert_array_equal(held, initial)
-    average.update(layer, step=10)
+    average.update(layer, step=1000)
     blend = 0.9 ** 10  # ten steps' decay at once: the same horizon
     expected = [blend * w + (1 - blend) * (w + 1.0) for w in start]
     for held, want in zip(average.weights(), expected):
@@ -162,6 +162,14 @@ def test_the_average_starts_at_the_weights_and_blends_every_tenth_step(tmp_path)
     tf.train.Checkpoint(average=resumed).restore(saved).assert_consumed()
     for held, want in zip(resumed.weights(), average.weights()):
         np.testing.assert_array_equal(held, want)
+    # Early in a run the decay warms up, (1 + n) / (10 + n) at step n, so
+    # that the initial weights fade within a short run.
+    early = WeightAverage(start, decay=0.999)
+    early.update(layer, step=10)
+    blend = (11 / 20) ** 10
+    for held, initial in zip(early.weights(), start):
+        np.testing.assert_allclose(held, blend * initial + (1 - blend) * (initial + 1.0),
+                                   rtol=1e-6)
     with pytest.raises(ValueError, match="decay"):
         WeightAverage(start, decay=1.0)
 

@@ -13,8 +13,12 @@ add a few small ops per weight to a CPU step whose cost is already mostly
 op dispatch (issue 11). Sampling every 10 steps with the decay raised to
 the 10th power keeps the horizon, about `1 / (1 - decay)` steps.
 It starts at the initial weights, so an untrained run still exports its
-baseline. The average is a checkpointed `tf.Module`, so a resumed run
-carries it on.
+baseline, and its decay warms up as `tf.train.ExponentialMovingAverage`'s
+does with `num_updates`: at step n it is at most `(1 + n) / (10 + n)`, so
+that the start fades within a short run. Without that, 0.999 kept 30% of
+the initial weights at step 1,200, and `make demo`'s model measured
++0.02 dB over its baseline on the held-out photo, against +0.68 dB with it.
+The average is a checkpointed `tf.Module`, so a resumed run carries it on.
 """
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ class WeightAverage(tf.Module):
         super().__init__(name="weight_average")
         if not 0.0 < decay < 1.0:
             raise ValueError(f"decay must lie in (0, 1), got {decay}")
-        self._blend = decay ** every
+        self.decay = decay
         self.every = every
         # Plain host variables, outside any strategy: every worker holds the
         # same weights, so every worker computes the same average.
@@ -44,11 +48,13 @@ class WeightAverage(tf.Module):
                                 for i, w in enumerate(weights))
 
     def update(self, model, step: int) -> None:
-        """Blends in `model`'s current weights at every `every`-th step."""
+        """Blends in `model`'s current weights at every `every`-th step, with
+        the decay of step `step` raised to the `every`th power."""
         if step % self.every:
             return
+        blend = min(self.decay, (1.0 + step) / (10.0 + step)) ** self.every
         for average, weight in zip(self.values, model.get_weights()):
-            blended = self._blend * average.numpy() + (1.0 - self._blend) * weight
+            blended = blend * average.numpy() + (1.0 - blend) * weight
             average.assign(blended.astype(average.dtype.as_numpy_dtype))
 
     def weights(self) -> list[np.ndarray]:
