@@ -83,9 +83,10 @@ ZIGZAG = np.array(sorted(range(64), key=lambda p: (
 PRECEDING = np.triu(np.arange(1, 64, dtype=np.float32)[:, None] * np.ones((1, 63), np.float32), 1)
 
 
-def _run_bits(k: tf.Tensor) -> tf.Tensor:
-    """`sum log2(1 + run)` per image over the nonzero AC coefficients of
-    `k` `[b, n, 64]`, `run` being the zeros before each in zigzag order.
+def _run_bits(nonzero: tf.Tensor) -> tf.Tensor:
+    """`sum log2(1 + run)` per image over the nonzero AC coefficients,
+    given their indicator `nonzero` `[b, n, 64]` (`_nonzero` of the
+    indices), `run` being the zeros before each in zigzag order.
 
     JPEG codes each nonzero AC coefficient as a Huffman (run, size) symbol,
     and the longer the run, the longer its code. A pre-processor trained
@@ -95,13 +96,14 @@ def _run_bits(k: tf.Tensor) -> tf.Tensor:
     from the hard nonzero mask; the gradient passes through each coefficient's
     own nonzero indicator (`_nonzero`) at its run's price.
     """
-    zigzag = tf.gather(k, ZIGZAG[1:], axis=-1)
-    mask = tf.stop_gradient(tf.cast(tf.not_equal(zigzag, 0.0), tf.float32))
+    zigzag = tf.gather(nonzero, ZIGZAG[1:], axis=-1)
+    # The indicator's forward values are the hard mask's.
+    mask = tf.stop_gradient(tf.cast(zigzag > 0.5, tf.float32))
     # 1 + the position of the previous nonzero (0 where there is none).
     previous = tf.reduce_max(mask[..., :, None] * PRECEDING, axis=-2)
     runs = tf.range(63, dtype=tf.float32) + 1.0 - previous
     price = tf.math.log(runs) / math.log(2.0)  # log2(1 + run): runs counts 1 + run
-    return tf.reduce_sum(_nonzero(zigzag) * price, axis=[1, 2])
+    return tf.reduce_sum(zigzag * price, axis=[1, 2])
 
 
 # The AC and the DC coefficients of a block, picked by products with these
@@ -133,8 +135,9 @@ def log_rate_features(indices: Sequence[tf.Tensor]):
     ac, nonzero, runs, dc, blocks = [], [], [], 0.0, 0.0
     for k in indices:
         ac.append(_log2_1p_abs(k, _AC))
-        nonzero.append(tf.reduce_sum(_per_block(_nonzero(k), _AC), axis=1))
-        runs.append(_run_bits(k))
+        indicator = _nonzero(k)
+        nonzero.append(tf.reduce_sum(_per_block(indicator, _AC), axis=1))
+        runs.append(_run_bits(indicator))
         dc_indices = _per_block(k, _DC)
         previous = tf.pad(dc_indices[:, :-1], [[0, 0], [1, 0]])
         dc += _log2_1p_abs(dc_indices - previous)
