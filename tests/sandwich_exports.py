@@ -3,7 +3,9 @@
 An untrained `Sandwich` is its scenario's baseline exactly, which gives the
 jobs a known answer; `perturb` gives the processors' zero-initialised output
 layers small random weights, so that a model changes pixels and tiling or a
-mismatched model would show. Saving a SavedModel takes many seconds, so each
+mismatched model would show. Every weight is drawn from `seed`, so an export
+is the same in every test process (which model of a set wins an image must
+not depend on the run). Saving a SavedModel takes many seconds, so each
 export is made once per test process and shared.
 """
 import atexit
@@ -11,6 +13,7 @@ import functools
 import shutil
 import tempfile
 
+import keras
 import numpy as np
 
 from sandwich import scenarios
@@ -31,6 +34,7 @@ def export_sandwich(scenario: str, *, model_id: str, bit_depth=None, factor=None
     rate-conditioned over `qstep_range` if given, its pre-processor too with
     `condition_preprocessor`."""
     scenario = scenarios.make(scenario, bit_depth=bit_depth, factor=factor, jpeg_mode=jpeg_mode)
+    keras.utils.set_random_seed(seed)
     model = Sandwich(scenario, size="slim", qstep=qstep, qstep_range=qstep_range,
                      condition_preprocessor=condition_preprocessor)
     if perturb:
