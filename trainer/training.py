@@ -66,6 +66,7 @@ class Config:
     size: str = "auto"
     unet_widths: tuple[int, ...] | None = None
     mlp_widths: tuple[int, ...] | None = None
+    fold: int | None = None
     qstep: float = 20.0
     qstep_range: tuple[float, float] | str | None = "auto"
     condition_preprocessor: str = "off"
@@ -97,7 +98,7 @@ class Config:
     def network(self) -> NetworkSize:
         preset = network_size(self.size)
         return NetworkSize(self.unet_widths or preset.unet_widths,
-                           self.mlp_widths or preset.mlp_widths)
+                           self.mlp_widths or preset.mlp_widths, self.fold or preset.fold)
 
 
 @dataclasses.dataclass(frozen=True)
