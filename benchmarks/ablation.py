@@ -47,19 +47,16 @@ ARMS = [
     ("last-weights", "export the last weights, not the best evaluation's", ["--no-keep_best"]),
     ("single-step", "one step (qstep 24, trained), no conditioning",
      ["--qstep_range", "off", "--qstep", "24"]),
-    ("range-16-80", "steps 16..80 (x1's auto range is 12..80; 12 codes the held-out photos "
-     "at 2 bpp)", ["--qstep_range", "16,80"]),
-    ("gamma-1x-slope", "gamma 80: the baseline's slope at x1's centre step 31 (not 2x)",
+    ("range-12-80", "steps 12..80, x1's auto range before session 6 (16..80): 12 codes the "
+     "held-out photos at 2 bpp", ["--qstep_range", "12,80"]),
+    ("gamma-1x-slope", "gamma 80: the baseline's slope at step 31 (x1's centre before "
+     "session 6), not 2x",
      ["--gamma", "80"]),
     ("gamma-4x-slope", "gamma 320: 4x the slope", ["--gamma", "320"]),
     ("constant-lr", "no warmup or decay", ["--lr_schedule", "constant"]),
     ("tables", "trainable 8x8 luma and chroma tables in the DQT", ["--quantization", "tables"]),
     ("wider", "U-Net 8-16-24-32", ["--unet_widths", "8,16,24,32"]),
     ("widest", "U-Net 16-32-48-64", ["--unet_widths", "16,32,48,64"]),
-    ("folded", "the wide preset folded by 2: on 2x2 blocks of pixels, a quarter of the MACs",
-     ["--size", "wide", "--fold", "2"]),
-    ("folded-wider", "U-Net 32-64-96-128 folded by 2: the wide preset's MACs",
-     ["--unet_widths", "32,64,96,128", "--fold", "2"]),
     ("batch-16", "batch 16 (twice the pixels per step)", ["--batch_size", "16"]),
 ]
 STEP_RATE = re.compile(r"step \d+/\d+ ([\d.]+) steps/s")
@@ -79,8 +76,7 @@ def _macs(export: str) -> float:
         spec = ModelSpec.from_json(f.read())
     preset = networks.network_size(spec.config["size"])
     size = networks.NetworkSize(tuple(spec.config["unet_widths"] or preset.unet_widths),
-                                tuple(spec.config["mlp_widths"] or preset.mlp_widths),
-                                spec.config.get("fold") or preset.fold)
+                                tuple(spec.config["mlp_widths"] or preset.mlp_widths))
     post_reads_step = spec.qstep_range is not None
     input_plane = spec.config.get("condition_preprocessor") in (True, "input")
     return (size.macs_per_pixel(in_channels=3 + input_plane)

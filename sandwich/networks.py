@@ -25,34 +25,23 @@ from sandwich import checks, resample
 class NetworkSize:
     """Widths of one processor: the U-Net's encoder levels (the bottom level
     is twice the last, the decoder mirrors the encoder) and the MLP's hidden
-    layers; and its `fold`: the branches run on `fold x fold` blocks of
-    pixels stacked as channels (space-to-depth), so at 1/fold^2 of the
-    pixels, and their residual is unstacked (depth-to-space). Folded by 2, a
-    U-Net of twice the widths costs what the unfolded one does, and sees
-    twice as far."""
+    layers."""
 
     unet_widths: tuple[int, ...]
     mlp_widths: tuple[int, ...]
-    fold: int = 1
 
     def __post_init__(self):
         if not self.unet_widths or not self.mlp_widths:
             raise ValueError("a processor needs at least one U-Net level and one MLP layer")
         if any(not isinstance(w, int) or w < 1 for w in self.unet_widths + self.mlp_widths):
             raise ValueError(f"widths must be positive integers, got {self}")
-        if not isinstance(self.fold, int) or self.fold < 1:
-            raise ValueError(f"fold must be a positive integer, got {self.fold!r}")
+
 
     def macs_per_pixel(self, in_channels: int = 3, out_channels: int = 3) -> float:
         """Multiply-accumulates per pixel of one processor (U-Net plus MLP),
         the model-size measure of the paper's Table II: a level-l layer runs
         on 1/4^l of the pixels, a 2x2 stride-2 transposed convolution costs
-        c_in * c_out per output pixel; folded, on 1/fold^2 of the pixels with
-        fold^2 times the channels in and out."""
-        blocks = self.fold ** 2
-        return self._macs_per_block(blocks * in_channels, blocks * out_channels) / blocks
-
-    def _macs_per_block(self, in_channels: int, out_channels: int) -> float:
+        c_in * c_out per output pixel."""
         widths, total, channels = self.unet_widths, 0.0, in_channels
         for level, width in enumerate(widths):  # encoder
             total += 9 * (channels * width + width * width) / 4 ** level
@@ -182,9 +171,8 @@ class Processor(keras.layers.Layer):
         self.peak = float(peak)
         self.channels = channels
         self.conditioned = conditioned
-        fold = self.size.fold
-        self.unet = UNet(self.size.unet_widths, channels * fold ** 2, name="unet")
-        self.mlp = PixelMLP(self.size.mlp_widths, channels * fold ** 2, name="mlp")
+        self.unet = UNet(self.size.unet_widths, channels, name="unet")
+        self.mlp = PixelMLP(self.size.mlp_widths, channels, name="mlp")
         self.level_gain = (self.add_weight(shape=(2, channels), initializer="zeros",
                                            name="level_gain") if level_gain else None)
 
@@ -199,29 +187,13 @@ class Processor(keras.layers.Layer):
         images = tf.cast(images, tf.float32)
         half = self.peak / 2
         normalised = images / half - 1.0
-        inputs = _fold(normalised, self.size.fold)
+        inputs = normalised
         if self.conditioned:
             level = tf.reshape(tf.cast(level, tf.float32), [-1, 1, 1, 1])
-            plane = tf.zeros_like(inputs[..., :1]) + level
-            inputs = tf.concat([inputs, plane], axis=-1)
-        residual = _unfold(self.unet(inputs) + self.mlp(inputs), self.size.fold,
-                           tf.shape(images)[1:3])
+            plane = tf.zeros_like(normalised[..., :1]) + level
+            inputs = tf.concat([normalised, plane], axis=-1)
+        residual = self.unet(inputs) + self.mlp(inputs)
         if self.level_gain is not None:
             level = tf.reshape(tf.cast(level, tf.float32), [-1, 1, 1, 1])
             residual *= 1.0 + level * self.level_gain[0] + tf.square(level) * self.level_gain[1]
         return images + half * residual
-
-
-def _fold(images: tf.Tensor, fold: int) -> tf.Tensor:
-    """`[b, h, w, c]` -> `[b, ceil(h/fold), ceil(w/fold), c * fold^2]`, the
-    image extended by edge replication to whole blocks first."""
-    if fold == 1:
-        return images
-    return tf.nn.space_to_depth(resample.pad_to_multiple(images, fold), fold)
-
-
-def _unfold(blocks: tf.Tensor, fold: int, size) -> tf.Tensor:
-    """The inverse of `_fold`, cut back to `size` (height, width)."""
-    if fold == 1:
-        return blocks
-    return tf.nn.depth_to_space(blocks, fold)[:, :size[0], :size[1]]

@@ -91,9 +91,6 @@ def parser() -> argparse.ArgumentParser:
                           "auto: wide for downsampling scenarios (factor > 1), else slim")
     net.add_argument("--unet_widths", type=_widths, help="override the preset's U-Net widths, e.g. 8,16")
     net.add_argument("--mlp_widths", type=_widths, help="override the preset's MLP widths, e.g. 16,16")
-    net.add_argument("--fold", type=int,
-                     help="override the preset's fold: the processors compute on fold x fold "
-                          "blocks of pixels stacked as channels (1: on the pixels)")
     net.add_argument("--qstep", type=float, default=default["qstep"], help="initial flat JPEG quantisation step")
     net.add_argument("--qstep_range", type=_qstep_range, default=default["qstep_range"],
                      metavar="LOW,HIGH|auto|off",
