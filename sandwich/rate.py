@@ -78,9 +78,30 @@ def _per_block(k: tf.Tensor, weights: np.ndarray) -> tf.Tensor:
 # natural (row-major) position of the i-th.
 ZIGZAG = np.array(sorted(range(64), key=lambda p: (
     p // 8 + p % 8, (p // 8) if (p // 8 + p % 8) % 2 else (p % 8))), np.int32)
-# Where, among the 63 AC positions in zigzag order, the nonzero before
-# position i can lie: PRECEDING[j, i] = j + 1 for every j < i.
-PRECEDING = np.triu(np.arange(1, 64, dtype=np.float32)[:, None] * np.ones((1, 63), np.float32), 1)
+# The AC coefficients' positions in zigzag order, the DC's being 0.
+AC_POSITIONS = np.arange(1, 64, dtype=np.float32)
+
+
+def _shift_right(x: tf.Tensor, shift: int) -> tf.Tensor:
+    """`x` moved `shift` places along its last axis, zeros coming in."""
+    return tf.concat([tf.zeros_like(x[..., :shift]), x[..., :-shift]], axis=-1)
+
+
+def _previous_nonzero(mask: tf.Tensor) -> tf.Tensor:
+    """The zigzag position of the nonzero before each of the 63 AC
+    coefficients of `mask` `[..., 63]`, or 0 (the DC's) where there is none.
+
+    An exclusive running max of `mask * AC_POSITIONS`, by doubling: after
+    rounds that take the max with copies shifted by 1, 2, 4, ..., 32, each
+    position has seen the 63 before it. Six rounds on `[..., 63]` instead
+    of a masked max over a `[..., 63, 63]` product took 2.5% off a training
+    step on a CPU, with XLA and without (x1, batch 8 of 64x64); the values
+    are the same, maxima of whole numbers.
+    """
+    previous = _shift_right(mask * AC_POSITIONS, 1)
+    for shift in (1, 2, 4, 8, 16, 32):
+        previous = tf.maximum(previous, _shift_right(previous, shift))
+    return previous
 
 
 def _run_bits(nonzero: tf.Tensor) -> tf.Tensor:
@@ -99,9 +120,7 @@ def _run_bits(nonzero: tf.Tensor) -> tf.Tensor:
     zigzag = tf.gather(nonzero, ZIGZAG[1:], axis=-1)
     # The indicator's forward values are the hard mask's.
     mask = tf.stop_gradient(tf.cast(zigzag > 0.5, tf.float32))
-    # 1 + the position of the previous nonzero (0 where there is none).
-    previous = tf.reduce_max(mask[..., :, None] * PRECEDING, axis=-2)
-    runs = tf.range(63, dtype=tf.float32) + 1.0 - previous
+    runs = AC_POSITIONS - _previous_nonzero(mask)
     price = tf.math.log(runs) / math.log(2.0)  # log2(1 + run): runs counts 1 + run
     return tf.reduce_sum(zigzag * price, axis=[1, 2])
 

@@ -97,3 +97,22 @@ def test_a_single_plane_is_priced_with_the_luma_scales(held_out):
                 + rate.DC_BITS_PER_LOG2 * dc
                 + model.calibration.block_bits[0] * blocks + model.calibration.header_bits[0])
     np.testing.assert_allclose(model.bits(indices, 16.0).numpy(), expected, rtol=1e-5)
+
+
+def _masked_max_previous(mask: np.ndarray) -> np.ndarray:
+    """The search `_previous_nonzero` replaced: 1 + j maximised over the
+    nonzeros j before each position, as a masked max of a [63, 63] product."""
+    preceding = np.triu(np.arange(1, 64, dtype=np.float32)[:, None] * np.ones((1, 63), np.float32), 1)
+    return np.max(mask[..., :, None] * preceding, axis=-2)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_previous_nonzero_equals_the_masked_max(jit_compile):
+    rng = np.random.default_rng(0)
+    # Densities from empty to full, one per block.
+    masks = (rng.random((3, 40, 63)) < rng.random((3, 40, 1))).astype(np.float32)
+    masks[:, 0], masks[:, 1] = 0.0, 1.0
+    masks[:, 2], masks[:, 3] = np.eye(63)[0], np.eye(63)[62]
+    search = tf.function(rate._previous_nonzero, jit_compile=jit_compile)
+    for batch in (masks, masks[0], masks[:, :, None]):
+        np.testing.assert_array_equal(search(tf.constant(batch)).numpy(), _masked_max_previous(batch))
