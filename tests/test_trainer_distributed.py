@@ -40,11 +40,14 @@ def _iterations(checkpoint_dir):
     return int(reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"))
 
 
-def test_mirrored_over_two_logical_cpus(high_res, tmp_path):
+@pytest.mark.parametrize("jit_compile", ["auto", "on"])
+def test_mirrored_over_two_logical_cpus(high_res, tmp_path, jit_compile):
+    """`on` compiles each replica's gradients (the whole step, update
+    included, would read the other replica's variables from its device)."""
     code, output = _finish(trainer_data.launch([
         "--data", high_res, "--job_dir", str(tmp_path), "--steps", "6", "--strategy", "mirrored",
         "--logical_cpus", "2", "--checkpoint_every", "3", "--eval_every", "6",
-        *trainer_data.TINY]))
+        "--jit_compile", jit_compile, *trainer_data.TINY]))
     assert code == 0, output
     assert "2 replica(s)" in output
     assert re.search(r"step 6/6 [\d.]+ steps/s eta \S+ \| loss ", output)

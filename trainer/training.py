@@ -340,13 +340,14 @@ class _Checkpoints:
 
 def _train_step(config: Config, model, optimizer, strategy):
     """The step `--jit_compile` asks for: `on`, XLA over the whole replica
-    step; `off`, no XLA; `auto`, on a host with GPUs or TPUs the whole step
-    where it compiles, else XLA up to the gradients, and on a CPU-only host
-    no XLA: there it made the step 0.88-0.95x as fast and took 10-35 s to
+    step where it compiles, else up to the gradients (several devices in one
+    process: the update would read another replica's variables); `off`, no
+    XLA; `auto`, `on` on a host with GPUs or TPUs and `off` on a CPU-only
+    host: there XLA made the step 0.88-0.95x as fast and took 10-35 s to
     compile (`benchmarks/train_step_throughput.py`)."""
-    auto = config.jit_compile == "auto"
-    jit = config.jit_compile == "on" or (auto and strategies.has_accelerator())
-    split = auto and not strategies.whole_step_compiles(strategy)
+    jit = config.jit_compile == "on" or (config.jit_compile == "auto"
+                                         and strategies.has_accelerator())
+    split = not strategies.whole_step_compiles(strategy)
     return make_train_step(model, optimizer, jit_compile=jit,
                            xla_scope="gradients" if split else "step", strategy=strategy)
 
