@@ -57,9 +57,6 @@ ARMS = [
     ("tables", "trainable 8x8 luma and chroma tables in the DQT", ["--quantization", "tables"]),
     ("wider", "U-Net 8-16-24-32", ["--unet_widths", "8,16,24,32"]),
     ("widest", "U-Net 16-32-48-64", ["--unet_widths", "16,32,48,64"]),
-    ("bottleneck-preprocessor", "the pre-processor adds its residual to the downsampled "
-     "image, computed from the source's blocks of pixels, not to the source before the "
-     "fixed downsampling", ["--preprocessor_resolution", "bottleneck"]),
     ("batch-16", "batch 16 (twice the pixels per step)", ["--batch_size", "16"]),
 ]
 STEP_RATE = re.compile(r"step \d+/\d+ ([\d.]+) steps/s")
@@ -82,10 +79,7 @@ def _macs(export: str) -> float:
                                 tuple(spec.config["mlp_widths"] or preset.mlp_widths))
     post_reads_step = spec.qstep_range is not None
     input_plane = spec.config.get("condition_preprocessor") in (True, "input")
-    # A pre-processor at the bottleneck's resolution runs on one pixel per
-    # block of factor^2 source pixels, which it reads as stacked channels.
-    blocks = spec.factor ** 2 if spec.config.get("preprocessor_resolution") == "bottleneck" else 1
-    return (size.macs_per_pixel(in_channels=3 * blocks + input_plane) / blocks
+    return (size.macs_per_pixel(in_channels=3 + input_plane)
             + size.macs_per_pixel(in_channels=3 + post_reads_step))
 
 

@@ -64,7 +64,8 @@ def networks_only_terms(sandwich: model.Sandwich, source) -> dict:
     post-processor and costs no bits. The step's floor."""
     qstep = training_qstep(sandwich, source)
     x = tf.cast(source, tf.float32)
-    bottleneck = sandwich.to_bottleneck(x, qstep)
+    bottleneck = sandwich.scenario.to_bottleneck(
+        sandwich.preprocessor(x, sandwich.preprocessor_level(qstep)))
     reconstruction = sandwich.postprocessor(
         sandwich.scenario.from_bottleneck(bottleneck, x.shape[1:3]), sandwich.level(qstep))
     return sandwich.loss_terms(model.Forward(

@@ -60,10 +60,6 @@ from sandwich.scenarios import Scenario, codec_input
 # (a rate search pre-processes once per image), as an input plane of both
 # its branches, or as a learned per-channel gain on its residual.
 PREPROCESSOR_CONDITIONING = ("off", "input", "gain")
-# Where a downsampling scenario's pre-processor writes its residual: on the
-# source, before the fixed downsampling, or on the bottleneck, after it
-# (`networks.Processor`'s `downscale`).
-PREPROCESSOR_RESOLUTIONS = ("source", "bottleneck")
 # The step is kept above this floor: a JPEG table entry is at least 1.
 QSTEP_FLOOR = 1.0
 SCALARS = ("loss", "distortion", "bpp", "penalty", "psnr", "qstep")
@@ -129,17 +125,12 @@ class Sandwich(keras.Model):
       condition_preprocessor: how a rate-conditioned sandwich's
         pre-processor reads the step (a key of `PREPROCESSOR_CONDITIONING`;
         True means 'input', False 'off').
-      preprocessor_resolution: where the pre-processor of a downsampling
-        scenario adds its residual (`PREPROCESSOR_RESOLUTIONS`): to the
-        source, which the scenario then downsamples, or to the downsampled
-        image, computed from the source's blocks.
     """
 
     def __init__(self, scenario: Scenario, *, size="slim", qstep: float = 20.0,
                  train_qstep: bool = True, quantization: str = "flat", gamma: float = 50.0,
                  penalty_weight: float = 1.0, rate_model=None, qstep_range=None,
-                 condition_preprocessor: bool | str = False,
-                 preprocessor_resolution: str = "source", **kwargs):
+                 condition_preprocessor: bool | str = False, **kwargs):
         super().__init__(**kwargs)
         if quantization not in QUANTIZATIONS:
             raise ValueError(f"quantization must be one of {sorted(QUANTIZATIONS)}, "
@@ -161,14 +152,9 @@ class Sandwich(keras.Model):
             raise ValueError(f"condition_preprocessor must be one of "
                              f"{sorted(PREPROCESSOR_CONDITIONING)}, got {condition_preprocessor!r}")
         self.preprocessor_conditioning = conditioning if self.conditioned else "off"
-        if preprocessor_resolution not in PREPROCESSOR_RESOLUTIONS:
-            raise ValueError(f"preprocessor_resolution must be one of "
-                             f"{PREPROCESSOR_RESOLUTIONS}, got {preprocessor_resolution!r}")
         self.preprocessor = networks.Processor(
             size, peak=scenario.peak, conditioned=self.preprocessor_conditioning == "input",
-            level_gain=self.preprocessor_conditioning == "gain",
-            downscale=scenario.factor if preprocessor_resolution == "bottleneck" else 1,
-            name="preprocessor")
+            level_gain=self.preprocessor_conditioning == "gain", name="preprocessor")
         self.postprocessor = networks.Processor(size, peak=scenario.peak,
                                                 conditioned=self.conditioned, name="postprocessor")
         self.qstep_parameter = self.add_weight(
@@ -256,7 +242,8 @@ class Sandwich(keras.Model):
         scale `qstep` (default: the model's own)."""
         self.scenario.check_source(source)
         x = tf.cast(source, tf.float32)
-        bottleneck = self.to_bottleneck(x, qstep)
+        bottleneck = self.scenario.to_bottleneck(
+            self.preprocessor(x, self.preprocessor_level(qstep)))
         decoded, bits = proxy_roundtrip(bottleneck, self.tables_at(qstep),
                                         rate_model=self.rate_model,
                                         **self.scenario.jpeg_mode.kwargs())
@@ -304,13 +291,8 @@ class Sandwich(keras.Model):
         JPEG-encode at the tables' scale `qstep` (default: the model's own;
         only a conditioned pre-processor reads it)."""
         self.scenario.check_source(source)
-        return codec_input(self.to_bottleneck(source, qstep))
-
-    def to_bottleneck(self, source, qstep=None) -> tf.Tensor:
-        """The pre-processed source in bottleneck units, before the codec rounds it."""
-        return self.scenario.to_bottleneck(
-            self.preprocessor(source, self.preprocessor_level(qstep)),
-            downsampled=self.preprocessor.downscale > 1)
+        return codec_input(self.scenario.to_bottleneck(
+            self.preprocessor(source, self.preprocessor_level(qstep))))
 
     def postprocess(self, decoded, size, qstep=None) -> tf.Tensor:
         """Decoded uint8 bottleneck -> reconstruction `[b, *size, 3]` in the

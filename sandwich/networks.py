@@ -140,15 +140,6 @@ class PixelMLP(keras.Sequential):
 class Processor(keras.layers.Layer):
     """`x + peak/2 * (unet(n) + mlp(n))` with `n = 2x/peak - 1` in [-1, 1].
 
-    A `downscale`-ing processor (`downscale` > 1, a pre-processor) returns
-    `downsample(x) + peak/2 * residual` at 1/downscale of the sides: its
-    branches read each `downscale x downscale` block of pixels as one pixel
-    of stacked channels (space-to-depth) and write the residual of the
-    downsampled image directly, so the fixed antialiasing filter does not
-    stand between them and the codec (a residual at the source's resolution
-    reaches the codec only through that filter, which removes what lies
-    above the bottleneck's band). Untrained, it is the downsampling.
-
     Both the pre- and the post-processor: `peak` is the pixel scale of the
     images it sees (the source's `2^d - 1`), so its branches work in the same
     normalised units whatever the bit depth. Starts as the identity.
@@ -171,7 +162,7 @@ class Processor(keras.layers.Layer):
 
     def __init__(self, size: str | NetworkSize = "slim", *, peak: float = 255.0,
                  channels: int = 3, conditioned: bool = False, level_gain: bool = False,
-                 downscale: int = 1, **kwargs):
+                 **kwargs):
         super().__init__(**kwargs)
         if conditioned and level_gain:
             raise ValueError("a processor reads the level as an input plane or as a gain, "
@@ -180,7 +171,6 @@ class Processor(keras.layers.Layer):
         self.peak = float(peak)
         self.channels = channels
         self.conditioned = conditioned
-        self.downscale = downscale
         self.unet = UNet(self.size.unet_widths, channels, name="unet")
         self.mlp = PixelMLP(self.size.mlp_widths, channels, name="mlp")
         self.level_gain = (self.add_weight(shape=(2, channels), initializer="zeros",
@@ -197,22 +187,13 @@ class Processor(keras.layers.Layer):
         images = tf.cast(images, tf.float32)
         half = self.peak / 2
         normalised = images / half - 1.0
-        inputs = _blocks(normalised, self.downscale)
+        inputs = normalised
         if self.conditioned:
             level = tf.reshape(tf.cast(level, tf.float32), [-1, 1, 1, 1])
-            plane = tf.zeros_like(inputs[..., :1]) + level
-            inputs = tf.concat([inputs, plane], axis=-1)
+            plane = tf.zeros_like(normalised[..., :1]) + level
+            inputs = tf.concat([normalised, plane], axis=-1)
         residual = self.unet(inputs) + self.mlp(inputs)
         if self.level_gain is not None:
             level = tf.reshape(tf.cast(level, tf.float32), [-1, 1, 1, 1])
             residual *= 1.0 + level * self.level_gain[0] + tf.square(level) * self.level_gain[1]
-        return resample.downsample(images, self.downscale) + half * residual
-
-
-def _blocks(images: tf.Tensor, size: int) -> tf.Tensor:
-    """`[b, h, w, c]` -> `[b, ceil(h/size), ceil(w/size), c * size^2]`: each
-    `size x size` block of pixels as one pixel, the image extended by edge
-    replication to whole blocks first (as `resample.downsample` extends it)."""
-    if size == 1:
-        return images
-    return tf.nn.space_to_depth(resample.pad_to_multiple(images, size), size)
+        return images + half * residual

@@ -80,14 +80,12 @@ class Scenario:
         """Source units per bottleneck unit: 2^(d-8)."""
         return float(2 ** (self.bit_depth - CODEC_BITS))
 
-    def to_bottleneck(self, images: tf.Tensor, downsampled: bool = False) -> tf.Tensor:
-        """Source units `[b, h, w, c]` -> bottleneck in 0..255 (not yet rounded);
-        `downsampled`: `images` are at the bottleneck's size already.
+    def to_bottleneck(self, images: tf.Tensor) -> tf.Tensor:
+        """Source units `[b, h, w, c]` -> bottleneck in 0..255 (not yet rounded).
 
         Differentiable; the codec (proxy or `codec_input`) rounds and clips.
         """
-        if not downsampled:
-            images = resample.downsample(images, self.factor)
+        images = resample.downsample(images, self.factor)
         if self._step > 1:
             images = ste_floor(images / self._step)
         return images

@@ -38,32 +38,6 @@ def test_untrained_sandwich_is_its_baseline_through_the_real_codec(crops, name, 
     assert real["reconstruction"].shape == source.shape
 
 
-def test_a_preprocessor_at_the_bottleneck_s_resolution_starts_as_the_baseline_and_serves(
-        crops, tmp_path):
-    scenario = scenarios.make("high_res", factor=2)
-    source = crops[:2, :61, :45]
-    sandwich = model.Sandwich(scenario, size=TINY, qstep=12.0,
-                              preprocessor_resolution="bottleneck")
-    assert sandwich.preprocessor.downscale == 2
-    reconstruction, bits = scenario.baseline(source, 12.0)
-    real = sandwich.real_forward(source)
-    np.testing.assert_array_equal(real["bits"], bits)
-    np.testing.assert_array_equal(real["reconstruction"], reconstruction)
-    for variable in sandwich.preprocessor.trainable_variables:
-        variable.assign(tf.random.normal(variable.shape, stddev=0.05, seed=4))
-    bottleneck = sandwich.preprocess(source)
-    assert bottleneck.shape == (2, 31, 23, 3)
-    assert not np.array_equal(bottleneck, real["bottleneck"])
-    module = tf.Module()
-    module.weights = list(sandwich.variables)
-    module.preprocess = sandwich.serving_functions()["preprocess"]
-    tf.saved_model.save(module, str(tmp_path))
-    loaded = tf.saved_model.load(str(tmp_path))
-    np.testing.assert_array_equal(loaded.preprocess(source[0], tf.constant(12.0)), bottleneck[0])
-    with pytest.raises(ValueError, match="preprocessor_resolution"):
-        model.Sandwich(scenario, size=TINY, preprocessor_resolution="half")
-
-
 def test_gradients_reach_the_preprocessor_and_qstep(crops):
     sandwich = model.Sandwich(scenarios.make("high_res"), size=TINY, qstep=12.0)
     with tf.GradientTape() as tape:

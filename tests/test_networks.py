@@ -111,25 +111,6 @@ def test_trained_processor_changes_the_image_but_keeps_its_size(photo):
     assert not np.allclose(out, photo[:, :21, :13])
 
 
-@pytest.mark.parametrize("factor", [2, 3])
-def test_a_downscaling_processor_starts_as_the_downsampling_and_reads_every_pixel(photo, factor):
-    """Its residual is written at the downsampled size, from the source's
-    blocks of pixels, every one of which it reads."""
-    processor = networks.Processor(networks.NetworkSize((4, 8), (8,)), downscale=factor)
-    source = photo[:, :37, :29]
-    out = processor(source)
-    assert out.shape == (1, -(-37 // factor), -(-29 // factor), 3)
-    np.testing.assert_array_equal(out, resample.downsample(tf.cast(source, tf.float32), factor))
-    for variable in processor.trainable_variables:
-        variable.assign(tf.random.normal(variable.shape, stddev=0.1, seed=3))
-    with tf.GradientTape() as tape:
-        pixels = tf.cast(source, tf.float32)
-        tape.watch(pixels)
-        total = tf.reduce_sum(processor(pixels))
-    gradient = tape.gradient(total, pixels).numpy()
-    assert np.all(gradient != 0)
-
-
 def test_a_level_gain_scales_one_residual_by_the_step(photo):
     """With a level gain the branches see the image alone: at every level the
     residual is the level-0 one times `1 + a * level + b * level^2`, per channel."""

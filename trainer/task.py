@@ -15,8 +15,7 @@ import sys
 
 from sandwich import logs
 from sandwich.jpeg.tables import MODE_NAMES
-from sandwich.model import (PREPROCESSOR_CONDITIONING, PREPROCESSOR_RESOLUTIONS, QUANTIZATIONS,
-                            check_qstep_range)
+from sandwich.model import PREPROCESSOR_CONDITIONING, QUANTIZATIONS, check_qstep_range
 from sandwich.networks import PRESETS
 from sandwich.specs import SCENARIOS
 from trainer.strategy import STRATEGIES, split_cpu
@@ -107,11 +106,6 @@ def parser() -> argparse.ArgumentParser:
                           "post-processor: input, as an input plane of its branches (the flag "
                           "alone); gain, as a learned gain on its residual; off. A rate search "
                           "then pre-processes once per probe, not once per image")
-    net.add_argument("--preprocessor_resolution", choices=PREPROCESSOR_RESOLUTIONS,
-                     default=default["preprocessor_resolution"],
-                     help="where a downsampling scenario's pre-processor adds its residual: "
-                          "to the source, before the fixed downsampling, or to the "
-                          "downsampled image, computed from the source's blocks of pixels")
     _switch(net, "train_preprocessor", default,
             help="train the pre-processor; without it, it stays the identity and only "
                  "the post-processor learns (post-processing alone, for comparison)")

@@ -69,7 +69,6 @@ class Config:
     qstep: float = 20.0
     qstep_range: tuple[float, float] | str | None = "auto"
     condition_preprocessor: str = "off"
-    preprocessor_resolution: str = "source"
     train_preprocessor: bool = True
     train_qstep: bool = True
     quantization: str = "flat"
@@ -285,7 +284,6 @@ def build_model(config: Config, scenario, rate_model=None) -> Sandwich:
                      train_qstep=config.train_qstep, quantization=config.quantization,
                      gamma=config.gamma, qstep_range=qstep_range(config, scenario),
                      condition_preprocessor=config.condition_preprocessor,
-                     preprocessor_resolution=config.preprocessor_resolution,
                      penalty_weight=config.penalty_weight, rate_model=rate_model)
     # Frozen, the pre-processor stays the identity: post-processing alone.
     model.preprocessor.trainable = config.train_preprocessor
