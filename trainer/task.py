@@ -123,8 +123,9 @@ def parser() -> argparse.ArgumentParser:
                      help="auto: TPU if configured, multi_worker if TF_CONFIG names several "
                           "tasks, mirrored over several GPUs, else default")
     run.add_argument("--jit_compile", choices=("auto", "on", "off"), default=default["jit_compile"],
-                     help="compile the step with XLA; auto: on GPUs and TPUs, wherever the "
-                          "strategy allows, and not on CPU-only hosts (slower there)")
+                     help="compile the step with XLA, the whole step where the strategy "
+                          "allows, else each replica's gradients; auto: on with GPUs and TPUs, "
+                          "off on CPU-only hosts (slower there)")
     run.add_argument("--logical_cpus", type=int, default=0,
                      help="split the CPU into this many devices (to try mirrored on one machine)")
     run.add_argument("--checkpoint_every", type=int, default=default["checkpoint_every"],
