@@ -47,10 +47,9 @@ ARMS = [
     ("last-weights", "export the last weights, not the best evaluation's", ["--no-keep_best"]),
     ("single-step", "one step (qstep 24, trained), no conditioning",
      ["--qstep_range", "off", "--qstep", "24"]),
-    ("range-12-80", "steps 12..80, x1's auto range before session 6 (16..80): 12 codes the "
-     "held-out photos at 2 bpp", ["--qstep_range", "12,80"]),
-    ("gamma-1x-slope", "gamma 80: the baseline's slope at step 31 (x1's centre before "
-     "session 6), not 2x",
+    ("range-16-80", "steps 16..80, not x1's auto 12..80 (12 codes the held-out photos at "
+     "2 bpp)", ["--qstep_range", "16,80"]),
+    ("gamma-1x-slope", "gamma 80: the baseline's slope at x1's centre step 31 (not 2x)",
      ["--gamma", "80"]),
     ("gamma-4x-slope", "gamma 320: 4x the slope", ["--gamma", "320"]),
     ("constant-lr", "no warmup or decay", ["--lr_schedule", "constant"]),

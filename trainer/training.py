@@ -227,11 +227,12 @@ def _duration(seconds: float) -> str:
 # `--qstep_range auto`: steps that span about 0.25 to 1.5 bits per source
 # pixel on photographs, per scenario and factor (measured with the real
 # encoder on the held-out photos; a 10-bit source's gain over its 8-bit
-# ceiling lies at the finer steps). At x1, 12..80 reached 2 bpp, where the
-# step-independent pre-processor, shared with the coarse steps, fell below
-# the baseline (-0.14 dB at 17,000 steps); 16..80 (1.43-0.27 bpp) kept every
-# point above it (+0.65 dB BD-PSNR at 10,000 steps, docs/ablation.md).
-AUTO_QSTEP_RANGES = {("high_res", 1): (16.0, 80.0), ("high_res", 2): (3.0, 24.0),
+# ceiling lies at the finer steps). At x1 the finest step of the range is
+# where a long run falls below the baseline (-0.14 dB at 12, 2 bpp, after
+# 17,000 steps); starting the range at 16 instead moved the fall there
+# (-0.24 dB at 1.69 bpp after 22,000 steps), where the 12..80 model was
+# +0.2 dB above it (docs/ablation.md, session 6).
+AUTO_QSTEP_RANGES = {("high_res", 1): (12.0, 80.0), ("high_res", 2): (3.0, 24.0),
                      ("high_bit_depth", 1): (4.0, 32.0)}
 DEEPER_FACTORS_QSTEP_RANGE = (2.0, 16.0)
 
