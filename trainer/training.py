@@ -228,9 +228,9 @@ def _duration(seconds: float) -> str:
 # pixel on photographs, per scenario and factor (measured with the real
 # encoder on the held-out photos; a 10-bit source's gain over its 8-bit
 # ceiling lies at the finer steps). At x1 the finest step of the range is
-# where a long run falls below the baseline (-0.14 dB at 12, 2 bpp, after
-# 17,000 steps); starting the range at 16 instead moved the fall there
-# (-0.24 dB at 1.69 bpp after 22,000 steps), where the 12..80 model was
+# where a long run can fall below the baseline (-0.14 dB at 12, 2 bpp, in
+# one 20-minute run, +0.04 dB in another); starting the range at 16 moved the
+# weak end there (-0.24 dB at 1.69 bpp after 22,000 steps), where a 12..80 model was
 # +0.2 dB above it (docs/ablation.md, session 6).
 AUTO_QSTEP_RANGES = {("high_res", 1): (12.0, 80.0), ("high_res", 2): (3.0, 24.0),
                      ("high_bit_depth", 1): (4.0, 32.0)}
