@@ -231,7 +231,7 @@ def _duration(seconds: float) -> str:
 # where a long run can fall below the baseline (-0.14 dB at 12, 2 bpp, in
 # one 20-minute run, +0.04 dB in another); starting the range at 16 moved the
 # weak end there (-0.24 dB at 1.69 bpp after 22,000 steps), where a 12..80 model was
-# +0.2 dB above it (docs/ablation.md, session 6).
+# +0.17 dB above it (docs/ablation.md, session 6).
 AUTO_QSTEP_RANGES = {("high_res", 1): (12.0, 80.0), ("high_res", 2): (3.0, 24.0),
                      ("high_bit_depth", 1): (4.0, 32.0)}
 DEEPER_FACTORS_QSTEP_RANGE = (2.0, 16.0)
