@@ -93,7 +93,7 @@ def main(argv=None) -> None:
     parser.add_argument("--output", default=os.path.join(quality.REPO, "out", "ablation"))
     args = parser.parse_args(argv)
     quality.held_out_files(args)
-    space = quality.Workspace(args.output, args.train_files, args.held_out_files)
+    space = quality.Workspace(args.output, args.train_files, args.held_out_files, args.hold_back)
     arms = [a for a in ARMS if a[0] in args.arms]
     exports = {}
     for name, _, flags in arms:

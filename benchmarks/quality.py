@@ -16,7 +16,10 @@ processors) and factor 2, plus high_bit_depth on synthetic 10-bit sources
 (2x2 sums of the same photographs), each with the trainer's defaults: one
 rate-conditioned model per scenario covers its whole range of steps, so the
 budget buys training time rather than more models (`benchmarks/ablation.py`
-measures that choice against a set of single-step models). Each trains for
+measures that choice against a set of single-step models). The right-hand
+quarter of every training photo is held back (`--hold_back`): the trainer
+measures itself on it and exports the weights that did best there, so its
+choice rests on pixels it never trained on. Each trains for
 an equal share of the budget (`--max_train_minutes`), which includes
 everything but the evaluation. The targets of the quality issue are checked
 and reported, met or not.
@@ -57,6 +60,11 @@ PATCH = 64
 RUN_FLAGS = ["--summary_every", "500", "--checkpoint_every", "100000", "--refit_every", "500",
              "--image_every", "100000", "--seed", "0"]
 UNBOUNDED_STEPS = ["--steps", "1000000"]  # the time budget ends the run
+# The held-back strips (`--hold_back`): patches cut from each, and how many
+# of them (spread over all strips) every evaluation of the trainer codes.
+MIN_STRIP = 2 * PATCH
+SELECT_PATCHES_PER_IMAGE = 64
+SELECT_EVAL_PATCHES = 128
 RATE_RANGE = (0.25, 1.0)
 AT_RATE = 0.4
 
@@ -88,13 +96,43 @@ def _run(argv, log: str) -> None:
         raise SystemExit(f"{argv[:3]} failed ({code}); see {log}")
 
 
-def _dataset(inputs: str, output: str, scenario: str, factor: int, logs: str) -> str:
+def _dataset(inputs: str, output: str, scenario: str, factor: int, logs: str,
+             eval_fraction: float, patches_per_image: int) -> str:
     if not os.path.exists(os.path.join(output, "dataset_spec.json")):
         extra = ["--bit_depth", "10"] if scenario == "high_bit_depth" else ["--factor", str(factor)]
         _run(["-m", "pipelines.make_dataset", "--input", f"{inputs}/*", "--output", output,
-              "--scenario", scenario, "--patch_size", str(PATCH), "--patches_per_image", "512",
-              "--eval_fraction", "0", *extra], os.path.join(logs, os.path.basename(output) + ".log"))
+              "--scenario", scenario, "--patch_size", str(PATCH),
+              "--patches_per_image", str(patches_per_image),
+              "--eval_fraction", str(eval_fraction), *extra],
+             os.path.join(logs, os.path.basename(output) + ".log"))
     return output
+
+
+def _hold_back(paths, share: float, train_dir: str, select_dir: str) -> tuple[list, list]:
+    """Cuts each photo into its left part (training) and the right-hand
+    `share` of its width (held back), as lossless PNGs; returns both lists.
+    A strip is at least `MIN_STRIP` wide, so that the 10-bit copies (2x2
+    sums, half the size) still hold a patch; a photo too narrow to spare
+    one trains whole."""
+    from PIL import Image
+
+    os.makedirs(train_dir, exist_ok=True)
+    os.makedirs(select_dir, exist_ok=True)
+    train, select = [], []
+    for path in paths:
+        name = os.path.splitext(os.path.basename(path))[0] + ".png"
+        with Image.open(path) as image:
+            width, height = image.size
+            strip = max(round(width * share), MIN_STRIP)
+            if width - strip < MIN_STRIP:
+                train.append(os.path.join(train_dir, name))
+                image.save(train[-1])
+                continue
+            train.append(os.path.join(train_dir, name))
+            image.crop((0, 0, width - strip, height)).save(train[-1])
+            select.append(os.path.join(select_dir, name))
+            image.crop((width - strip, 0, width, height)).save(select[-1])
+    return train, select
 
 
 def parse_model(text: str) -> tuple[str, int, list[str]]:
@@ -114,30 +152,52 @@ def model_name(scenario: str, factor: int, taken) -> str:
 
 
 class Workspace:
-    """An output directory: the photos, the datasets per scenario, the runs."""
+    """An output directory: the photos, the datasets per scenario, the runs.
 
-    def __init__(self, output: str, train_files, held_out_files):
+    With `hold_back`, the right-hand strip of that share of every training
+    photo's width is cut off before training; its patches are the trainer's
+    evaluation set (`--eval_data`), so the weights it exports
+    (`--keep_best`) are the ones that did best on pixels it never trained
+    on, not on its own training patches.
+    """
+
+    def __init__(self, output: str, train_files, held_out_files, hold_back: float = 0.0):
         self.out, self.logs = output, os.path.join(output, "logs")
         os.makedirs(self.logs, exist_ok=True)
-        self.train_files, self.held_out_files = train_files, held_out_files
-        self.train8 = _copy_all(train_files, os.path.join(output, "photos", "train"))
-        self.held8 = _copy_all(held_out_files, os.path.join(output, "photos", "held_out"))
+        self.held_out_files = held_out_files
+        photos = os.path.join(output, "photos")
+        if hold_back:
+            self.train_files, self.select_files = _hold_back(
+                train_files, hold_back, os.path.join(photos, "train"),
+                os.path.join(photos, "select"))
+        else:
+            self.train_files, self.select_files = train_files, []
+            _copy_all(train_files, os.path.join(photos, "train"))
+        self.held8 = _copy_all(held_out_files, os.path.join(photos, "held_out"))
 
-    def dataset(self, scenario: str, factor: int) -> str:
-        inputs = self.train8 if scenario == "high_res" else ten_bit_copies(
-            self.train_files, os.path.join(self.out, "photos", "train10"))
-        return _dataset(inputs, os.path.join(self.out, "data", f"{scenario}-x{factor}"),
-                        scenario, factor, self.logs)
+    def _photos(self, name: str, files, scenario: str) -> str:
+        directory = os.path.join(self.out, "photos", name)
+        return directory if scenario == "high_res" else ten_bit_copies(files, directory + "10")
+
+    def dataset(self, scenario: str, factor: int) -> tuple[str, str | None]:
+        """The training dataset and the held-back strips' dataset (None without)."""
+        name = os.path.join(self.out, "data", f"{scenario}-x{factor}")
+        train = _dataset(self._photos("train", self.train_files, scenario), name, scenario,
+                         factor, self.logs, eval_fraction=0, patches_per_image=512)
+        if not self.select_files:
+            return train, None
+        return train, _dataset(self._photos("select", self.select_files, scenario),
+                               name + "-select", scenario, factor, self.logs, eval_fraction=1,
+                               patches_per_image=SELECT_PATCHES_PER_IMAGE)
 
     def held_out(self, scenario: str) -> str:
-        return self.held8 if scenario == "high_res" else ten_bit_copies(
-            self.held_out_files, os.path.join(self.out, "photos", "held_out10"))
+        return self._photos("held_out", self.held_out_files, scenario)
 
     def train(self, name: str, scenario: str, factor: int, flags: list[str],
               budget: list[str]) -> tuple[str, bool]:
         """Trains one model (unless this workspace has its export already)
         with `flags` and the `budget` flags; returns (export dir, reused)."""
-        data = self.dataset(scenario, factor)
+        data, select = self.dataset(scenario, factor)
         job = os.path.join(self.out, "runs", name)
         export = os.path.join(job, "export")
         if os.path.exists(os.path.join(export, "model_spec.json")):
@@ -145,8 +205,9 @@ class Workspace:
             return export, True
         print(f"== {name}: training {' '.join(flags + budget)}", flush=True)
         shutil.rmtree(job, ignore_errors=True)
+        evaluation = ["--eval_data", select, "--eval_patches", str(SELECT_EVAL_PATCHES)] if select else []
         _run(["-m", "trainer.task", "--data", data, "--job_dir", job, "--model_id", name,
-              *RUN_FLAGS, *flags, *budget], os.path.join(self.logs, f"{name}.log"))
+              *RUN_FLAGS, *evaluation, *flags, *budget], os.path.join(self.logs, f"{name}.log"))
         return export, False
 
     def evaluate(self, scenario: str, model_dirs, alternatives, tag: str = "") -> dict:
@@ -172,6 +233,11 @@ def add_corpus_flags(parser) -> None:
     parser.add_argument("--train", nargs="+", default=DEFAULT_TRAIN, help="training photos (globs)")
     parser.add_argument("--held_out", nargs="+", default=DEFAULT_HELD_OUT,
                         help="held-out photos (globs); none may be in --train")
+    parser.add_argument("--hold_back", type=float, default=0.25,
+                        help="share of each training photo's width (its right-hand strip) "
+                             "kept out of training, on which the trainer measures itself and "
+                             "picks the weights it exports; 0: it measures itself on "
+                             "training patches")
 
 
 def _targets(hr: dict, hbd: dict | None) -> list[tuple[str, str, str, bool | None]]:
@@ -253,7 +319,10 @@ def write_report(path: str, args, models, hr: dict, hbd: dict | None, minutes: d
         + (f", reusing {len(minutes['reused'])} models trained by an earlier run into the same "
            "--output" if minutes["reused"] else "") + ").",
         f"Training corpus: {', '.join(os.path.basename(p) for p in args.train_files)} "
-        f"({PATCH}x{PATCH} patches). Held out: "
+        f"({PATCH}x{PATCH} patches"
+        + (f"; the right-hand {args.hold_back:.0%} of each photo's width held back, on which "
+           "the trainer measured itself and picked the weights it exported"
+           if args.hold_back else "") + "). Held out: "
         f"{', '.join(os.path.basename(p) for p in args.held_out_files)} (never trained on). "
         "Every figure is a real file from the real encoder, its whole size per source pixel, "
         "and PSNR of the decoded reconstruction.",
@@ -302,10 +371,10 @@ def main(argv=None) -> None:
     start = time.monotonic()
     held_out_files(args)
     models = [parse_model(m) for m in args.models]
-    space = Workspace(args.output, args.train_files, args.held_out_files)
+    space = Workspace(args.output, args.train_files, args.held_out_files, args.hold_back)
     per_model = args.budget_minutes / len(models)
-    print(f"{len(models)} models, {per_model:.1f} training minutes each; corpus {space.train8}, "
-          f"held out {space.held8}", flush=True)
+    print(f"{len(models)} models, {per_model:.1f} training minutes each; corpus "
+          f"{os.path.dirname(space.train_files[0])}, held out {space.held8}", flush=True)
     exports, reused, names = {}, [], []
     for scenario, factor, flags in models:
         names.append(model_name(scenario, factor, names))
@@ -333,7 +402,8 @@ def main(argv=None) -> None:
                  summaries.get("high_bit_depth"), minutes, plots)
     with open(os.path.splitext(args.report)[0] + ".json", "w") as f:
         json.dump({"budget_minutes": args.budget_minutes, "models": dict(zip(names, args.models)),
-                   "train": args.train_files, "held_out": args.held_out_files,
+                   "train": args.train_files, "hold_back": args.hold_back,
+                   "held_out": args.held_out_files,
                    "summaries": summaries}, f, indent=1)
     print(open(args.report).read())
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from sandwich import metrics as metrics_lib
 from sandwich import samples, scenarios
 from sandwich.specs import DATASET_SPEC_FILE, MODEL_SPEC_FILE, ModelSpec, SpecError
 from tests import trainer_data
@@ -362,3 +363,29 @@ def test_a_checkpoint_of_another_model_is_refused_clearly(run, dataset, tmp_path
     config = dataclasses.replace(_config(dataset, str(tmp_path)), unet_widths=(4, 8, 12))
     with pytest.raises(ValueError, match="does not fit this model.*new --job_dir"):
         train(config)
+
+
+def test_eval_data_is_what_the_trainer_measures_itself_and_picks_its_weights_on(dataset, tmp_path):
+    """`--eval_data`: photographs kept out of training (here every source in
+    its eval split) supply the real-codec evaluation, and so the choice of
+    the exported weights, in place of the training set's eval split."""
+    held_back = trainer_data.make(str(tmp_path / "held_back"), "high_bit_depth", eval_fraction=1.0)
+    spec, held_spec = data.read_spec(dataset), data.read_spec(held_back)
+    patches = data.eval_patches(dataset, spec, 8, held_back)
+    np.testing.assert_array_equal(patches, data.load(held_back, held_spec, "eval", 8))
+    assert np.any(patches != data.eval_patches(dataset, spec, 8))
+    config, _ = task.parse(["--data", dataset, "--eval_data", held_back, "--job_dir",
+                            str(tmp_path / "job"), "--steps", "2", "--strategy", "default",
+                            "--gamma", "1", "--qstep_range", "8,32", *trainer_data.TINY])
+    train(config)
+    with open(tmp_path / "job" / "export" / MODEL_SPEC_FILE) as f:
+        metrics = ModelSpec.from_json(f.read()).metrics
+    # The baseline does not train: its figures are those of the held-back patches.
+    reconstruction, _ = scenarios.from_spec(spec).baseline(patches, metrics["qstep"])
+    assert metrics["baseline_psnr"] == pytest.approx(float(np.mean(
+        metrics_lib.psnr(reconstruction, patches, spec.bit_depth))), abs=1e-4)
+
+
+def test_eval_data_of_another_kind_is_refused(dataset, high_res_dataset, tmp_path):
+    assert_refused(dataset, tmp_path / "job", SpecError,
+                   "does not fit the training set: scenario high_res", "--eval_data", high_res_dataset)

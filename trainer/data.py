@@ -139,6 +139,28 @@ def load(data_dir: str, spec: DatasetSpec, split: str, count: int) -> np.ndarray
     return np.stack(patches)
 
 
+def eval_patches(data_dir: str, spec: DatasetSpec, count: int,
+                 eval_dir: str | None = None) -> np.ndarray:
+    """The patches the trainer measures itself on with the real codec (and
+    refits its rate model to): the first `count` of `eval_dir`'s eval split
+    when given, else of the training dataset's, else of its train split.
+
+    A separate `eval_dir` lets the evaluation, and the choice of the weights
+    to export that rests on it, see photographs the model never trains on
+    even when the training set has too few photographs to spare a split.
+    """
+    if eval_dir:
+        eval_spec = read_spec(eval_dir)
+        fields = ("scenario", "bit_depth", "patch_size", "factor")
+        differ = [f"{f} {getattr(eval_spec, f)} (training set: {getattr(spec, f)})"
+                  for f in fields if getattr(eval_spec, f) != getattr(spec, f)]
+        if differ:
+            raise SpecError(f"{eval_dir} does not fit the training set: {', '.join(differ)}")
+        data_dir, spec = eval_dir, eval_spec
+    split = "eval" if spec.splits.get("eval", 0) else "train"
+    return load(data_dir, spec, split, count)
+
+
 def check(data_dir: str, spec: DatasetSpec, scenario: str | None = None) -> None:
     """Refuses a dataset that cannot train, before any model is built."""
     if scenario and scenario != spec.scenario:

@@ -53,6 +53,10 @@ def parser() -> argparse.ArgumentParser:
     default = {f: getattr(Config, f) for f in Config.__dataclass_fields__ if hasattr(Config, f)}
     io = p.add_argument_group("data and outputs")
     io.add_argument("--data", required=True, help="dataset dir (local or gs://)")
+    io.add_argument("--eval_data",
+                    help="dataset dir of photographs kept out of training, whose patches (its "
+                         "eval split, else its train split) the real-codec evaluation and "
+                         "--keep_best use instead of --data's eval split")
     io.add_argument("--job_dir", help="run dir for checkpoints/, logs/ and export/")
     io.add_argument("--checkpoint_dir", help="overrides job_dir/checkpoints and AIP_CHECKPOINT_DIR")
     io.add_argument("--log_dir", help="overrides job_dir/logs and AIP_TENSORBOARD_LOG_DIR")

@@ -15,7 +15,7 @@ Around the step, outside anything compiled:
   the same step (`strategy.any_worker`). Only the chief writes; other workers save to a scratch
   directory that is deleted, as multi-worker checkpointing requires;
 - TensorBoard scalars and images, a progress line, and periodic evaluation
-  on the eval split with the real codec, of a moving average of the
+  on the eval patches (`--eval_data`, else the eval split) with the real codec, of a moving average of the
   weights (`trainer.averaging`, `--ema_decay`);
 - at the end, the export dir (`trainer.export`), on the chief only.
 """
@@ -57,6 +57,7 @@ class Config:
 
     data: str
     job_dir: str | None = None
+    eval_data: str | None = None
     steps: int = 1000
     batch_size: int = 8
     learning_rate: float = 1e-3
@@ -171,7 +172,11 @@ class Deadline:
         """The share of the budget spent (0 without one)."""
         if self._end is None:
             return 0.0
-        return 1.0 - max(self._end - time.monotonic(), 0.0) / (60.0 * self._minutes)
+        return 1.0 - self.remaining() / (60.0 * self._minutes)
+
+    def remaining(self) -> float:
+        """Seconds left of the budget (infinite without one)."""
+        return float("inf") if self._end is None else max(self._end - time.monotonic(), 0.0)
 
     def passed(self, step: int) -> bool:
         if self._passed_at is None and self._end is not None and time.monotonic() >= self._end:
@@ -202,16 +207,17 @@ def learning_rate(base: float, schedule: str, progress: float) -> float:
 
 
 class Progress:
-    """A console line every few steps: rate, ETA and the loss terms."""
+    """A console line every few steps: rate, ETA and the loss terms. The
+    ETA is whichever comes first, the last step or the time budget's end."""
 
-    def __init__(self, first: int, last: int):
-        self._first, self._last = first, last
+    def __init__(self, first: int, last: int, deadline: Deadline):
+        self._first, self._last, self._deadline = first, last, deadline
         self._start = time.monotonic()
 
     def line(self, step: int, scalars: dict) -> str:
         elapsed = time.monotonic() - self._start
         rate_ = (step - self._first) / max(elapsed, 1e-9)
-        eta = (self._last - step) / rate_ if rate_ else float("inf")
+        eta = min((self._last - step) / rate_ if rate_ else float("inf"), self._deadline.remaining())
         terms = " ".join(f"{k} {scalars[k]:.4g}" for k in ("loss", "psnr", "bpp", "qstep"))
         return (f"step {step}/{self._last} {rate_:.2f} steps/s "
                 f"eta {_duration(eta)} | {terms}")
@@ -365,8 +371,7 @@ def train(config: Config) -> Result:
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
         raise ValueError(f"--batch_size {config.batch_size} does not split over {replicas} replicas")
-    eval_split = "eval" if spec.splits.get("eval", 0) else "train"
-    eval_patches = data.load(config.data, spec, eval_split, config.eval_patches)
+    eval_patches = data.eval_patches(config.data, spec, config.eval_patches, config.eval_data)
     config = resolve(config, scenario, eval_patches)
     refit_patches = eval_patches[:config.refit_patches]
 
@@ -396,8 +401,8 @@ def train(config: Config) -> Result:
     writer = (tf.summary.create_file_writer(dirs.logs) if chief
               else tf.summary.create_noop_writer())
     iterator = iter(dataset)
-    progress = Progress(step, config.steps)
     deadline = Deadline(config.max_train_minutes)
+    progress = Progress(step, config.steps, deadline)
     metrics: dict = {}
     best = _Best(RateDistortionGain(scenario, eval_patches, curve_qsteps(model))
                  if chief and config.keep_best else None)
@@ -562,8 +567,8 @@ def _export(config: Config, spec: DatasetSpec, scenario, weights: list, metrics:
     serving.set_weights(weights)
     qstep = float(serving.qstep)
     run_config = {k: v for k, v in dataclasses.asdict(config).items()
-                  if k not in ("data", "job_dir", "checkpoint_dir", "log_dir", "export_dir",
-                               "model_id")}
+                  if k not in ("data", "eval_data", "job_dir", "checkpoint_dir", "log_dir",
+                               "export_dir", "model_id")}
     flat = serving.quantization == "flat"
     model_spec = ModelSpec(
         model_id=config.model_id or (
