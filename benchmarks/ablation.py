@@ -57,6 +57,8 @@ ARMS = [
     ("wider", "U-Net 8-16-24-32", ["--unet_widths", "8,16,24,32"]),
     ("widest", "U-Net 16-32-48-64", ["--unet_widths", "16,32,48,64"]),
     ("batch-16", "batch 16 (twice the pixels per step)", ["--batch_size", "16"]),
+    ("batch-2", "batch 2 (a quarter of the pixels per step; with --patch_size 128, the "
+     "reference's pixels in larger patches)", ["--batch_size", "2"]),
 ]
 STEP_RATE = re.compile(r"step \d+/\d+ ([\d.]+) steps/s")
 
@@ -93,7 +95,8 @@ def main(argv=None) -> None:
     parser.add_argument("--output", default=os.path.join(quality.REPO, "out", "ablation"))
     args = parser.parse_args(argv)
     quality.held_out_files(args)
-    space = quality.Workspace(args.output, args.train_files, args.held_out_files, args.hold_back)
+    space = quality.Workspace(args.output, args.train_files, args.held_out_files, args.hold_back,
+                              args.patch_size)
     arms = [a for a in ARMS if a[0] in args.arms]
     exports = {}
     for name, _, flags in arms:

@@ -55,16 +55,17 @@ DEFAULT_HELD_OUT = [os.path.join(samples.SAMPLES_DIR, "coffee.png"),
                     os.path.join(SKIMAGE_DIR, "hubble_deep_field.jpg")]
 # scenario:factor[:trainer flags]; no flags: the trainer's defaults.
 DEFAULT_MODELS = ["high_res:1", "high_res:2", "high_bit_depth:1"]
-PATCH = 64
+PATCH = 64  # and 512 of them per photo: 2M source pixels a photo
+PIXELS_PER_PHOTO = 512 * PATCH ** 2
 # Bookkeeping only: how the model trains is the trainer's defaults or the model's flags.
 RUN_FLAGS = ["--summary_every", "500", "--checkpoint_every", "100000", "--refit_every", "500",
              "--image_every", "100000", "--seed", "0"]
 UNBOUNDED_STEPS = ["--steps", "1000000"]  # the time budget ends the run
-# The held-back strips (`--hold_back`): patches cut from each, and how many
-# of them (spread over all strips) every evaluation of the trainer codes.
-MIN_STRIP = 2 * PATCH
-SELECT_PATCHES_PER_IMAGE = 64
-SELECT_EVAL_PATCHES = 128
+# The held-back strips (`--hold_back`): at least two patches wide, 64 patches
+# of 64x64 cut from each (as many pixels in larger ones), and how many of those
+# pixels (spread over all strips) every evaluation of the trainer codes.
+SELECT_PIXELS_PER_PHOTO = 64 * PATCH ** 2
+SELECT_EVAL_PIXELS = 128 * PATCH ** 2
 RATE_RANGE = (0.25, 1.0)
 AT_RATE = 0.4
 
@@ -97,23 +98,23 @@ def _run(argv, log: str) -> None:
 
 
 def _dataset(inputs: str, output: str, scenario: str, factor: int, logs: str,
-             eval_fraction: float, patches_per_image: int) -> str:
+             eval_fraction: float, patch_size: int, patches_per_image: int) -> str:
     if not os.path.exists(os.path.join(output, "dataset_spec.json")):
         extra = ["--bit_depth", "10"] if scenario == "high_bit_depth" else ["--factor", str(factor)]
         _run(["-m", "pipelines.make_dataset", "--input", f"{inputs}/*", "--output", output,
-              "--scenario", scenario, "--patch_size", str(PATCH),
+              "--scenario", scenario, "--patch_size", str(patch_size),
               "--patches_per_image", str(patches_per_image),
               "--eval_fraction", str(eval_fraction), *extra],
              os.path.join(logs, os.path.basename(output) + ".log"))
     return output
 
 
-def _hold_back(paths, share: float, train_dir: str, select_dir: str) -> tuple[list, list]:
+def _hold_back(paths, share: float, min_strip: int, train_dir: str,
+               select_dir: str) -> tuple[list, list]:
     """Cuts each photo into its left part (training) and the right-hand
     `share` of its width (held back), as lossless PNGs; returns both lists.
-    A strip is at least `MIN_STRIP` wide, so that the 10-bit copies (2x2
-    sums, half the size) still hold a patch; a photo too narrow to spare
-    one trains whole."""
+    A strip is at least `min_strip` wide; a photo too narrow to spare one
+    trains whole."""
     from PIL import Image
 
     os.makedirs(train_dir, exist_ok=True)
@@ -123,8 +124,8 @@ def _hold_back(paths, share: float, train_dir: str, select_dir: str) -> tuple[li
         name = os.path.splitext(os.path.basename(path))[0] + ".png"
         with Image.open(path) as image:
             width, height = image.size
-            strip = max(round(width * share), MIN_STRIP)
-            if width - strip < MIN_STRIP:
+            strip = max(round(width * share), min_strip)
+            if width - strip < min_strip:
                 train.append(os.path.join(train_dir, name))
                 image.save(train[-1])
                 continue
@@ -161,14 +162,16 @@ class Workspace:
     on, not on its own training patches.
     """
 
-    def __init__(self, output: str, train_files, held_out_files, hold_back: float = 0.0):
+    def __init__(self, output: str, train_files, held_out_files, hold_back: float = 0.0,
+                 patch_size: int = PATCH):
         self.out, self.logs = output, os.path.join(output, "logs")
         os.makedirs(self.logs, exist_ok=True)
-        self.held_out_files = held_out_files
+        self.held_out_files, self.patch_size = held_out_files, patch_size
         photos = os.path.join(output, "photos")
         if hold_back:
+            # Two patches wide, so that the 10-bit copies (2x2 sums, half the size) hold one.
             self.train_files, self.select_files = _hold_back(
-                train_files, hold_back, os.path.join(photos, "train"),
+                train_files, hold_back, 2 * patch_size, os.path.join(photos, "train"),
                 os.path.join(photos, "select"))
         else:
             self.train_files, self.select_files = train_files, []
@@ -182,13 +185,14 @@ class Workspace:
     def dataset(self, scenario: str, factor: int) -> tuple[str, str | None]:
         """The training dataset and the held-back strips' dataset (None without)."""
         name = os.path.join(self.out, "data", f"{scenario}-x{factor}")
+        patch = self.patch_size ** 2
         train = _dataset(self._photos("train", self.train_files, scenario), name, scenario,
-                         factor, self.logs, eval_fraction=0, patches_per_image=512)
+                         factor, self.logs, 0, self.patch_size, PIXELS_PER_PHOTO // patch)
         if not self.select_files:
             return train, None
         return train, _dataset(self._photos("select", self.select_files, scenario),
-                               name + "-select", scenario, factor, self.logs, eval_fraction=1,
-                               patches_per_image=SELECT_PATCHES_PER_IMAGE)
+                               name + "-select", scenario, factor, self.logs, 1, self.patch_size,
+                               SELECT_PIXELS_PER_PHOTO // patch)
 
     def held_out(self, scenario: str) -> str:
         return self._photos("held_out", self.held_out_files, scenario)
@@ -205,7 +209,8 @@ class Workspace:
             return export, True
         print(f"== {name}: training {' '.join(flags + budget)}", flush=True)
         shutil.rmtree(job, ignore_errors=True)
-        evaluation = ["--eval_data", select, "--eval_patches", str(SELECT_EVAL_PATCHES)] if select else []
+        evaluation = ["--eval_data", select, "--eval_patches",
+                      str(SELECT_EVAL_PIXELS // self.patch_size ** 2)] if select else []
         _run(["-m", "trainer.task", "--data", data, "--job_dir", job, "--model_id", name,
               *RUN_FLAGS, *evaluation, *flags, *budget], os.path.join(self.logs, f"{name}.log"))
         return export, False
@@ -238,6 +243,9 @@ def add_corpus_flags(parser) -> None:
                              "kept out of training, on which the trainer measures itself and "
                              "picks the weights it exports; 0: it measures itself on "
                              "training patches")
+    parser.add_argument("--patch_size", type=int, default=PATCH,
+                        help="side of the training patches; a photo gives as many pixels "
+                             "in patches of any size")
 
 
 def _targets(hr: dict, hbd: dict | None) -> list[tuple[str, str, str, bool | None]]:
@@ -319,7 +327,7 @@ def write_report(path: str, args, models, hr: dict, hbd: dict | None, minutes: d
         + (f", reusing {len(minutes['reused'])} models trained by an earlier run into the same "
            "--output" if minutes["reused"] else "") + ").",
         f"Training corpus: {', '.join(os.path.basename(p) for p in args.train_files)} "
-        f"({PATCH}x{PATCH} patches"
+        f"({args.patch_size}x{args.patch_size} patches"
         + (f"; the right-hand {args.hold_back:.0%} of each photo's width held back, on which "
            "the trainer measured itself and picked the weights it exported"
            if args.hold_back else "") + "). Held out: "
@@ -371,7 +379,8 @@ def main(argv=None) -> None:
     start = time.monotonic()
     held_out_files(args)
     models = [parse_model(m) for m in args.models]
-    space = Workspace(args.output, args.train_files, args.held_out_files, args.hold_back)
+    space = Workspace(args.output, args.train_files, args.held_out_files, args.hold_back,
+                      args.patch_size)
     per_model = args.budget_minutes / len(models)
     print(f"{len(models)} models, {per_model:.1f} training minutes each; corpus "
           f"{os.path.dirname(space.train_files[0])}, held out {space.held8}", flush=True)

@@ -17,6 +17,7 @@ from sandwich.specs import DATASET_SPEC_FILE, MODEL_SPEC_FILE, ModelSpec, SpecEr
 from tests import trainer_data
 from trainer import task
 from trainer.averaging import WeightAverage
+from trainer.patch_evaluation import RateDistortionGain
 from trainer import data
 from trainer.data import DataError
 from trainer.training import (AUTO_QSTEP_RANGES, FINAL_LR, GAMMA_PER_SLOPE, Config, build_model,
@@ -382,10 +383,26 @@ def test_eval_data_is_what_the_trainer_measures_itself_and_picks_its_weights_on(
         metrics = ModelSpec.from_json(f.read()).metrics
     # The baseline does not train: its figures are those of the held-back patches.
     reconstruction, _ = scenarios.from_spec(spec).baseline(patches, metrics["qstep"])
-    assert metrics["baseline_psnr"] == pytest.approx(float(np.mean(
-        metrics_lib.psnr(reconstruction, patches, spec.bit_depth))), abs=1e-4)
+    pooled = np.mean(np.square(reconstruction.astype(np.float64) - patches))
+    assert metrics["baseline_psnr"] == pytest.approx(
+        10 * np.log10(metrics_lib.peak(spec.bit_depth) ** 2 / pooled), abs=1e-4)
 
 
 def test_eval_data_of_another_kind_is_refused(dataset, high_res_dataset, tmp_path):
     assert_refused(dataset, tmp_path / "job", SpecError,
                    "does not fit the training set: scenario high_res", "--eval_data", high_res_dataset)
+
+
+def test_the_evaluation_pools_the_error_so_an_exactly_coded_patch_keeps_it_finite():
+    """A flat patch comes back exactly from the codec at a fine step: its own
+    PSNR is infinite, and a mean of the patches' PSNRs would be too."""
+    scenario = scenarios.make("high_res", factor=1)
+    photo = samples.load_all()[0]
+    patches = np.stack([photo[:16, :16], photo[16:32, 16:32], np.full((16, 16, 3), 128, np.uint8)])
+    reconstruction, _ = scenario.baseline(patches, 6.0)
+    assert np.isinf(metrics_lib.psnr(reconstruction, patches)[2])
+    gain = RateDistortionGain(scenario, patches, [12.0, 80.0])
+    assert np.all(np.isfinite(gain.baseline))
+    errors = np.square(reconstruction.astype(np.float64) - patches).mean()
+    bpp, psnr = gain.baseline[0][0], gain.baseline[1][0]  # the finest step: 12 / 2
+    assert psnr == pytest.approx(10 * np.log10(255.0 ** 2 / errors), abs=1e-9) and bpp > 0

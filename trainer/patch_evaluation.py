@@ -36,7 +36,8 @@ def evaluate_patches(model, patches: np.ndarray) -> dict[str, float]:
     """Mean bpp and PSNR (dB) of the sandwich and the baseline on `patches`.
 
     Bits per pixel are JPEG file bits (no bottleneck header) per source
-    pixel of the patch; PSNR at the source's peak.
+    pixel of the patch; PSNR at the source's peak, of the squared error
+    pooled over the patches (`_point`).
     """
     qstep = float(model.qstep)
     sandwich = _point(lambda batch: _sandwich(model, batch, qstep), patches)
@@ -60,9 +61,16 @@ def _baseline(scenario, batch, qstep):
 
 
 def _point(code, patches: np.ndarray) -> tuple[float, float]:
-    """Mean (bpp, PSNR) over `patches` of `code(batch) -> (bpp[b], psnr[b])`."""
+    """(bpp, PSNR) over `patches` of `code(batch) -> (bpp[b], psnr[b])`: the
+    mean bpp, and the PSNR of the mean squared error over all patches.
+
+    Pooled, not the mean of the patches' PSNRs: a patch coded exactly (a
+    flat one at a fine step) has an infinite PSNR of its own, which would
+    make the mean infinite and the curve unusable.
+    """
     bpp, psnr = zip(*(code(patches[i:i + BATCH]) for i in range(0, len(patches), BATCH)))
-    return float(np.mean(np.concatenate(bpp))), float(np.mean(np.concatenate(psnr)))
+    relative_error = np.power(10.0, -np.concatenate(psnr) / 10.0)  # MSE / peak^2; 0 if exact
+    return float(np.mean(np.concatenate(bpp))), float(-10.0 * np.log10(np.mean(relative_error)))
 
 
 def curve_qsteps(model) -> list[float]:
