@@ -56,6 +56,9 @@ ARMS = [
     ("tables", "trainable 8x8 luma and chroma tables in the DQT", ["--quantization", "tables"]),
     ("wider", "U-Net 8-16-24-32", ["--unet_widths", "8,16,24,32"]),
     ("widest", "U-Net 16-32-48-64", ["--unet_widths", "16,32,48,64"]),
+    ("slim-pre-wider-post", "a slim pre-processor and a post-processor of U-Net 24-48-72-96 "
+     "(at x2, where the post-processor makes the gain)",
+     ["--size", "slim", "--post_unet_widths", "24,48,72,96"]),
     ("batch-16", "batch 16 (twice the pixels per step)", ["--batch_size", "16"]),
     ("batch-2", "batch 2 (a quarter of the pixels per step; with --patch_size 128, the "
      "reference's pixels in larger patches)", ["--batch_size", "2"]),
@@ -70,6 +73,8 @@ def _seconds_per_step(log: str) -> float | None:
 
 def _macs(export: str) -> float:
     """Multiply-accumulates per source pixel of both processors of an export."""
+    import dataclasses
+
     from sandwich import networks
     from sandwich.specs import MODEL_SPEC_FILE, ModelSpec
 
@@ -78,10 +83,12 @@ def _macs(export: str) -> float:
     preset = networks.network_size(spec.config["size"])
     size = networks.NetworkSize(tuple(spec.config["unet_widths"] or preset.unet_widths),
                                 tuple(spec.config["mlp_widths"] or preset.mlp_widths))
+    post_widths = spec.config.get("post_unet_widths")
+    post_size = dataclasses.replace(size, unet_widths=tuple(post_widths)) if post_widths else size
     post_reads_step = spec.qstep_range is not None
     input_plane = spec.config.get("condition_preprocessor") in (True, "input")
     return (size.macs_per_pixel(in_channels=3 + input_plane)
-            + size.macs_per_pixel(in_channels=3 + post_reads_step))
+            + post_size.macs_per_pixel(in_channels=3 + post_reads_step))
 
 
 def main(argv=None) -> None:

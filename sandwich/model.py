@@ -111,6 +111,7 @@ class Sandwich(keras.Model):
       scenario: what the codec carries (`sandwich.scenarios.make(...)`).
       size: a `sandwich.networks` preset name (`slim`, `paper`) or a
         `NetworkSize`, for each of the two processors.
+      post_size: the post-processor's, where it differs from `size`.
       qstep: the initial flat JPEG quantisation step (> 1).
       train_qstep: whether the step (or tables) learns, through the proxy.
       quantization: what learns, a key of `QUANTIZATIONS`; every choice
@@ -127,7 +128,7 @@ class Sandwich(keras.Model):
         True means 'input', False 'off').
     """
 
-    def __init__(self, scenario: Scenario, *, size="slim", qstep: float = 20.0,
+    def __init__(self, scenario: Scenario, *, size="slim", post_size=None, qstep: float = 20.0,
                  train_qstep: bool = True, quantization: str = "flat", gamma: float = 50.0,
                  penalty_weight: float = 1.0, rate_model=None, qstep_range=None,
                  condition_preprocessor: bool | str = False, **kwargs):
@@ -155,7 +156,7 @@ class Sandwich(keras.Model):
         self.preprocessor = networks.Processor(
             size, peak=scenario.peak, conditioned=self.preprocessor_conditioning == "input",
             level_gain=self.preprocessor_conditioning == "gain", name="preprocessor")
-        self.postprocessor = networks.Processor(size, peak=scenario.peak,
+        self.postprocessor = networks.Processor(post_size or size, peak=scenario.peak,
                                                 conditioned=self.conditioned, name="postprocessor")
         self.qstep_parameter = self.add_weight(
             shape=QUANTIZATIONS[quantization],

@@ -331,6 +331,15 @@ def test_auto_size_is_wide_where_the_codec_carries_a_downsampled_image():
                           scenarios.make("high_res", factor=2)) == "slim"
     model = build_model(Config(data="d", gamma=1.0), scenarios.make("high_res", factor=2))
     assert model.preprocessor.size.unet_widths == (16, 32, 48, 64)
+    assert model.postprocessor.size == model.preprocessor.size
+
+
+def test_the_post_processor_can_have_its_own_widths():
+    config, _ = task.parse(["--data", "d", "--size", "slim", "--post_unet_widths", "8,16,24"])
+    model = build_model(dataclasses.replace(config, gamma=1.0), scenarios.make("high_res", factor=2))
+    assert model.preprocessor.size.unet_widths == (5, 10, 15, 20)
+    assert model.postprocessor.size.unet_widths == (8, 16, 24)
+    assert model.postprocessor.size.mlp_widths == model.preprocessor.size.mlp_widths
 
 
 def test_cosine_schedule_warms_up_then_decays():

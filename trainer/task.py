@@ -94,6 +94,9 @@ def parser() -> argparse.ArgumentParser:
                      help="network preset: slim and wide for CPUs, paper for accelerators; "
                           "auto: wide for downsampling scenarios (factor > 1), else slim")
     net.add_argument("--unet_widths", type=_widths, help="override the preset's U-Net widths, e.g. 8,16")
+    net.add_argument("--post_unet_widths", type=_widths,
+                     help="the post-processor's own U-Net widths, where it should differ from "
+                          "the pre-processor's (the preset's or --unet_widths)")
     net.add_argument("--mlp_widths", type=_widths, help="override the preset's MLP widths, e.g. 16,16")
     net.add_argument("--qstep", type=float, default=default["qstep"], help="initial flat JPEG quantisation step")
     net.add_argument("--qstep_range", type=_qstep_range, default=default["qstep_range"],

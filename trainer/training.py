@@ -67,6 +67,7 @@ class Config:
     size: str = "auto"
     unet_widths: tuple[int, ...] | None = None
     mlp_widths: tuple[int, ...] | None = None
+    post_unet_widths: tuple[int, ...] | None = None
     qstep: float = 20.0
     qstep_range: tuple[float, float] | str | None = "auto"
     condition_preprocessor: str = "off"
@@ -99,6 +100,11 @@ class Config:
         preset = network_size(self.size)
         return NetworkSize(self.unet_widths or preset.unet_widths,
                            self.mlp_widths or preset.mlp_widths)
+
+    def post_network(self) -> NetworkSize:
+        """The post-processor's size: the pre-processor's, or its own U-Net widths."""
+        size = self.network()
+        return dataclasses.replace(size, unet_widths=self.post_unet_widths) if self.post_unet_widths else size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,7 +293,8 @@ def build_model(config: Config, scenario, rate_model=None) -> Sandwich:
     config = dataclasses.replace(config, size=network_preset(config, scenario))
     if not isinstance(config.gamma, (int, float)):
         raise ValueError(f"gamma must be a number here (resolve 'auto' first), got {config.gamma!r}")
-    model = Sandwich(scenario, size=config.network(), qstep=config.qstep,
+    model = Sandwich(scenario, size=config.network(), post_size=config.post_network(),
+                     qstep=config.qstep,
                      train_qstep=config.train_qstep, quantization=config.quantization,
                      gamma=config.gamma, qstep_range=qstep_range(config, scenario),
                      condition_preprocessor=config.condition_preprocessor,
