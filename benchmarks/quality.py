@@ -125,11 +125,10 @@ def _hold_back(paths, share: float, min_strip: int, train_dir: str,
         with Image.open(path) as image:
             width, height = image.size
             strip = max(round(width * share), min_strip)
+            train.append(os.path.join(train_dir, name))
             if width - strip < min_strip:
-                train.append(os.path.join(train_dir, name))
                 image.save(train[-1])
                 continue
-            train.append(os.path.join(train_dir, name))
             image.crop((0, 0, width - strip, height)).save(train[-1])
             select.append(os.path.join(select_dir, name))
             image.crop((width - strip, 0, width, height)).save(select[-1])
