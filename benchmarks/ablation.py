@@ -103,7 +103,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     quality.held_out_files(args)
     space = quality.Workspace(args.output, args.train_files, args.held_out_files, args.hold_back,
-                              args.patch_size)
+                              args.patch_size, args.rescale)
     arms = [a for a in ARMS if a[0] in args.arms]
     exports = {}
     for name, _, flags in arms:

@@ -135,6 +135,26 @@ def _hold_back(paths, share: float, min_strip: int, train_dir: str,
     return train, select
 
 
+def _rescaled(paths, scales, min_side: int, directory: str) -> list[str]:
+    """Copies of the photos downscaled by each of `scales` (Lanczos), as
+    lossless PNGs in `directory`; returns their paths. A downscaled photo
+    is another photograph as far as training goes: the same scene with its
+    detail packed denser. Copies smaller than `min_side` are left out."""
+    from PIL import Image
+
+    made = []
+    for path in paths:
+        name = os.path.splitext(os.path.basename(path))[0]
+        with Image.open(path) as image:
+            for scale in scales:
+                size = (round(image.width * scale), round(image.height * scale))
+                if min(size) < min_side:
+                    continue
+                made.append(os.path.join(directory, f"{name}_x{scale:g}.png"))
+                image.resize(size, Image.Resampling.LANCZOS).save(made[-1])
+    return made
+
+
 def parse_model(text: str) -> tuple[str, int, list[str]]:
     """'scenario:factor[:trainer flags]' -> (scenario, factor, flags)."""
     scenario, factor, *flags = text.split(":", 2)
@@ -162,7 +182,7 @@ class Workspace:
     """
 
     def __init__(self, output: str, train_files, held_out_files, hold_back: float = 0.0,
-                 patch_size: int = PATCH):
+                 patch_size: int = PATCH, rescale=()):
         self.out, self.logs = output, os.path.join(output, "logs")
         os.makedirs(self.logs, exist_ok=True)
         self.held_out_files, self.patch_size = held_out_files, patch_size
@@ -175,6 +195,8 @@ class Workspace:
         else:
             self.train_files, self.select_files = train_files, []
             _copy_all(train_files, os.path.join(photos, "train"))
+        self.train_files = self.train_files + _rescaled(
+            self.train_files, rescale, 2 * patch_size, os.path.join(photos, "train"))
         self.held8 = _copy_all(held_out_files, os.path.join(photos, "held_out"))
 
     def _photos(self, name: str, files, scenario: str) -> str:
@@ -242,6 +264,9 @@ def add_corpus_flags(parser) -> None:
                              "kept out of training, on which the trainer measures itself and "
                              "picks the weights it exports; 0: it measures itself on "
                              "training patches")
+    parser.add_argument("--rescale", type=float, nargs="*", default=[],
+                        help="also train on the training photos downscaled by these factors "
+                             "(e.g. 0.7 0.5), each copy a photo of its own")
     parser.add_argument("--patch_size", type=int, default=PATCH,
                         help="side of the training patches; a photo gives as many pixels "
                              "in patches of any size")
@@ -329,7 +354,9 @@ def write_report(path: str, args, models, hr: dict, hbd: dict | None, minutes: d
         f"({args.patch_size}x{args.patch_size} patches"
         + (f"; the right-hand {args.hold_back:.0%} of each photo's width held back, on which "
            "the trainer measured itself and picked the weights it exported"
-           if args.hold_back else "") + "). Held out: "
+           if args.hold_back else "")
+        + (f"; with copies downscaled by {', '.join(f'{r:g}' for r in args.rescale)}"
+           if args.rescale else "") + "). Held out: "
         f"{', '.join(os.path.basename(p) for p in args.held_out_files)} (never trained on). "
         "Every figure is a real file from the real encoder, its whole size per source pixel, "
         "and PSNR of the decoded reconstruction.",
@@ -379,7 +406,7 @@ def main(argv=None) -> None:
     held_out_files(args)
     models = [parse_model(m) for m in args.models]
     space = Workspace(args.output, args.train_files, args.held_out_files, args.hold_back,
-                      args.patch_size)
+                      args.patch_size, args.rescale)
     per_model = args.budget_minutes / len(models)
     print(f"{len(models)} models, {per_model:.1f} training minutes each; corpus "
           f"{os.path.dirname(space.train_files[0])}, held out {space.held8}", flush=True)
@@ -411,6 +438,7 @@ def main(argv=None) -> None:
     with open(os.path.splitext(args.report)[0] + ".json", "w") as f:
         json.dump({"budget_minutes": args.budget_minutes, "models": dict(zip(names, args.models)),
                    "train": args.train_files, "hold_back": args.hold_back,
+                   "rescale": args.rescale,
                    "held_out": args.held_out_files,
                    "summaries": summaries}, f, indent=1)
     print(open(args.report).read())
