@@ -3,21 +3,34 @@
 Beam 2.77's `DirectRunner` first tries the Prism runner, which downloads its
 binary from the internet, and only falls back to the FnApiRunner after that
 fails; offline that is a long stall. We name the `FnApiRunner` directly (the
-engine the DirectRunner falls back to for batch jobs) in `multi_processing`
-mode, so a local run uses one worker process per core and never reaches for
-the network. Any flag the user gives (`--runner DataflowRunner`,
-`--direct_num_workers 2`, ...) wins over these defaults; other runners
-ignore the `direct_*` ones.
+engine the DirectRunner falls back to for batch jobs). It runs the workers
+as `--direct_num_workers` asks (0, the default: one per core): several in
+`multi_processing` mode, one worker process each; a single one in the
+runner's own process (`in_memory`), since a worker process of its own
+would only add its start-up (about 0.8 s of CPU importing `apache_beam`,
+which the runner waits for) and nothing runs beside it. Any flag the user
+gives (`--runner DataflowRunner`, `--direct_running_mode multi_processing`,
+...) wins over these defaults; other runners ignore the `direct_*` ones.
 """
 from __future__ import annotations
 
+import argparse
+import multiprocessing
+
 from apache_beam.options.pipeline_options import PipelineOptions
 
-LOCAL_DEFAULTS = [
-    "--runner=FnApiRunner",
-    "--direct_running_mode=multi_processing",
-    "--direct_num_workers=0",  # 0 = one worker process per CPU core
-]
+LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner")
+
+
+def local_defaults(beam_args: list[str]) -> list[str]:
+    """The local runner's flags for the workers the user's flags ask for.
+
+    Counts workers as the FnApiRunner does (0: one per core, by
+    `multiprocessing.cpu_count`).
+    """
+    workers = _workers_flags(beam_args).direct_num_workers or 0
+    mode = "in_memory" if (workers or multiprocessing.cpu_count()) == 1 else "multi_processing"
+    return ["--runner=FnApiRunner", f"--direct_running_mode={mode}", "--direct_num_workers=0"]
 
 
 def pipeline_options(beam_args: list[str]) -> PipelineOptions:
@@ -26,7 +39,25 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     The defaults go before the user's flags because, as with any argparse
     option, the last occurrence of a flag is the one that counts.
     """
-    return PipelineOptions(LOCAL_DEFAULTS + list(beam_args))
+    return PipelineOptions(local_defaults(beam_args) + list(beam_args))
+
+
+def _workers_flags(beam_args: list[str]) -> argparse.Namespace:
+    """The local runner's worker flags as given, None where not given (Beam's
+    own parser cannot tell a flag given at its default from one left out)."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--direct_num_workers", type=int)
+    parser.add_argument("--direct_running_mode")
+    return parser.parse_known_args(beam_args)[0]
+
+
+def local_and_unsized(beam_args: list[str]) -> bool:
+    """Whether the job runs on the local runner with neither the number of
+    its workers nor the way they run given: whether the job may choose."""
+    flags = _workers_flags(beam_args)
+    runner = pipeline_options(beam_args).get_all_options()["runner"]
+    return (runner in LOCAL_RUNNERS and flags.direct_num_workers is None
+            and flags.direct_running_mode is None)
 
 
 def worker_processes(beam_args: list[str]) -> int:

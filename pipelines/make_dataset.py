@@ -26,11 +26,15 @@ shards: TFDS's rule gives one shard per 64 MiB - 1 GiB of patches;
 `--num_shards` sets more for a small dataset on many workers.
 
 Flags not listed by `--help` go to Beam's PipelineOptions; with no `--runner`
-the job runs locally on one worker process per core (see `beam_options`).
+the job runs locally (see `beam_options`) on as many workers as its shards
+keep busy enough to repay their start-up, at most one per core
+(`local_workers`): a corpus of a few shards runs in the launcher's own
+process.
 """
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import operator
 import sys
 
@@ -42,7 +46,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 import sandwich
-from pipelines import batch_jobs, jobs, tfds_writer
+from pipelines import batch_jobs, beam_options, jobs, tfds_writer
 from pipelines import patches as patch_lib
 from pipelines.dead_letters import DEAD_LETTERS, Attempt, Rejected, TryFlatMap
 from sandwich.image_io import DEFAULT_MAX_PIXELS, decode_image
@@ -69,6 +73,11 @@ class Config(jobs.JobConfig):
     @property
     def dataset_name(self) -> str:
         return f"sandwich_{self.scenario}"
+
+    @property
+    def patch_bytes(self) -> int:
+        """The bytes of one patch's pixels, as a record holds them."""
+        return self.patch_size ** 2 * 3 * np.dtype(container_dtype(self.bit_depth)).itemsize
 
     def spec(self, splits: dict[str, int], sources: dict[str, int]) -> DatasetSpec:
         return DatasetSpec(
@@ -268,9 +277,7 @@ def build(pipeline: beam.Pipeline, config: Config) -> None:
                | "GroupIntoShards" >> tfds_writer.GroupIntoShards(
                    split_of=operator.attrgetter("split"), key_of=operator.attrgetter("key"),
                    examples_per_item=config.patches_per_image,
-                   bytes_per_example=config.patch_size ** 2 * 3 * np.dtype(
-                       container_dtype(config.bit_depth)).itemsize,
-                   fixed=config.num_shards)
+                   bytes_per_example=config.patch_bytes, fixed=config.num_shards)
                | "CutAndWriteShards" >> beam.ParDo(CutAndWriteShard(config)).with_outputs(
                    DEAD_LETTERS, main="shards"))
     _ = (pipeline
@@ -338,9 +345,46 @@ def account(spec: DatasetSpec, result, dead_letter_path: str) -> str:
             f"({spec.patch_size}x{spec.patch_size}, {spec.bit_depth}-bit)")
 
 
+# Shards of work that worker processes must take off the busiest one to
+# repay their start-up: a process takes 1-2 s of wall time to reach its first
+# shard (0.3 s in the runner's own process), about what one shard (64-128 MiB
+# of patches) of small photographs takes to make (docs/architecture.md).
+SHARDS_TO_REPAY_PROCESSES = 2
+
+
+def local_workers(config: Config, files: int, cores: int) -> int:
+    """How many workers a local run of `files` sources uses: one per shard
+    and per core, when together they save the busiest one at least
+    `SHARDS_TO_REPAY_PROCESSES` shards; else one, in the runner's process.
+
+    The shards are those the job will make, from the splits' expected sizes;
+    the runner hands each worker a fixed share of them, so the busiest one
+    makes ceil(shards / workers). On large photographs a shard is more
+    work than on small ones and one shard would repay a process; the rule
+    errs only on corpora of a few shards, whose runs are short anyway.
+    """
+    eval_files = round(files * config.eval_fraction)
+    shards = sum(tfds_writer.shards_of_items(n, config.patches_per_image, config.patch_bytes,
+                                             config.num_shards)
+                 for n in (files - eval_files, eval_files) if n)
+    workers = max(1, min(cores, shards))
+    saved = shards - -(-shards // workers)
+    return workers if saved >= SHARDS_TO_REPAY_PROCESSES else 1
+
+
+def worker_flags(config: Config, beam_args: list[str]) -> list[str]:
+    """`--direct_num_workers` of `local_workers` for the files the input
+    matches, when the job runs locally and the user sized no workers; else none."""
+    if not beam_options.local_and_unsized(beam_args):
+        return []
+    files = len(FileSystems.match([config.input])[0].metadata_list)
+    return [f"--direct_num_workers={local_workers(config, files, multiprocessing.cpu_count())}"]
+
+
 def run(argv=None, save_main_session=False, test_pipeline=None) -> DatasetSpec:
     """Runs the job to completion, prints the account and returns the spec it wrote."""
     config, beam_args = parse_args(argv)
+    beam_args = worker_flags(config, beam_args) + beam_args
     result = jobs.run_pipeline(build, config, beam_args, save_main_session, test_pipeline)
     with FileSystems.open(config.path(DATASET_SPEC_FILE)) as f:
         spec = DatasetSpec.from_json(f.read())

@@ -118,6 +118,14 @@ def number_of_shards(num_examples: int, num_bytes: int, fixed: int = 0) -> int:
     return max(1, min(num_examples, fixed or _tfds_shard_count(num_examples, num_bytes)))
 
 
+def shards_of_items(items: int, examples_per_item: int, bytes_per_example: int,
+                    fixed: int = 0) -> int:
+    """`number_of_shards` of a split from an estimate of its size: `items`
+    of `examples_per_item` examples of `bytes_per_example` bytes each."""
+    examples = items * examples_per_item
+    return number_of_shards(examples, examples * bytes_per_example, fixed)
+
+
 def _tfds_shard_count(num_examples: int, num_bytes: int) -> int:
     """`ShardConfig.calculate_number_shards` for shards that are not exactly
     even (hash-assigned): at most 0.9 of the largest size."""
@@ -154,8 +162,7 @@ class GroupIntoShards(beam.PTransform):
         self._examples, self._bytes, self._fixed = examples_per_item, bytes_per_example, fixed
 
     def _num_shards(self, split: str, items: int) -> tuple[str, int]:
-        examples = items * self._examples
-        return split, number_of_shards(examples, examples * self._bytes, self._fixed)
+        return split, shards_of_items(items, self._examples, self._bytes, self._fixed)
 
     def expand(self, items):
         split_of, key_of = self._split_of, self._key_of

@@ -183,12 +183,49 @@ def test_impossible_settings_are_refused_before_running(tmp_path):
                                                 "--setup_file=./setup.py"]
 
 
-def test_local_runs_use_worker_processes_and_never_prism():
+def test_local_runs_use_worker_processes_and_never_prism(monkeypatch):
+    monkeypatch.setattr("multiprocessing.cpu_count", lambda: 2)
     default = pipeline_options([]).get_all_options()
     assert (default["runner"], default["direct_running_mode"]) == ("FnApiRunner", "multi_processing")
     given = pipeline_options(["--direct_num_workers=1", "--runner", "DataflowRunner"])
     assert given.get_all_options()["direct_num_workers"] == 1
     assert given.get_all_options()["runner"] == "DataflowRunner"
+
+
+@pytest.mark.parametrize("beam_args, cores, mode", [
+    ([], 2, "multi_processing"),
+    ([], 1, "in_memory"),  # one worker: no process of its own
+    (["--direct_num_workers=1"], 2, "in_memory"),
+    (["--direct_num_workers", "1", "--direct_running_mode=multi_processing"], 2,
+     "multi_processing"),  # the user's mode wins
+    (["--direct_num_workers=3"], 1, "multi_processing"),
+])
+def test_a_single_local_worker_runs_in_the_runners_process(beam_args, cores, mode, monkeypatch):
+    monkeypatch.setattr("multiprocessing.cpu_count", lambda: cores)
+    assert pipeline_options(beam_args).get_all_options()["direct_running_mode"] == mode
+
+
+@pytest.mark.parametrize("files, cores, workers", [
+    (0, 2, 1), (264, 2, 1),
+    (528, 2, 1),  # shards: train 2 and eval 1; a second process saves one
+    (528, 4, 3), (1056, 2, 2), (1056, 1, 1), (10000, 16, 16),
+])
+def test_local_workers_are_those_the_shards_repay(files, cores, workers):
+    config, _ = make_dataset.parse_args(["--input=x/*", "--output=o", "--scenario=high_res",
+                                         "--patch_size=128", "--patches_per_image=8"])
+    assert make_dataset.local_workers(config, files, cores) == workers
+
+
+@pytest.mark.parametrize("beam_args, chosen", [
+    ([], True), (["--runner=DirectRunner"], True), (["--runner=DataflowRunner"], False),
+    (["--direct_num_workers=2"], False), (["--direct_running_mode=multi_processing"], False),
+])
+def test_the_job_sizes_only_local_runs_the_user_did_not_size(beam_args, chosen, tmp_path):
+    (tmp_path / "a.png").write_bytes(b"")
+    config, _ = make_dataset.parse_args([f"--input={tmp_path}/*", "--output=o",
+                                         "--scenario=high_res"])
+    flags = make_dataset.worker_flags(config, beam_args)
+    assert flags == (["--direct_num_workers=1"] if chosen else [])
 
 
 def _reject_odd(n):

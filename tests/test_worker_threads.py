@@ -13,11 +13,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.mark.parametrize("beam_args, processes", [
     ([], 0),  # local default: one worker process per core
     (["--direct_num_workers=3"], 3),
+    (["--direct_num_workers=1"], 1),  # in the runner's own process
     (["--direct_running_mode=in_memory", "--direct_num_workers=1"], 1),
     (["--runner=DataflowRunner"], 0),  # one SDK process per vCPU
     (["--runner=DataflowRunner", "--experiments=no_use_multiple_sdk_containers"], 1),
 ])
-def test_worker_processes_per_machine_follow_the_runner_options(beam_args, processes):
+def test_worker_processes_per_machine_follow_the_runner_options(beam_args, processes,
+                                                                monkeypatch):
+    monkeypatch.setattr("multiprocessing.cpu_count", lambda: 2)
     assert worker_processes(beam_args) == processes
 
 
