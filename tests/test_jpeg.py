@@ -10,7 +10,8 @@ import tensorflow as tf
 from PIL import Image
 
 from sandwich import metrics
-from sandwich.jpeg import JpegMode, decode, encode, proxy_roundtrip, real_roundtrip, tables
+from sandwich.jpeg import JpegMode, decode, encode, proxy, proxy_roundtrip, real_roundtrip, tables
+from sandwich.jpeg.ste import straight_through
 from tests import photos
 
 QSTEPS = (2, 3, 4, 8, 16, 32, 64)
@@ -133,6 +134,40 @@ def test_gradients_reach_the_input_and_qstep(crops):
     grad_images, grad_qstep = tape.gradient(loss, [images, qstep])
     assert grad_images is not None and float(tf.reduce_max(tf.abs(grad_images))) > 0
     assert grad_qstep is not None and abs(float(grad_qstep)) > 0
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_integer_clip_has_the_clip_gradient(jit_compile):
+    """`clip_integer_levels` on whole numbers: `clip_levels`' values and
+    gradient, the edges 0 and 255 passing it, -1 and 256 not."""
+    x = tf.constant(np.arange(-300.0, 600.0, dtype=np.float32).reshape(1, -1))
+    dy = tf.constant(np.random.default_rng(0).normal(size=x.shape).astype(np.float32))
+
+    def values_and_gradient(clip):
+        @tf.function(jit_compile=jit_compile)
+        def run(x, dy):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = clip(x)
+            return y, tape.gradient(y, x, output_gradients=dy)
+        return run(x, dy)
+
+    for got, expected in zip(values_and_gradient(proxy.clip_integer_levels),
+                             values_and_gradient(proxy.clip_levels)):
+        np.testing.assert_array_equal(got.numpy(), expected.numpy())
+
+
+def test_straight_through_is_the_sum_it_replaced():
+    """`exact` forward, as `linear + stop_gradient(exact - linear)` was
+    (integers within one of the linear value), and the linear gradient."""
+    rng = np.random.default_rng(0)
+    exact = np.floor(rng.uniform(-300.0, 300.0, 100000)).astype(np.float32)
+    linear = tf.constant(exact + rng.uniform(-0.999, 0.999, exact.shape).astype(np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(linear)
+        y = straight_through(3.0 * linear, tf.constant(exact))
+    np.testing.assert_array_equal(y.numpy(), (linear + tf.stop_gradient(exact - linear)).numpy())
+    np.testing.assert_array_equal(tape.gradient(y, linear).numpy(), 3.0)
 
 
 def test_proxy_compiles_with_xla(crops):
