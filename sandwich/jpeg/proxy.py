@@ -50,6 +50,22 @@ def clip_levels(x: tf.Tensor):
     return clipped, lambda dy: dy * tf.cast(tf.equal(clipped, x), dy.dtype)
 
 
+# Relu6Grad passes a gradient where its feature is strictly between 0 and 6:
+# whole numbers from 0 to 255, and no others, map there as (x + 1/2) * 6/256
+# (exactly: a sum with 1/2 and a product with 3/128).
+_LEVELS_TO_RELU6 = 6.0 / 256.0
+
+
+@tf.custom_gradient
+def clip_integer_levels(x: tf.Tensor):
+    """`clip_levels` of whole numbers `x`, its gradient taken by one fused
+    op (`Relu6Grad`) instead of a comparison, a cast and a product, which
+    took 3x as long as the op on the decoded images."""
+    clipped = tf.clip_by_value(x, 0.0, 255.0)
+    return clipped, lambda dy: tf.raw_ops.Relu6Grad(
+        gradients=dy, features=(x + 0.5) * _LEVELS_TO_RELU6)
+
+
 def pad_partial_blocks(images: tf.Tensor, rows: int, columns: int | None = None) -> tf.Tensor:
     """Pads `[b, h, w, ...]` on the bottom/right by repeating the last
     row/column, to multiples of `rows` and `columns` (default: `rows`).
@@ -109,7 +125,7 @@ def code_planes(components: list, qtables: tf.Tensor):
     dequantised = indices * table
     exact = islow_idct(tf.stop_gradient(dequantised))
     decoded = straight_through(blockwise_idct(dequantised) + 128.0, exact + 128.0)
-    decoded = tf.split(clip_levels(decoded), counts, axis=1)
+    decoded = tf.split(clip_integer_levels(decoded), counts, axis=1)
     decoded = [_crop(from_blocks(x, p.shape[1:]), c.shape[1], c.shape[2])
                for x, p, c in zip(decoded, padded, components)]
     indices = tf.split(tf.reshape(indices, [-1, sum(counts), BLOCK * BLOCK]), counts, axis=1)
@@ -226,7 +242,7 @@ def proxy_code(images: tf.Tensor, qstep, *, color_mode: str = "ycbcr",
     if mode.subsampling == "420":
         others = _upsample_2x2(others, h, w)
     if mode.color_mode == "ycbcr":
-        return clip_levels(color.ycbcr_to_rgb(first, others)), indices
+        return clip_integer_levels(color.ycbcr_to_rgb(first, others)), indices
     return tf.concat([first, others], axis=-1), indices
 
 
