@@ -52,26 +52,45 @@ FEATURES = 3
 DC_BITS_PER_LOG2 = 3.0
 
 
-def _log2_1p_abs(x: tf.Tensor, weights: np.ndarray | None = None) -> tf.Tensor:
-    """`sum log2(1 + |x|)` per image over `x` `[b, n]`, or with `weights`
-    over the last axis of `[b, n, m]` first.
+def _log_half_1p_abs(x: tf.Tensor) -> tf.Tensor:
+    """`ln((1 + |x|) / 2)` elementwise, the summand of `_log2_sum`.
 
-    Summed as `ln((1 + |x|) / 2)` and converted once, per image: not as
-    `log1p`, nor as `log(1 + y)`, which TensorFlow rewrites as `log1p`,
+    Not `log1p`, nor `log(1 + y)`, which TensorFlow rewrites as `log1p`,
     which is not vectorised and took 10x as long.
     """
-    logs = tf.math.log(0.5 + 0.5 * tf.abs(x))
-    count = float(x.shape[1])
-    if weights is not None:
-        logs, count = _per_block(logs, weights), count * float(weights.sum())
-    return tf.reduce_sum(logs, axis=1) / math.log(2.0) + count
+    return tf.math.log(0.5 + 0.5 * tf.abs(x))
+
+
+def _log2_sum(logs: tf.Tensor, terms: float) -> tf.Tensor:
+    """`sum log2(1 + |x|)` over `terms` terms, from their sum `logs` of
+    `_log_half_1p_abs`: summed in `ln` and converted once, per image."""
+    return logs / math.log(2.0) + terms
+
+
+def _slots(x: tf.Tensor, counts: Sequence[int]) -> list:
+    """`x` `[b, blocks, ...]` cut into each table slot's `counts` blocks."""
+    return tf.split(x, counts, axis=1) if len(counts) > 1 else [x]
+
+
+def _slot_sums(x: tf.Tensor, counts: Sequence[int]) -> list:
+    """Each table slot's sum `[b]` of `x` `[b, blocks, ...]` over its own
+    blocks (and any further axes).
+
+    Every slot's blocks are summed as a tensor of their own, as a chain of
+    ops per slot summed them: the features are the same to the bit, and the
+    ops before the sums run once for all slots, half the dispatches on a CPU
+    without XLA.
+    """
+    return [tf.reduce_sum(part, axis=list(range(1, x.shape.rank))) for part in _slots(x, counts)]
 
 
 def _per_block(k: tf.Tensor, weights: np.ndarray) -> tf.Tensor:
-    """`[b, n, 64] @ weights` -> `[b, n]`, as one 2-D matmul (a batched one
-    is several times slower on a CPU)."""
-    flat = tf.matmul(tf.reshape(k, [-1, k.shape[-1]]), weights[:, None])
-    return tf.reshape(flat, [-1, k.shape[1]])
+    """`[b, n, 64] @ weights` -> `[b, n]` for `weights` `[64]`, or `[b, n, m]`
+    for `[64, m]`, as one 2-D matmul (a batched one is several times slower
+    on a CPU)."""
+    matrix = weights if weights.ndim == 2 else weights[:, None]
+    flat = tf.matmul(tf.reshape(k, [-1, k.shape[-1]]), matrix)
+    return tf.reshape(flat, [-1, k.shape[1], *matrix.shape[1:weights.ndim]])
 
 
 # JPEG codes a block's coefficients in zigzag order: ZIGZAG[i] is the
@@ -80,6 +99,10 @@ ZIGZAG = np.array(sorted(range(64), key=lambda p: (
     p // 8 + p % 8, (p // 8) if (p // 8 + p % 8) % 2 else (p % 8))), np.int32)
 # The AC coefficients' positions in zigzag order, the DC's being 0.
 AC_POSITIONS = np.arange(1, 64, dtype=np.float32)
+# Natural order to the AC coefficients in zigzag order, as a product with a
+# permutation matrix: its gradient is one more product, where a gather's
+# (along the last axis) is two transposes and a segment sum; both are exact.
+_TO_ZIGZAG_AC = np.eye(64, dtype=np.float32)[:, ZIGZAG[1:]]
 
 
 def _shift_right(x: tf.Tensor, shift: int) -> tf.Tensor:
@@ -104,10 +127,10 @@ def _previous_nonzero(mask: tf.Tensor) -> tf.Tensor:
     return previous
 
 
-def _run_bits(nonzero: tf.Tensor) -> tf.Tensor:
-    """`sum log2(1 + run)` per image over the nonzero AC coefficients,
-    given their indicator `nonzero` `[b, n, 64]` (`_nonzero` of the
-    indices), `run` being the zeros before each in zigzag order.
+def _run_bits(zigzag: tf.Tensor) -> tf.Tensor:
+    """`log2(1 + run)` of each nonzero AC coefficient, 0 elsewhere, given
+    their indicator `zigzag` `[b, n, 63]` (`_nonzero` of the indices, in
+    zigzag order), `run` being the zeros before each.
 
     JPEG codes each nonzero AC coefficient as a Huffman (run, size) symbol,
     and the longer the run, the longer its code. A pre-processor trained
@@ -117,12 +140,10 @@ def _run_bits(nonzero: tf.Tensor) -> tf.Tensor:
     from the hard nonzero mask; the gradient passes through each coefficient's
     own nonzero indicator (`_nonzero`) at its run's price.
     """
-    zigzag = tf.gather(nonzero, ZIGZAG[1:], axis=-1)
-    # The indicator's forward values are the hard mask's.
-    mask = tf.stop_gradient(tf.cast(zigzag > 0.5, tf.float32))
+    mask = tf.stop_gradient(zigzag)  # The indicator's values are the hard mask's.
     runs = AC_POSITIONS - _previous_nonzero(mask)
     price = tf.math.log(runs) / math.log(2.0)  # log2(1 + run): runs counts 1 + run
-    return tf.reduce_sum(zigzag * price, axis=[1, 2])
+    return zigzag * price
 
 
 # The AC and the DC coefficients of a block, picked by products with these
@@ -132,12 +153,23 @@ _AC = np.array([0.0] + [1.0] * 63, np.float32)
 _DC = np.array([1.0] + [0.0] * 63, np.float32)
 
 
-def _nonzero(k: tf.Tensor) -> tf.Tensor:
+@tf.custom_gradient
+def _nonzero(k: tf.Tensor):
     """1 where an (integer) index is nonzero, else 0; its gradient is that
-    of `tanh(|k|)`, which pulls +-1 toward zero and leaves large ones be."""
-    smooth = tf.tanh(tf.abs(k))
-    hard = tf.cast(tf.not_equal(k, 0.0), k.dtype)
-    return smooth + tf.stop_gradient(hard - smooth)
+    of `tanh(|k|)`, which pulls +-1 toward zero and leaves large ones be.
+
+    A gradient of its own: the forward pass needs no `tanh`, and the
+    backward takes `tanh'(|k|) sign(k)` as `tanh'(k) sign(k)`, the same.
+    """
+    def grad(dy):
+        return tf.raw_ops.TanhGrad(y=tf.tanh(k), dy=dy) * tf.sign(k)
+    return tf.cast(tf.not_equal(k, 0.0), k.dtype), grad
+
+
+def _dc_differences(dc: tf.Tensor) -> tf.Tensor:
+    """The DC indices `dc` `[b, blocks]` of one slot, each less the previous
+    block's (0 before the first): JPEG codes DC by DPCM."""
+    return dc - tf.pad(dc[:, :-1], [[0, 0], [1, 0]])
 
 
 def log_rate_features(indices: Sequence[tf.Tensor]):
@@ -149,19 +181,23 @@ def log_rate_features(indices: Sequence[tf.Tensor]):
 
     `indices` is what `proxy_code` returns: `[b, blocks, 64]` per table slot,
     blocks in raster order plane after plane (so the DC predictor restarts at
-    each plane, as in JPEG where each component has its own predictor).
+    each plane, as in JPEG where each component has its own predictor). The
+    slots' AC coefficients go through each op together and are summed apart.
     """
-    ac, nonzero, runs, dc, blocks = [], [], [], 0.0, 0.0
-    for k in indices:
-        ac.append(_log2_1p_abs(k, _AC))
-        indicator = _nonzero(k)
-        nonzero.append(tf.reduce_sum(_per_block(indicator, _AC), axis=1))
-        runs.append(_run_bits(indicator))
-        dc_indices = _per_block(k, _DC)
-        previous = tf.pad(dc_indices[:, :-1], [[0, 0], [1, 0]])
-        dc += _log2_1p_abs(dc_indices - previous)
-        blocks += float(k.shape[1])
-    return tf.stack(ac + nonzero + runs, axis=-1), dc, blocks
+    counts = [k.shape[1] for k in indices]
+    k = tf.concat(indices, axis=1) if len(indices) > 1 else indices[0]
+    zigzag = _per_block(_nonzero(k), _TO_ZIGZAG_AC)
+    magnitudes = _slot_sums(_per_block(_log_half_1p_abs(k), _AC), counts)
+    ac = [_log2_sum(logs, n * float(_AC.sum())) for logs, n in zip(magnitudes, counts)]
+    # Each slot's DC differences go through a chain of their own, and the
+    # slots' sums are added one after the other, as before: with the slots
+    # differenced together, or summed at once, the sum rounds differently
+    # (with XLA, or as TensorFlow reorders a chain of additions).
+    dc = 0.0
+    for slot, n in zip(_slots(_per_block(k, _DC), counts), counts):
+        dc += _log2_sum(tf.reduce_sum(_log_half_1p_abs(_dc_differences(slot)), axis=1), float(n))
+    nonzero, runs = _slot_sums(zigzag, counts), _slot_sums(_run_bits(zigzag), counts)
+    return tf.stack(ac + nonzero + runs, axis=-1), dc, float(sum(counts))
 
 
 def _piecewise_linear(x: tf.Tensor, xp: tf.Tensor, fp: tf.Tensor) -> tf.Tensor:

@@ -116,3 +116,58 @@ def test_previous_nonzero_equals_the_masked_max(jit_compile):
     search = tf.function(rate._previous_nonzero, jit_compile=jit_compile)
     for batch in (masks, masks[0], masks[:, :, None]):
         np.testing.assert_array_equal(search(tf.constant(batch)).numpy(), _masked_max_previous(batch))
+
+
+def _per_slot_features(indices):
+    """The features as each table slot's own chain of ops computed them
+    before the slots shared their ops (`log_rate_features`), the zigzag
+    order by a gather and the indicator by `tanh` passed straight through."""
+    log2 = lambda logs, count: tf.reduce_sum(logs, axis=1) / np.log(2.0) + count
+    ac, nonzero, runs, dc = [], [], [], 0.0
+    for k in indices:
+        ac.append(log2(rate._per_block(tf.math.log(0.5 + 0.5 * tf.abs(k)), rate._AC),
+                       k.shape[1] * 63.0))
+        smooth = tf.tanh(tf.abs(k))
+        indicator = smooth + tf.stop_gradient(tf.cast(tf.not_equal(k, 0.0), k.dtype) - smooth)
+        nonzero.append(tf.reduce_sum(rate._per_block(indicator, rate._AC), axis=1))
+        zigzag = tf.gather(indicator, rate.ZIGZAG[1:], axis=-1)
+        previous = rate._previous_nonzero(tf.stop_gradient(tf.cast(zigzag > 0.5, tf.float32)))
+        price = tf.math.log(rate.AC_POSITIONS - previous) / np.log(2.0)
+        runs.append(tf.reduce_sum(zigzag * price, axis=[1, 2]))
+        dc_indices = rate._per_block(k, rate._DC)
+        previous = tf.pad(dc_indices[:, :-1], [[0, 0], [1, 0]])
+        dc += log2(tf.math.log(0.5 + 0.5 * tf.abs(dc_indices - previous)), float(k.shape[1]))
+    return tf.stack(ac + nonzero + runs, axis=-1), dc
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("mode", ["ycbcr-420", "planes", "gray"])
+def test_shared_ops_give_the_per_slot_features_and_gradients(held_out, mode, jit_compile):
+    """The slots' shared ops, the zigzag order by a product and the
+    indicator's own gradient: the same features to the bit, the same
+    gradients to float precision."""
+    images = held_out[:3].astype(np.float32)
+    kwargs = {"color_mode": "planes", "subsampling": "444"} if mode == "planes" else {}
+    if mode == "gray":
+        images = images[..., :1]
+
+    def features_and_gradients(features):
+        @tf.function(jit_compile=jit_compile)
+        def run(indices, weights):
+            with tf.GradientTape() as tape:
+                tape.watch(indices)
+                ac, dc = features(indices)[:2]
+                total = tf.reduce_sum(ac * weights) + tf.reduce_sum(dc)
+            return ac, dc, tape.gradient(total, indices)
+        return run
+
+    for qstep in (2.0, 16.0, 64.0):
+        indices = proxy_code(images, qstep, **kwargs)[1]
+        weights = tf.constant(np.random.default_rng(0).random([1, 3 * len(indices)]), tf.float32)
+        ac, dc, grads = features_and_gradients(rate.log_rate_features)(indices, weights)
+        expected_ac, expected_dc, expected_grads = features_and_gradients(_per_slot_features)(
+            indices, weights)
+        np.testing.assert_array_equal(ac.numpy(), expected_ac.numpy())
+        np.testing.assert_array_equal(dc.numpy(), expected_dc.numpy())
+        for grad, expected in zip(grads, expected_grads):
+            np.testing.assert_allclose(grad.numpy(), expected.numpy(), rtol=1e-6, atol=1e-6)
