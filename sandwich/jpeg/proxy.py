@@ -7,9 +7,9 @@ fixed-point colour conversion, the biased 2x2 chroma downsampling, the
 "islow" integer forward and inverse DCTs, the quantiser's rounding, the
 "fancy" chroma upsampling and the edge replication of partial blocks. Every
 step still has a gradient: each integer result is passed straight through
-(`x + stop_gradient(exact - x)`) on top of the exact linear operation it
-approximates, so the pre-processor and the quantisation tables learn
-through it. Every op is XLA-compatible and shapes stay static, so a
+(`ste.straight_through`: the integer forward, the gradient of the exact
+linear operation it approximates backward), so the pre-processor and the
+quantisation tables learn through it. Every op is XLA-compatible and shapes stay static, so a
 training step that calls it compiles with `jit_compile=True` (TPUs require
 it). The integer paths run in float32 where every intermediate of libjpeg's
 32-bit arithmetic stays below 2^24, and in float64, which holds them all
