@@ -72,23 +72,20 @@ def _seconds_per_step(log: str) -> float | None:
 
 
 def _macs(export: str) -> float:
-    """Multiply-accumulates per source pixel of both processors of an export."""
-    import dataclasses
-
-    from sandwich import networks
+    """Multiply-accumulates per source pixel of both processors of an export,
+    sized as the trainer sized them from the flags its spec records."""
     from sandwich.specs import MODEL_SPEC_FILE, ModelSpec
+    from trainer.training import Config
 
     with open(os.path.join(export, MODEL_SPEC_FILE)) as f:
         spec = ModelSpec.from_json(f.read())
-    preset = networks.network_size(spec.config["size"])
-    size = networks.NetworkSize(tuple(spec.config["unet_widths"] or preset.unet_widths),
-                                tuple(spec.config["mlp_widths"] or preset.mlp_widths))
-    post_widths = spec.config.get("post_unet_widths")
-    post_size = dataclasses.replace(size, unet_widths=tuple(post_widths)) if post_widths else size
+    widths = {key: tuple(spec.config[key]) if spec.config.get(key) else None
+              for key in ("unet_widths", "mlp_widths", "post_unet_widths")}
+    config = Config(data="", size=spec.config["size"], **widths)
     post_reads_step = spec.qstep_range is not None
     input_plane = spec.config.get("condition_preprocessor") in (True, "input")
-    return (size.macs_per_pixel(in_channels=3 + input_plane)
-            + post_size.macs_per_pixel(in_channels=3 + post_reads_step))
+    return (config.network().macs_per_pixel(in_channels=3 + input_plane)
+            + config.post_network().macs_per_pixel(in_channels=3 + post_reads_step))
 
 
 def main(argv=None) -> None:

@@ -33,6 +33,8 @@ import subprocess
 import sys
 import time
 
+from PIL import Image
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
@@ -115,8 +117,6 @@ def _hold_back(paths, share: float, min_strip: int, train_dir: str,
     `share` of its width (held back), as lossless PNGs; returns both lists.
     A strip is at least `min_strip` wide; a photo too narrow to spare one
     trains whole."""
-    from PIL import Image
-
     os.makedirs(train_dir, exist_ok=True)
     os.makedirs(select_dir, exist_ok=True)
     train, select = [], []
@@ -140,8 +140,6 @@ def _rescaled(paths, scales, min_side: int, directory: str) -> list[str]:
     lossless PNGs in `directory`; returns their paths. A downscaled photo
     is another photograph as far as training goes: the same scene with its
     detail packed denser. Copies smaller than `min_side` are left out."""
-    from PIL import Image
-
     made = []
     for path in paths:
         name = os.path.splitext(os.path.basename(path))[0]
