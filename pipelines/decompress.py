@@ -57,6 +57,10 @@ NAMESPACE = "decompress"
 _PNG_END = b"IEND\xaeB`\x82"
 # The tEXt keyword under which a PNG records the model and bottleneck it came from.
 _PROVENANCE_KEY = b"sandwich"
+# zlib's fastest level (OpenCV's default too). Pillow's and libpng's default,
+# 6, took 40% of the job's CPU with the default x2 model for files 2-12%
+# smaller (docs/architecture.md); the pixels are the same at every level.
+DEFAULT_PNG_COMPRESSION = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +74,7 @@ class Config(jobs.JobConfig):
     max_pixels: int = DEFAULT_MAX_PIXELS
     # Of the job on one machine, which share its cores (beam_options).
     worker_processes: int = 0
+    png_compression: int = DEFAULT_PNG_COMPRESSION
 
     def output_path(self, bottleneck_path: str) -> str:
         return batch_jobs.output_path(bottleneck_path, self.input, self.output, png_name)
@@ -116,14 +121,16 @@ class ReconstructionRecord:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
 
-def encode_png(pixels: np.ndarray, bit_depth: int, provenance: dict | None = None) -> bytes:
-    """An 8-bit PNG, or a 16-bit one (`sBIT` = `bit_depth`) above 8 bits; with
-    `provenance` as JSON in a `tEXt` chunk right after the header."""
+def encode_png(pixels: np.ndarray, bit_depth: int, provenance: dict | None = None, *,
+               compression: int = DEFAULT_PNG_COMPRESSION) -> bytes:
+    """An 8-bit PNG, or a 16-bit one (`sBIT` = `bit_depth`) above 8 bits, at
+    zlib level `compression` (0-9); with `provenance` as JSON in a `tEXt`
+    chunk right after the header."""
     if bit_depth > 8:
-        png = encode_png16(pixels, bit_depth)
+        png = encode_png16(pixels, bit_depth, compression=compression)
     else:
         buffer = io.BytesIO()
-        Image.fromarray(pixels, "RGB").save(buffer, "PNG")
+        Image.fromarray(pixels, "RGB").save(buffer, "PNG", compress_level=compression)
         png = buffer.getvalue()
     if provenance is None:
         return png
@@ -198,8 +205,9 @@ class WritePng:
         bottleneck, header = result.example, result.example.header
         output = self._config.output_path(bottleneck.path)
         provenance = {"model_id": header.model_id, "bottleneck": bottleneck.stamp}
-        batch_jobs.write_atomically(
-            output, encode_png(result.inference, header.bit_depth, provenance))
+        batch_jobs.write_atomically(output, encode_png(
+            result.inference, header.bit_depth, provenance,
+            compression=self._config.png_compression))
         self._written.inc()
         yield ReconstructionRecord(bottleneck.path, output, header.height, header.width, header.bit_depth,
                      header.model_id)
@@ -245,15 +253,20 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
     parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help="bottlenecks claiming a larger source are dead-lettered as "
                              "decompression bombs")
+    parser.add_argument("--png_compression", type=int, choices=range(10),
+                        default=DEFAULT_PNG_COMPRESSION, metavar="0-9",
+                        help="zlib level of the PNGs: 1 is the fastest that compresses, "
+                             "9 the smallest files; the pixels are the same")
     jobs.add_model_flags(parser)
     args, beam_args = parser.parse_known_args(argv)
+    beam_args = beam_options.model_job_args(beam_args)
     models = model_handler.export_dirs(args.model)
     specs = model_handler.read_specs(models)
     for spec in specs.values():
         tiling.check_layout(args.tile, args.halo, spec.factor)
     return Config(args.input, args.output.rstrip("/"), models, specs,
                   args.tile, args.halo, args.max_pixels,
-                  beam_options.worker_processes(beam_args)), beam_args
+                  beam_options.worker_processes(beam_args), args.png_compression), beam_args
 
 
 def run(argv=None, save_main_session=False, test_pipeline=None) -> dict:

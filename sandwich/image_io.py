@@ -201,8 +201,9 @@ def _to_rgb(pixels: np.ndarray) -> np.ndarray:
     raise ImageDecodeError(f"unsupported number of channels: {channels}")
 
 
-def encode_png16(pixels: np.ndarray, bit_depth: int) -> bytes:
-    """A 16-bit RGB PNG of right-aligned `bit_depth`-bit values, with `sBIT`.
+def encode_png16(pixels: np.ndarray, bit_depth: int, *, compression: int = -1) -> bytes:
+    """A 16-bit RGB PNG of right-aligned `bit_depth`-bit values, with `sBIT`,
+    at zlib level `compression` (-1: zlib's default).
 
     Values are scaled to the full 16-bit range by left-bit replication, as the
     PNG specification asks, and the `sBIT` chunk records the true depth so that
@@ -219,7 +220,7 @@ def encode_png16(pixels: np.ndarray, bit_depth: int) -> bytes:
     scaled = (values << shift) | (values >> (bit_depth - shift) if shift else 0)
     import tensorflow as tf
 
-    png = tf.io.encode_png(scaled.astype(np.uint16)).numpy()
+    png = tf.io.encode_png(scaled.astype(np.uint16), compression=compression).numpy()
     return insert_chunk_after_ihdr(png, b"sBIT", bytes([bit_depth] * 3))
 
 

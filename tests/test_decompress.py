@@ -22,7 +22,7 @@ from pipelines import (batch_jobs, bottleneck_format, compress, decompress, eval
                        model_handler)
 from sandwich.samples import block_sum
 from sandwich import metrics, scenarios
-from sandwich.image_io import decode_image, encode_png16
+from sandwich.image_io import decode_image, encode_png16, png_chunks
 from tests import photos
 from tests.sandwich_exports import export_sandwich
 
@@ -87,7 +87,8 @@ def round_trip(sources, tmp_path_factory):
     Image.fromarray(np.asarray(Image.open(io.BytesIO(good)))).save(bits / "plain.jpg")
     (bits / "empty.jpg").write_bytes(b"")
     decompressed = _quiet(decompress, [f"--input={bits}/", f"--output={restored}",
-                                       f"--model={_model()}", *TILING, *RUNNER])
+                                       f"--model={_model()}", "--png_compression=9", *TILING,
+                                       *RUNNER])
     return bits, restored, compressed, decompressed
 
 
@@ -139,6 +140,27 @@ def test_reconstructions_are_16_bit_pngs_at_the_source_size(round_trip, sources)
         image = decode_image(png)
         assert png[24] == 16, "a 16-bit PNG"  # IHDR bit depth
         assert image.bit_depth == 10 and image.pixels.shape == source.shape
+        assert _zlib_level_class(png) == 3, "written at the --png_compression asked for"
+
+
+def _zlib_level_class(png: bytes) -> int:
+    """The FLEVEL bits of the PNG's zlib stream: 0 for levels 0-1, 1 for 2-5,
+    2 for 6, 3 for 7-9 (RFC 1950)."""
+    return dict(png_chunks(png))[b"IDAT"][1] >> 6
+
+
+@pytest.mark.parametrize("bit_depth", [8, 10])
+def test_every_png_compression_level_keeps_the_pixels(bit_depth):
+    pixels = photos.load("coffee.png")[:96, :128].astype(np.uint16) << (bit_depth - 8)
+    sizes = {}
+    for level, level_class in ((0, 0), (1, 0), (6, 2), (9, 3)):
+        png = decompress.encode_png(pixels if bit_depth > 8 else pixels.astype(np.uint8),
+                                    bit_depth, {"model_id": "m"}, compression=level)
+        image = decode_image(png)
+        np.testing.assert_array_equal(image.pixels, pixels)
+        assert image.bit_depth == bit_depth and _zlib_level_class(png) == level_class
+        sizes[level] = len(png)
+    assert sizes[0] > sizes[1] > sizes[9]
 
 
 def test_bpp_and_psnr_agree_with_manifest_and_evaluator(round_trip, sources):

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from pipelines.beam_options import worker_processes
+from pipelines.beam_options import model_job_args, pipeline_options, worker_processes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -22,6 +22,23 @@ def test_worker_processes_per_machine_follow_the_runner_options(beam_args, proce
                                                                 monkeypatch):
     monkeypatch.setattr("multiprocessing.cpu_count", lambda: 2)
     assert worker_processes(beam_args) == processes
+
+
+@pytest.mark.parametrize("beam_args, cores, mode, processes", [
+    ([], 2, "multi_threading", 1),  # threads share one model and all cores
+    ([], 1, "in_memory", 1),
+    (["--direct_num_workers=2"], 2, "multi_processing", 2),  # sized by the user
+    (["--direct_running_mode=multi_processing"], 2, "multi_processing", 0),
+    (["--runner=DataflowRunner"], 2, None, 0),
+])
+def test_a_model_job_runs_its_unsized_local_workers_as_threads(beam_args, cores, mode,
+                                                                processes, monkeypatch):
+    monkeypatch.setattr("multiprocessing.cpu_count", lambda: cores)
+    args = model_job_args(beam_args)
+    options = pipeline_options(args).get_all_options()
+    if mode:
+        assert options["direct_running_mode"] == mode
+    assert worker_processes(args) == processes
 
 
 def test_a_worker_gives_tensorflow_its_share_of_the_cores():
