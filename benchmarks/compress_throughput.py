@@ -4,8 +4,8 @@ Real photographs (the bundled samples and scikit-image's photos, copied
 `--copies` times: 55 photographs at the default) go through
 `pipelines.compress` and then `pipelines.decompress`, each run as a user
 runs it (a fresh `python -m pipelines.<job>`: interpreter start, imports,
-model loading and the runner included), with the default flags, in one
-worker in-process, and on one worker process per core. Each job's
+model loading and the runner included), with the default flags and on one
+worker process per core. Each job's
 bound is measured in this process on the same images, model loaded: for
 compress the pre-processor (TensorFlow on all cores) plus the JPEG encoder
 spread over all cores (it runs one image per core), for decompress the JPEG
@@ -113,9 +113,9 @@ def throughput(model_dir: str, work: str, copies: int, repeats: int) -> None:
           f"({megapixels['small']:.1f} MP), large {len(corpora['large'])}")
     print(f"{'run':<52}{'seconds':>9}{'MP/s':>8}{'vs bound':>10}")
     processes = ["--direct_running_mode=multi_processing", f"--direct_num_workers={CORES}"]
-    runs = {"default flags": [],
-            "1 worker, in-process": ["--direct_running_mode=in_memory", "--direct_num_workers=1"],
-            f"{CORES} worker processes": processes}
+    # Without runner flags a job sizes its workers by its inputs
+    # (`beam_options.model_job_args`): below 200 files, the runner's process.
+    runs = {"default flags": [], f"{CORES} worker processes": processes}
     for index, step in enumerate(("compress", "decompress")):
         bound = megapixels["small"] / bound_seconds[index]
         print(f"{step + ' bound, 1 process, all cores':<52}{bound_seconds[index]:>9.2f}"

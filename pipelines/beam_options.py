@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+from typing import Callable
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -60,22 +61,29 @@ def local_and_unsized(beam_args: list[str]) -> bool:
             and flags.direct_running_mode is None)
 
 
-def model_job_args(beam_args: list[str]) -> list[str]:
-    """`beam_args` for a job whose workers run a loaded model (compress,
-    decompress): on a local run whose workers the user did not size and a
-    machine of several cores, one worker thread per core in one process.
+# A worker process of a model job imports TensorFlow and loads the model
+# (about 4 s of CPU) before its first image; on 2 cores, with the default x2
+# model, processes overtook the runner's own process (one model, TensorFlow
+# on every core, the image codecs in one thread) from about 160 (decompress)
+# and 300 (compress) photos on (docs/architecture.md).
+FILES_TO_REPAY_MODEL_PROCESSES = 200
 
-    The threads share one loaded model (RunInference keeps it per process)
-    and TensorFlow's thread pools, and Pillow's codecs and TensorFlow's ops
-    release the GIL, so the threads overlap the codec work of one image with
-    the model of another. Worker processes each import TensorFlow and load
-    the model (about 4 s of CPU apiece) and split the cores between their
-    pools; on 2 cores, with the default x2 model, threads ran compress 1.3-1.5x
-    and decompress 1.1-1.2x as fast (docs/architecture.md).
+
+def model_job_args(beam_args: list[str], count_inputs: Callable[[], int]) -> list[str]:
+    """`beam_args` for a job whose workers run a loaded model (compress,
+    decompress), sized when the job runs locally and the user sized no
+    workers: below `FILES_TO_REPAY_MODEL_PROCESSES` inputs
+    (`count_inputs()`, called only then) the runner's own process, else
+    one worker process per core.
+
+    Not worker threads (`multi_threading`), though they would share one
+    model: in Beam 2.77, 3 of 14 such runs of decompress over 55 photos
+    each lost one photo, which only the job's closing account caught.
     """
-    if not local_and_unsized(beam_args) or multiprocessing.cpu_count() == 1:
+    if not local_and_unsized(beam_args):
         return list(beam_args)
-    return ["--direct_running_mode=multi_threading", *beam_args]
+    workers = 1 if count_inputs() < FILES_TO_REPAY_MODEL_PROCESSES else 0
+    return [f"--direct_num_workers={workers}", *beam_args]
 
 
 def worker_processes(beam_args: list[str]) -> int:

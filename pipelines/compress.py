@@ -241,7 +241,7 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
                         help="larger images are dead-lettered as decompression bombs")
     jobs.add_model_flags(parser)
     args, beam_args = parser.parse_known_args(argv)
-    beam_args = beam_options.model_job_args(beam_args)
+    beam_args = beam_options.model_job_args(beam_args, lambda: jobs.count_files(args.input))
     models = model_handler.export_dirs(args.model)
     specs = tuple(model_handler.read_specs(models).values())
     target, qstep = None, None

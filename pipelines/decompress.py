@@ -259,7 +259,7 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
                              "9 the smallest files; the pixels are the same")
     jobs.add_model_flags(parser)
     args, beam_args = parser.parse_known_args(argv)
-    beam_args = beam_options.model_job_args(beam_args)
+    beam_args = beam_options.model_job_args(beam_args, lambda: jobs.count_files(args.input))
     models = model_handler.export_dirs(args.model)
     specs = model_handler.read_specs(models)
     for spec in specs.values():

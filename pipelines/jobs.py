@@ -66,6 +66,12 @@ class JobConfig:
         return self.path(MANIFEST_FILE)
 
 
+def count_files(pattern: str) -> int:
+    """How many files `pattern` (local or gs://) matches: what sizes a local
+    run's workers (`make_dataset.worker_flags`, `beam_options.model_job_args`)."""
+    return len(FileSystems.match([pattern])[0].metadata_list)
+
+
 def job_parser(doc: str, *, input_help: str, output_help: str,
                input_type: Callable[[str], str] = input_pattern) -> argparse.ArgumentParser:
     """The parser of a job's own flags, `--input` and `--output` first; the

@@ -377,7 +377,7 @@ def worker_flags(config: Config, beam_args: list[str]) -> list[str]:
     matches, when the job runs locally and the user sized no workers; else none."""
     if not beam_options.local_and_unsized(beam_args):
         return []
-    files = len(FileSystems.match([config.input])[0].metadata_list)
+    files = jobs.count_files(config.input)
     return [f"--direct_num_workers={local_workers(config, files, multiprocessing.cpu_count())}"]
 
 

@@ -29,8 +29,8 @@ from tests.test_image_io import _png_header_only
 
 MODEL_ID = "hr-untrained"
 QSTEP = 16
-FLAGS = ["--tile=96", "--halo=32", f"--qstep={QSTEP}"]
-RUNNER = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+FLAGS = ["--tile=96", "--halo=32", f"--qstep={QSTEP}", "--direct_running_mode=in_memory",
+         "--direct_num_workers=1"]
 GOOD = ["astronaut.png", "chelsea.png", "nested/coffee.png", "rocket.png", "odd.png",
         "speck.png", "motorcycle.jpg"]
 BAD = {"truncated.png": "truncated", "empty.jpg": "empty file", "notes.png": "not a PNG",
@@ -38,13 +38,13 @@ BAD = {"truncated.png": "truncated", "empty.jpg": "empty file", "notes.png": "no
        "broken.tif": "TIFF"}
 
 
-def run_job(corpus, output, runner=RUNNER):
+def run_job(corpus, output):
     """Runs the job; returns its counts and what it printed."""
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         counts = compress.run([f"--input={corpus}/**", f"--output={output}",
                                f"--model={export_sandwich('high_res', model_id=MODEL_ID)}",
-                               *FLAGS, *runner])
+                               *FLAGS])
     return counts, printed.getvalue()
 
 
@@ -89,19 +89,6 @@ def test_inputs_are_outputs_plus_dead_letters(first_run):
     written = sorted(str(p.relative_to(output)) for p in output.rglob("*.jpg"))
     assert written == sorted(name + ".jpg" for name in GOOD)
     assert not [p for p in output.rglob("*") if p.name.startswith(".")], "temporary files left"
-
-
-def test_the_default_local_run_writes_the_same_files(first_run, corpus, tmp_path):
-    """Unsized, a local run is one worker thread per core sharing one model
-    (`beam_options.model_job_args`); its files are the in-process run's."""
-    output, counts, _ = first_run
-    threaded, threaded_counts = tmp_path / "bits", run_job(corpus, tmp_path / "bits", [])[0]
-    assert threaded_counts == counts
-    for name in GOOD:
-        assert (threaded / f"{name}.jpg").read_bytes() == (output / f"{name}.jpg").read_bytes()
-    reasons = [sorted(json.loads(line)["reason"] for line in (run / jobs.DEAD_LETTER_FILE).open())
-               for run in (output, threaded)]
-    assert reasons[0] == reasons[1]
 
 
 def test_dead_letters_carry_the_reason(first_run, corpus):

@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from pipelines.beam_options import model_job_args, pipeline_options, worker_processes
+from pipelines.beam_options import (FILES_TO_REPAY_MODEL_PROCESSES, model_job_args,
+                                    pipeline_options, worker_processes)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,21 +25,23 @@ def test_worker_processes_per_machine_follow_the_runner_options(beam_args, proce
     assert worker_processes(beam_args) == processes
 
 
-@pytest.mark.parametrize("beam_args, cores, mode, processes", [
-    ([], 2, "multi_threading", 1),  # threads share one model and all cores
-    ([], 1, "in_memory", 1),
-    (["--direct_num_workers=2"], 2, "multi_processing", 2),  # sized by the user
-    (["--direct_running_mode=multi_processing"], 2, "multi_processing", 0),
-    (["--runner=DataflowRunner"], 2, None, 0),
+@pytest.mark.parametrize("beam_args, files, mode, processes", [
+    ([], FILES_TO_REPAY_MODEL_PROCESSES - 1, "in_memory", 1),  # one model, TF on every core
+    ([], FILES_TO_REPAY_MODEL_PROCESSES, "multi_processing", 0),  # one process per core
+    (["--direct_num_workers=2"], 10**6, "multi_processing", 2),  # sized by the user
+    (["--direct_running_mode=in_memory"], 10**6, "in_memory", 1),
+    (["--runner=DataflowRunner"], 10**6, None, 0),
 ])
-def test_a_model_job_runs_its_unsized_local_workers_as_threads(beam_args, cores, mode,
-                                                                processes, monkeypatch):
-    monkeypatch.setattr("multiprocessing.cpu_count", lambda: cores)
-    args = model_job_args(beam_args)
+def test_a_model_job_sizes_its_unsized_local_workers_by_its_inputs(beam_args, files, mode,
+                                                                   processes, monkeypatch):
+    monkeypatch.setattr("multiprocessing.cpu_count", lambda: 2)
+    counted = []
+    args = model_job_args(beam_args, lambda: counted.append(files) or files)
     options = pipeline_options(args).get_all_options()
     if mode:
         assert options["direct_running_mode"] == mode
     assert worker_processes(args) == processes
+    assert len(counted) == (beam_args == []), "inputs counted only when the job may choose"
 
 
 def test_a_worker_gives_tensorflow_its_share_of_the_cores():
