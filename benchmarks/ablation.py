@@ -49,9 +49,8 @@ ARMS = [
      ["--qstep_range", "off", "--qstep", "24"]),
     ("range-16-80", "steps 16..80, not x1's auto 12..80 (12 codes the held-out photos at "
      "2 bpp)", ["--qstep_range", "16,80"]),
-    ("range-12-96", "steps 12..96, not x2's auto 3..24 (0.3-1.3 bpp on the held-out "
-     "photos): about 0.08-0.5 bpp, the rates where a x2 model can beat x1 and plain JPEG",
-     ["--qstep_range", "12,96"]),
+    ("range-3-24", "x2 steps 3..24 (0.3-1.3 bpp on the held-out photos), the auto range "
+     "before session 8, not 12..96 (0.08-0.6 bpp)", ["--qstep_range", "3,24"]),
     ("gamma-1x-slope", "gamma 80: the baseline's slope at x1's centre step 31 (not 2x)",
      ["--gamma", "80"]),
     ("gamma-4x-slope", "gamma 320: 4x the slope", ["--gamma", "320"]),

@@ -236,15 +236,18 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}m{seconds:02d}s"
 
 
-# `--qstep_range auto`: steps that span about 0.25 to 1.5 bits per source
-# pixel on photographs, per scenario and factor (measured with the real
-# encoder on the held-out photos; a 10-bit source's gain over its 8-bit
-# ceiling lies at the finer steps). At x1 the finest step of the range is
+# `--qstep_range auto`: per scenario and factor, the rates where the model
+# can beat what a user has (measured with the real encoder on the held-out
+# photos). x1 spans about 0.25 to 1.5 bits per source pixel (a 10-bit
+# source's gain over its 8-bit ceiling lies at the finer steps). x2 spans
+# about 0.08 to 0.6, below the rates where x1 and plain JPEG overtake it:
+# trained over 3..24 (0.3-1.3 bpp) it was +0.15 dB over plain JPEG, over
+# 12..96 +1.26 dB (docs/ablation.md, session 8). At x1 the finest step of the range is
 # where a long run can fall below the baseline (-0.14 dB at 12, 2 bpp, in
 # one 20-minute run, +0.04 dB in another); starting the range at 16 moved the
 # weak end there (-0.24 dB at 1.69 bpp after 22,000 steps), where a 12..80 model was
 # +0.17 dB above it (docs/ablation.md, session 6).
-AUTO_QSTEP_RANGES = {("high_res", 1): (12.0, 80.0), ("high_res", 2): (3.0, 24.0),
+AUTO_QSTEP_RANGES = {("high_res", 1): (12.0, 80.0), ("high_res", 2): (12.0, 96.0),
                      ("high_bit_depth", 1): (4.0, 32.0)}
 DEEPER_FACTORS_QSTEP_RANGE = (2.0, 16.0)
 
