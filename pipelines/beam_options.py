@@ -64,9 +64,9 @@ def local_and_unsized(beam_args: list[str]) -> bool:
 # A worker process of a model job imports TensorFlow and loads the model
 # (about 4 s of CPU) before its first image; on 2 cores, with the default x2
 # model, processes would overtake the runner's own process (one model,
-# TensorFlow on every core, the image codecs in one thread) from about 160
-# (decompress) and 300 (compress) photos on, by the fixed and per-photo
-# costs of runs of 55 and 110 photos (docs/architecture.md).
+# TensorFlow on every core, the image codecs in one thread) from 160-300
+# photos on, by the fixed and per-photo costs of runs of 55 and 110 photos
+# (docs/architecture.md).
 FILES_TO_REPAY_MODEL_PROCESSES = 200
 
 
