@@ -91,6 +91,14 @@ def test_inputs_are_outputs_plus_dead_letters(first_run):
     assert not [p for p in output.rglob("*") if p.name.startswith(".")], "temporary files left"
 
 
+def test_an_unsized_local_run_of_a_few_photos_runs_in_the_runner_s_process(corpus, tmp_path):
+    """One loaded model, TensorFlow on every core (`beam_options.model_job_args`)."""
+    config, beam_args = compress.parse_args([
+        f"--input={corpus}", f"--output={tmp_path}", f"--qstep={QSTEP}",
+        f"--model={export_sandwich('high_res', model_id=MODEL_ID)}"])
+    assert config.worker_processes == 1 and "--direct_num_workers=1" in beam_args
+
+
 def test_dead_letters_carry_the_reason(first_run, corpus):
     output, _, _ = first_run
     letters = [json.loads(line) for line in (output / jobs.DEAD_LETTER_FILE).open()]
