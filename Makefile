@@ -23,7 +23,7 @@ demo: $(VENV)/.installed
 	rm -rf $(DEMO) && mkdir -p $(DEMO)/photos/train $(DEMO)/photos/held_out
 	cp $(SAMPLES)/astronaut.png $(SAMPLES)/chelsea.png $(SAMPLES)/rocket.png $(DEMO)/photos/train/
 	cp $(SAMPLES)/coffee.png $(DEMO)/photos/held_out/
-	@echo "== 1/5 dataset: 64x64 patches at full resolution (Beam, FnApiRunner, 2 worker processes)"
+	@echo "== 1/5 dataset: 64x64 patches at full resolution (Beam, FnApiRunner)"
 	$(BIN)/sandwich-dataset --input '$(DEMO)/photos/train/*.png' --output $(DEMO)/dataset \
 	  --scenario high_res --factor 1 --patch_size 64 --patches_per_image 256 --eval_fraction 0.34
 	@echo "== 2/5 training on the CPU ($(DEMO_STEPS) steps), TensorBoard logs in $(DEMO)/run/logs"
