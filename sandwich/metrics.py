@@ -8,10 +8,12 @@ both curves cover.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import tensorflow as tf
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
 def peak(bit_depth: int) -> float:
@@ -31,7 +33,11 @@ def psnr(a, b, bit_depth: int = 8) -> np.ndarray:
 
 
 def psnr_tf(a: tf.Tensor, b: tf.Tensor, bit_depth: int = 8) -> tf.Tensor:
-    """`psnr` for float tensors inside a (compiled) step; `[b]` dB."""
+    """`psnr` for float tensors inside a (compiled) step; `[b]` dB. The only
+    TensorFlow here, imported here: the jobs' launchers and the real codec's
+    users read metrics without it."""
+    import tensorflow as tf
+
     error = tf.reduce_mean(tf.square(a - b), axis=[1, 2, 3])
     return 10.0 * tf.math.log(peak(bit_depth) ** 2 / tf.maximum(error, 1e-10)) / tf.math.log(10.0)
 
