@@ -78,8 +78,9 @@ def model_job_args(beam_args: list[str], count_inputs: Callable[[], int]) -> lis
     one worker process per core.
 
     Not worker threads (`multi_threading`), though they would share one
-    model: in Beam 2.77, 3 of 14 such runs of decompress over 55 photos
-    each lost one photo, which only the job's closing account caught.
+    model: 3 of 13 such runs of decompress over 55 photos each lost one
+    photo, which only the job's closing account caught (cause not found;
+    docs/architecture.md).
     """
     if not local_and_unsized(beam_args):
         return list(beam_args)
