@@ -79,8 +79,8 @@ def model_job_args(beam_args: list[str], count_inputs: Callable[[], int]) -> lis
 
     Not worker threads (`multi_threading`), though they would share one
     model: 3 of 13 such runs of decompress over 55 photos each lost one
-    photo, which only the job's closing account caught (cause not found;
-    docs/architecture.md).
+    photo in the local runner's `Flatten`, which only the job's closing
+    account caught (docs/architecture.md).
     """
     if not local_and_unsized(beam_args):
         return list(beam_args)
