@@ -52,13 +52,17 @@ def _workers_flags(beam_args: list[str]) -> argparse.Namespace:
     return parser.parse_known_args(beam_args)[0]
 
 
-def local_and_unsized(beam_args: list[str]) -> bool:
-    """Whether the job runs on the local runner with neither the number of
-    its workers nor the way they run given: whether the job may choose."""
+def local_worker_flags(beam_args: list[str], workers: Callable[[], int]) -> list[str]:
+    """`--direct_num_workers` of `workers()` when the job runs on the local
+    runner and the user gave neither the number of its workers nor the way
+    they run, so the job may choose (`workers` is called only then: it may
+    list the input); else none. A job puts them before `beam_args`."""
     flags = _workers_flags(beam_args)
     runner = pipeline_options(beam_args).get_all_options()["runner"]
-    return (runner in LOCAL_RUNNERS and flags.direct_num_workers is None
-            and flags.direct_running_mode is None)
+    if (runner not in LOCAL_RUNNERS or flags.direct_num_workers is not None
+            or flags.direct_running_mode is not None):
+        return []
+    return [f"--direct_num_workers={workers()}"]
 
 
 # A worker process of a model job imports TensorFlow and loads the model
@@ -82,10 +86,9 @@ def model_job_args(beam_args: list[str], count_inputs: Callable[[], int]) -> lis
     photo in the local runner's `Flatten`, which only the job's closing
     account caught (docs/architecture.md).
     """
-    if not local_and_unsized(beam_args):
-        return list(beam_args)
-    workers = 1 if count_inputs() < FILES_TO_REPAY_MODEL_PROCESSES else 0
-    return [f"--direct_num_workers={workers}", *beam_args]
+    return local_worker_flags(
+        beam_args, lambda: 1 if count_inputs() < FILES_TO_REPAY_MODEL_PROCESSES else 0
+    ) + list(beam_args)
 
 
 def worker_processes(beam_args: list[str]) -> int:

@@ -375,10 +375,8 @@ def local_workers(config: Config, files: int, cores: int) -> int:
 def worker_flags(config: Config, beam_args: list[str]) -> list[str]:
     """`--direct_num_workers` of `local_workers` for the files the input
     matches, when the job runs locally and the user sized no workers; else none."""
-    if not beam_options.local_and_unsized(beam_args):
-        return []
-    files = jobs.count_files(config.input)
-    return [f"--direct_num_workers={local_workers(config, files, multiprocessing.cpu_count())}"]
+    return beam_options.local_worker_flags(beam_args, lambda: local_workers(
+        config, jobs.count_files(config.input), multiprocessing.cpu_count()))
 
 
 def run(argv=None, save_main_session=False, test_pipeline=None) -> DatasetSpec:
