@@ -180,10 +180,11 @@ class Workspace:
     """
 
     def __init__(self, output: str, train_files, held_out_files, hold_back: float = 0.0,
-                 patch_size: int = PATCH, rescale=()):
+                 patch_size: int = PATCH, rescale=(), patches_per_photo: int | None = None):
         self.out, self.logs = output, os.path.join(output, "logs")
         os.makedirs(self.logs, exist_ok=True)
         self.held_out_files, self.patch_size = held_out_files, patch_size
+        self.patches_per_photo = patches_per_photo or PIXELS_PER_PHOTO // patch_size ** 2
         photos = os.path.join(output, "photos")
         if hold_back:
             # Two patches wide, so that the 10-bit copies (2x2 sums, half the size) hold one.
@@ -206,7 +207,7 @@ class Workspace:
         name = os.path.join(self.out, "data", f"{scenario}-x{factor}")
         patch = self.patch_size ** 2
         train = _dataset(self._photos("train", self.train_files, scenario), name, scenario,
-                         factor, self.logs, 0, self.patch_size, PIXELS_PER_PHOTO // patch)
+                         factor, self.logs, 0, self.patch_size, self.patches_per_photo)
         if not self.select_files:
             return train, None
         return train, _dataset(self._photos("select", self.select_files, scenario),
@@ -216,23 +217,23 @@ class Workspace:
     def held_out(self, scenario: str) -> str:
         return self._photos("held_out", self.held_out_files, scenario)
 
+    def export(self, name: str) -> str | None:
+        """The export dir of the model `name` if this workspace has one already."""
+        export = os.path.join(self.out, "runs", name, "export")
+        return export if os.path.exists(os.path.join(export, "model_spec.json")) else None
+
     def train(self, name: str, scenario: str, factor: int, flags: list[str],
-              budget: list[str]) -> tuple[str, bool]:
-        """Trains one model (unless this workspace has its export already)
-        with `flags` and the `budget` flags; returns (export dir, reused)."""
+              budget: list[str]) -> str:
+        """Trains one model with `flags` and the `budget` flags; returns its export dir."""
         data, select = self.dataset(scenario, factor)
         job = os.path.join(self.out, "runs", name)
-        export = os.path.join(job, "export")
-        if os.path.exists(os.path.join(export, "model_spec.json")):
-            print(f"== {name}: reusing {job}", flush=True)
-            return export, True
         print(f"== {name}: training {' '.join(flags + budget)}", flush=True)
         shutil.rmtree(job, ignore_errors=True)
         evaluation = ["--eval_data", select, "--eval_patches",
                       str(SELECT_EVAL_PIXELS // self.patch_size ** 2)] if select else []
         _run(["-m", "trainer.task", "--data", data, "--job_dir", job, "--model_id", name,
               *RUN_FLAGS, *evaluation, *flags, *budget], os.path.join(self.logs, f"{name}.log"))
-        return export, False
+        return os.path.join(job, "export")
 
     def evaluate(self, scenario: str, model_dirs, alternatives, tag: str = "") -> dict:
         held = self.held_out(scenario)
@@ -268,6 +269,11 @@ def add_corpus_flags(parser) -> None:
     parser.add_argument("--patch_size", type=int, default=PATCH,
                         help="side of the training patches; a photo gives as many pixels "
                              "in patches of any size")
+    parser.add_argument("--patches_per_photo", type=int,
+                        help="patches cut from each training photo (default: "
+                             f"{PIXELS_PER_PHOTO // PATCH ** 2} of {PATCH}x{PATCH}, as many "
+                             "pixels at other sizes); fewer for a large corpus, whose "
+                             "dataset job counts against the budget")
 
 
 def _targets(hr: dict, hbd: dict | None) -> list[tuple[str, str, str, bool | None]]:
@@ -404,21 +410,24 @@ def main(argv=None) -> None:
     held_out_files(args)
     models = [parse_model(m) for m in args.models]
     space = Workspace(args.output, args.train_files, args.held_out_files, args.hold_back,
-                      args.patch_size, args.rescale)
+                      args.patch_size, args.rescale, args.patches_per_photo)
     per_model = args.budget_minutes / len(models)
     print(f"{len(models)} models, {per_model:.1f} training minutes each; corpus "
           f"{os.path.dirname(space.train_files[0])}, held out {space.held8}", flush=True)
     exports, reused, names = {}, [], []
     for scenario, factor, flags in models:
         names.append(model_name(scenario, factor, names))
-        started = time.monotonic()
-        space.dataset(scenario, factor)
-        remaining = per_model - (time.monotonic() - started) / 60
-        export, was_reused = space.train(
-            names[-1], scenario, factor, flags,
-            UNBOUNDED_STEPS + ["--max_train_minutes", f"{max(remaining, 0.5):.2f}"])
-        if was_reused:
+        export = space.export(names[-1])
+        if export:
+            print(f"== {names[-1]}: reusing {os.path.dirname(export)}", flush=True)
             reused.append(names[-1])
+        else:
+            started = time.monotonic()
+            space.dataset(scenario, factor)
+            remaining = per_model - (time.monotonic() - started) / 60
+            export = space.train(
+                names[-1], scenario, factor, flags,
+                UNBOUNDED_STEPS + ["--max_train_minutes", f"{max(remaining, 0.5):.2f}"])
         exports.setdefault(scenario, []).append(export)
     alternatives = ["jpeg", "jpegli"] + (["avif", "jxl"] if args.context_codecs else [])
     summaries, plots = {}, {}
