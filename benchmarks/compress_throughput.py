@@ -77,6 +77,9 @@ def bounds(model_dir: str, images: list[np.ndarray], qstep: float) -> tuple[floa
     for pixels in restored:
         decompress.encode_png(pixels, 8)
     write = time.perf_counter() - start
+    print(f"bound's parts, one core each but the processors: preprocess {preprocess:.2f} s, "
+          f"JPEG encode {encode:.2f} s, JPEG decode {decode:.2f} s, "
+          f"postprocess {postprocess:.2f} s, PNG encode {write:.2f} s")
     return preprocess + encode / CORES, postprocess + (decode + write) / CORES
 
 
@@ -84,9 +87,13 @@ def job(module: str, argv: list[str]) -> float:
     """Seconds one run of a job takes as a user runs it: a fresh interpreter
     (`python -m pipelines.<job>`), imports and model loading included."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", f"pipelines.{module}", *argv], cwd=REPO, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    done = subprocess.run([sys.executable, "-m", f"pipelines.{module}", *argv], cwd=REPO,
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"pipelines.{module} {' '.join(argv)} failed ({done.returncode}):\n"
+                         + "\n".join((done.stdout + done.stderr).splitlines()[-30:]))
+    return seconds
 
 
 def _row(label: str, seconds: float, megapixels: float, bound: float) -> None:

@@ -341,6 +341,17 @@ def _points_table(summary: dict) -> list[str]:
     return lines
 
 
+def _photo_list(paths, shown: int = 12) -> str:
+    """The photos' names, or for a large corpus their count, the first
+    names and the folders they come from."""
+    names = [os.path.basename(p) for p in paths]
+    if len(names) <= shown:
+        return ", ".join(names)
+    folders = sorted({os.path.dirname(os.path.abspath(p)) for p in paths})
+    return (f"{len(names)} photos ({', '.join(names[:shown])}, ...; from "
+            f"{', '.join(folders)})")
+
+
 def write_report(path: str, args, models, hr: dict, hbd: dict | None, minutes: dict,
                  plots: dict) -> None:
     rows = _targets(hr, hbd)
@@ -354,14 +365,15 @@ def write_report(path: str, args, models, hr: dict, hbd: dict | None, minutes: d
         f"{minutes['total']:.1f} minutes"
         + (f", reusing {len(minutes['reused'])} models trained by an earlier run into the same "
            "--output" if minutes["reused"] else "") + ").",
-        f"Training corpus: {', '.join(os.path.basename(p) for p in args.train_files)} "
-        f"({args.patch_size}x{args.patch_size} patches"
+        f"Training corpus: {_photo_list(args.train_files)} "
+        f"({args.patches_per_photo or PIXELS_PER_PHOTO // args.patch_size ** 2} patches of "
+        f"{args.patch_size}x{args.patch_size} per photo"
         + (f"; the right-hand {args.hold_back:.0%} of each photo's width held back, on which "
            "the trainer measured itself and picked the weights it exported"
            if args.hold_back else "")
         + (f"; with copies downscaled by {', '.join(f'{r:g}' for r in args.rescale)}"
            if args.rescale else "") + "). Held out: "
-        f"{', '.join(os.path.basename(p) for p in args.held_out_files)} (never trained on). "
+        f"{_photo_list(args.held_out_files)} (never trained on). "
         "Every figure is a real file from the real encoder, its whole size per source pixel, "
         "and PSNR of the decoded reconstruction.",
         "",

@@ -158,6 +158,37 @@ class WriteJsonLines(beam.PTransform):
                 | "Write" >> beam.io.WriteToText(self._path, num_shards=1, shard_name_template=""))
 
 
+class _Counted:
+    """`element -> element`, counted under `namespace`/`name`."""
+
+    def __init__(self, namespace: str, name: str):
+        self._counter = Metrics.counter(namespace, name)
+
+    def __call__(self, element):
+        self._counter.inc()
+        return element
+
+
+class WriteOutputs(beam.PTransform):
+    """PredictionResults -> (records, dead letters): `write` (one result ->
+    its output file, written atomically -> its record) on a pool of
+    `threads` threads, beside the model of the steps before it; the records
+    counted as written. `write` must count nothing itself: Beam's metrics
+    count only on the bundle's thread. Its `errors` are dead letters."""
+
+    def __init__(self, namespace: str, write: Callable, errors: tuple[type[Exception], ...],
+                 threads: int):
+        super().__init__()
+        self._namespace, self._write, self._errors, self._threads = (namespace, write, errors,
+                                                                     threads)
+
+    def expand(self, results):
+        written, unwritten = results | "EncodeAndWrite" >> TryFlatMap(
+            self._write, step="write", path_of=lambda result: result.example.path,
+            errors=self._errors, threads=self._threads)
+        return written | "CountWritten" >> beam.Map(_Counted(self._namespace, WRITTEN)), unwritten
+
+
 def counters(result, namespace: str) -> dict[str, int]:
     """The job's counters of `namespace`, plus `dead_letters`, from a finished run."""
     counts = {name: 0 for name in (INPUTS, WRITTEN, SKIPPED, REDONE)}

@@ -51,11 +51,10 @@ import sys
 import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 
 from pipelines import batch_jobs, beam_options, bottleneck_format, jobs, model_handler, rate_control
-from pipelines.dead_letters import Rejected, TryFlatMap
+from pipelines.dead_letters import Rejected
 from sandwich import metrics, tiling
 from sandwich.image_io import DEFAULT_MAX_PIXELS
 from sandwich.specs import ModelSpec
@@ -166,12 +165,12 @@ class WriteBottleneck:
     | `Rejected`) -> JPEG written atomically -> BottleneckRecord.
 
     The encoder's refusals are `Rejected` and a failed write an `OSError`,
-    so one bad output is a dead letter, not a dead job.
+    so one bad output is a dead letter, not a dead job. It counts nothing
+    (`batch_jobs.WriteOutputs`).
     """
 
     def __init__(self, config: Config):
         self._config = config
-        self._written = Metrics.counter(NAMESPACE, batch_jobs.WRITTEN)
 
     def _at_qstep(self, source, bottleneck: np.ndarray) -> rate_control.Coded:
         (spec,), qstep = self._config.specs, self._config.qstep
@@ -191,7 +190,6 @@ class WriteBottleneck:
             coded = self._at_qstep(source, coded)
         output = self._config.output_path(source.path)
         batch_jobs.write_atomically(output, coded.data)
-        self._written.inc()
         yield BottleneckRecord.of(source.path, output, coded.header, len(coded.data))
 
 
@@ -210,11 +208,11 @@ def build(pipeline: beam.Pipeline, config: Config) -> None:
         coded = sources | "ChooseAndEncode" >> RunInference(rate_control.TargetHandler(
             config.models, config.target, fallback=config.fallback, tile=config.tile,
             halo=config.halo, worker_processes=config.worker_processes))
-    written, unwritten = (coded
-                          | "EncodeAndWrite" >> TryFlatMap(
-                              WriteBottleneck(config), step="write",
-                              path_of=lambda result: result.example.path,
-                              errors=(Rejected, OSError)))
+    # The JPEG encoder and the file writes release the GIL: they run beside
+    # the pre-processor of the next images.
+    written, unwritten = coded | "Write" >> batch_jobs.WriteOutputs(
+        NAMESPACE, WriteBottleneck(config), errors=(Rejected, OSError),
+        threads=model_handler.writer_threads(config.worker_processes))
     _ = ((written, done)
          | "AllBottlenecks" >> beam.Flatten()
          | "WriteManifest" >> batch_jobs.WriteJsonLines(config.manifest_path))

@@ -5,9 +5,15 @@ function rejects (by raising one of the given exceptions) leave through a
 second output as `DeadLetter`s, each counted with Beam metrics under
 `dead_letters`; the jobs write them as JSON lines (path, reason, step)
 that a person can read and a script can retry.
+
+`TryFlatMap(..., threads=n)` runs the function on a pool of threads beside
+the steps fused before it, for work that releases the GIL (image encoders,
+file writes) and would otherwise wait for the model in the same process.
 """
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import dataclasses
 import json
 from typing import Callable, Iterable
@@ -15,6 +21,7 @@ from typing import Callable, Iterable
 import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
+from apache_beam.utils.windowed_value import WindowedValue
 
 from sandwich.errors import Rejected
 
@@ -52,13 +59,24 @@ class Attempt:
         self._per_step = Metrics.counter(METRICS_NAMESPACE, step)
 
     def __call__(self, element) -> tuple[list, DeadLetter | None]:
+        return self.settle(element, self.outcome(element))
+
+    def outcome(self, element) -> list | Exception:
+        """`fn(element)`'s results, or its rejection; counts nothing, so it
+        may run on any thread (Beam's metrics count only on the bundle's)."""
         try:
             # Materialise first so that a failure midway emits nothing partial.
-            return list(self._fn(element)), None
+            return list(self._fn(element))
         except self._errors as error:
-            self._total.inc()
-            self._per_step.inc()
-            return [], DeadLetter(self._path_of(element), _reason(error), self._step)
+            return error
+
+    def settle(self, element, outcome: list | Exception) -> tuple[list, DeadLetter | None]:
+        """An `outcome` as (results, None) or ([], its counted `DeadLetter`)."""
+        if not isinstance(outcome, Exception):
+            return outcome, None
+        self._total.inc()
+        self._per_step.inc()
+        return [], DeadLetter(self._path_of(element), _reason(outcome), self._step)
 
 
 class _TryFlatMapFn(beam.DoFn):
@@ -66,24 +84,76 @@ class _TryFlatMapFn(beam.DoFn):
         self._attempt = attempt
 
     def process(self, element):
-        results, letter = self._attempt(element)
-        if letter:
-            yield pvalue.TaggedOutput(DEAD_LETTERS, letter)
-        yield from results
+        yield from _tagged(*self._attempt(element))
+
+
+def _tagged(results: list, letter: DeadLetter | None):
+    if letter:
+        yield pvalue.TaggedOutput(DEAD_LETTERS, letter)
+    yield from results
+
+
+class _BackgroundTryFlatMapFn(beam.DoFn):
+    """`_TryFlatMapFn` with the attempts run on a pool of `threads` threads.
+
+    An element's results leave with its own window and timestamp once its
+    attempt is done: during a later element's `process`, or at the end of the
+    bundle, which waits for all. At most `threads` attempts wait beyond those
+    running, so a slow function holds back the steps before it rather than
+    gathering their elements (decoded images) in memory. Errors other than
+    the attempt's own are raised on the bundle's thread, failing the bundle
+    as they would without threads.
+    """
+
+    def __init__(self, attempt: Attempt, threads: int):
+        self._attempt, self._threads = attempt, threads
+
+    def setup(self):
+        self._pool = concurrent.futures.ThreadPoolExecutor(self._threads,
+                                                           thread_name_prefix="try-flat-map")
+
+    def start_bundle(self):
+        self._pending = collections.deque()
+
+    def process(self, element, timestamp=beam.DoFn.TimestampParam,
+                window=beam.DoFn.WindowParam):
+        self._pending.append((WindowedValue(element, timestamp, (window,)),
+                              self._pool.submit(self._attempt.outcome, element)))
+        while self._pending and (len(self._pending) > 2 * self._threads
+                                 or self._pending[0][1].done()):
+            yield from self._settle(*self._pending.popleft())
+
+    def finish_bundle(self):
+        while self._pending:
+            yield from self._settle(*self._pending.popleft())
+
+    def _settle(self, windowed: WindowedValue, future: concurrent.futures.Future):
+        results, letter = self._attempt.settle(windowed.value, future.result())
+        for output in _tagged(results, letter):
+            tag = output.tag if isinstance(output, pvalue.TaggedOutput) else None
+            value = windowed.with_value(output.value if tag else output)
+            yield pvalue.TaggedOutput(tag, value) if tag else value
+
+    def teardown(self):
+        self._pool.shutdown()
 
 
 class TryFlatMap(beam.PTransform):
     """`FlatMap(fn)` whose failures on `errors` become dead letters.
 
     Returns a pair of PCollections `(outputs, dead_letters)`. `path_of` names
-    the input an element came from, for the dead-letter record.
+    the input an element came from, for the dead-letter record. With
+    `threads`, `fn` runs on a pool of that many threads (`_BackgroundTryFlatMapFn`),
+    where Beam's metrics do not count: count its outputs in a later step.
     """
 
     def __init__(self, fn: Callable[[object], Iterable], *, step: str,
                  path_of: Callable[[object], str],
-                 errors: tuple[type[Exception], ...] = (Rejected,)):
+                 errors: tuple[type[Exception], ...] = (Rejected,), threads: int = 0):
         super().__init__()
-        self._dofn = _TryFlatMapFn(Attempt(fn, step=step, path_of=path_of, errors=errors))
+        attempt = Attempt(fn, step=step, path_of=path_of, errors=errors)
+        self._dofn = _BackgroundTryFlatMapFn(attempt, threads) if threads else _TryFlatMapFn(
+            attempt)
 
     def expand(self, pcoll):
         results = pcoll | beam.ParDo(self._dofn).with_outputs(DEAD_LETTERS, main="outputs")

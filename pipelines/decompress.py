@@ -41,7 +41,6 @@ import sys
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 from PIL import Image
 
@@ -195,11 +194,11 @@ class ReadBottleneck:
 class WritePng:
     """PredictionResult(Bottleneck, reconstruction) -> PNG written atomically ->
     ReconstructionRecord;
-    a failed write is an `OSError`, so it makes a dead letter."""
+    a failed write is an `OSError`, so it makes a dead letter. It counts
+    nothing (`batch_jobs.WriteOutputs`)."""
 
     def __init__(self, config: Config):
         self._config = config
-        self._written = Metrics.counter(NAMESPACE, batch_jobs.WRITTEN)
 
     def __call__(self, result):
         bottleneck, header = result.example, result.example.header
@@ -208,9 +207,8 @@ class WritePng:
         batch_jobs.write_atomically(output, encode_png(
             result.inference, header.bit_depth, provenance,
             compression=self._config.png_compression))
-        self._written.inc()
-        yield ReconstructionRecord(bottleneck.path, output, header.height, header.width, header.bit_depth,
-                     header.model_id)
+        yield ReconstructionRecord(bottleneck.path, output, header.height, header.width,
+                                   header.bit_depth, header.model_id)
 
 
 def build(pipeline: beam.Pipeline, config: Config) -> None:
@@ -229,10 +227,11 @@ def build(pipeline: beam.Pipeline, config: Config) -> None:
             worker_processes=config.worker_processes)),
         fallbacks | "DecodedAsIs" >> beam.Map(lambda fallback: PredictionResult(
             fallback, fallback.pixels))) | "AllReconstructions" >> beam.Flatten()
-    written, unwritten = (reconstructions
-                          | "EncodeAndWrite" >> TryFlatMap(
-                              WritePng(config), step="write",
-                              path_of=lambda result: result.example.path, errors=(OSError,)))
+    # The PNG writer (zlib and the file writes release the GIL) runs beside
+    # the post-processor of the next images.
+    written, unwritten = reconstructions | "Write" >> batch_jobs.WriteOutputs(
+        NAMESPACE, WritePng(config), errors=(OSError,),
+        threads=model_handler.writer_threads(config.worker_processes))
     _ = ((written, done)
          | "AllOutputs" >> beam.Flatten()
          | "WriteManifest" >> batch_jobs.WriteJsonLines(config.manifest_path))

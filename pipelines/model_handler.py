@@ -142,6 +142,24 @@ def _call(signature, *tensors):
     return signature(**kwargs)
 
 
+def cores_per_process(worker_processes: int) -> int:
+    """This process's share of the machine's cores, `worker_processes`
+    sharing them (0: one per core)."""
+    cores = len(os.sched_getaffinity(0))
+    return max(1, cores // (worker_processes or cores))
+
+
+# Threads of a model job's write step (`batch_jobs.WriteOutputs`): a PNG or
+# JPEG is written in a fraction of its model's time, so two keep up, and the
+# images waiting on them (twice as many) stay few on machines of many cores.
+MAX_WRITER_THREADS = 2
+
+
+def writer_threads(worker_processes: int) -> int:
+    """Threads for the write step beside the model in each of `worker_processes`."""
+    return min(MAX_WRITER_THREADS, cores_per_process(worker_processes))
+
+
 def share_cores(worker_processes: int) -> None:
     """Sizes TensorFlow's thread pools in this process to its share of the
     machine's cores, `worker_processes` sharing them (0: one per core).
@@ -154,8 +172,7 @@ def share_cores(worker_processes: int) -> None:
     """
     import tensorflow as tf
 
-    cores = len(os.sched_getaffinity(0))
-    threads = max(1, cores // (worker_processes or cores))
+    cores, threads = len(os.sched_getaffinity(0)), cores_per_process(worker_processes)
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)

@@ -210,3 +210,17 @@ def test_a_rerun_keeps_complete_pngs_and_redoes_truncated_ones(round_trip, tmp_p
     assert decompress.CompletedPng(config)(
         _metadata(bits / "coffee.png.jpg"), batch_jobs.existing_output(str(truncated))) is None
     assert batch_jobs.existing_output(str(tmp_path / "missing.png")) is None
+
+
+def test_a_png_that_cannot_be_written_is_a_dead_letter(round_trip, tmp_path):
+    """The writer runs on threads of its own; its failures still come back
+    as dead letters, and the account still adds up."""
+    bits = round_trip[0]
+    (tmp_path / "coffee.png" / "in-the-way").mkdir(parents=True)
+    counts, printed = _quiet(decompress, [f"--input={bits}/*.png.jpg", f"--output={tmp_path}",
+                                          f"--model={_model()}", *TILING, *RUNNER])
+    assert (counts["inputs"], counts["written"], counts["dead_letters"]) == (2, 1, 1)
+    assert "dead letters (write 1)" in printed
+    [letter] = [json.loads(line) for line in (tmp_path / jobs.DEAD_LETTER_FILE).open()]
+    assert letter["path"] == str(bits / "coffee.png.jpg") and letter["step"] == "write"
+    assert decode_image((tmp_path / "rocket.png").read_bytes()).bit_depth == 10

@@ -15,14 +15,12 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 import tifffile
-from apache_beam.metrics import MetricsFilter
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
 from pipelines import jobs, make_dataset, patches, sample_data, tfds_writer
 from pipelines.beam_options import pipeline_options
-from pipelines.dead_letters import METRICS_NAMESPACE, DeadLetter, Rejected, TryFlatMap
 from sandwich import samples
 from sandwich.image_io import decode_image
 from sandwich.specs import DATASET_SPEC_FILE, DatasetSpec, SpecError, container_dtype
@@ -226,26 +224,6 @@ def test_the_job_sizes_only_local_runs_the_user_did_not_size(beam_args, chosen, 
                                          "--scenario=high_res"])
     flags = make_dataset.worker_flags(config, beam_args)
     assert flags == (["--direct_num_workers=1"] if chosen else [])
-
-
-def _reject_odd(n):
-    if n % 2:
-        raise Rejected(f"{n} is odd")
-    yield n * 10
-
-
-def test_try_flat_map_sends_rejections_to_counted_dead_letters():
-    pipeline = test_pipeline.TestPipeline(options=pipeline_options(
-        ["--direct_running_mode=in_memory", "--direct_num_workers=1"]))
-    kept, dead = (pipeline | beam.Create([1, 2, 3, 4])
-                  | TryFlatMap(_reject_odd, step="parity", path_of=lambda n: f"file{n}"))
-    assert_that(kept, equal_to([20, 40]), label="Kept")
-    assert_that(dead, equal_to([DeadLetter("file1", "1 is odd", "parity"),
-                                DeadLetter("file3", "3 is odd", "parity")]), label="Dead")
-    result = pipeline.run()
-    result.wait_until_finish()
-    counters = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]
-    assert {c.key.metric.name: c.committed for c in counters} == {"total": 2, "parity": 2}
 
 
 def test_group_into_shards_makes_every_shard_of_sorted_items():
