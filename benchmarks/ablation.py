@@ -56,7 +56,10 @@ ARMS = [
     ("gamma-4x-slope", "gamma 320: 4x the slope", ["--gamma", "320"]),
     ("constant-lr", "no warmup or decay", ["--lr_schedule", "constant"]),
     ("tables", "trainable 8x8 luma and chroma tables in the DQT", ["--quantization", "tables"]),
-    ("wider", "U-Net 8-16-24-32", ["--unet_widths", "8,16,24,32"]),
+    ("slim", "the slim preset, U-Net 5-10-15-20 (x1's default before session 9)",
+     ["--size", "slim"]),
+    ("wider", "U-Net 8-16-24-32 (the medium preset, x1's default)",
+     ["--unet_widths", "8,16,24,32"]),
     ("widest", "U-Net 16-32-48-64", ["--unet_widths", "16,32,48,64"]),
     ("slim-pre-wider-post", "a slim pre-processor and a post-processor of U-Net 24-48-72-96 "
      "(at x2, where the post-processor makes the gain)",

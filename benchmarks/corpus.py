@@ -1,6 +1,19 @@
-"""The photographs every throughput benchmark runs on: the bundled samples
-plus scikit-image's photos, copied `copies` times so a run lasts long enough
-to time. Nothing is fetched."""
+"""The photographs the benchmarks run on.
+
+Throughput benchmarks: the bundled samples plus scikit-image's photos,
+copied `copies` times so a run lasts long enough to time. Nothing is
+fetched.
+
+Quality (`quality.py --add_train/--add_held_out`): a larger corpus of public
+photographs, the super-resolution benchmarks BSD100, Urban100 and
+Sun-Hays80 as one repository carries them (280 photos, 95 megapixels), put
+under one directory with names that say where each came from:
+
+    git clone --depth 1 https://github.com/jbhuang0604/SelfExSR /tmp/SelfExSR
+    python benchmarks/corpus.py /tmp/SelfExSR photos/public
+"""
+import argparse
+import glob
 import os
 import shutil
 
@@ -37,3 +50,35 @@ def ten_bit_copies(paths, directory: str) -> str:
         with open(os.path.join(directory, f"{name}_sum2x2.png"), "wb") as f:
             f.write(encode_png16(samples.block_sum(pixels, 2), 10))
     return directory
+
+
+# (prefix, the repository's folder of full-resolution copies): each photo is
+# there once per scale factor; one factor's copies are taken.
+SR_BENCHMARKS = (("bsd", "data/BSD100/image_SRF_2"), ("urban", "data/Urban100/image_SRF_2"),
+                 ("sunhays", "data/Sun-Hays80/image_SRF_8"))
+
+
+def sr_benchmark_photos(repository: str, directory: str) -> list[str]:
+    """Copies the full-resolution photos of `SR_BENCHMARKS` from a checkout
+    of the repository into `directory` as `<prefix>_<number>.png`; returns
+    the new paths."""
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for prefix, folder in SR_BENCHMARKS:
+        found = sorted(glob.glob(os.path.join(repository, folder, "img_*_HR.png")))
+        if not found:
+            raise SystemExit(f"no img_*_HR.png under {os.path.join(repository, folder)}")
+        for source in found:
+            number = os.path.basename(source).split("_")[1]
+            paths.append(os.path.join(directory, f"{prefix}_{number}.png"))
+            shutil.copy(source, paths[-1])
+    return paths
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Puts the public super-resolution "
+                                     "benchmarks' photos under one directory.")
+    parser.add_argument("repository", help="a checkout of github.com/jbhuang0604/SelfExSR")
+    parser.add_argument("output")
+    args = parser.parse_args()
+    print(f"{len(sr_benchmark_photos(args.repository, args.output))} photos in {args.output}")

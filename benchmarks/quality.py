@@ -9,6 +9,13 @@ JPEG and jpegli (and AVIF and JPEG XL with `--context_codecs`), and writes
     python benchmarks/quality.py --train 'photos/train/*.png' --held_out 'photos/test/*.png' \
         --budget_minutes 90 --output out/quality
 
+`docs/quality.md` comes from the default photographs plus the 280 public
+ones `corpus.py` gathers (one in ten held out, and 128 patches per photo
+so that the dataset jobs stay short):
+
+    python benchmarks/quality.py --budget_minutes 60 --patches_per_photo 128 \
+        --add_train 'photos/public/*[1-9].png' --add_held_out 'photos/public/*0.png'
+
 By default: the bundled astronaut, chelsea and rocket train; coffee (bundled,
 never trained on) and two of scikit-image's photographs are held out. The
 models are high_res at factor 1 (a full-resolution JPEG between the
@@ -25,6 +32,7 @@ everything but the evaluation. The targets of the quality issue are checked
 and reported, met or not.
 """
 import argparse
+import collections
 import glob
 import json
 import os
@@ -246,18 +254,27 @@ class Workspace:
 
 
 def held_out_files(args) -> None:
-    """Resolves `--train` and `--held_out` into `args`, refusing an overlap."""
-    args.train_files, args.held_out_files = _files(args.train), _files(args.held_out)
-    overlap = {os.path.basename(p) for p in args.train_files} & {
-        os.path.basename(p) for p in args.held_out_files}
-    if overlap:
-        raise SystemExit(f"held-out photos are also in the training corpus: {sorted(overlap)}")
+    """Resolves `--train` and `--held_out` (each with its `--add_*`) into
+    `args`, refusing an overlap and two photos of one name (each is copied
+    into the workspace under its name)."""
+    args.train_files = _files(args.train + args.add_train)
+    args.held_out_files = _files(args.held_out + args.add_held_out)
+    names = collections.Counter(os.path.basename(p)
+                                for p in args.train_files + args.held_out_files)
+    if repeated := sorted(name for name, count in names.items() if count > 1):
+        raise SystemExit(f"photos of one name in --train and --held_out (a held-out photo "
+                         f"trained on, or one photo hiding another): {repeated}")
 
 
 def add_corpus_flags(parser) -> None:
     parser.add_argument("--train", nargs="+", default=DEFAULT_TRAIN, help="training photos (globs)")
     parser.add_argument("--held_out", nargs="+", default=DEFAULT_HELD_OUT,
                         help="held-out photos (globs); none may be in --train")
+    parser.add_argument("--add_train", nargs="+", default=[],
+                        help="more training photos (globs), besides --train: e.g. every "
+                             "photo of `corpus.py`'s public corpus but one in ten")
+    parser.add_argument("--add_held_out", nargs="+", default=[],
+                        help="more held-out photos (globs), besides --held_out")
     parser.add_argument("--hold_back", type=float, default=0.25,
                         help="share of each training photo's width (its right-hand strip) "
                              "kept out of training, on which the trainer measures itself and "

@@ -325,8 +325,8 @@ def test_vertex_ai_directories_win_over_the_job_dir(monkeypatch):
 
 def test_auto_size_is_wide_where_the_codec_carries_a_downsampled_image():
     assert network_preset(Config(data="d"), scenarios.make("high_res", factor=2)) == "wide"
-    assert network_preset(Config(data="d"), scenarios.make("high_res", factor=1)) == "slim"
-    assert network_preset(Config(data="d"), scenarios.make("high_bit_depth")) == "slim"
+    assert network_preset(Config(data="d"), scenarios.make("high_res", factor=1)) == "medium"
+    assert network_preset(Config(data="d"), scenarios.make("high_bit_depth")) == "medium"
     assert network_preset(Config(data="d", size="slim"),
                           scenarios.make("high_res", factor=2)) == "slim"
     model = build_model(Config(data="d", gamma=1.0), scenarios.make("high_res", factor=2))

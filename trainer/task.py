@@ -91,8 +91,9 @@ def parser() -> argparse.ArgumentParser:
     opt.add_argument("--seed", type=int, help="shuffle seed; none: a new shuffle each run")
     net = p.add_argument_group("model")
     net.add_argument("--size", choices=["auto", *sorted(PRESETS)], default=default["size"],
-                     help="network preset: slim and wide for CPUs, paper for accelerators; "
-                          "auto: wide for downsampling scenarios (factor > 1), else slim")
+                     help="network preset: slim, medium and wide for CPUs, paper for "
+                          "accelerators; auto: wide for downsampling scenarios (factor > 1), "
+                          "else medium")
     net.add_argument("--unet_widths", type=_widths, help="override the preset's U-Net widths, e.g. 8,16")
     net.add_argument("--post_unet_widths", type=_widths,
                      help="the post-processor's own U-Net widths, where it should differ from "
