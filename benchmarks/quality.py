@@ -358,13 +358,21 @@ def _points_table(summary: dict) -> list[str]:
     return lines
 
 
+def _folder(path: str) -> str:
+    """A folder as the report names it: relative to the repository, or its
+    last two parts (no machine's own paths in the report)."""
+    relative = os.path.relpath(path, REPO)
+    return relative if not relative.startswith("..") else os.path.join(
+        *path.split(os.sep)[-2:])
+
+
 def _photo_list(paths, shown: int = 12) -> str:
     """The photos' names, or for a large corpus their count, the first
     names and the folders they come from."""
     names = [os.path.basename(p) for p in paths]
     if len(names) <= shown:
         return ", ".join(names)
-    folders = sorted({os.path.dirname(os.path.abspath(p)) for p in paths})
+    folders = sorted({_folder(os.path.dirname(os.path.abspath(p))) for p in paths})
     return (f"{len(names)} photos ({', '.join(names[:shown])}, ...; from "
             f"{', '.join(folders)})")
 

@@ -116,8 +116,8 @@ class _BackgroundTryFlatMapFn(beam.DoFn):
         self._pending = collections.deque()
 
     def process(self, element, timestamp=beam.DoFn.TimestampParam,
-                window=beam.DoFn.WindowParam):
-        self._pending.append((WindowedValue(element, timestamp, (window,)),
+                window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
+        self._pending.append((WindowedValue(element, timestamp, (window,), pane),
                               self._pool.submit(self._attempt.outcome, element)))
         while self._pending and (len(self._pending) > 2 * self._threads
                                  or self._pending[0][1].done()):
