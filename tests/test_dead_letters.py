@@ -43,6 +43,7 @@ def test_try_flat_map_on_threads_keeps_each_element_in_its_window():
                   | beam.WindowInto(window.FixedWindows(10))
                   | TryFlatMap(_reject_odd, step="parity", path_of=lambda n: f"file{n}",
                                threads=2))
+
     def placed(value, timestamp=beam.DoFn.TimestampParam, win=beam.DoFn.WindowParam):
         return value, int(timestamp), int(win.start)
 
