@@ -65,8 +65,8 @@ PRESETS = {
     "slim": NetworkSize(unet_widths=(5, 10, 15, 20), mlp_widths=(16, 16)),
     # For full-resolution scenarios on CPUs: at x1, 20 minutes on 264 photos,
     # held out, it beat slim by +0.13 dB over plain JPEG (+1.83 against
-    # +1.70) at the same steps per second: the codec proxy, not the networks,
-    # sets the pace there. On twelve photos the two were within noise
+    # +1.70) at 97% of its steps per second: the codec proxy, not the
+    # networks, sets the pace there. On twelve photos the two were within noise
     # (docs/ablation.md, sessions 5 and 9).
     "medium": NetworkSize(unet_widths=(8, 16, 24, 32), mlp_widths=(16, 16)),
     # For upsampling scenarios on CPUs: at x2, 5,000 steps, held out, slim,
