@@ -84,13 +84,10 @@ class _TryFlatMapFn(beam.DoFn):
         self._attempt = attempt
 
     def process(self, element):
-        yield from _tagged(*self._attempt(element))
-
-
-def _tagged(results: list, letter: DeadLetter | None):
-    if letter:
-        yield pvalue.TaggedOutput(DEAD_LETTERS, letter)
-    yield from results
+        results, letter = self._attempt(element)
+        if letter:
+            yield pvalue.TaggedOutput(DEAD_LETTERS, letter)
+        yield from results
 
 
 class _BackgroundTryFlatMapFn(beam.DoFn):
@@ -129,10 +126,10 @@ class _BackgroundTryFlatMapFn(beam.DoFn):
 
     def _settle(self, windowed: WindowedValue, future: concurrent.futures.Future):
         results, letter = self._attempt.settle(windowed.value, future.result())
-        for output in _tagged(results, letter):
-            tag = output.tag if isinstance(output, pvalue.TaggedOutput) else None
-            value = windowed.with_value(output.value if tag else output)
-            yield pvalue.TaggedOutput(tag, value) if tag else value
+        if letter:
+            yield pvalue.TaggedOutput(DEAD_LETTERS, windowed.with_value(letter))
+        for result in results:
+            yield windowed.with_value(result)
 
     def teardown(self):
         self._pool.shutdown()
