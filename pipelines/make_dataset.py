@@ -46,7 +46,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 import sandwich
-from pipelines import batch_jobs, beam_options, jobs, tfds_writer
+from pipelines import batch_jobs, beam_options, jobs, process_exit, tfds_writer
 from pipelines import patches as patch_lib
 from pipelines.dead_letters import DEAD_LETTERS, Attempt, Rejected, TryFlatMap
 from sandwich.image_io import DEFAULT_MAX_PIXELS, decode_image
@@ -217,8 +217,8 @@ class CutAndWriteShard(beam.DoFn):
                             path_of=lambda source: source.file.path, errors=(Rejected,))
         self._cut = CutPatches(config)
 
-    def teardown(self):
-        jobs.freeze_worker_heap()
+    def setup(self):
+        process_exit.freeze_heap_at_exit()
 
     def process(self, shard: tfds_writer.Shard):
         examples, used = [], 0

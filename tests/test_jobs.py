@@ -1,6 +1,5 @@
 """The steps the jobs share (`pipelines.jobs`, `pipelines.batch_jobs`), each
 tested on its own with TestPipeline and assert_that."""
-import gc
 import io
 import json
 import os
@@ -119,18 +118,18 @@ def test_write_json_lines_writes_one_file_of_records(tmp_path):
     assert sorted(json.loads(line)["n"] for line in open(path)) == [1, 2, 3]
 
 
-def test_only_a_beam_worker_process_freezes_its_heap():
-    frozen = gc.get_freeze_count()
-    jobs.freeze_worker_heap()  # in the test's own process, as in the runner's: nothing
-    assert gc.get_freeze_count() == frozen
-    script = ("import gc, sys, types\n"
-              "sys.modules['__main__'].__spec__ = types.SimpleNamespace(name=sys.argv[1])\n"
+def test_a_job_run_as_a_command_exits_with_its_heap_frozen():
+    """Its exit then skips collecting what the imports made; a handler
+    registered before the job's runs after the job's own (last in, first out)."""
+    script = ("import atexit, gc\n"
+              "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0))\n"
               "from pipelines import jobs\n"
-              "jobs.freeze_worker_heap()\n"
-              "print(gc.get_freeze_count() > 0)")
-    ran = subprocess.run([sys.executable, "-c", script, jobs.SDK_WORKER_MAIN],
-                         capture_output=True, text=True, check=True)
-    assert ran.stdout.strip() == "True"
+              "jobs.main(lambda argv: print('ran', argv), ['--verbose'])\n"
+              "print('frozen after the run:', gc.get_freeze_count() > 0)\n")
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True)
+    assert ran.stdout.split("\n")[:3] == [
+        "ran ['--verbose']", "frozen after the run: False", "frozen at exit: True"]
 
 
 def test_the_model_jobs_launch_without_tensorflow():
