@@ -366,6 +366,11 @@ def _folder(path: str) -> str:
         *path.split(os.sep)[-2:])
 
 
+def _shown_path(path: str) -> str:
+    """A photo as the report and its JSON name it: its `_folder` and name."""
+    return os.path.join(_folder(os.path.dirname(os.path.abspath(path))), os.path.basename(path))
+
+
 def _photo_list(paths, shown: int = 12) -> str:
     """The photos' names, or for a large corpus their count, the first
     names and the folders they come from."""
@@ -481,9 +486,9 @@ def main(argv=None) -> None:
                  summaries.get("high_bit_depth"), minutes, plots)
     with open(os.path.splitext(args.report)[0] + ".json", "w") as f:
         json.dump({"budget_minutes": args.budget_minutes, "models": dict(zip(names, args.models)),
-                   "train": args.train_files, "hold_back": args.hold_back,
-                   "rescale": args.rescale,
-                   "held_out": args.held_out_files,
+                   "train": [_shown_path(p) for p in args.train_files],
+                   "hold_back": args.hold_back, "rescale": args.rescale,
+                   "held_out": [_shown_path(p) for p in args.held_out_files],
                    "summaries": summaries}, f, indent=1)
     print(open(args.report).read())
 
