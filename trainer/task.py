@@ -106,8 +106,9 @@ def parser() -> argparse.ArgumentParser:
                           "at a step drawn log-uniformly in the range, the post-processor "
                           "told the step, its distortion weighted by (centre / step)^2; "
                           "--qstep is then "
-                          "ignored. auto: a range spanning about 0.25-1.5 bpp for the "
-                          "dataset's scenario; off: one model for the one step --qstep")
+                          "ignored. auto: the scenario's range, where its models beat what "
+                          "a user has (high_res x1 about 0.25-1.5 bpp, x2 0.08-0.6, x4 "
+                          "0.03-0.18); off: one model for the one step --qstep")
     net.add_argument("--condition_preprocessor", nargs="?", const="input",
                      choices=PREPROCESSOR_CONDITIONING, default=default["condition_preprocessor"],
                      help="with a qstep range, tell the pre-processor the step too, not only the "
