@@ -265,7 +265,8 @@ class SandwichHandler(ModelHandler[Any, PredictionResult, ModelSet]):
         self._worker_processes = worker_processes
 
     def load_model(self) -> ModelSet:
-        process_exit.freeze_heap_at_exit()  # TensorFlow's objects too, about 1 s of a core
+        # A worker's exit would spend about 1 s of a core collecting TensorFlow's objects.
+        process_exit.freeze_heap_at_exit()
         models = (ExportedSandwich.load(d, self.processors, tile=self._tile, halo=self._halo,
                                         worker_processes=self._worker_processes)
                   for d in self._model_dirs)
