@@ -247,7 +247,7 @@ def _duration(seconds: float) -> str:
 # one 20-minute run, +0.04 dB in another); starting the range at 16 moved the
 # weak end there (-0.24 dB at 1.69 bpp after 22,000 steps), where a 12..80 model was
 # +0.17 dB above it (docs/ablation.md, session 6). x4 over 2..16 coded
-# 0.15-0.42 bpp and saturated at 25.3 dB, where x2 was 0.4 dB above it and
+# 0.15-0.42 bpp and saturated at 25.3 dB, where x2 was 0.4-3 dB above it and
 # plain JPEG overtook it from 0.3 bpp; over 16..128 it codes 0.03-0.18 bpp,
 # the rates below x2's reach and plain JPEG's (0.19 bpp at quality 5), and
 # extends the front there (docs/ablation.md, session 10). x3 is unmeasured.
