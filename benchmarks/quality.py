@@ -377,7 +377,7 @@ def _photo_list(paths, shown: int = 12) -> str:
     names = [os.path.basename(p) for p in paths]
     if len(names) <= shown:
         return ", ".join(names)
-    folders = sorted({_folder(os.path.dirname(os.path.abspath(p))) for p in paths})
+    folders = sorted({os.path.dirname(_shown_path(p)) for p in paths})
     return (f"{len(names)} photos ({', '.join(names[:shown])}, ...; from "
             f"{', '.join(folders)})")
 

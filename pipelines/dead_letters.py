@@ -93,7 +93,7 @@ class _TryFlatMapFn(beam.DoFn):
 class _BackgroundTryFlatMapFn(beam.DoFn):
     """`_TryFlatMapFn` with the attempts run on a pool of `threads` threads.
 
-    An element's results leave with its own window and timestamp once its
+    An element's results leave with its own window, timestamp and pane once its
     attempt is done: during a later element's `process`, or at the end of the
     bundle, which waits for all. At most `threads` attempts wait beyond those
     running, so a slow function holds back the steps before it rather than

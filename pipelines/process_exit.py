@@ -14,16 +14,13 @@ exits, so a job run from a longer-lived process (a test, a notebook) keeps
 its collections until then.
 """
 import atexit
+import functools
 import gc
 
-_registered = False
 
-
+@functools.cache
 def freeze_heap_at_exit() -> None:
     """Makes this process's exit leave every object alive then out of its
-    garbage collections (`gc.freeze`). Idempotent: a worker calls it from
-    every DoFn set-up."""
-    global _registered
-    if not _registered:
-        atexit.register(gc.freeze)
-        _registered = True
+    garbage collections (`gc.freeze`). Registers once however often it is
+    called: a worker calls it from every DoFn set-up."""
+    atexit.register(gc.freeze)
