@@ -55,7 +55,7 @@ from apache_beam.ml.inference.base import RunInference
 
 from pipelines import batch_jobs, beam_options, bottleneck_format, jobs, model_handler, rate_control
 from pipelines.dead_letters import Rejected
-from sandwich import metrics, tiling
+from sandwich import metrics
 from sandwich.image_io import DEFAULT_MAX_PIXELS
 from sandwich.specs import ModelSpec
 
@@ -255,8 +255,8 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
         if not 0 < qstep <= rate_control.MAX_QSTEP:
             parser.error(f"--qstep must be in (0, {rate_control.MAX_QSTEP}]")
     model_handler.source_bit_depth(specs)
-    for spec in specs:
-        tiling.check_layout(args.tile, args.halo, spec.factor)
+    args.tile, args.halo = model_handler.tile_layout([s.factor for s in specs], args.tile,
+                                                     args.halo)
     return Config(args.input, args.output.rstrip("/"), models, specs, qstep, target,
                   args.max_pixels, args.tile, args.halo,
                   beam_options.worker_processes(beam_args)), beam_args

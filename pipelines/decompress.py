@@ -47,7 +47,6 @@ from PIL import Image
 from pipelines import batch_jobs, beam_options, bottleneck_format, jobs, model_handler
 from pipelines.dead_letters import Rejected, TryFlatMap
 from pipelines.patches import input_pattern
-from sandwich import tiling
 from sandwich.image_io import (DEFAULT_MAX_PIXELS, encode_png16, insert_chunk_after_ihdr,
                                png_chunks)
 from sandwich.specs import ModelSpec
@@ -261,8 +260,8 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
     beam_args = beam_options.model_job_args(beam_args, lambda: jobs.count_files(args.input))
     models = model_handler.export_dirs(args.model)
     specs = model_handler.read_specs(models)
-    for spec in specs.values():
-        tiling.check_layout(args.tile, args.halo, spec.factor)
+    args.tile, args.halo = model_handler.tile_layout([s.factor for s in specs.values()],
+                                                     args.tile, args.halo)
     return Config(args.input, args.output.rstrip("/"), models, specs,
                   args.tile, args.halo, args.max_pixels,
                   beam_options.worker_processes(beam_args), args.png_compression), beam_args

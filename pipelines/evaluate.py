@@ -49,7 +49,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from pipelines import batch_jobs, beam_options, bottleneck_format, jobs, model_handler
-from sandwich import alternatives, metrics, scenarios, tiling
+from sandwich import alternatives, metrics, scenarios
 from sandwich.image_io import DEFAULT_MAX_PIXELS, encode_png16
 from sandwich.jpeg.tables import DEFAULT_MODE
 
@@ -388,11 +388,21 @@ def write_results(summary: dict, config: Config) -> None:
     plot(summary, config.path(PLOT_FILE))
 
 
-def _model_scenarios(model_dirs) -> dict[str, scenarios.Scenario]:
-    """Model id -> scenario; ids distinct, all taking sources of one bit depth."""
+def _model_specs(model_dirs) -> dict:
+    """Model id -> spec; ids distinct, all taking sources of one bit depth."""
     specs = model_handler.read_specs(model_dirs)
     model_handler.source_bit_depth(specs.values())
-    return {model_id: scenarios.from_spec(spec) for model_id, spec in specs.items()}
+    return specs
+
+
+def baseline_steps(specs) -> tuple[float, ...]:
+    """The baselines' steps when none are given: `DEFAULT_BASELINE_QSTEPS`,
+    reaching out to the finest and the coarsest step of every model measured,
+    so that each model point has its baseline's curve at its rate to be
+    checked against (x4's range runs to 128, past the grid's 96)."""
+    low = min([DEFAULT_BASELINE_QSTEPS[0], *(s.qstep_bounds[0] for s in specs)])
+    high = max([DEFAULT_BASELINE_QSTEPS[-1], *(s.qstep_bounds[1] for s in specs)])
+    return tuple(sorted({low, *DEFAULT_BASELINE_QSTEPS, high}))
 
 
 def parse_args(argv=None) -> tuple[Config, dict, list[str]]:
@@ -406,8 +416,10 @@ def parse_args(argv=None) -> tuple[Config, dict, list[str]]:
                         help="sandwich JPEG steps; if not given, each model's "
                              f"{SANDWICH_POINTS} log-spaced over its qstep range, or from half "
                              "to twice its trained step")
-    parser.add_argument("--baseline_qsteps", type=float, nargs="+",
-                        default=list(DEFAULT_BASELINE_QSTEPS), help="baseline JPEG steps")
+    parser.add_argument("--baseline_qsteps", type=float, nargs="+", default=None,
+                        help="baseline JPEG steps; if not given, "
+                             f"{', '.join(f'{q:g}' for q in DEFAULT_BASELINE_QSTEPS)}, "
+                             "and the models' finest and coarsest steps beyond those")
     parser.add_argument("--alternatives", nargs="*", default=list(alternatives.DEFAULT_ALTERNATIVES),
                         choices=alternatives.ALTERNATIVES,
                         help="other codecs to measure (avif and jxl are slower)")
@@ -417,7 +429,8 @@ def parse_args(argv=None) -> tuple[Config, dict, list[str]]:
     parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS)
     jobs.add_model_flags(parser)
     args, beam_args = parser.parse_known_args(argv)
-    if len(args.baseline_qsteps) < 2 or (args.qsteps is not None and len(args.qsteps) < 2):
+    if (args.baseline_qsteps is not None and len(args.baseline_qsteps) < 2
+            or args.qsteps is not None and len(args.qsteps) < 2):
         parser.error("an RD curve needs at least two steps")
     if args.alternatives and len(args.qualities) < 2:
         parser.error("an RD curve needs at least two qualities")
@@ -426,12 +439,14 @@ def parse_args(argv=None) -> tuple[Config, dict, list[str]]:
     except ValueError as e:
         parser.error(str(e))
     models = tuple(d for m in args.models for d in model_handler.export_dirs(m))
-    model_scenarios = _model_scenarios(models)
+    specs = _model_specs(models)
+    model_scenarios = {model_id: scenarios.from_spec(spec) for model_id, spec in specs.items()}
     distinct = tuple(sorted(set(model_scenarios.values()), key=baseline_name))
-    for scenario in distinct:
-        tiling.check_layout(args.tile, args.halo, scenario.factor)
+    args.tile, args.halo = model_handler.tile_layout([s.factor for s in distinct], args.tile,
+                                                     args.halo)
     return Config(args.input, args.output.rstrip("/"), models,
-                  tuple(args.qsteps) if args.qsteps else None, tuple(args.baseline_qsteps),
+                  tuple(args.qsteps) if args.qsteps else None,
+                  tuple(args.baseline_qsteps or baseline_steps(specs.values())),
                   distinct, chosen, tuple(args.qualities), args.max_pixels, args.tile,
                   args.halo, beam_options.worker_processes(beam_args)), model_scenarios, beam_args
 

@@ -85,10 +85,14 @@ def job_parser(doc: str, *, input_help: str, output_help: str,
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
     """The flags every job that runs an export dir shares."""
-    parser.add_argument("--tile", type=int, default=model_handler.DEFAULT_TILE,
-                        help="processor tile side in source pixels; bounds memory per image")
-    parser.add_argument("--halo", type=int, default=model_handler.DEFAULT_HALO,
-                        help="context around each tile in source pixels; hides tile seams")
+    parser.add_argument("--tile", type=int,
+                        help="processor tile side in source pixels; bounds memory per image "
+                             f"(default {model_handler.DEFAULT_TILE}, or the nearest multiple "
+                             "of 32 and of every model's factor)")
+    parser.add_argument("--halo", type=int,
+                        help="context around each tile in source pixels; hides tile seams "
+                             f"(default {model_handler.DEFAULT_HALO}, or the next multiple of "
+                             "32 and of every model's factor)")
 
 
 def run_pipeline(build: Callable[[beam.Pipeline, object], None], config, beam_args: list[str],

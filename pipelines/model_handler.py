@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import math
 import os
 import tempfile
 from typing import Any, Callable, Iterable, Sequence
@@ -40,10 +41,26 @@ from sandwich.specs import MODEL_SPEC_FILE, ModelSpec, SpecError
 
 PREPROCESSOR, POSTPROCESSOR = "preprocessor", "postprocessor"
 # Source pixels. Multiples of 32 keep tiles on the pooling grid of a 4-level
-# U-Net for factors 1 and 2; a 128-pixel halo covers the slim and paper
+# U-Net for factors 1, 2 and 4; a 128-pixel halo covers the slim and paper
 # U-Nets' receptive fields (about 110 pixels), so tiling changes nothing.
 DEFAULT_TILE = 1024
 DEFAULT_HALO = 128
+_LAYOUT_GRID = 32
+
+
+def tile_layout(factors: Sequence[int], tile: int | None = None,
+                halo: int | None = None) -> tuple[int, int]:
+    """The tile and halo (source pixels) for models of `factors`: those
+    given, checked against every factor, or by default `DEFAULT_TILE` and
+    `DEFAULT_HALO` moved onto multiples of 32 and of every factor (1024 and
+    128 for factors 1, 2 and 4; 960 and 192 at x3, whose bottleneck the
+    defaults would cut off its grid)."""
+    grid = math.lcm(_LAYOUT_GRID, *factors)
+    tile = max(grid, DEFAULT_TILE // grid * grid) if tile is None else tile
+    halo = -(-DEFAULT_HALO // grid) * grid if halo is None else halo
+    for factor in set(factors):
+        tiling.check_layout(tile, halo, factor)
+    return tile, halo
 
 
 def export_dirs(value: str) -> tuple[str, ...]:
@@ -195,7 +212,7 @@ class ExportedSandwich:
 
     @classmethod
     def load(cls, model_dir: str, processors: Sequence[str] = (PREPROCESSOR, POSTPROCESSOR), *,
-             tile: int = DEFAULT_TILE, halo: int = DEFAULT_HALO,
+             tile: int | None = None, halo: int | None = None,
              worker_processes: int | None = None) -> "ExportedSandwich":
         """Loads the processors; with `worker_processes`, first gives this
         process its share of the cores (`share_cores`)."""
@@ -204,7 +221,7 @@ class ExportedSandwich:
         if worker_processes is not None:
             share_cores(worker_processes)
         spec = read_spec(model_dir)
-        tiling.check_layout(tile, halo, spec.factor)
+        tile, halo = tile_layout([spec.factor], tile, halo)
         with _local_dir(model_dir) as local:
             loaded = {name: tf.saved_model.load(os.path.join(local, name)).signatures[
                 "serving_default"] for name in processors}
@@ -258,8 +275,8 @@ class SandwichHandler(ModelHandler[Any, PredictionResult, ModelSet]):
 
     processors: tuple[str, ...]
 
-    def __init__(self, model_dirs: Sequence[str], *, tile: int = DEFAULT_TILE,
-                 halo: int = DEFAULT_HALO, worker_processes: int = 0):
+    def __init__(self, model_dirs: Sequence[str], *, tile: int | None = None,
+                 halo: int | None = None, worker_processes: int = 0):
         super().__init__(max_batch_size=1)
         self._model_dirs, self._tile, self._halo = tuple(model_dirs), tile, halo
         self._worker_processes = worker_processes

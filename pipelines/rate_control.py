@@ -265,8 +265,7 @@ class TargetHandler(model_handler.SandwichHandler):
     processors = (model_handler.PREPROCESSOR, model_handler.POSTPROCESSOR)
 
     def __init__(self, model_dirs: Sequence[str], target: Target, *, fallback: bool,
-                 tile: int = model_handler.DEFAULT_TILE, halo: int = model_handler.DEFAULT_HALO,
-                 worker_processes: int = 0):
+                 tile: int | None = None, halo: int | None = None, worker_processes: int = 0):
         super().__init__(model_dirs, tile=tile, halo=halo, worker_processes=worker_processes)
         self._target, self._fallback = target, fallback
 

@@ -167,6 +167,33 @@ def test_rerun_skips_complete_outputs_and_redoes_partial_ones(first_run, corpus)
     assert "1 written (1 of them redone)" in printed
 
 
+@pytest.mark.parametrize("factors, layout", [
+    ([1], (1024, 128)), ([1, 2, 4], (1024, 128)), ([3], (960, 192)), ([2, 3], (960, 192))])
+def test_the_default_tiling_falls_on_every_models_grid(factors, layout):
+    """1024 and 128 pixels cut x3's bottleneck off its grid: by default the
+    layout moves onto multiples of 32 and of every factor instead."""
+    assert model_handler.tile_layout(factors) == layout
+    with pytest.raises(ValueError, match="multiples of the factor"):
+        model_handler.tile_layout(factors + [3], tile=1024)
+
+
+def test_an_x3_model_compresses_with_the_default_flags(corpus, tmp_path):
+    """No --tile or --halo: an untrained x3 sandwich writes its baseline's JPEG."""
+    model = export_sandwich("high_res", model_id="hr-x3-untrained", factor=3)
+    shutil.copy(corpus / "odd.png", tmp_path / "odd.png")
+    with contextlib.redirect_stdout(io.StringIO()):
+        counts = compress.run([f"--input={tmp_path}/odd.png", f"--output={tmp_path}/bits",
+                               f"--model={model}", f"--qstep={QSTEP}",
+                               "--direct_running_mode=in_memory", "--direct_num_workers=1"])
+    assert counts["written"] == 1
+    source = np.asarray(Image.open(tmp_path / "odd.png").convert("RGB"))
+    scenario = scenarios.make("high_res", factor=3)
+    baseline = codec_input(scenario.to_bottleneck(tf.cast(source[None], tf.float32)))[0]
+    data = (tmp_path / "bits" / "odd.png.jpg").read_bytes()
+    comment = bottleneck_format.read_header(data).to_comment()
+    assert data == jpeg.encode(baseline.numpy(), QSTEP, comment=comment)
+
+
 def test_tile_seams_vanish_once_the_halo_covers_the_receptive_field():
     """A model that changes pixels (perturbed heads), tiled in 64-pixel tiles,
     against the same model on the whole image: without a halo the seams show,

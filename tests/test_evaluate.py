@@ -9,6 +9,7 @@ from PIL import Image
 
 from pipelines import evaluate
 from sandwich import metrics, scenarios
+from sandwich.specs import ModelSpec
 from tests import photos
 from tests.sandwich_exports import export_sandwich
 
@@ -63,6 +64,19 @@ def test_curves_that_share_no_range_say_why_bd_is_undefined():
                                     [p + 20 for p in ANCHOR_PSNR]))
     bd = evaluate.summarise(measurements, {"far": SCENARIO})["bd"][BASELINE]["far"]
     assert bd["bd_rate"] is None and "no PSNR range" in bd["bd_rate_undefined"]
+
+
+def test_the_baseline_steps_reach_every_models_range():
+    """Each model point needs its baseline's curve at its rate: the default
+    grid (4..96) reaches out to x4's coarse range and a fine range, and a
+    model inside the grid leaves it as it is."""
+    def spec(factor, qstep_range):
+        return ModelSpec(model_id=f"x{factor}", scenario="high_res", bit_depth=8,
+                         factor=factor, qstep=qstep_range[0], qstep_range=qstep_range)
+
+    assert evaluate.baseline_steps([spec(2, [12, 96])]) == evaluate.DEFAULT_BASELINE_QSTEPS
+    steps = evaluate.baseline_steps([spec(1, [2, 16]), spec(2, [12, 96]), spec(4, [16, 128])])
+    assert steps == (2, *evaluate.DEFAULT_BASELINE_QSTEPS, 128)
 
 
 @pytest.fixture(scope="module")
