@@ -41,8 +41,9 @@ from sandwich.specs import MODEL_SPEC_FILE, ModelSpec, SpecError
 
 PREPROCESSOR, POSTPROCESSOR = "preprocessor", "postprocessor"
 # Source pixels. Multiples of 32 keep tiles on the pooling grid of a 4-level
-# U-Net for factors 1, 2 and 4; a 128-pixel halo covers the slim and paper
-# U-Nets' receptive fields (about 110 pixels), so tiling changes nothing.
+# U-Net (`tile_layout` moves them onto every factor's grid as well); a
+# 128-pixel halo covers the slim and paper U-Nets' receptive fields (about
+# 110 pixels), so tiling changes nothing.
 DEFAULT_TILE = 1024
 DEFAULT_HALO = 128
 _LAYOUT_GRID = 32
