@@ -48,7 +48,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from pipelines import evaluate  # noqa: E402
-from sandwich import metrics, samples  # noqa: E402
+from sandwich import metrics, samples, specs  # noqa: E402
 
 from corpus import SKIMAGE_DIR, ten_bit_copies  # noqa: E402
 
@@ -467,9 +467,10 @@ def main(argv=None) -> None:
     models = [parse_model(m) for m in args.models]
     for scenario, factor, _ in models:
         # The dataset job would refuse it, but only after the photos are copied.
-        if args.patch_size % (8 * factor):
-            parser.error(f"{scenario} x{factor} needs --patch_size a multiple of {8 * factor} "
-                         f"(its bottleneck is coded in 8x8 blocks), not {args.patch_size}")
+        try:
+            specs.check_patch_size(args.patch_size, factor)
+        except specs.SpecError as e:
+            parser.error(f"{scenario} x{factor}: {e}")
     space = Workspace(args.output, args.train_files, args.held_out_files, args.hold_back,
                       args.patch_size, args.rescale, args.patches_per_photo)
     per_model = args.budget_minutes / len(models)

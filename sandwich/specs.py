@@ -77,6 +77,13 @@ def _loads(text: str | bytes, kind: str) -> dict[str, Any]:
         raise SpecError(f"{kind} spec is not valid JSON: {e}") from e
 
 
+def check_patch_size(patch_size: int, factor: int) -> None:
+    """A patch's bottleneck (`factor` times smaller) must be whole 8x8 blocks."""
+    if patch_size <= 0 or patch_size % (8 * factor):
+        raise SpecError(
+            f"patch_size {patch_size} must be a positive multiple of 8 x factor ({8 * factor})")
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
     """What a dataset directory holds: one scenario's patches, split in two.
@@ -105,10 +112,7 @@ class DatasetSpec:
         if self.patch_encoding not in PATCH_ENCODINGS:
             raise SpecError(f"unknown patch_encoding {self.patch_encoding!r}; "
                             f"expected one of {PATCH_ENCODINGS}")
-        if self.patch_size <= 0 or self.patch_size % (8 * self.factor):
-            raise SpecError(
-                f"patch_size {self.patch_size} must be a positive multiple of "
-                f"8 x factor ({8 * self.factor})")
+        check_patch_size(self.patch_size, self.factor)
 
     @property
     def dtype(self) -> str:

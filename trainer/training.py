@@ -250,7 +250,9 @@ def _duration(seconds: float) -> str:
 # 0.15-0.42 bpp and saturated at 25.3 dB, where x2 was 0.4-3 dB above it and
 # plain JPEG overtook it from 0.3 bpp; over 16..128 it codes 0.03-0.18 bpp,
 # the rates below x2's reach and plain JPEG's (0.19 bpp at quality 5), and
-# extends the front there (docs/ablation.md, session 10). x3 is unmeasured.
+# extends the front there (docs/ablation.md, session 10), though its step 128
+# is 0.25 dB below its baseline; x3 over 16..128 is +0.55 dB over its
+# baseline (session 11).
 AUTO_QSTEP_RANGES = {("high_res", 1): (12.0, 80.0), ("high_res", 2): (12.0, 96.0),
                      ("high_bit_depth", 1): (4.0, 32.0)}
 DEEPER_FACTORS_QSTEP_RANGE = (16.0, 128.0)
