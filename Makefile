@@ -11,7 +11,13 @@ DEMO_STEPS ?= 1200
 BIN := $(VENV)/bin
 SAMPLES := sandwich/data/samples
 
-.PHONY: demo library-demo test bench
+.PHONY: demo library-demo test bench system-packages
+
+# Debian packages the evaluator and the browser tests run: Butteraugli
+# (libjxl-devtools) and headless Chromium with its WebDriver. Installed when
+# missing (as root, as on CI); otherwise the command says what to install.
+DEBIAN_PACKAGES := libjxl-devtools chromium chromium-driver
+DEBIAN_TOOLS := butteraugli_main chromium chromedriver
 
 $(VENV)/.installed: setup.py
 	python3 -m venv $(VENV)
@@ -19,7 +25,16 @@ $(VENV)/.installed: setup.py
 	$(PY) -m pip install --quiet -e '.[test,tensorboard]'
 	touch $@
 
-demo: $(VENV)/.installed
+system-packages:
+	@missing=""; for tool in $(DEBIAN_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends $(DEBIAN_PACKAGES) >/dev/null; \
+	  else echo "missing tools; run: sudo apt-get install $(DEBIAN_PACKAGES)"; exit 1; fi; \
+	fi
+
+demo: $(VENV)/.installed system-packages
 	rm -rf $(DEMO) && mkdir -p $(DEMO)/photos/train $(DEMO)/photos/held_out
 	cp $(SAMPLES)/astronaut.png $(SAMPLES)/chelsea.png $(SAMPLES)/rocket.png $(DEMO)/photos/train/
 	cp $(SAMPLES)/coffee.png $(DEMO)/photos/held_out/
@@ -41,10 +56,10 @@ demo: $(VENV)/.installed
 	  --output $(DEMO)/eval
 	@echo "RD plot: $(DEMO)/eval/rd.png"
 
-library-demo: $(VENV)/.installed
+library-demo: $(VENV)/.installed system-packages
 	$(PY) -m sandwich.demo
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed system-packages
 	$(BIN)/ruff check .
 	$(PY) -m pytest
 

@@ -55,6 +55,8 @@ EXTRAS["test"] = [
     "scikit-image>=0.25,<0.27",
     "ruff>=0.17,<0.18",
     "hypothesis>=6.100,<7",  # tested with 6.170
+    # Drives Debian's headless Chromium (chromium-driver) in the page tests.
+    "selenium>=4.51,<4.52",
     *EXTRAS["submit"],
     *EXTRAS["compare"],
 ]

@@ -1,8 +1,10 @@
 r"""Rate-distortion with the real codec: sandwich models against their
-baselines and against what users would pick instead.
+baselines and against what users would pick instead, in PSNR and in what
+people see.
 
     python -m pipelines.evaluate --models export/x1-g10 export/x2-g50 \
-        --input 'heldout/*.png' --output results/ [--alternatives jpeg jpegli avif jxl]
+        --input 'heldout/*.png' --output results/ [--alternatives jpeg jpegli avif jxl] \
+        [--metrics psnr ms-ssim butteraugli]
 
 For every held-out image, each exported model (e.g. one per gamma and
 factor; models of different scenarios are measured together when their
@@ -13,21 +15,60 @@ baseline runs at each JPEG step; and each alternative codec
 (`sandwich.alternatives`: plain JPEG, jpegli, AVIF, JPEG XL) at each quality,
 on the source itself (8-bit) or at its 8-bit ceiling (deeper sources: the
 source rounded down to 8 bits, coded, scaled back). Bits per pixel count
-the whole file per *source* pixel; PSNR is taken at the source's peak. An RD
-point is the mean of the images' bpp and PSNR, as CompressAI reports them.
+the whole file per *source* pixel. An RD point is the mean of the images'
+bpp and of each metric, as CompressAI reports them.
+
+A factor-1 8-bit model's bottleneck is itself a picture that any browser
+shows without the post-processor; the `<model_id>-view` rows measure it so:
+the very file of the model's row (same bits), decoded by Pillow and compared
+with the source. This is what a reader without the post-processor sees
+against a plain JPEG of the same size. A factor-2 or 4 model has no view
+row, since a viewer shows a picture smaller than the source, nor does a
+deeper model: a viewer shows its bottleneck's 8-bit values, so the row
+would mostly measure the rounding to 8 bits (the alternatives' 8-bit
+ceiling shows that already).
+
+The metrics (`--metrics`; `sandwich.metrics`, `sandwich.perceptual`), all
+on RGB at the source's peak (2^d - 1 for a d-bit source):
+- PSNR, always: the training objective, the one every earlier figure uses;
+- MS-SSIM: TensorFlow's `ssim_multiscale` (5 scales, the definition
+  CompressAI evaluates with and the papers report), reported linear and in
+  dB (`-10 log10(1 - MS-SSIM)` of the mean). It needs both sides of an
+  image at least 161 pixels; a smaller image becomes a dead letter that
+  says so, not a value on another scale;
+- Butteraugli: libjxl's `butteraugli_main` at its default 80-nit intensity
+  target, the largest local distance and the 3-norm; lower is better.
+A post-processor trained on squared error can buy PSNR with blur; these
+show whether it looks better too.
 
 Written to `--output`:
-- `<method>.json` per model, baseline and alternative, and `sandwich` (the
-  upper envelope of all models' curves): `{"name", "description", "results":
-  {"bpp": [...], "psnr-rgb": [...], "psnr": [...], "qstep": [...]}}`, what
-  CompressAI's plot tool (`python -m compressai.utils.plot -f *.json`) reads;
-  `qstep` is the JPEG step, or the quality for an alternative;
-- `summary.json`: those objects, and BD-rate (%, negative = fewer bits) and
-  BD-PSNR (dB) of every model and of the front against every baseline and
-  alternative (`bd[reference][method]`); for deeper sources, the 16-bit
-  PNG's bpp (`lossless_png_bpp`);
-- `per_image.jsonl`: every image's bits and PSNR at every point;
-- `rd.png`: the RD plot.
+- `<method>.json` per model, view row, baseline and alternative, and the
+  sandwich fronts: `{"name", "description", "results": {"bpp": [...],
+  "psnr-rgb": [...], "psnr": [...], "ms-ssim": [...], "ms-ssim-db": [...],
+  "butteraugli": [...], "butteraugli-3norm": [...], "qstep": [...]}}`
+  (the perceptual keys where measured; "butteraugli" is the mean largest
+  distance), what CompressAI's plot tool (`python -m compressai.utils.plot
+  -f *.json`) reads; `qstep` is the JPEG step, or the quality for an
+  alternative;
+- the fronts: `sandwich`, the upper envelope of all models' curves in PSNR,
+  and `sandwich-ms-ssim`, `sandwich-butteraugli`, each the envelope of the
+  models' curves in that metric (what a deployment picking by that metric
+  reaches); each point is a measured (model, qstep), with `model` and every
+  metric listed;
+- `summary.json`: those objects, the metrics measured (`metrics`), and
+  `bd[reference][method]`: every model against its own baseline and every
+  alternative, `sandwich` against every baseline and alternative, each view
+  row against plain JPEG and jpegli, each alternative against plain JPEG:
+  `bd_rate` (%, negative = fewer bits) and `bd_psnr` (dB) at equal PSNR,
+  `bd_rate_ms_ssim` at equal MS-SSIM in dB, `bd_rate_butteraugli` at equal
+  Butteraugli 3-norm (on `-10 log10` of it, higher is better), each with
+  `<key>_undefined` saying why where it is null; the `sandwich` row takes
+  each metric on that metric's front; for deeper sources, the 16-bit PNG's
+  bpp (`lossless_png_bpp`);
+- `per_image.jsonl`: every image's bits and metrics at every point
+  (`Measurement`);
+- `rd.png` (PSNR), `rd_ms-ssim.png` (MS-SSIM in dB), `rd_butteraugli.png`
+  (3-norm): the RD plots.
 
 The measurements run as a Beam job (each worker loads every model once), so
 a large evaluation set scales out like the compression jobs.
@@ -39,6 +80,7 @@ import dataclasses
 import io
 import json
 import sys
+from typing import Iterator
 
 import apache_beam as beam
 import numpy as np
@@ -49,16 +91,34 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from pipelines import batch_jobs, beam_options, bottleneck_format, jobs, model_handler
-from sandwich import alternatives, metrics, scenarios
+from pipelines.dead_letters import TryFlatMap
+from sandwich import alternatives, metrics, perceptual, scenarios
+from sandwich.errors import Rejected
 from sandwich.image_io import DEFAULT_MAX_PIXELS, encode_png16
 from sandwich.jpeg.tables import DEFAULT_MODE
 
 NAMESPACE = "evaluate"
 SANDWICH = "sandwich"
 LOSSLESS = "png16"  # The 16-bit PNG of a deeper source: its lossless size.
+VIEW = "-view"  # `<model_id>-view`: a factor-1 8-bit bottleneck as a viewer shows it.
 PER_IMAGE_FILE = "per_image.jsonl"
 SUMMARY_FILE = "summary.json"
 PLOT_FILE = "rd.png"
+METRICS = ("psnr", "ms-ssim", "butteraugli")
+PLOT_FILES = {"psnr": PLOT_FILE, "ms-ssim": "rd_ms-ssim.png",
+              "butteraugli": "rd_butteraugli.png"}
+# The sandwich front on each metric: the models' upper envelope in it.
+FRONTS = {"psnr": SANDWICH, "ms-ssim": f"{SANDWICH}-ms-ssim",
+          "butteraugli": f"{SANDWICH}-butteraugli"}
+# Per metric: Measurement field -> the key of its mean in a method's results
+# (CompressAI's names; "butteraugli" is the largest distance, as libjxl prints first).
+RESULT_KEYS = {"psnr": {"psnr": "psnr"}, "ms-ssim": {"ms_ssim": "ms-ssim"},
+               "butteraugli": {"butteraugli": "butteraugli",
+                               "butteraugli_3norm": "butteraugli-3norm"}}
+# Per metric: the suffix of its BD-rate key (`bd_rate` is PSNR's).
+BD_SUFFIX = {"psnr": "", "ms-ssim": "_ms_ssim", "butteraugli": "_butteraugli"}
+LABELS = {"psnr": "PSNR", "ms-ssim": "MS-SSIM (dB)",
+          "butteraugli": "Butteraugli 3-norm (-10 log10)"}
 # Around the trained step: halving it roughly doubles the rate.
 SANDWICH_POINTS = 5  # qsteps per model: over its range, or half to twice its step
 DEFAULT_BASELINE_QSTEPS = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96)
@@ -71,11 +131,23 @@ def baseline_name(scenario: scenarios.Scenario) -> str:
     return f"baseline-x{scenario.factor}{mode}"
 
 
+def view_name(model_id: str) -> str:
+    return f"{model_id}{VIEW}"
+
+
+def has_view(factor: int, bit_depth: int) -> bool:
+    """Whether a model's bottleneck is a picture of the source as a viewer
+    shows it: full size (factor 1) and the source's own 8-bit values."""
+    return factor == 1 and bit_depth == 8
+
+
 @dataclasses.dataclass(frozen=True)
 class Measurement:
     """One image coded by one method at one step (or quality); `bits` is the
     whole file (for a sandwich model, the bottleneck with its header), so
-    `bpp` is what the deployed file costs per source pixel."""
+    `bpp` is what the deployed file costs per source pixel. The perceptual
+    fields are None where not measured: `ms_ssim` (linear), `butteraugli`
+    (largest distance) and `butteraugli_3norm`."""
 
     method: str
     qstep: float
@@ -83,6 +155,9 @@ class Measurement:
     bits: int
     pixels: int
     psnr: float
+    ms_ssim: float | None = None
+    butteraugli: float | None = None
+    butteraugli_3norm: float | None = None
 
     @property
     def bpp(self) -> float:
@@ -94,55 +169,80 @@ class Measurement:
     @classmethod
     def from_json(cls, line: str) -> "Measurement":
         data = json.loads(line)
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
 
-def measure_sandwich(model: model_handler.ExportedSandwich, pixels: np.ndarray,
-                     source_bit_depth: int, qsteps,
-                     source_stamp: str = "") -> list[tuple[int, float]]:
-    """[(file bits, PSNR)] per qstep of the deployed path: the very file
-    `compress` writes (given the source's stamp) and the very reconstruction
-    `decompress` makes of it.
+def quality(reconstruction, source: np.ndarray, bit_depth: int,
+            chosen=("psnr",)) -> dict[str, float]:
+    """The quality fields of a `Measurement` of `reconstruction` against
+    `source` (`[h, w, 3]`, same dtype), at the peak of `bit_depth`, for the
+    metrics `chosen`."""
+    reconstruction = np.asarray(reconstruction)
+    fields = {"psnr": float(metrics.psnr(reconstruction[None], source[None], bit_depth)[0])}
+    if "ms-ssim" in chosen:
+        fields["ms_ssim"] = perceptual.ms_ssim(source, reconstruction, bit_depth)
+    if "butteraugli" in chosen:
+        fields["butteraugli"], fields["butteraugli_3norm"] = perceptual.butteraugli(
+            source, reconstruction, bit_depth)
+    return fields
+
+
+def sandwich_files(model: model_handler.ExportedSandwich, pixels: np.ndarray,
+                   source_bit_depth: int, qsteps,
+                   source_stamp: str = "") -> Iterator[tuple[bytes, np.ndarray]]:
+    """(bottleneck file, reconstruction) per qstep of the deployed path: the
+    very file `compress` writes (given the source's stamp) and the very
+    reconstruction `decompress` makes of it.
 
     The pre-processor runs once, unless it reads the step.
     """
     height, width = pixels.shape[:2]
     bottleneck_at = model.bottleneck_at(pixels)
-    out = []
     for qstep in qsteps:
         header = bottleneck_format.Header.of(model.spec, qstep, height, width, source_bit_depth,
                                              source_stamp)
         data = bottleneck_format.encode(bottleneck_at(qstep), header, model.spec.tables_at(qstep))
         _, decoded = bottleneck_format.decode(data)
-        reconstruction = model.postprocess(decoded, (height, width), qstep)
-        out.append((8 * len(data), float(metrics.psnr(reconstruction[None], pixels[None],
-                                                      model.spec.bit_depth)[0])))
-    return out
+        yield data, model.postprocess(decoded, (height, width), qstep)
+
+
+def measure_sandwich(model: model_handler.ExportedSandwich, pixels: np.ndarray,
+                     source_bit_depth: int, qsteps,
+                     source_stamp: str = "") -> list[tuple[int, float]]:
+    """[(file bits, PSNR)] per qstep of the deployed path (`sandwich_files`)."""
+    return [(8 * len(data), quality(reconstruction, pixels, model.spec.bit_depth)["psnr"])
+            for data, reconstruction in sandwich_files(model, pixels, source_bit_depth, qsteps,
+                                                       source_stamp)]
 
 
 def measure_baseline(scenario: scenarios.Scenario, pixels: np.ndarray,
                      qstep: float) -> tuple[int, float]:
     """(file bits, PSNR) of the scenario's baseline through the real codec."""
     reconstruction, bits = scenario.baseline(pixels[None], qstep)
-    return int(bits[0]), float(metrics.psnr(reconstruction, pixels[None], scenario.bit_depth)[0])
+    return int(bits[0]), quality(reconstruction[0], pixels, scenario.bit_depth)["psnr"]
+
+
+def alternative_files(name: str, pixels: np.ndarray, bit_depth: int,
+                      qualities) -> Iterator[tuple[bytes, np.ndarray]]:
+    """(file, decoded in the source's units) per quality of an alternative
+    codec; a deeper source is coded at its 8-bit ceiling (rounded down to 8
+    bits, scaled back to mid-step), computed once for all qualities."""
+    ceiling = scenarios.Scenario("high_bit_depth", bit_depth, 1) if bit_depth > 8 else None
+    rgb = pixels if ceiling is None else scenarios.codec_input(
+        ceiling.to_bottleneck(tf.cast(pixels[None], tf.float32)))[0].numpy()
+    for level in qualities:
+        data, decoded = alternatives.code(name, rgb, level)
+        if ceiling is not None:
+            decoded = ceiling.to_source(
+                ceiling.from_bottleneck(decoded[None], pixels.shape[:2]))[0].numpy()
+        yield data, np.asarray(decoded)
 
 
 def measure_alternative(name: str, pixels: np.ndarray, bit_depth: int,
                         qualities) -> list[tuple[int, float]]:
-    """[(file bits, PSNR)] per quality of an alternative codec; a deeper
-    source is coded at its 8-bit ceiling (rounded down to 8 bits, scaled
-    back to mid-step), computed once for all qualities."""
-    ceiling = scenarios.Scenario("high_bit_depth", bit_depth, 1) if bit_depth > 8 else None
-    rgb = pixels if ceiling is None else scenarios.codec_input(
-        ceiling.to_bottleneck(tf.cast(pixels[None], tf.float32)))[0].numpy()
-    out = []
-    for quality in qualities:
-        data, decoded = alternatives.code(name, rgb, quality)
-        if ceiling is not None:
-            decoded = ceiling.to_source(ceiling.from_bottleneck(decoded[None], pixels.shape[:2]))[0]
-        out.append((8 * len(data), float(metrics.psnr(np.asarray(decoded)[None], pixels[None],
-                                                      bit_depth)[0])))
-    return out
+    """[(file bits, PSNR)] per quality of an alternative codec (`alternative_files`)."""
+    return [(8 * len(data), quality(decoded, pixels, bit_depth)["psnr"])
+            for data, decoded in alternative_files(name, pixels, bit_depth, qualities)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,15 +260,42 @@ class Config(jobs.JobConfig):
     halo: int
     # Of the job on one machine, which share its cores (beam_options).
     worker_processes: int = 0
+    metrics: tuple[str, ...] = ("psnr",)
 
     @property
     def bit_depth(self) -> int:
         return self.scenarios[0].bit_depth
 
 
+# The shortest image side each metric measures (`sandwich.perceptual`).
+MIN_SIDES = {"ms-ssim": perceptual.MS_SSIM_MIN_SIDE, "butteraugli": perceptual.BUTTERAUGLI_MIN_SIDE}
+
+
+class CheckSize:
+    """ModelInput -> itself, or `Rejected` if a metric chosen cannot measure
+    an image of its size (a dead letter that says so, rather than a failed
+    job or a value on another scale)."""
+
+    def __init__(self, chosen):
+        self._sides = {metric: side for metric, side in MIN_SIDES.items() if metric in chosen}
+
+    def __call__(self, source):
+        height, width = source.pixels.shape[:2]
+        short = {m: side for m, side in self._sides.items() if min(height, width) < side}
+        if short:
+            raise Rejected(f"{width}x{height} is too small for " + ", ".join(
+                f"{m} (both sides at least {side} pixels)" for m, side in short.items())
+                + "; leave it out of --metrics to measure this image")
+        yield source
+
+
+def _path_of_source(source) -> str:
+    return source.path
+
+
 class Measure(beam.DoFn):
-    """ModelInput -> a Measurement per (model, qstep), per baseline step and per
-    alternative quality."""
+    """ModelInput -> a Measurement per (model, qstep), per (view, qstep), per
+    baseline step and per alternative quality."""
 
     def __init__(self, config: Config):
         self._config = config
@@ -183,21 +310,28 @@ class Measure(beam.DoFn):
     def process(self, source):
         c = self._config
         pixels = source.pixels.shape[0] * source.pixels.shape[1]
+
+        def measured(method, qstep, bits, reconstruction):
+            return Measurement(method, float(qstep), source.path, bits, pixels,
+                               **quality(reconstruction, source.pixels, c.bit_depth, c.metrics))
+
         for model in self._models:
             qsteps = c.qsteps or model.spec.qsteps(SANDWICH_POINTS)
-            points = measure_sandwich(model, source.pixels, source.source_bit_depth, qsteps,
-                                      source.stamp)
-            for qstep, (bits, psnr) in zip(qsteps, points):
-                yield Measurement(model.spec.model_id, float(qstep), source.path, bits, pixels, psnr)
+            view = has_view(model.spec.factor, model.spec.bit_depth)
+            for qstep, (data, reconstruction) in zip(qsteps, sandwich_files(
+                    model, source.pixels, source.source_bit_depth, qsteps, source.stamp)):
+                yield measured(model.spec.model_id, qstep, 8 * len(data), reconstruction)
+                if view:
+                    yield measured(view_name(model.spec.model_id), qstep, 8 * len(data),
+                                   alternatives.pillow_decode(data))
         for scenario in c.scenarios:
             for qstep in c.baseline_qsteps:
-                bits, psnr = measure_baseline(scenario, source.pixels, qstep)
-                yield Measurement(baseline_name(scenario), float(qstep), source.path, bits,
-                                  pixels, psnr)
+                reconstruction, bits = scenario.baseline(source.pixels[None], qstep)
+                yield measured(baseline_name(scenario), qstep, int(bits[0]), reconstruction[0])
         for name in c.alternatives:
-            points = measure_alternative(name, source.pixels, c.bit_depth, c.qualities)
-            for quality, (bits, psnr) in zip(c.qualities, points):
-                yield Measurement(name, float(quality), source.path, bits, pixels, psnr)
+            for level, (data, decoded) in zip(c.qualities, alternative_files(
+                    name, source.pixels, c.bit_depth, c.qualities)):
+                yield measured(name, level, 8 * len(data), decoded)
         if c.bit_depth > 8:
             lossless = 8 * len(encode_png16(source.pixels, c.bit_depth))
             yield Measurement(LOSSLESS, 0.0, source.path, lossless, pixels, float("inf"))
@@ -211,25 +345,40 @@ def _count_input(metadata):
 
 def build(pipeline: beam.Pipeline, config: Config) -> None:
     """The job as a sentence of named steps."""
-    sources, dead_letters = (
+    sources, unreadable = (
         pipeline
         | "MatchFiles" >> fileio.MatchFiles(config.input)
         | "CountInputs" >> beam.Map(_count_input)
         | "ReadMatches" >> fileio.ReadMatches(compression=CompressionTypes.UNCOMPRESSED)
         | "Decode" >> jobs.DecodeSources(config.bit_depth, config.max_pixels,
                                          min(s.factor for s in config.scenarios)))
+    sources, too_small = sources | "CheckSize" >> TryFlatMap(
+        CheckSize(config.metrics), step="check_size", path_of=_path_of_source)
     _ = (sources
          | "Measure" >> beam.ParDo(Measure(config))
          | "WritePerImage" >> batch_jobs.WriteJsonLines(config.path(PER_IMAGE_FILE)))
-    _ = dead_letters | "WriteDeadLetters" >> batch_jobs.WriteJsonLines(config.dead_letter_path)
+    _ = ((unreadable, too_small) | "DeadLetters" >> beam.Flatten()
+         | "WriteDeadLetters" >> batch_jobs.WriteJsonLines(config.dead_letter_path))
+
+
+def measured_metrics(measurements) -> tuple[str, ...]:
+    """The metrics every measurement (but the lossless size) carries, in `METRICS` order."""
+    coded = [m for m in measurements if m.method != LOSSLESS]
+    return tuple(metric for metric in METRICS
+                 if all(getattr(m, field) is not None
+                        for field in RESULT_KEYS[metric] for m in coded))
 
 
 def curves(measurements) -> dict[str, dict[str, list[float]]]:
-    """Per method, the RD points by qstep: mean bpp and mean PSNR over images.
+    """Per method, the RD points by qstep: mean bpp and the mean of every
+    metric measured over images (MS-SSIM's dB form is that of the mean, as
+    CompressAI's plot tool takes it).
 
     Every point must cover the same images, or the means would compare
     different pictures.
     """
+    measurements = list(measurements)
+    chosen = measured_metrics(measurements)
     by_point = collections.defaultdict(list)
     for m in measurements:
         by_point[m.method, m.qstep].append(m)
@@ -238,78 +387,153 @@ def curves(measurements) -> dict[str, dict[str, list[float]]]:
         raise ValueError("RD points cover different sets of images")
     out = {}
     for (method, qstep), group in sorted(by_point.items()):
-        curve = out.setdefault(method, {"qstep": [], "bpp": [], "psnr": []})
+        curve = out.setdefault(method, collections.defaultdict(list))
         curve["qstep"].append(qstep)
         curve["bpp"].append(float(np.mean([m.bpp for m in group])))
-        curve["psnr"].append(float(np.mean([m.psnr for m in group])))
+        for metric in chosen:
+            for field, key in RESULT_KEYS[metric].items():
+                curve[key].append(float(np.mean([getattr(m, field) for m in group])))
+    for method, curve in out.items():
         curve["psnr-rgb"] = curve["psnr"]  # The key CompressAI's plot tool reads.
+        if "ms-ssim" in chosen:
+            curve["ms-ssim-db"] = [perceptual.ms_ssim_db(v) for v in curve["ms-ssim"]]
+        out[method] = dict(curve)
     return out
 
 
-def _bd(anchor: dict, test: dict) -> dict:
-    """BD-rate and BD-PSNR of `test` against `anchor`, or why they are undefined."""
-    front_a, front_t = (metrics.pareto_front(c["bpp"], c["psnr"]) for c in (anchor, test))
+def quality_axis(results: dict, metric: str) -> list[float]:
+    """A curve's quality in `metric` on an axis where higher is better (what
+    `metrics.pareto_front`, `upper_envelope` and the BD metrics assume):
+    PSNR, MS-SSIM in dB, and `-10 log10` of the Butteraugli 3-norm."""
+    if metric == "butteraugli":
+        return [perceptual.butteraugli_db(v) for v in results["butteraugli-3norm"]]
+    return results["ms-ssim-db" if metric == "ms-ssim" else "psnr"]
+
+
+def _bd(anchor: dict, test: dict, metric: str = "psnr") -> dict:
+    """BD-rate at equal `metric` (and BD-PSNR for PSNR) of `test` against
+    `anchor`, each on its Pareto front in that metric, or why undefined."""
+    fronts = [metrics.pareto_front(c["bpp"], quality_axis(c, metric)) for c in (anchor, test)]
     result = {}
-    for name, fn in (("bd_rate", metrics.bd_rate), ("bd_psnr", metrics.bd_psnr)):
+    measures = [(f"bd_rate{BD_SUFFIX[metric]}", metrics.bd_rate)]
+    if metric == "psnr":
+        measures.append(("bd_psnr", metrics.bd_psnr))
+    for name, fn in measures:
         try:
-            result[name] = fn(*front_a, *front_t)
+            result[name] = fn(*fronts[0], *fronts[1])
         except ValueError as e:
-            result[name], result[f"{name}_undefined"] = None, str(e)
+            # `metrics` words its reasons for PSNR, the axis it was written for.
+            result[name], result[f"{name}_undefined"] = None, str(e).replace(
+                "PSNR", LABELS[metric])
     return result
 
 
+def _bd_all(anchor: dict, tests: dict[str, dict]) -> dict:
+    """`_bd` for every metric, `tests` giving the test curve per metric (a
+    front differs per metric, a method's curve does not)."""
+    return {key: value for metric, test in tests.items()
+            for key, value in _bd(anchor, test, metric).items()}
+
+
+def front(by_method: dict, models, metric: str) -> dict:
+    """The sandwich front in `metric`: the upper envelope of the models'
+    curves in it (`metrics.upper_envelope`), since a deployment
+    (`compress --target_bpp`) picks the best model and qstep for each rate;
+    its points, measured ones, carry every metric, and their `model`."""
+    axes = {m: quality_axis(by_method[m], metric) for m in models}
+    where = {}
+    for m in models:
+        for i, point in enumerate(zip(by_method[m]["bpp"], axes[m])):
+            where.setdefault(point, (m, i))
+    picked = [where[point] for point in zip(*metrics.upper_envelope(
+        [(by_method[m]["bpp"], axes[m]) for m in models]))]
+    keys = [k for k in by_method[models[0]] if k != "psnr-rgb"]
+    out = {key: [by_method[m][key][i] for m, i in picked] for key in keys}
+    out["psnr-rgb"], out["model"] = out["psnr"], [m for m, _ in picked]
+    return out
+
+
+def _methods(by_method: dict, model_scenarios: dict, fronts: dict, images: int) -> list[dict]:
+    """The methods of the summary, each described: baselines, alternatives,
+    models, their view rows, and the fronts."""
+    models = sorted(model_scenarios)
+    scenario_set = sorted(set(model_scenarios.values()), key=baseline_name)
+    bit_depth = scenario_set[0].bit_depth
+    where = f"{images} images, {bit_depth}-bit"
+    methods = [{"name": b, "description": f"scenario baseline, real JPEG; {where}",
+                "results": by_method[b]}
+               for b in sorted({baseline_name(s) for s in scenario_set})]
+    methods += [{"name": a, "description": f"{alternatives.DESCRIPTIONS[a]}"
+                 f"{'' if bit_depth == 8 else ', at the 8-bit ceiling'}; {where}",
+                 "results": by_method[a]}
+                for a in alternatives.ALTERNATIVES if a in by_method]
+    for m in models:
+        s = model_scenarios[m]
+        methods.append({"name": m, "description": f"sandwich model {m} ({s.name} x{s.factor}, "
+                        f"{s.jpeg_mode.name}), real JPEG; {where}", "results": by_method[m]})
+    methods += [{"name": view_name(m), "description": f"bottleneck of {m} as a viewer shows "
+                 f"it: the same file, decoded by Pillow, no post-processor; {where}",
+                 "results": by_method[view_name(m)]}
+                for m in models if view_name(m) in by_method]
+    methods += [{"name": FRONTS[metric], "description": f"upper envelope of {models} in "
+                 f"{metric}; {where}", "results": results} for metric, results in fronts.items()]
+    return methods
+
+
+def _bd_table(by_method: dict, model_scenarios: dict, fronts: dict, chosen) -> dict:
+    """`bd[reference][method]`: every model against its own baseline and the
+    alternatives, the sandwich (each metric on its own front) against every
+    baseline and alternative, each view row against plain JPEG and jpegli,
+    and each alternative against plain JPEG."""
+    def each(curve):
+        return {metric: curve for metric in chosen}
+
+    own_baseline = {m: baseline_name(s) for m, s in model_scenarios.items()}
+    others = [a for a in alternatives.ALTERNATIVES if a in by_method]
+    bd = {reference: {} for reference in sorted(set(own_baseline.values())) + others}
+    for m in sorted(model_scenarios):
+        for reference in [own_baseline[m], *others]:
+            bd[reference][m] = _bd_all(by_method[reference], each(by_method[m]))
+    for reference in bd:
+        bd[reference][SANDWICH] = _bd_all(by_method[reference], fronts)
+    for m in sorted(model_scenarios):
+        if view_name(m) in by_method:
+            for reference in ("jpeg", "jpegli"):
+                if reference in by_method:
+                    bd[reference][view_name(m)] = _bd_all(by_method[reference],
+                                                          each(by_method[view_name(m)]))
+    for a in others:
+        if a != "jpeg" and "jpeg" in bd:
+            bd["jpeg"][a] = _bd_all(by_method["jpeg"], each(by_method[a]))
+    return bd
+
+
 def summarise(measurements, model_scenarios: dict[str, scenarios.Scenario]) -> dict:
-    """The RD curves (CompressAI's shape), the sandwich front, and BD metrics.
+    """The RD curves (CompressAI's shape), the sandwich fronts, and BD metrics.
 
     `model_scenarios` maps each model id to its scenario. The sandwich front
-    is the upper envelope of every model's curve (`metrics.upper_envelope`),
-    since a deployment (`compress --target_bpp`) picks the best model and
-    qstep for each rate, any step of a model's range; it is compared with every
-    baseline and alternative, each model with its own baseline and with the
-    alternatives.
+    in each metric is the upper envelope of every model's curve in that
+    metric (`front`); the PSNR one is `sandwich`, and `bd[...]["sandwich"]`
+    takes each metric on its own front.
     """
     measurements = list(measurements)
     lossless = [m for m in measurements if m.method == LOSSLESS]
     by_method = curves([m for m in measurements if m.method != LOSSLESS])
+    chosen = measured_metrics(measurements)
     models = sorted(model_scenarios)
     if not models or any(m not in by_method for m in models):
         raise ValueError("no sandwich measurements to summarise")
-    own_baseline = {m: baseline_name(s) for m, s in model_scenarios.items()}
-    baselines = sorted(set(own_baseline.values()))
-    others = [a for a in alternatives.ALTERNATIVES if a in by_method]
-    front_bpp, front_psnr = metrics.upper_envelope(
-        [(by_method[m]["bpp"], by_method[m]["psnr"]) for m in models])
-    front = {"bpp": front_bpp, "psnr": front_psnr, "psnr-rgb": front_psnr}
+    fronts = {metric: front(by_method, models, metric) for metric in chosen}
     images = len({m.image for m in measurements})
-    scenario_set = sorted({s for s in model_scenarios.values()}, key=baseline_name)
-    bit_depth = scenario_set[0].bit_depth
-    where = f"{images} images, {bit_depth}-bit"
-    methods = [{"name": b, "description": f"scenario baseline, real JPEG; {where}",
-                "results": by_method[b]} for b in baselines]
-    methods += [{"name": a, "description": f"{alternatives.DESCRIPTIONS[a]}"
-                 f"{'' if bit_depth == 8 else ', at the 8-bit ceiling'}; {where}",
-                 "results": by_method[a]} for a in others]
-    methods += [{"name": m, "description": f"sandwich model {m} ({model_scenarios[m].name} "
-                 f"x{model_scenarios[m].factor}, {model_scenarios[m].jpeg_mode.name}), "
-                 f"real JPEG; {where}", "results": by_method[m]} for m in models]
-    methods.append({"name": SANDWICH, "description": f"upper envelope of {models}; {where}",
-                    "results": front})
-    bd = {reference: {} for reference in baselines + others}
-    for m in models:
-        for reference in [own_baseline[m], *others]:
-            bd[reference][m] = _bd(by_method[reference], by_method[m])
-    for reference in bd:
-        bd[reference][SANDWICH] = _bd(by_method[reference], front)
-    for a in others:
-        if a != "jpeg" and "jpeg" in bd:
-            bd["jpeg"][a] = _bd(by_method["jpeg"], by_method[a])
+    scenario_set = sorted(set(model_scenarios.values()), key=baseline_name)
     summary = {
         "scenarios": [dataclasses.asdict(s) for s in scenario_set],
-        "bit_depth": bit_depth,
+        "bit_depth": scenario_set[0].bit_depth,
         "images": images,
-        "methods": methods,
-        "own_baseline": own_baseline,
-        "bd": bd,
+        "metrics": list(chosen),
+        "methods": _methods(by_method, model_scenarios, fronts, images),
+        "own_baseline": {m: baseline_name(s) for m, s in model_scenarios.items()},
+        "bd": _bd_table(by_method, model_scenarios, fronts, chosen),
     }
     if lossless:
         summary["lossless_png_bpp"] = float(np.mean([m.bpp for m in lossless]))
@@ -323,53 +547,98 @@ def format_bd(bd: dict) -> str:
     return f"{quality} / {rate}"
 
 
+def format_bd_rates(bd: dict, chosen) -> str:
+    """PSNR's 'BD-PSNR / BD-rate', then the BD-rate at equal MS-SSIM and
+    at equal Butteraugli where measured."""
+    cells = [f"PSNR {format_bd(bd)}"]
+    for metric in (m for m in chosen if m != "psnr"):
+        rate = bd.get(f"bd_rate{BD_SUFFIX[metric]}")
+        cells.append(f"{metric} {'undefined' if rate is None else f'{rate:+.1f}%'}")
+    return "  ".join(cells)
+
+
 def table(summary: dict) -> str:
     """The summary as a person reads it: every RD point (mean over images)
-    of every method, then BD-PSNR and BD-rate against each reference."""
-    lines = [f"{'method':<28} {'bpp':>7} {'PSNR dB':>8}"]
+    of every method in every metric, then the BD figures against each
+    reference."""
+    chosen = summary.get("metrics", ["psnr"])
+    columns = [("bpp", "bpp", 7, 3), ("PSNR dB", "psnr", 8, 2)]
+    if "ms-ssim" in chosen:
+        columns.append(("MS-SSIM", "ms-ssim", 8, 4))
+    if "butteraugli" in chosen:
+        columns += [("B 3-norm", "butteraugli-3norm", 8, 3), ("B max", "butteraugli", 8, 3)]
+    lines = [f"{'method':<28} " + " ".join(f"{head:>{width}}" for head, _, width, _ in columns)]
     for method in summary["methods"]:
         results = method["results"]
-        for bpp, psnr in zip(results["bpp"], results["psnr"]):
-            lines.append(f"{method['name'][-28:]:<28} {bpp:7.3f} {psnr:8.2f}")
+        for i in range(len(results["bpp"])):
+            lines.append(f"{method['name'][-28:]:<28} " + " ".join(
+                f"{results[key][i]:{width}.{digits}f}" for _, key, width, digits in columns))
     if "lossless_png_bpp" in summary:
         lines.append(f"{'16-bit PNG (lossless)':<28} {summary['lossless_png_bpp']:7.3f} "
                      f"{'inf':>8}")
-    lines.append("BD-PSNR / BD-rate against each reference (over the rates both cover):")
+    lines.append("BD-PSNR / BD-rate at equal PSNR, and BD-rate at equal MS-SSIM (dB) and "
+                 "Butteraugli 3-norm, against each reference (over the range both cover; "
+                 "the sandwich on each metric's front):")
     for reference, compared in summary["bd"].items():
         for name, bd in compared.items():
-            lines.append(f"  {name[-28:]:<28} vs {reference:<16} {format_bd(bd)}")
+            lines.append(f"  {name[-28:]:<28} vs {reference:<16} "
+                         f"{format_bd_rates(bd, chosen)}")
     return "\n".join(lines)
 
 
-def plot(summary: dict, path: str) -> None:
-    """The RD plot: baselines, alternatives, every model's points, the front."""
+def _y_axis(summary: dict, metric: str) -> tuple[str, str]:
+    """(results key, axis label) of a metric's RD plot."""
+    return {"psnr": ("psnr", f"PSNR (dB, {summary['bit_depth']}-bit peak)"),
+            "ms-ssim": ("ms-ssim-db", "MS-SSIM (dB: -10 log10(1 - MS-SSIM)), higher is better"),
+            "butteraugli": ("butteraugli-3norm", "Butteraugli 3-norm (libjxl, 80 nits), "
+                                                 "lower is better")}[metric]
+
+
+def _style(summary: dict, name: str, metric: str, lines: dict) -> tuple[str, dict]:
+    """(label, line style) of a method in a metric's plot; view rows take
+    their model's colour, thin and dotted."""
+    colours = {"jpeg": "tab:blue", "jpegli": "tab:green", "avif": "tab:purple",
+               "jxl": "tab:brown"}
+    if name == FRONTS[metric]:
+        label = name
+        jpeg = summary["bd"].get("jpeg", {}).get(SANDWICH, {})
+        if metric == "psnr" and jpeg.get("bd_psnr") is not None:
+            label += f" (BD-PSNR {jpeg['bd_psnr']:+.2f} dB vs plain JPEG)"
+        elif metric != "psnr" and jpeg.get(f"bd_rate{BD_SUFFIX[metric]}") is not None:
+            label += f" (BD-rate {jpeg[f'bd_rate{BD_SUFFIX[metric]}']:+.1f}% vs plain JPEG)"
+        return label, dict(color="tab:red", linewidth=2.5)
+    if name.startswith("baseline"):
+        return name, dict(color="black", marker="s", markersize=4,
+                          linestyle="-" if name.startswith("baseline-x1") else "--")
+    if name in colours:
+        return name, dict(color=colours[name], marker="^", markersize=4,
+                          linestyle=":" if name in ("avif", "jxl") else "-")
+    if name.endswith(VIEW) and name[:-len(VIEW)] in lines:
+        return name, dict(color=lines[name[:-len(VIEW)]].get_color(), linestyle=":",
+                          linewidth=1, marker=".", markersize=3)
+    return name, dict(linestyle="--", marker="o", markersize=4, alpha=0.6)
+
+
+def plot(summary: dict, path: str, metric: str = "psnr") -> None:
+    """The RD plot in `metric`: baselines, alternatives, every model's
+    points, their view rows, and the front in that metric."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    key, label = _y_axis(summary, metric)
     figure, axes = plt.subplots(figsize=(8, 5.5))
-    colours = {"jpeg": "tab:blue", "jpegli": "tab:green", "avif": "tab:purple",
-               "jxl": "tab:brown"}
+    lines = {}
     for method in summary["methods"]:
         name, results = method["name"], method["results"]
-        if name == SANDWICH:
-            label, style = name, dict(color="tab:red", linewidth=2.5)
-            jpeg = summary["bd"].get("jpeg", {}).get(SANDWICH, {})
-            if jpeg.get("bd_psnr") is not None:
-                label += f" (BD-PSNR {jpeg['bd_psnr']:+.2f} dB vs plain JPEG)"
-        elif name.startswith("baseline"):
-            label, style = name, dict(color="black", marker="s", markersize=4,
-                                      linestyle="-" if name.startswith("baseline-x1") else "--")
-        elif name in colours:
-            label, style = name, dict(color=colours[name], marker="^", markersize=4,
-                                      linestyle=":" if name in ("avif", "jxl") else "-")
-        else:
-            label, style = name, dict(linestyle="--", marker="o", markersize=4, alpha=0.6)
-        axes.plot(results["bpp"], results["psnr"], label=label, **style)
-    top = max(max(m["results"]["bpp"]) for m in summary["methods"] if m["name"] == SANDWICH)
+        if name in FRONTS.values() and name != FRONTS[metric]:
+            continue
+        legend, style = _style(summary, name, metric, lines)
+        lines[name], = axes.plot(results["bpp"], results[key], label=legend, **style)
+    top = max(next(m for m in summary["methods"] if m["name"] == FRONTS[metric])["results"]["bpp"])
     axes.set_xlim(0, 1.6 * top)
-    axes.set(xlabel="bits per source pixel", ylabel=f"PSNR (dB, {summary['bit_depth']}-bit peak)",
+    axes.set(xlabel="bits per source pixel", ylabel=label,
              title=f"sandwich vs baselines and other codecs, real files "
                    f"({summary['images']} images)")
     axes.grid(True, alpha=0.3)
@@ -385,7 +654,8 @@ def write_results(summary: dict, config: Config) -> None:
         batch_jobs.write_atomically(config.path(f"{method['name']}.json"),
                                     json.dumps(method, indent=2).encode())
     batch_jobs.write_atomically(config.path(SUMMARY_FILE), json.dumps(summary, indent=2).encode())
-    plot(summary, config.path(PLOT_FILE))
+    for metric in summary["metrics"]:
+        plot(summary, config.path(PLOT_FILES[metric]), metric)
 
 
 def _model_specs(model_dirs) -> dict:
@@ -403,8 +673,6 @@ def baseline_steps(specs) -> tuple[float, ...]:
     low = min([DEFAULT_BASELINE_QSTEPS[0], *(s.qstep_bounds[0] for s in specs)])
     high = max([DEFAULT_BASELINE_QSTEPS[-1], *(s.qstep_bounds[1] for s in specs)])
     return tuple(sorted({low, *DEFAULT_BASELINE_QSTEPS, high}))
-
-
 def parse_args(argv=None) -> tuple[Config, dict, list[str]]:
     parser = jobs.job_parser(
         __doc__, output_help="results directory, local or gs://",
@@ -426,6 +694,15 @@ def parse_args(argv=None) -> tuple[Config, dict, list[str]]:
     parser.add_argument("--qualities", type=int, nargs="+",
                         default=list(alternatives.DEFAULT_QUALITIES),
                         help="quality settings of the alternatives")
+    parser.add_argument("--metrics", nargs="+", default=list(METRICS), choices=METRICS,
+                        help="quality metrics; PSNR is always measured. Per point on "
+                             "coffee.png (600x400, 0.24 megapixels; the time grows with the "
+                             "pixels), one core: ms-ssim (TensorFlow's; both sides of an image "
+                             f"at least {perceptual.MS_SSIM_MIN_SIDE} pixels, a smaller one "
+                             "becomes a dead letter) 0.12 s; butteraugli (libjxl's "
+                             f"butteraugli_main, Debian: {perceptual.BUTTERAUGLI_PACKAGE}) "
+                             "0.23 s, 0.17 s of it the binary, about 0.9 s per megapixel. An "
+                             "image has some 40 points: '--metrics psnr ms-ssim' for a fast run")
     parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS)
     jobs.add_model_flags(parser)
     args, beam_args = parser.parse_known_args(argv)
@@ -438,17 +715,21 @@ def parse_args(argv=None) -> tuple[Config, dict, list[str]]:
         chosen = alternatives.check(args.alternatives)
     except ValueError as e:
         parser.error(str(e))
+    chosen_metrics = tuple(m for m in METRICS if m == "psnr" or m in args.metrics)
+    if "butteraugli" in chosen_metrics and (why := perceptual.available()):
+        parser.error(why)
     models = tuple(d for m in args.models for d in model_handler.export_dirs(m))
     specs = _model_specs(models)
     model_scenarios = {model_id: scenarios.from_spec(spec) for model_id, spec in specs.items()}
     distinct = tuple(sorted(set(model_scenarios.values()), key=baseline_name))
     args.tile, args.halo = model_handler.tile_layout([s.factor for s in distinct], args.tile,
                                                      args.halo)
-    return Config(args.input, args.output.rstrip("/"), models,
-                  tuple(args.qsteps) if args.qsteps else None,
-                  tuple(args.baseline_qsteps or baseline_steps(specs.values())),
-                  distinct, chosen, tuple(args.qualities), args.max_pixels, args.tile,
-                  args.halo, beam_options.worker_processes(beam_args)), model_scenarios, beam_args
+    config = Config(args.input, args.output.rstrip("/"), models,
+                    tuple(args.qsteps) if args.qsteps else None,
+                    tuple(args.baseline_qsteps or baseline_steps(specs.values())),
+                    distinct, chosen, tuple(args.qualities), args.max_pixels, args.tile,
+                    args.halo, beam_options.worker_processes(beam_args), chosen_metrics)
+    return config, model_scenarios, beam_args
 
 
 def run(argv=None, save_main_session=False, test_pipeline=None) -> dict:
@@ -465,7 +746,8 @@ def run(argv=None, save_main_session=False, test_pipeline=None) -> dict:
     print(table(summary))
     print(account)
     print(f"{summary['images']} images measured; unusable files -> "
-          f"{config.dead_letter_path}; results: {config.output} ({SUMMARY_FILE}, {PLOT_FILE})")
+          f"{config.dead_letter_path}; results: {config.output} ({SUMMARY_FILE}, "
+          f"{', '.join(PLOT_FILES[m] for m in summary['metrics'])})")
     return summary
 
 
