@@ -105,14 +105,16 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     quality.held_out_files(args)
     space = quality.Workspace(args.output, args.train_files, args.held_out_files, args.hold_back,
-                              args.patch_size, args.rescale, args.patches_per_photo)
+                              args.patch_size, args.rescale, args.patches_per_photo,
+                              args.jpeg_sourced_train)
     arms = [a for a in ARMS if a[0] in args.arms]
     exports = {}
     for name, _, flags in arms:
         run = f"x{args.factor}-{name}"
         exports[name] = space.export(run) or space.train(
             run, "high_res", args.factor, flags, ["--steps", str(args.steps)])
-    summary = space.evaluate("high_res", list(exports.values()), ["jpeg"], tag="-ablation")
+    summary = space.evaluate("high_res", list(exports.values()), ["jpeg"], tag="-ablation",
+                             metrics=("psnr",))
     baseline = f"baseline-x{args.factor}"
     curves = {m["name"]: m["results"] for m in summary["methods"]}
     lines = [f"Ablation: high_res x{args.factor}, {args.steps} steps per arm; trained on "

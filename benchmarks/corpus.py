@@ -17,7 +17,9 @@ import glob
 import os
 import shutil
 
+import numpy as np
 import skimage.data
+from PIL import Image
 
 from sandwich import samples
 from sandwich.image_io import decode_image, encode_png16
@@ -50,6 +52,34 @@ def ten_bit_copies(paths, directory: str) -> str:
         with open(os.path.join(directory, f"{name}_sum2x2.png"), "wb") as f:
             f.write(encode_png16(samples.block_sum(pixels, 2), 10))
     return directory
+
+
+# The qualities a JPEG-sourced photo was saved at: what cameras, phones and
+# web pipelines write (libjpeg's 75 default up to a camera's "fine" 95).
+SOURCE_QUALITIES = (75, 80, 85, 90, 95)
+
+
+def jpeg_sourced(paths, directory: str, seed: int = 0) -> list[str]:
+    """Copies of the photos as they reach most buckets: saved once as a
+    JPEG (Pillow, standard tables, 4:2:0) at a quality drawn from
+    `SOURCE_QUALITIES`, named `<name>_q<quality>.jpg`; returns the new paths.
+
+    A photo that was a JPEG once re-encodes very differently from a PNG
+    original: its blocks and lost high frequencies are already there, and
+    plain JPEG at the source's own quality reproduces it almost exactly.
+    The draw is seeded by the photo's name, so a copy does not change when
+    the list does.
+    """
+    os.makedirs(directory, exist_ok=True)
+    made = []
+    for path in paths:
+        name = os.path.splitext(os.path.basename(path))[0]
+        draw = np.random.default_rng([seed, *name.encode()])
+        quality = int(draw.choice(SOURCE_QUALITIES))
+        made.append(os.path.join(directory, f"{name}_q{quality}.jpg"))
+        with Image.open(path) as image:
+            image.convert("RGB").save(made[-1], "JPEG", quality=quality, subsampling=2)
+    return made
 
 
 # (prefix, the repository's folder of full-resolution copies): each photo is

@@ -56,11 +56,11 @@ def main(argv=None) -> None:
             summary = evaluate.run([
                 "--models", *models, f"--input={held}/*",
                 f"--output={args.output}/eval-{bit_depth}bit", "--qsteps", *QSTEPS,
-                "--baseline_qsteps", *QSTEPS[:2],
+                "--baseline_qsteps", *QSTEPS[:2], "--metrics", "psnr", "--report_photos", "0",
                 "--direct_running_mode=in_memory", "--direct_num_workers=1"])
         print(printed.getvalue())
         curves = {m["name"]: m["results"] for m in summary["methods"]}
-        for name in sorted(n for n in curves if n.startswith("identity")):
+        for name in sorted(n for n in curves if n.startswith("identity") and not n.endswith(evaluate.VIEW)):
             bd = [summary["bd"][ref][name]["bd_psnr"] for ref in ("jpeg", "jpegli")]
             near = min(zip(curves[name]["bpp"], curves[name]["psnr"]),
                        key=lambda p: abs(p[0] - 1.0))

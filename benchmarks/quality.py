@@ -29,8 +29,19 @@ quarter of every training photo is held back (`--hold_back`): the trainer
 measures itself on it and exports the weights that did best there, so its
 choice rests on pixels it never trained on. Each trains for
 an equal share of the budget (`--max_train_minutes`), which includes
-everything but the evaluation. The targets of the quality issue are checked
-and reported, met or not.
+everything but the evaluation.
+
+Photos in real buckets were mostly JPEGs once, and re-encode very
+differently from lossless originals, so half of the training photos are
+replaced by a copy saved once as a JPEG (`--jpeg_sourced_train`), and the
+high_res models are evaluated twice: on the held-out photos as given and on
+JPEG-sourced copies of them, reported apart. Every point is measured in
+PSNR, MS-SSIM and Butteraugli (`sandwich.perceptual`), and the targets of
+the quality issues are checked and reported, met or not: the PSNR ones, the
+perceptual ones (BD-rate at equal MS-SSIM and Butteraugli against jpegli and
+plain JPEG over 0.25-1.0 bpp, each on the front built in that metric), the
+bottleneck as a viewer shows it, and the model points that fall below their
+identity or plain JPEG on some file (which `compress --target_bpp` replaces).
 """
 import argparse
 import collections
@@ -50,7 +61,7 @@ sys.path.insert(0, REPO)
 from pipelines import evaluate  # noqa: E402
 from sandwich import metrics, samples, specs  # noqa: E402
 
-from corpus import SKIMAGE_DIR, ten_bit_copies  # noqa: E402
+from corpus import SKIMAGE_DIR, jpeg_sourced, ten_bit_copies  # noqa: E402
 
 # Twelve photos: the three bundled ones, two colour ones of scikit-image's
 # and seven of its grey ones (textures, a portrait, the moon, cells), which
@@ -79,6 +90,13 @@ SELECT_PIXELS_PER_PHOTO = 64 * PATCH ** 2
 SELECT_EVAL_PIXELS = 128 * PATCH ** 2
 RATE_RANGE = (0.25, 1.0)
 AT_RATE = 0.4
+# Held-out kinds: the photos as given, and the same photos once saved as a
+# JPEG (`corpus.jpeg_sourced`), as most photos in real buckets are.
+KINDS = {"": "as given (lossless originals)", "-jpeg": "JPEG-sourced copies of the same photos"}
+# The perceptual targets: BD-rate at equal metric over RATE_RANGE (%, negative = fewer bits).
+PERCEPTUAL_TARGETS = {"jpegli": -10.0, "jpeg": -20.0}
+PSNR_TARGET = 1.5  # dB BD-PSNR over plain JPEG over RATE_RANGE
+VIEW_TARGET = 10.0  # % BD-rate of a factor-1 bottleneck as viewed, against plain JPEG, Butteraugli
 
 
 def _files(patterns) -> list[str]:
@@ -189,12 +207,19 @@ class Workspace:
     """
 
     def __init__(self, output: str, train_files, held_out_files, hold_back: float = 0.0,
-                 patch_size: int = PATCH, rescale=(), patches_per_photo: int | None = None):
+                 patch_size: int = PATCH, rescale=(), patches_per_photo: int | None = None,
+                 jpeg_sourced_share: float = 0.0):
         self.out, self.logs = output, os.path.join(output, "logs")
+        photos = os.path.join(output, "photos")
+        if jpeg_sourced_share:
+            # Every k-th training photo replaced by its JPEG-sourced copy.
+            every = max(1, round(1 / jpeg_sourced_share))
+            chosen = train_files[every - 1::every]
+            train_files = [p for p in train_files if p not in chosen] + jpeg_sourced(
+                chosen, os.path.join(photos, "train_jpeg_sources"))
         os.makedirs(self.logs, exist_ok=True)
         self.held_out_files, self.patch_size = held_out_files, patch_size
         self.patches_per_photo = patches_per_photo or PIXELS_PER_PHOTO // patch_size ** 2
-        photos = os.path.join(output, "photos")
         if hold_back:
             # Two patches wide, so that the 10-bit copies (2x2 sums, half the size) hold one.
             self.train_files, self.select_files = _hold_back(
@@ -206,6 +231,8 @@ class Workspace:
         self.train_files = self.train_files + _rescaled(
             self.train_files, rescale, 2 * patch_size, os.path.join(photos, "train"))
         self.held8 = _copy_all(held_out_files, os.path.join(photos, "held_out"))
+        self.held_jpeg = os.path.join(photos, "held_out_jpeg")
+        jpeg_sourced(held_out_files, self.held_jpeg)
 
     def _photos(self, name: str, files, scenario: str) -> str:
         directory = os.path.join(self.out, "photos", name)
@@ -244,14 +271,17 @@ class Workspace:
               *RUN_FLAGS, *evaluation, *flags, *budget], os.path.join(self.logs, f"{name}.log"))
         return os.path.join(job, "export")
 
-    def evaluate(self, scenario: str, model_dirs, alternatives, tag: str = "") -> dict:
-        held = self.held_out(scenario)
+    def evaluate(self, scenario: str, model_dirs, alternatives, tag: str = "",
+                 kind: str = "", metrics=evaluate.METRICS) -> dict:
+        """The evaluator's summary of `model_dirs` on the held-out photos of
+        `kind` (a key of `KINDS`; JPEG-sourced photos are 8-bit only)."""
+        held = self.held_jpeg if kind == "-jpeg" else self.held_out(scenario)
         print(f"== evaluating {scenario} on {held}", flush=True)
         return evaluate.run([
             "--models", *model_dirs, f"--input={held}/*",
-            f"--output={os.path.join(self.out, 'eval', scenario + tag)}",
-            "--alternatives", *alternatives, "--direct_running_mode=in_memory",
-            "--direct_num_workers=1"])
+            f"--output={os.path.join(self.out, 'eval', scenario + kind + tag)}",
+            "--alternatives", *alternatives, "--metrics", *metrics,
+            "--direct_running_mode=in_memory", "--direct_num_workers=1"])
 
 
 def held_out_files(args) -> None:
@@ -281,6 +311,10 @@ def add_corpus_flags(parser) -> None:
                              "kept out of training, on which the trainer measures itself and "
                              "picks the weights it exports; 0: it measures itself on "
                              "training patches")
+    parser.add_argument("--jpeg_sourced_train", type=float, default=0.5,
+                        help="share of the training photos replaced by a copy saved once as "
+                             "a JPEG (`corpus.jpeg_sourced`), as most photos in buckets are; "
+                             "the held-out photos are evaluated both as given and so saved")
     parser.add_argument("--rescale", type=float, nargs="*", default=[],
                         help="also train on the training photos downscaled by these factors "
                              "(e.g. 0.7 0.5), each copy a photo of its own")
@@ -341,6 +375,94 @@ def _targets(hr: dict, hbd: dict | None) -> list[tuple[str, str, str, bool | Non
     return rows
 
 
+def _bd_over_rates(summary: dict, reference: str, method: str, metric: str) -> float:
+    """BD-rate (%) of `method` against `reference` at equal `metric`, over
+    the qualities `reference` has between `RATE_RANGE`'s ends (BD-PSNR in
+    dB for PSNR, over those rates); ValueError where undefined."""
+    curves = {m["name"]: m["results"] for m in summary["methods"]}
+    anchor, test = curves[reference], curves[method]
+    a_axis, t_axis = evaluate.quality_axis(anchor, metric), evaluate.quality_axis(test, metric)
+    fronts = (*metrics.pareto_front(anchor["bpp"], a_axis),
+              *metrics.pareto_front(test["bpp"], t_axis))
+    if metric == "psnr":
+        return metrics.bd_psnr(*fronts, rate_range=RATE_RANGE)
+    ends = [metrics.psnr_at(anchor["bpp"], a_axis, r) for r in RATE_RANGE]
+    ends = [e if e is not None else (min(a_axis) if i == 0 else max(a_axis))
+            for i, e in enumerate(ends)]
+    return metrics.bd_rate(*fronts, quality_range=tuple(ends))
+
+
+def _target_row(name: str, required: str, compute, passes) -> tuple:
+    try:
+        value = compute()
+    except ValueError as e:
+        return name, required, f"undefined: {e}", None
+    unit = " dB" if "PSNR" in name else "%"
+    return name, required, f"{value:+.2f}{unit}", passes(value)
+
+
+def perceptual_targets(summary: dict, kind: str) -> list[tuple[str, str, str, bool | None]]:
+    """(target, required, measured, met) of the perceptual-quality issue on
+    one kind of held-out photos: the front on each metric (its own front per
+    metric, `evaluate.FRONTS`) against jpegli and plain JPEG, PSNR against
+    plain JPEG, and every factor-1 bottleneck as a viewer shows it."""
+    label = KINDS[kind].split(" (")[0]
+    rows = [_target_row(f"{label}: front vs plain JPEG, BD-PSNR 0.25-1.0 bpp",
+                        f">= +{PSNR_TARGET} dB",
+                        lambda: _bd_over_rates(summary, "jpeg", evaluate.SANDWICH, "psnr"),
+                        lambda v: v >= PSNR_TARGET)]
+    names = {m["name"] for m in summary["methods"]}
+    for metric in ("butteraugli", "ms-ssim"):
+        if evaluate.FRONTS[metric] not in names:
+            continue
+        for reference, required in PERCEPTUAL_TARGETS.items():
+            rows.append(_target_row(
+                f"{label}: front vs {reference}, BD-rate at equal {metric} 0.25-1.0 bpp",
+                f"<= {required:+.0f}%",
+                lambda r=reference, m=metric: _bd_over_rates(summary, r, evaluate.FRONTS[m], m),
+                lambda v, r=required: v <= r))
+    for view in sorted(n for n in names if n.endswith(evaluate.VIEW)):
+        rows.append(_target_row(
+            f"{label}: {view} (no post-processor) vs plain JPEG, BD-rate at equal butteraugli",
+            f"<= +{VIEW_TARGET:.0f}%",
+            lambda v=view: _bd_over_rates(summary, "jpeg", v, "butteraugli"),
+            lambda v: v <= VIEW_TARGET))
+    return rows
+
+
+def below_per_file(per_image_path: str, summary: dict) -> tuple[str, bool | None]:
+    """Per held-out file, the model points that are below their identity
+    (the scenario baseline: the same JPEG, no networks) or plain JPEG at
+    their own rate, in PSNR: the points where `compress --target_bpp`
+    writes the identity or plain JPEG instead, so the deployed front is
+    never below either. Returns the count and worst shortfalls, and whether
+    the front the user gets (with those replacements) is free of them."""
+    by = collections.defaultdict(lambda: collections.defaultdict(list))
+    with open(per_image_path) as f:
+        for line in f:
+            m = json.loads(line)
+            by[m["image"]][m["method"]].append((m["bits"] / m["pixels"], m["psnr"]))
+    below, total = [], 0
+    for image, methods in by.items():
+        for model, baseline in summary["own_baseline"].items():
+            for bpp, psnr in methods.get(model, []):
+                total += 1
+                for other in (baseline, "jpeg"):
+                    points = methods.get(other)
+                    if not points:
+                        continue
+                    best = metrics.psnr_at([p[0] for p in points], [p[1] for p in points], bpp)
+                    if best is not None and psnr < best - 0.01:
+                        below.append((psnr - best, os.path.basename(image), model, other, bpp))
+                        break
+    if not below:
+        return f"none of {total} model points", True
+    worst = ", ".join(f"{n} {m} at {b:.2f} bpp {d:+.2f} dB vs {o}"
+                      for d, n, m, o, b in sorted(below)[:3])
+    return (f"{len(below)} of {total} model points (replaced per file by the identity or "
+            f"plain JPEG in target mode); worst: {worst}"), None
+
+
 def _bd_table(summary: dict) -> list[str]:
     references = list(summary["bd"])
     lines = ["| method | " + " | ".join(f"vs {r}" for r in references) + " |",
@@ -350,16 +472,23 @@ def _bd_table(summary: dict) -> list[str]:
         cells = []
         for reference in references:
             bd = summary["bd"][reference].get(method)
-            cells.append(evaluate.format_bd(bd) if bd else "")
+            cells.append(evaluate.format_bd_rates(bd, summary.get("metrics", ["psnr"]))
+                         if bd else "")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
 
 
 def _points_table(summary: dict) -> list[str]:
-    lines = ["| method | points (bpp, PSNR dB) |", "|---|---|"]
+    perceptual = "butteraugli-3norm" in summary["methods"][0]["results"]
+    lines = ["| method | points (bpp / PSNR dB" + (" / MS-SSIM / Butteraugli 3-norm"
+                                                  if perceptual else "") + ") |", "|---|---|"]
     for method in summary["methods"]:
         r = method["results"]
-        points = ", ".join(f"{b:.3f} / {p:.2f}" for b, p in zip(r["bpp"], r["psnr"]))
+        columns = [r["bpp"], r["psnr"]] + ([r["ms-ssim"], r["butteraugli-3norm"]]
+                                           if perceptual else [])
+        points = ", ".join(" / ".join(f"{v:.3f}" if i != 1 else f"{v:.2f}"
+                                      for i, v in enumerate(values))
+                           for values in zip(*columns))
         lines.append(f"| {method['name']} | {points} |")
     return lines
 
@@ -397,8 +526,14 @@ def _factors(models) -> str:
 
 
 def write_report(path: str, args, models, hr: dict, hbd: dict | None, minutes: dict,
-                 plots: dict) -> None:
+                 plots: dict, hr_jpeg: dict | None = None, below: dict | None = None) -> None:
     rows = _targets(hr, hbd)
+    for kind, summary in (("", hr), ("-jpeg", hr_jpeg)):
+        if summary is not None:
+            rows += perceptual_targets(summary, kind)
+    for kind, (measured, met) in (below or {}).items():
+        rows.append((f"{KINDS[kind].split(' (')[0]}: model points below their identity or "
+                     "plain JPEG, per file", "none on the deployed front", measured, met))
     status = {True: "met", False: "**missed**", None: "undefined"}
     lines = [
         "# Quality at a CPU budget: sandwich against plain JPEG, jpegli and the baselines",
@@ -429,17 +564,24 @@ def write_report(path: str, args, models, hr: dict, hbd: dict | None, minutes: d
         "",
         f"## 8-bit photographs: high_res models at {_factors(models)}, one front",
         "",
-        f"![RD]({plots['hr']})",
+        *[f"![RD]({plot})" for plot in plots["hr"]],
         "",
-        "BD-PSNR / BD-rate (over the rates both curves cover):",
+        "BD-PSNR / BD-rate at equal PSNR, MS-SSIM and Butteraugli 3-norm (over the qualities "
+        "both curves reach):",
         "",
         *_bd_table(hr),
         "",
         *_points_table(hr),
     ]
+    if hr_jpeg is not None:
+        lines += ["", f"## The same held-out photos, {KINDS['-jpeg']}", "",
+                  "Each saved once by Pillow at a quality drawn from "
+                  "75-95 (`corpus.jpeg_sourced`; the quality is in the name).", "",
+                  *[f"![RD]({plot})" for plot in plots["hr-jpeg"]], "",
+                  *_bd_table(hr_jpeg), "", *_points_table(hr_jpeg)]
     if hbd is not None:
         lines += ["", "## 10-bit sources (synthetic: 2x2 sums of 8-bit photographs)", "",
-                  f"![RD]({plots['hbd']})", "",
+                  *[f"![RD]({plot})" for plot in plots["hbd"]], "",
                   "`jpeg` and `jpegli` here code the source rounded to 8 bits: the 8-bit "
                   f"ceiling. A lossless 16-bit PNG costs {hbd.get('lossless_png_bpp', 0):.2f} bpp.",
                   "", *_bd_table(hbd), "", *_points_table(hbd)]
@@ -472,7 +614,8 @@ def main(argv=None) -> None:
         except specs.SpecError as e:
             parser.error(f"{scenario} x{factor}: {e}")
     space = Workspace(args.output, args.train_files, args.held_out_files, args.hold_back,
-                      args.patch_size, args.rescale, args.patches_per_photo)
+                      args.patch_size, args.rescale, args.patches_per_photo,
+                      args.jpeg_sourced_train)
     per_model = args.budget_minutes / len(models)
     print(f"{len(models)} models, {per_model:.1f} training minutes each; corpus "
           f"{os.path.dirname(space.train_files[0])}, held out {space.held8}", flush=True)
@@ -495,19 +638,30 @@ def main(argv=None) -> None:
     summaries, plots = {}, {}
     report_dir = os.path.dirname(os.path.abspath(args.report))
     os.makedirs(report_dir, exist_ok=True)
+    below = {}
     for scenario, model_dirs in exports.items():
-        summaries[scenario] = space.evaluate(scenario, model_dirs, alternatives)
-        plot = f"quality_{scenario}.png"
-        shutil.copy(os.path.join(args.output, "eval", scenario, evaluate.PLOT_FILE),
-                    os.path.join(report_dir, plot))
-        plots["hr" if scenario == "high_res" else "hbd"] = plot
+        for kind in KINDS if scenario == "high_res" else [""]:
+            summaries[scenario + kind] = space.evaluate(scenario, model_dirs, alternatives,
+                                                        kind=kind)
+            results = os.path.join(args.output, "eval", scenario + kind)
+            key = ("hr" if scenario == "high_res" else "hbd") + kind
+            plots[key] = []
+            for metric in summaries[scenario + kind].get("metrics", ["psnr"]):
+                plots[key].append(f"quality_{scenario}{kind}_{metric}.png")
+                shutil.copy(os.path.join(results, evaluate.PLOT_FILES[metric]),
+                            os.path.join(report_dir, plots[key][-1]))
+            if scenario == "high_res":
+                below[kind] = below_per_file(os.path.join(results, evaluate.PER_IMAGE_FILE),
+                                             summaries[scenario + kind])
     minutes = {"per_model": per_model, "total": (time.monotonic() - start) / 60, "reused": reused}
     write_report(args.report, args, models, summaries["high_res"],
-                 summaries.get("high_bit_depth"), minutes, plots)
+                 summaries.get("high_bit_depth"), minutes, plots, summaries.get("high_res-jpeg"),
+                 below)
     with open(os.path.splitext(args.report)[0] + ".json", "w") as f:
         json.dump({"budget_minutes": args.budget_minutes, "models": dict(zip(names, args.models)),
                    "train": [_shown_path(p) for p in args.train_files],
                    "hold_back": args.hold_back, "rescale": args.rescale,
+                   "jpeg_sourced_train": args.jpeg_sourced_train,
                    "held_out": [_shown_path(p) for p in args.held_out_files],
                    "summaries": summaries}, f, indent=1)
     print(open(args.report).read())

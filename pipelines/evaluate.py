@@ -261,6 +261,8 @@ class Config(jobs.JobConfig):
     # Of the job on one machine, which share its cores (beam_options).
     worker_processes: int = 0
     metrics: tuple[str, ...] = ("psnr",)
+    # Photos the report shows side by side (coded again on the driver).
+    report_photos: int = 8
 
     @property
     def bit_depth(self) -> int:
@@ -704,8 +706,14 @@ def parse_args(argv=None) -> tuple[Config, dict, list[str]]:
                              "0.23 s, 0.17 s of it the binary, about 0.9 s per megapixel. An "
                              "image has some 40 points: '--metrics psnr ms-ssim' for a fast run")
     parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    parser.add_argument("--report_photos", type=int, default=Config.report_photos,
+                        help="photos (the first by name) that report.html shows side by side "
+                             "at equal bytes, each coded again by every method on the "
+                             "job's driver; 0: the page has the plots and tables only")
     jobs.add_model_flags(parser)
     args, beam_args = parser.parse_known_args(argv)
+    if args.report_photos < 0:
+        parser.error("--report_photos must be >= 0")
     if (args.baseline_qsteps is not None and len(args.baseline_qsteps) < 2
             or args.qsteps is not None and len(args.qsteps) < 2):
         parser.error("an RD curve needs at least two steps")
@@ -728,7 +736,8 @@ def parse_args(argv=None) -> tuple[Config, dict, list[str]]:
                     tuple(args.qsteps) if args.qsteps else None,
                     tuple(args.baseline_qsteps or baseline_steps(specs.values())),
                     distinct, chosen, tuple(args.qualities), args.max_pixels, args.tile,
-                    args.halo, beam_options.worker_processes(beam_args), chosen_metrics)
+                    args.halo, beam_options.worker_processes(beam_args), chosen_metrics,
+                    args.report_photos)
     return config, model_scenarios, beam_args
 
 
@@ -748,6 +757,13 @@ def run(argv=None, save_main_session=False, test_pipeline=None) -> dict:
     print(f"{summary['images']} images measured; unusable files -> "
           f"{config.dead_letter_path}; results: {config.output} ({SUMMARY_FILE}, "
           f"{', '.join(PLOT_FILES[m] for m in summary['metrics'])})")
+    # Imported here: the report reads this module's names and files, not the reverse.
+    from pipelines import report
+
+    page = report.write_report(config.output, summary, measurements, config.models,
+                               tile=config.tile, halo=config.halo, max_pixels=config.max_pixels,
+                               max_photos=config.report_photos)
+    print(f"report: {page}")
     return summary
 
 

@@ -96,14 +96,18 @@ def _curve(bpp, psnr_db):
     return np.log10(bpp), psnr_db
 
 
-def bd_rate(anchor_bpp, anchor_psnr, test_bpp, test_psnr) -> float:
-    """Average rate difference of `test` over `anchor` at equal PSNR, in %.
+def bd_rate(anchor_bpp, anchor_psnr, test_bpp, test_psnr, quality_range=None) -> float:
+    """Average rate difference of `test` over `anchor` at equal PSNR (or any
+    quality where higher is better), in %, over the qualities both curves
+    reach (and `quality_range`, (low, high), if given).
 
     Negative is better: -20 means the test method needs 20% fewer bits.
     """
     log_a, psnr_a = _curve(anchor_bpp, anchor_psnr)
     log_t, psnr_t = _curve(test_bpp, test_psnr)
     low, high = max(psnr_a.min(), psnr_t.min()), min(psnr_a.max(), psnr_t.max())
+    if quality_range is not None:
+        low, high = max(low, quality_range[0]), min(high, quality_range[1])
     if high <= low:
         raise ValueError("the two RD curves share no PSNR range; BD-rate is undefined")
     diff = _integrate_fit(psnr_t, log_t, low, high) - _integrate_fit(psnr_a, log_a, low, high)

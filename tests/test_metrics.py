@@ -25,6 +25,20 @@ def test_bd_rate_of_a_curve_shifted_in_rate():
     assert metrics.bd_rate(0.8 * bpp, quality, bpp, quality) == pytest.approx(25.0, abs=1e-6)
 
 
+def test_bd_rate_over_a_quality_range():
+    """A test curve that saves bits only at low quality: over the lower
+    qualities alone it saves more than over the whole range, and a range
+    neither curve reaches is refused."""
+    bpp = np.array([0.25, 0.5, 1.0, 2.0, 4.0])
+    quality = 30 + 4 * np.log2(bpp)
+    saving = np.interp(quality, [22, 38], [0.6, 1.0])  # 40% fewer bits at 22 dB, none at 38
+    whole = metrics.bd_rate(bpp, quality, saving * bpp, quality)
+    low = metrics.bd_rate(bpp, quality, saving * bpp, quality, quality_range=(22, 28))
+    assert low < whole - 5 < 0
+    with pytest.raises(ValueError, match="share no"):
+        metrics.bd_rate(bpp, quality, saving * bpp, quality, quality_range=(50, 60))
+
+
 def test_bd_psnr_of_a_curve_shifted_in_quality():
     bpp = np.array([0.25, 0.5, 1.0, 2.0])
     quality = 30 + 4 * np.log2(bpp)
