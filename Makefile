@@ -54,7 +54,7 @@ demo: $(VENV)/.installed system-packages
 	@echo "== 5/5 rate-distortion with the real codec against the baseline, plain JPEG and jpegli"
 	$(BIN)/sandwich-eval --models $(DEMO)/run/export --input '$(DEMO)/photos/held_out/*.png' \
 	  --output $(DEMO)/eval
-	@echo "RD plot: $(DEMO)/eval/rd.png"
+	@echo "RD plots: $(DEMO)/eval/rd*.png; the page with plots, BD tables and side-by-side crops: $(DEMO)/eval/report.html"
 
 library-demo: $(VENV)/.installed system-packages
 	$(PY) -m sandwich.demo

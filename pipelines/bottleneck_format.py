@@ -21,10 +21,28 @@ a target (`pipelines.rate_control`) also records the target (`"target":
 so a rerun can list it without measuring it again; a file coded at a fixed
 step has neither.
 
-A plain-JPEG fallback (where plain JPEG beat every model at the target) is
-a plain JPEG from Pillow with this header: `model_id` "plain-jpeg", factor
-1, 8 bits, and its Pillow quality in `qstep`. A decoder needs nothing else:
-its pixels are the reconstruction.
+Two kinds of file need no model to decode, so that a target-mode job can
+write them where they beat every model of the set:
+
+- a plain-JPEG fallback is a plain JPEG from Pillow with this header:
+  `model_id` "plain-jpeg", factor 1, 8 bits, and its Pillow quality in
+  `qstep`. Its pixels are the reconstruction;
+- an identity file is a scenario's baseline (`sandwich.scenarios`): the
+  scenario's own fixed steps around the same JPEG mode and table shape
+  (flat, or JPEG's standard shape; `qstep` is the tables' scale, and the
+  file's DQT carries them), with no networks, which is what an untrained
+  sandwich of that scenario makes.
+  Its header is a model's with `model_id` "identity" and the scenario's
+  name, bit depth, factor and JPEG mode; the decoder runs the scenario's
+  `from_bottleneck` and `to_source` on the decoded JPEG (`identity_bottleneck`
+  and `identity_reconstruction`, the one definition that compress measures
+  and decompress applies). At factor 1 and 8 bits that is the decoded JPEG
+  as it is; at factor 2 its Lanczos-3 upsampling; above 8 bits the scale back.
+
+Neither id may be a model's (`RESERVED_IDS`). The format version stayed 2
+when identity files came: a reader without them refuses one as "made by
+model 'identity', not by a model of the set", since no export may take
+the id.
 
 A bottleneck is untrusted input: `Header.from_comment` checks every field's
 type and range (`_VALIDATORS`, one line per field), and `decode` checks the
@@ -43,6 +61,7 @@ from PIL import Image
 from sandwich import alternatives, jpeg
 from sandwich.errors import Rejected
 from sandwich.image_io import DEFAULT_MAX_PIXELS
+from sandwich.specs import ModelSpec, SpecError
 
 FORMAT_VERSION = 2  # 2: jpeg_mode
 _MARKER = "sandwich"
@@ -52,8 +71,20 @@ MAX_JPEG_SIDE = 65500
 # A source side: a bottleneck side times the largest factor a header may give.
 MAX_FACTOR = 16
 MAX_TEXT = 256
-# The model id of a plain-JPEG fallback file, which no export may take.
+# The model ids of the files that need no model: a plain-JPEG fallback and a
+# scenario's identity (its baseline). No export may take either.
 FALLBACK = "plain-jpeg"
+IDENTITY = "identity"
+RESERVED_IDS = (FALLBACK, IDENTITY)
+# What a target-mode manifest calls the kind of file that won (`Header.kind`).
+MODEL = "model"
+KINDS = (MODEL, IDENTITY, FALLBACK)
+# The identity's tiles (source pixels, rounded to its factor) and halo (in
+# bottleneck pixels): its filters reach 2 (bicubic down) and 3 (Lanczos-3
+# up) bottleneck pixels, so an 8-pixel halo makes tiling exact whatever the
+# layout, and compress and decompress need not agree on one.
+IDENTITY_TILE = 1024
+IDENTITY_HALO = 8
 # The widest PSNR a header records (dB, two decimals), so that a file coded
 # with it as a placeholder is never smaller than the final file.
 MAX_PSNR = 999.99
@@ -183,9 +214,27 @@ class Header:
                    jpeg_mode=jpeg.tables.DEFAULT_MODE.name, source_stamp=source_stamp,
                    target=target)
 
+    @classmethod
+    def identity(cls, spec, qstep: float, height: int, width: int, source_bit_depth: int,
+                 source_stamp: str = "", target: str = "") -> "Header":
+        """The header of the identity of a `ModelSpec`'s scenario (its
+        scenario, bit depth, factor and JPEG mode) at the flat step `qstep`."""
+        return dataclasses.replace(
+            cls.of(spec, qstep, height, width, source_bit_depth, source_stamp),
+            model_id=IDENTITY, target=target)
+
     @property
     def is_fallback(self) -> bool:
         return self.model_id == FALLBACK
+
+    @property
+    def is_identity(self) -> bool:
+        return self.model_id == IDENTITY
+
+    @property
+    def kind(self) -> str:
+        """`model`, `identity` or `plain-jpeg`: what decodes the file."""
+        return self.model_id if self.model_id in RESERVED_IDS else MODEL
 
     def to_comment(self) -> bytes:
         """The compact JSON; a file coded at a fixed step leaves out `target`
@@ -215,10 +264,15 @@ class Header:
         """Refuses a header that no model of the set `specs` (`ModelSpec`s by
         model id) wrote, or that disagrees with its model's spec (its
         post-processor would decode garbage or crash); a fallback's must be
-        what `fallback` writes, since its pixels are taken as the source's."""
+        what `fallback` writes, since its pixels are taken as the source's;
+        an identity's must name a scenario that exists at its bit depth and
+        factor (`sandwich.specs`), whose fixed steps then decode it, with or
+        without a model of that scenario in the set."""
         if self.is_fallback:
             expected = Header.fallback(int(self.qstep), self.height, self.width,
                                        self.source_bit_depth)
+        elif self.is_identity:
+            expected = identity_spec(self)
         elif self.model_id in specs:
             expected = specs[self.model_id]
         else:
@@ -244,6 +298,70 @@ class Header:
             raise BottleneckError(
                 f"header claims a {self.width}x{self.height} source at factor {self.factor}, "
                 f"which a {jpeg_size[1]}x{jpeg_size[0]} bottleneck does not cover exactly")
+
+
+def identity_spec(header: Header) -> ModelSpec:
+    """The spec of the identity a header names: its scenario, bit depth,
+    factor and JPEG mode, checked as a model spec's are (an unknown
+    scenario, a factor it cannot have, a high-bit-depth one at 8 bits are
+    `BottleneckError`s), and no networks; `qstep` is the file's."""
+    try:
+        return ModelSpec(model_id=IDENTITY, scenario=header.scenario, bit_depth=header.bit_depth,
+                         factor=header.factor, qstep=header.qstep, jpeg_mode=header.jpeg_mode)
+    except SpecError as e:
+        raise BottleneckError(f"an identity header names no scenario: {e}") from e
+
+
+def _identity_layout(factor: int, tile: int) -> dict:
+    return {"factor": factor, "tile": max(1, tile // factor) * factor,
+            "halo": IDENTITY_HALO * factor}
+
+
+def identity_bottleneck(spec, source: np.ndarray, *, tile: int = IDENTITY_TILE) -> np.ndarray:
+    """The uint8 bottleneck of an identity file: the scenario's
+    `to_bottleneck` and `codec_input` on `source` (`[h, w, 3]`, the
+    scenario's container dtype), in tiles of about `tile` source pixels;
+    `spec` has the scenario's fields (a `ModelSpec` or a `Header`). The
+    pixels an untrained sandwich of the scenario gives its encoder."""
+    import tensorflow as tf
+
+    from sandwich import scenarios, tiling
+
+    scenario = scenarios.from_spec(spec)
+    return tiling.downscale_tiled(
+        lambda tile: scenarios.codec_input(
+            scenario.to_bottleneck(tf.cast(tile[None], tf.float32)))[0].numpy(),
+        source, **_identity_layout(scenario.factor, tile))
+
+
+def identity_tables(spec, qstep: float):
+    """The tables an identity of `spec`'s scenario is coded with at the
+    scale `qstep`: None (flat at the header's step) for flat tables, else
+    the scenario's shape at that scale, the tables a model trained with
+    that shape starts from. The decoder needs neither: the file's DQT
+    carries them."""
+    from sandwich import scenarios
+
+    scenario = scenarios.from_spec(spec)
+    return None if scenario.table_shape == "flat" else scenario.tables_at(qstep)
+
+
+def identity_reconstruction(header: Header, decoded: np.ndarray, *,
+                            tile: int = IDENTITY_TILE) -> np.ndarray:
+    """What an identity file decodes to: the scenario's `from_bottleneck`
+    and `to_source` on its decoded JPEG, at the header's source size, in
+    the source's container dtype, in tiles of about `tile` source pixels
+    (the result is the untiled one whatever the tile). The one definition:
+    compress measures it, decompress writes it."""
+    import tensorflow as tf
+
+    from sandwich import scenarios, tiling
+
+    scenario = scenarios.from_spec(header)
+    return tiling.upscale_tiled(
+        lambda tile, size: scenario.to_source(
+            scenario.from_bottleneck(tf.constant(tile[None]), size))[0].numpy(),
+        decoded, (header.height, header.width), **_identity_layout(scenario.factor, tile))
 
 
 def encode(bottleneck: np.ndarray, header: Header, qtables=None) -> bytes:

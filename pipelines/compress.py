@@ -21,22 +21,30 @@ Two modes:
 - `--qstep` (default: the model's trained step): one model, that step, for
   every image; nothing is measured;
 - `--target_bpp B` or `--target_psnr P`: a model set (`--model` names
-  several exports, or a directory of them) and, per image, the model, the
-  step or a plain-JPEG fallback that serves the target best, measured with
-  the real encoder, the real decoder and the post-processor
-  (`rate_control`). The job ends with a summary: images per model and
-  fallback, mean bpp, mean PSNR, targets missed and why.
+  several exports, or a directory of them) and, per image, the file that
+  serves the target best among every model of the set at its best step,
+  each scenario's identity (its baseline, no networks) at its best step and
+  plain JPEG at its best quality, measured with the real encoder, the real
+  decoder and the post-processor (`rate_control`). `--rank_by ms-ssim` or
+  `butteraugli` ranks a rate target's files by what people see rather than
+  by PSNR. The job ends with a summary: images per model, per winning kind
+  (model, identity, plain JPEG), mean bpp, mean PSNR, targets missed and why.
 
 The output directory also holds `manifest.jsonl` (one line per bottleneck:
 source, size, bit depths, scenario, qstep, model id, bytes, bpp) and
 `dead_letters.jsonl` (every input that could not be used, with the reason);
-in target mode each line also has the target, the measured PSNR, the
-fallback's quality and why a target was missed.
+in target mode each line also has the target, the measured PSNR (and the
+ranked MS-SSIM or Butteraugli), the fallback's quality, why a target was
+missed, the winner's kind and its margins over the best file of each other
+kind (docs/formats.md).
 A rerun skips bottlenecks that are complete and made by this model at this
-qstep (or by a model of the set, or as a fallback, for this target) from
-this very source (its size and mtime, digested in the header), and redoes
-partial or stale ones. So a model added to a set serves only the images not
-yet done; delete the outputs (or change the target) to choose again. A source whose bottleneck would be wider
+qstep (or by a model of the set, an identity of one of its scenarios, or as a
+fallback, for this target) from this very source (its size and mtime,
+digested in the header), and redoes partial or stale ones; a kept file's
+margins and perceptual metric, which its header does not hold, come from
+the previous manifest's line for that very file (null without one). So a
+model added to a set serves only the images not yet done; delete the
+outputs (or change the target) to choose again. A source whose bottleneck would be wider
 than a JPEG can be (65500 pixels) is a dead letter, as is an input whose
 name could place its output outside `--output`. The job ends by printing
 the account, inputs = outputs + dead letters.
@@ -57,7 +65,7 @@ from pipelines import batch_jobs, beam_options, bottleneck_format, jobs, model_h
 from pipelines.dead_letters import Rejected
 from sandwich import metrics
 from sandwich.image_io import DEFAULT_MAX_PIXELS
-from sandwich.specs import ModelSpec
+from sandwich.specs import ModelSpec, SpecError
 
 NAMESPACE = "compress"
 SHOWN_MISSES = 10  # A bucket's misses are in the manifest; the summary shows a few.
@@ -85,9 +93,22 @@ class Config(jobs.JobConfig):
         """Whether plain JPEG is a candidate: it keeps only 8 bits."""
         return self.specs[0].bit_depth == 8
 
+    def made_by_identity(self, header: bottleneck_format.Header) -> bool:
+        """Whether an identity file is one this job's target mode writes: the
+        identity of a scenario of the set (`rate_control.identities`)."""
+        return self.target is not None and any(
+            (header.scenario, header.bit_depth, header.factor, header.jpeg_mode)
+            == (spec.scenario, spec.bit_depth, spec.factor, spec.jpeg_mode) for spec in self.specs)
+
     def output_path(self, source_path: str) -> str:
         return batch_jobs.output_path(source_path, self.input, self.output,
                                       lambda relative: relative + jobs.BOTTLENECK_SUFFIX)
+
+
+# The manifest's fields that a target-mode choice measures but the file's
+# header does not hold: a rerun that keeps the file carries them over from
+# the previous manifest (`CarryMeasured`).
+MEASURED = ("margins", "ms_ssim", "butteraugli")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,8 +116,12 @@ class BottleneckRecord:
     """One line of the manifest: a bottleneck and the source it encodes.
 
     `qstep` is None for a plain-JPEG fallback, whose Pillow `quality` is set
-    instead; `psnr` (dB, after the real decoder and the post-processor) and
-    `missed` are set in target mode only.
+    instead; `psnr` (dB, after the real decoder and the post-processor),
+    `missed` and `winner` (`model`, `identity` or `plain-jpeg`) are set in
+    target mode only, as are the `MEASURED` fields, which the file's header
+    does not hold: `margins` (`rate_control.Target.margin` over the best
+    file of each other kind, by kind) and `ms_ssim` or `butteraugli` (its
+    3-norm) where a rate target ranks by them.
     """
 
     source: str
@@ -115,11 +140,19 @@ class BottleneckRecord:
     psnr: float | None = None
     quality: int | None = None
     missed: str = ""
+    winner: str = ""
+    margins: dict[str, float | None] | None = None
+    ms_ssim: float | None = None
+    butteraugli: float | None = None
 
     @classmethod
-    def of(cls, source: str, output: str, header: bottleneck_format.Header, size: int):
+    def of(cls, source: str, output: str, header: bottleneck_format.Header, size: int,
+           coded: rate_control.Coded | None = None):
+        """The record of a file from its header and size, and from `coded`,
+        the choice that made it in this run, its `MEASURED` fields."""
         bpp = float(metrics.bits_per_pixel(8 * size, header.height, header.width))
         fallback = header.is_fallback
+        measured = {name: getattr(coded, name) for name in MEASURED} if coded else {}
         return cls(source, output, header.height, header.width, header.bit_depth,
                    header.source_bit_depth, header.scenario, header.factor,
                    None if fallback else header.qstep, header.model_id, size, bpp,
@@ -127,7 +160,8 @@ class BottleneckRecord:
                    int(header.qstep) if fallback else None,
                    rate_control.missed(rate_control.Target.parse(header.target), bpp, header.psnr,
                                        header.bit_depth, header.model_id)
-                   if header.target else "")
+                   if header.target else "",
+                   header.kind if header.target else "", **measured)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -150,8 +184,12 @@ class CompletedBottleneck:
         except bottleneck_format.BottleneckError:
             return None
         config, spec = self._config, self._specs.get(header.model_id)
-        made_here = (config.fallback and config.target is not None if header.is_fallback
-                     else spec is not None and header.jpeg_mode == spec.jpeg_mode)
+        if header.is_fallback:
+            made_here = config.fallback and config.target is not None
+        elif header.is_identity:
+            made_here = config.made_by_identity(header)
+        else:
+            made_here = spec is not None and header.jpeg_mode == spec.jpeg_mode
         if (not made_here
                 or header.source_stamp != batch_jobs.source_stamp(source)
                 or header.target != (config.target.label if config.target else "")
@@ -190,7 +228,57 @@ class WriteBottleneck:
             coded = self._at_qstep(source, coded)
         output = self._config.output_path(source.path)
         batch_jobs.write_atomically(output, coded.data)
-        yield BottleneckRecord.of(source.path, output, coded.header, len(coded.data))
+        yield BottleneckRecord.of(source.path, output, coded.header, len(coded.data),
+                                  coded if self._config.target else None)
+
+
+def _previous_records(path: str):
+    """(output, line) of each line of the manifest at `path` before this run
+    rewrites it (nothing if there is none); a damaged line is passed over."""
+    if not FileSystems.exists(path):
+        return
+    with FileSystems.open(path) as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("output"), str):
+                yield record["output"], record
+
+
+def _carried(group):
+    """A kept file's record, with the `MEASURED` fields of the previous
+    manifest line that describes this very file (every other field equal),
+    else as it is (those fields null)."""
+    _, grouped = group
+    for record in grouped["kept"]:
+        fields = dataclasses.asdict(record)
+        same = [line for line in grouped["previous"]
+                if all(line.get(name) == value for name, value in fields.items()
+                       if name not in MEASURED)]
+        yield dataclasses.replace(record, **{name: same[0].get(name) for name in MEASURED}) \
+            if same else record
+
+
+class CarryMeasured(beam.PTransform):
+    """Records of the files a rerun keeps -> the same, with what the choice
+    measured that the header does not hold (`MEASURED`), from the manifest
+    the last run wrote, joined by output path. The read runs before this
+    run's manifest replaces the file: the write depends on it."""
+
+    def __init__(self, manifest_path: str):
+        super().__init__()
+        self._path = manifest_path
+
+    def expand(self, kept):
+        previous = (kept.pipeline
+                    | "ManifestPath" >> beam.Create([self._path])
+                    | "ReadPrevious" >> beam.FlatMap(_previous_records))
+        return ({"kept": kept | "ByOutput" >> beam.Map(lambda record: (record.output, record)),
+                 "previous": previous}
+                | "Join" >> beam.CoGroupByKey()
+                | "Carry" >> beam.FlatMap(_carried))
 
 
 def build(pipeline: beam.Pipeline, config: Config) -> None:
@@ -208,6 +296,7 @@ def build(pipeline: beam.Pipeline, config: Config) -> None:
         coded = sources | "ChooseAndEncode" >> RunInference(rate_control.TargetHandler(
             config.models, config.target, fallback=config.fallback, tile=config.tile,
             halo=config.halo, worker_processes=config.worker_processes))
+        done = done | "CarryMeasured" >> CarryMeasured(config.manifest_path)
     # The JPEG encoder and the file writes release the GIL: they run beside
     # the pre-processor of the next images.
     written, unwritten = coded | "Write" >> batch_jobs.WriteOutputs(
@@ -235,6 +324,9 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
                       help="per image, the best PSNR in at most this many bits per source pixel")
     mode.add_argument("--target_psnr", type=float, default=None,
                       help="per image, the fewest bits that reach this PSNR (dB)")
+    parser.add_argument("--rank_by", choices=rate_control.RANKINGS, default=rate_control.PSNR,
+                        help="with --target_bpp, the best file within the rate is the one of "
+                             "highest PSNR or MS-SSIM, or of lowest Butteraugli 3-norm")
     parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help="larger images are dead-lettered as decompression bombs")
     jobs.add_model_flags(parser)
@@ -242,12 +334,21 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
     beam_args = beam_options.model_job_args(beam_args, lambda: jobs.count_files(args.input))
     models = model_handler.export_dirs(args.model)
     specs = tuple(model_handler.read_specs(models).values())
+    if bottleneck_format.IDENTITY in {spec.model_id for spec in specs}:
+        raise SpecError(f"model_id {bottleneck_format.IDENTITY!r} is taken by identity files")
+    if args.rank_by != rate_control.PSNR and args.target_bpp is None:
+        parser.error("--rank_by ranks the files within a rate: it needs --target_bpp")
+    if args.rank_by == rate_control.BUTTERAUGLI:
+        from sandwich import perceptual
+
+        if perceptual.available():  # Once here, rather than in every worker.
+            parser.error(perceptual.available())
     target, qstep = None, None
     for kind, value in ((rate_control.BPP, args.target_bpp), (rate_control.PSNR, args.target_psnr)):
         if value is not None:
             if not value > 0:
                 parser.error(f"--target_{kind} must be positive")
-            target = rate_control.Target(kind, value)
+            target = rate_control.Target(kind, value, args.rank_by)
     if target is None:
         if len(models) > 1:
             parser.error(f"{len(models)} models: a model set needs --target_bpp or --target_psnr")
@@ -263,14 +364,17 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
 
 
 def summary(records) -> str:
-    """Images per model (and fallback), mean bpp, mean PSNR where measured,
-    and the targets missed, as the job prints them at the end; one pass over
-    the records, holding only counts and sums (a bucket's manifest may have
-    millions of lines)."""
+    """Images per model (and fallback, and identity), per winning kind in
+    target mode, mean bpp, mean PSNR where measured, and the targets missed,
+    as the job prints them at the end; one pass over the records, holding
+    only counts and sums (a bucket's manifest may have millions of lines)."""
     per_model, bpp, psnr, missed, shown = collections.Counter(), 0.0, 0.0, 0, []
+    per_kind = collections.Counter()
     target = ""
     for record in records:
         per_model[record["model_id"]] += 1
+        if record.get("winner"):
+            per_kind[record["winner"]] += 1
         bpp += record["bpp"]
         psnr += record["psnr"] or 0.0
         target = record["target"]
@@ -284,6 +388,9 @@ def summary(records) -> str:
     lines = [f"{count} bottlenecks, mean {bpp / count:.3f} bpp"
              + (f", mean {psnr / count:.2f} dB" if target else "")]
     lines += [f"  {model}: {n} images" for model, n in sorted(per_model.items())]
+    if per_kind:
+        lines.append("  winners: " + ", ".join(
+            f"{kind} {per_kind[kind]}" for kind in bottleneck_format.KINDS))
     if missed:
         lines += [f"  {missed} missed the target {target}:", *shown]
         if missed > len(shown):

@@ -14,8 +14,14 @@ post-processor decodes only its own pre-processor's bottlenecks), as is any
 file that is not a complete sandwich bottleneck; each goes to
 `dead_letters.jsonl` with the reason.
 
-A plain-JPEG fallback (`pipelines.rate_control`) needs no model: it is
-decoded as any viewer decodes it, and its pixels, unchanged, are the PNG's.
+Two kinds of file that a target-mode compression writes
+(`pipelines.rate_control`) need no model: a plain-JPEG fallback is decoded
+as any viewer decodes it, and its pixels, unchanged, are the PNG's; an
+identity file (a scenario's baseline) is decoded and run through its
+scenario's fixed steps (`bottleneck_format.identity_reconstruction`: the
+upsampling of its factor, the scale back of its bit depth, nothing at x1
+and 8 bits), the very function compress measured it with, whichever
+scenario it names, a model of it in the set or not.
 Every other bottleneck is decoded, run through its model's post-processor
 (RunInference, in tiles, told the step the file was coded at) and written to
 `<output>/<relative path without .jpg>`, as a PNG: 8-bit, or 16-bit with an
@@ -49,7 +55,7 @@ from pipelines.dead_letters import Rejected, TryFlatMap
 from pipelines.patches import input_pattern
 from sandwich.image_io import (DEFAULT_MAX_PIXELS, encode_png16, insert_chunk_after_ihdr,
                                png_chunks)
-from sandwich.specs import ModelSpec
+from sandwich.specs import ModelSpec, SpecError
 
 NAMESPACE = "decompress"
 _PNG_END = b"IEND\xaeB`\x82"
@@ -155,7 +161,7 @@ class CompletedPng:
 
     def __init__(self, config: Config):
         # A tuple: an untrusted id may be unhashable JSON (a list).
-        self._model_ids = (*config.specs, bottleneck_format.FALLBACK)
+        self._model_ids = (*config.specs, *bottleneck_format.RESERVED_IDS)
 
     def __call__(self, bottleneck, existing: batch_jobs.ExistingOutput):
         head = existing.head
@@ -177,8 +183,9 @@ class CompletedPng:
 
 
 class ReadBottleneck:
-    """ReadableFile -> Bottleneck of a model of the set, or a plain-JPEG
-    fallback; anything else is a `BottleneckError` (a `Rejected`)."""
+    """ReadableFile -> Bottleneck of a model of the set, a plain-JPEG
+    fallback or an identity file of a valid scenario; anything else is a
+    `BottleneckError` (a `Rejected`)."""
 
     def __init__(self, config: Config):
         self._specs, self._max_pixels = config.specs, config.max_pixels
@@ -188,6 +195,18 @@ class ReadBottleneck:
         header.check_model(self._specs)
         yield Bottleneck(readable.metadata.path, header, pixels,
                          batch_jobs.source_stamp(readable.metadata))
+
+
+class Reconstruct(model_handler.PostprocessHandler):
+    """`PostprocessHandler` that also decodes identity files: their
+    scenario's fixed steps instead of a post-processor, in the same
+    RunInference step, so they run in the worker processes that
+    `share_cores` sized, beside the models' files."""
+
+    def _infer(self, models, element):
+        if element.header.is_identity:
+            return bottleneck_format.identity_reconstruction(element.header, element.pixels)
+        return super()._infer(models, element)
 
 
 class WritePng:
@@ -221,7 +240,7 @@ def build(pipeline: beam.Pipeline, config: Config) -> None:
     sandwiches, fallbacks = bottlenecks | "SplitFallbacks" >> beam.Partition(
         lambda bottleneck, _: int(bottleneck.header.is_fallback), 2)
     reconstructions = (
-        sandwiches | "Postprocess" >> RunInference(model_handler.PostprocessHandler(
+        sandwiches | "Postprocess" >> RunInference(Reconstruct(
             config.models, tile=config.tile, halo=config.halo,
             worker_processes=config.worker_processes)),
         fallbacks | "DecodedAsIs" >> beam.Map(lambda fallback: PredictionResult(
@@ -260,6 +279,8 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
     beam_args = beam_options.model_job_args(beam_args, lambda: jobs.count_files(args.input))
     models = model_handler.export_dirs(args.model)
     specs = model_handler.read_specs(models)
+    if bottleneck_format.IDENTITY in specs:
+        raise SpecError(f"model_id {bottleneck_format.IDENTITY!r} is taken by identity files")
     args.tile, args.halo = model_handler.tile_layout([s.factor for s in specs.values()],
                                                      args.tile, args.halo)
     return Config(args.input, args.output.rstrip("/"), models, specs,

@@ -125,10 +125,13 @@ DEFAULT_BASELINE_QSTEPS = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96)
 
 
 def baseline_name(scenario: scenarios.Scenario) -> str:
-    """`baseline-x2`: a scenario's baseline, by factor (and mode, if not the default)."""
+    """`baseline-x2`: a scenario's baseline, by factor (and mode and table
+    shape, where not the defaults: `baseline-x1-standard` codes with JPEG's
+    Annex K tables, the baseline of a model trained with them)."""
     mode = "" if scenario.jpeg_mode == DEFAULT_MODE else (
         f"-{scenario.jpeg_mode.name}")
-    return f"baseline-x{scenario.factor}{mode}"
+    shape = "" if scenario.table_shape == "flat" else f"-{scenario.table_shape}"
+    return f"baseline-x{scenario.factor}{mode}{shape}"
 
 
 def view_name(model_id: str) -> str:

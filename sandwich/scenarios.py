@@ -16,6 +16,15 @@ one class holds both steps. The baseline each sandwich must beat is the same
 path with no networks, through the real codec; the sandwich uses exactly
 these functions around its processors, so untrained it *is* the baseline.
 
+The inner JPEG's quantisation tables are the scenario's too (`table_shape`):
+`flat`, one step for every coefficient, or `standard`, the shape of the
+example tables of the JPEG standard (ITU-T T.81 Annex K), which every
+encoder's quality setting scales: coarser at high frequencies and in
+chroma, where the eye sees less. Either is swept by its scale (the
+geometric mean of its entries, `sandwich.jpeg.tables.scale`), so a step of
+16 codes flat at 16 everywhere, or standard with the same geometric mean
+(luma entries 2.7..33, chroma 4.6..27).
+
 Units: sources and reconstructions are in source units (0 .. 2^d - 1), the
 bottleneck in 0..255. Bits per pixel are counted per source pixel.
 """
@@ -32,6 +41,28 @@ from sandwich.jpeg.ste import straight_through
 
 DEFAULT_FACTOR = {"high_bit_depth": 1, "high_res": 2}
 CODEC_BITS = 8
+TABLE_SHAPES = specs.TABLE_SHAPES
+# ITU-T T.81 Annex K, tables K.1 (luminance) and K.2 (chrominance), in
+# natural (row-major) order: what libjpeg writes at quality 50.
+ANNEX_K_TABLES = np.array([
+    [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+     14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+     18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99],
+    [17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99,
+     24, 26, 56, 99, 99, 99, 99, 99, 47, 66, 99, 99, 99, 99, 99, 99,
+     *[99] * 32]], np.float64)
+
+
+def table_shape(name: str) -> np.ndarray:
+    """The tables of scale 1 of a `TABLE_SHAPES` name, float64 `[2, 64]`:
+    all ones (`flat`), or the Annex K tables divided by their geometric
+    mean, 59.5 (`standard`)."""
+    if name not in TABLE_SHAPES:
+        raise ValueError(f"unknown table shape {name!r}; expected one of {TABLE_SHAPES}")
+    if name == "flat":
+        return np.ones([tables.TABLE_SLOTS, 64])
+    return tables.rescaled(ANNEX_K_TABLES, 1.0)
 
 
 def ste_floor(x: tf.Tensor) -> tf.Tensor:
@@ -50,9 +81,10 @@ def codec_input(bottleneck: tf.Tensor) -> tf.Tensor:
 
 @dataclasses.dataclass(frozen=True)
 class Scenario:
-    """A source format (`bit_depth`), a bottleneck resolution (`1/factor`)
-    and the inner JPEG's colour handling (`jpeg_mode`, YCbCr 4:2:0 unless
-    asked otherwise).
+    """A source format (`bit_depth`), a bottleneck resolution (`1/factor`),
+    the inner JPEG's colour handling (`jpeg_mode`, YCbCr 4:2:0 unless
+    asked otherwise) and the shape of its quantisation tables
+    (`table_shape`, flat unless asked otherwise).
 
     Build one with `make` or `from_spec`; the constructor validates.
     """
@@ -61,9 +93,23 @@ class Scenario:
     bit_depth: int
     factor: int
     jpeg_mode: tables.JpegMode = tables.DEFAULT_MODE
+    table_shape: str = "flat"
 
     def __post_init__(self):
         specs._check_scenario(self.name, self.bit_depth, self.factor)
+        table_shape(self.table_shape)
+        if self.table_shape == "standard" and self.jpeg_mode.color_mode != "ycbcr":
+            # Slot 1 would code G and B with the chroma table.
+            raise ValueError("standard tables are shaped for luma and chroma; "
+                             f"{self.jpeg_mode.name} codes RGB planes")
+
+    def tables_at(self, qstep: float):
+        """What the codec is given at the scale `qstep`: the step itself
+        for flat tables, else the shape's tables of that scale (float64
+        `[2, 64]`; the encoder rounds them into 1..255)."""
+        if self.table_shape == "flat":
+            return qstep
+        return table_shape(self.table_shape) * float(qstep)
 
     @property
     def peak(self) -> float:
@@ -119,20 +165,29 @@ class Scenario:
 
         Args:
           source: `[b, h, w, 3]` in the container dtype (uint8 or uint16).
-          qstep: the flat JPEG quantisation step (or `[2, 64]` tables).
+          qstep: the tables' scale (`tables_at`), or `[2, 64]` tables.
           codec: passed to `real_roundtrip` (e.g. `optimize`).
 
         Returns:
           `(reconstruction, bits)`: NumPy `[b, h, w, 3]` in the source dtype,
           and int64 `[b]` JPEG file sizes.
         """
+        reconstruction, _, bits = self.baseline_coded(source, qstep, **codec)
+        return reconstruction, bits
+
+    def baseline_coded(self, source, qstep: float, **codec):
+        """`baseline`, with the decoded bottleneck (uint8 `[b, h', w', 3]`,
+        the file as a viewer shows it) between the reconstruction and the
+        bits."""
         self.check_source(source)
         source = tf.convert_to_tensor(source)
         bottleneck = codec_input(self.to_bottleneck(tf.cast(source, tf.float32)))
+        if np.ndim(qstep) == 0:
+            qstep = self.tables_at(qstep)
         decoded, bits = real_roundtrip(bottleneck.numpy(), qstep, **self.jpeg_mode.kwargs(),
                                        **codec)
         reconstruction = self.from_bottleneck(decoded, tf.shape(source)[1:3])
-        return self.to_source(reconstruction).numpy(), bits
+        return self.to_source(reconstruction).numpy(), decoded, bits
 
     def slope(self, source, qstep: float, spread: float = 1.05) -> float:
         """The baseline's distortion-rate slope at `qstep`, measured with the
@@ -155,19 +210,23 @@ class Scenario:
 
 
 def make(name: str, *, bit_depth: int | None = None, factor: int | None = None,
-         jpeg_mode: str | tables.JpegMode = tables.DEFAULT_MODE) -> Scenario:
+         jpeg_mode: str | tables.JpegMode = tables.DEFAULT_MODE,
+         table_shape: str = "flat") -> Scenario:
     """A scenario by name; unless given, high_bit_depth is 10-bit and
-    high_res 8-bit at factor 2, both through YCbCr 4:2:0 JPEG."""
+    high_res 8-bit at factor 2, both through YCbCr 4:2:0 JPEG with flat
+    tables."""
     if name not in specs.SCENARIOS:
         raise ValueError(f"unknown scenario {name!r}; expected one of {specs.SCENARIOS}")
     if isinstance(jpeg_mode, str):
         jpeg_mode = tables.JpegMode.parse(jpeg_mode)
     return Scenario(name, specs.DEFAULT_BIT_DEPTH[name] if bit_depth is None else bit_depth,
-                    DEFAULT_FACTOR[name] if factor is None else factor, jpeg_mode)
+                    DEFAULT_FACTOR[name] if factor is None else factor, jpeg_mode, table_shape)
 
 
-def from_spec(spec, jpeg_mode: str | None = None) -> Scenario:
+def from_spec(spec, jpeg_mode: str | None = None, table_shape: str | None = None) -> Scenario:
     """The scenario a `ModelSpec` (or a `DatasetSpec`, with `jpeg_mode`,
-    default YCbCr 4:2:0) was made for."""
+    default YCbCr 4:2:0, and `table_shape`, default flat) was made for."""
     mode = getattr(spec, "jpeg_mode", None) or jpeg_mode or tables.DEFAULT_MODE.name
-    return Scenario(spec.scenario, spec.bit_depth, spec.factor, tables.JpegMode.parse(mode))
+    shape = getattr(spec, "table_shape", None) or table_shape or "flat"
+    return Scenario(spec.scenario, spec.bit_depth, spec.factor, tables.JpegMode.parse(mode),
+                    shape)

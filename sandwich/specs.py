@@ -27,6 +27,13 @@ FORMAT_VERSION = 1
 # Specs without the field were written when every patch was a PNG.
 PATCH_ENCODINGS = ("raw", "png")
 LEGACY_PATCH_ENCODING = "png"
+# What a model's training minimised (`sandwich.model.DISTORTIONS`), and the
+# shape its quantisation tables start from (`sandwich.scenarios`: flat, or
+# JPEG's Annex K tables). Specs without the fields were written when every
+# model was trained on squared error with flat tables.
+DISTORTIONS = ("mse", "ms-ssim", "mix")
+TABLE_SHAPES = ("flat", "standard")
+OBJECTIVES = ("psnr", "perceptual")
 
 
 def container_dtype(bit_depth: int) -> type:
@@ -145,6 +152,15 @@ class ModelSpec:
     `qstep` alone. `preprocessor_reads_qstep` says that the pre-processor
     is conditioned too, so its bottleneck differs from step to step (specs
     without the field were written before it could be).
+
+    What it was trained for: `objective` (the `--objective` preset),
+    `distortion` and `ms_ssim_weight` (the loss's distortion and the
+    MS-SSIM share of it, `sandwich.model`), `view_weight` (the weight of
+    the decoded bottleneck's own distortion) and `table_shape`, the shape
+    its tables started from; a `standard` model's `qtables` are always
+    given, so an encoder that reads only `qtables` writes what the
+    post-processor was trained on. Specs without these fields read as
+    the squared-error, flat-table models they were.
     """
 
     model_id: str
@@ -156,6 +172,11 @@ class ModelSpec:
     qtables: list[list[float]] | None = None
     qstep_range: list[float] | None = None
     preprocessor_reads_qstep: bool = False
+    objective: str = "psnr"
+    distortion: str = "mse"
+    ms_ssim_weight: float = 0.0
+    view_weight: float = 0.0
+    table_shape: str = "flat"
     dataset: dict[str, Any] = dataclasses.field(default_factory=dict)
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -178,6 +199,16 @@ class ModelSpec:
         if self.preprocessor_reads_qstep and self.qstep_range is None:
             raise SpecError("only a rate-conditioned model (qstep_range) has a pre-processor "
                             "that reads the step")
+        for name, allowed in (("objective", OBJECTIVES), ("distortion", DISTORTIONS),
+                              ("table_shape", TABLE_SHAPES)):
+            if getattr(self, name) not in allowed:
+                raise SpecError(f"unknown {name} {getattr(self, name)!r}; expected one of "
+                                f"{allowed}")
+        if not 0.0 <= self.ms_ssim_weight <= 1.0 or not self.view_weight >= 0.0:
+            raise SpecError(f"ms_ssim_weight must lie in [0, 1] and view_weight be >= 0, got "
+                            f"{self.ms_ssim_weight} and {self.view_weight}")
+        if self.table_shape != "flat" and self.qtables is None:
+            raise SpecError(f"a model with {self.table_shape} tables must give its qtables")
 
     @property
     def qstep_bounds(self) -> tuple[float, float]:

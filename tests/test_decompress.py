@@ -34,6 +34,8 @@ SOURCES = {"coffee.png": "coffee.png", "nested/chelsea.png": "chelsea.png",
            "rocket.png": "rocket.jpg"}
 REFUSED = {"foreign.jpg": "not by a model of the set",
            "planes.jpg": "jpeg_mode 'planes' differs from the model's 'ycbcr-420'",
+           "bad_identity.jpg": "an identity header names no scenario: high_bit_depth works at "
+                               "full resolution (factor 1), got 2",
            "truncated.jpg": "truncated",
            "plain.jpg": "not a sandwich bottleneck", "empty.jpg": "empty file"}
 
@@ -83,6 +85,12 @@ def round_trip(sources, tmp_path_factory):
     planes = dataclasses.replace(bottleneck_format.read_header(good), jpeg_mode="planes")
     (bits / "planes.jpg").write_bytes(
         bottleneck_format.encode(np.asarray(Image.open(io.BytesIO(good))), planes))
+    # An identity header (no model decodes it) that claims a factor its
+    # scenario cannot have; the JPEG is sized for it, so only the claim is wrong.
+    half = np.asarray(Image.open(io.BytesIO(good)))[::2, ::2]
+    bad_identity = dataclasses.replace(bottleneck_format.read_header(good), model_id="identity",
+                                       factor=2)
+    (bits / "bad_identity.jpg").write_bytes(bottleneck_format.encode(half, bad_identity))
     (bits / "truncated.jpg").write_bytes(good[:len(good) // 2])
     Image.fromarray(np.asarray(Image.open(io.BytesIO(good)))).save(bits / "plain.jpg")
     (bits / "empty.jpg").write_bytes(b"")
@@ -103,7 +111,7 @@ def test_every_file_is_accounted_for(round_trip):
     assert (compressed["inputs"], compressed["written"], compressed["dead_letters"]) == (5, 4, 1)
     assert decompressed["inputs"] == 4 + len(REFUSED)
     assert (decompressed["written"], decompressed["dead_letters"]) == (4, len(REFUSED))
-    assert "dead letters (read_bottleneck 5)" in printed
+    assert f"dead letters (read_bottleneck {len(REFUSED)})" in printed
     names = sorted(str(p.relative_to(restored)) for p in restored.rglob("*.png"))
     assert names == sorted([*SOURCES, "deep.tif.png"])
 
@@ -224,3 +232,80 @@ def test_a_png_that_cannot_be_written_is_a_dead_letter(round_trip, tmp_path):
     [letter] = [json.loads(line) for line in (tmp_path / jobs.DEAD_LETTER_FILE).open()]
     assert letter["path"] == str(bits / "coffee.png.jpg") and letter["step"] == "write"
     assert decode_image((tmp_path / "rocket.png").read_bytes()).bit_depth == 10
+
+
+@pytest.mark.parametrize("changes, reason", [
+    ({"scenario": "plain-jpeg"}, "unknown scenario 'plain-jpeg'"),
+    ({"scenario": "high_bit_depth", "factor": 2}, "high_bit_depth works at full resolution"),
+    ({"scenario": "high_bit_depth", "bit_depth": 8, "source_bit_depth": 8},
+     "high_bit_depth needs a source bit depth above 8"),
+    ({"source_bit_depth": 8}, "source_bit_depth 8 is below the model's 10"),
+])
+def test_an_identity_header_must_name_a_scenario_that_exists(changes, reason):
+    """An identity file is decoded by the scenario its header names, with no
+    model to check it against: the header itself must describe a scenario
+    that exists, or the file is refused with the reason."""
+    spec = model_handler.read_spec(_model())
+    header = bottleneck_format.Header.identity(spec, 6.0, 20, 24, 10)
+    header.check_model({})  # no model of the set needed
+    with pytest.raises(bottleneck_format.BottleneckError, match=reason):
+        dataclasses.replace(header, **changes).check_model({spec.model_id: spec})
+
+
+def test_an_untrained_model_s_files_are_its_identity_s_and_decode_to_its_pixels(
+        sources, tmp_path):
+    """To a target, the untrained 10-bit model makes its identity's pixels,
+    so the identity wins every image: on a tie (it needs no model), or
+    outright where its shorter id leaves room for a finer step, or its
+    wider range of steps reaches a better one. Decompress restores each
+    file to the pixels of the model's own path (the scenario's scale back:
+    x 4 plus half a step), at the PSNR the manifest records."""
+    bits, restored = tmp_path / "bits", tmp_path / "restored"
+    _quiet(compress, [f"--input={sources}/*.png", f"--output={bits}", f"--model={_model()}",
+                      "--target_bpp=1.5", *TILING, *RUNNER])
+    manifest = {json.loads(line)["source"]: json.loads(line)
+                for line in (bits / jobs.MANIFEST_FILE).open()}
+    assert {r["winner"] for r in manifest.values()} == {"identity"}
+    counts, _ = _quiet(decompress, [f"--input={bits}", f"--output={restored}",
+                                    f"--model={_model()}", *TILING, *RUNNER])
+    assert counts["written"] == len(manifest) == 2  # coffee.png, rocket.png; not the 8-bit one
+    model = model_handler.ExportedSandwich.load(_model(), tile=64, halo=32)
+    for path, record in manifest.items():
+        name = path[len(str(sources)) + 1:]
+        source, _ = _source(sources, name)
+        header, decoded = bottleneck_format.decode((bits / (name + jobs.BOTTLENECK_SUFFIX)).read_bytes())
+        assert (header.model_id, header.bit_depth) == ("identity", 10)
+        assert set(record["margins"]) == {"model"} and record["margins"]["model"] >= 0  # no plain JPEG
+        png = decode_image((restored / decompress.png_name(name + jobs.BOTTLENECK_SUFFIX)).read_bytes())
+        assert png.bit_depth == 10
+        np.testing.assert_array_equal(
+            png.pixels, model.postprocess(decoded, source.shape[:2], header.qstep))
+        assert float(metrics.psnr(png.pixels[None], source[None], 10)[0]) == pytest.approx(
+            record["psnr"], abs=0.005)
+
+
+@pytest.mark.parametrize("scenario", [
+    scenarios.make("high_res", factor=1), scenarios.make("high_res", factor=2),
+    scenarios.make("high_res", factor=3), scenarios.make("high_bit_depth", bit_depth=10)],
+    ids=lambda s: f"{s.name}-x{s.factor}-{s.bit_depth}bit")
+def test_the_identity_in_tiles_is_the_scenario_on_the_whole_image(scenario):
+    """The identity runs in tiles for bounded memory, with a halo that
+    covers its filters: both ways, tiles of 48 pixels (odd counts and
+    ragged edges at these sizes) give the scenario's whole-image result
+    exactly, so compress and decompress agree whatever their tiles."""
+    import tensorflow as tf
+
+    coffee = photos.load("coffee.png")
+    source = coffee[:131, :197] if scenario.bit_depth == 8 else block_sum(coffee[:262, :394], 2)
+    header = bottleneck_format.Header("identity", scenario.name, scenario.bit_depth,
+                                      scenario.factor, *source.shape[:2], 12.0,
+                                      scenario.bit_depth, scenario.jpeg_mode.name)
+    whole = scenarios.codec_input(scenario.to_bottleneck(
+        tf.cast(source[None], tf.float32)))[0].numpy()
+    np.testing.assert_array_equal(bottleneck_format.identity_bottleneck(header, source, tile=48),
+                                  whole)
+    decoded = bottleneck_format.decode(bottleneck_format.encode(whole, header))[1]
+    reconstruction = scenario.to_source(scenario.from_bottleneck(
+        decoded[None], source.shape[:2]))[0].numpy()
+    np.testing.assert_array_equal(
+        bottleneck_format.identity_reconstruction(header, decoded, tile=48), reconstruction)

@@ -3,23 +3,34 @@
 The set is two slim `high_res` exports whose processors change pixels
 (perturbed heads), one at full resolution and rate-conditioned (both its
 processors read the step, so one told the wrong step would show), and
-one at half resolution; crops of the
-held-out photographs go through `pipelines.compress --target_bpp` and
+one at half resolution. Untrained, they would lose every image to their
+scenarios' identities (the same path without the perturbation), so their
+specs give them what training gives a model, a way to beat its identity:
+chroma tables at `CHROMA_RATIO` of the luma step, which beat flat tables
+by 0.2-0.4 dB of RGB PSNR on these photographs (a 4:2:0 chroma
+coefficient's error spreads over four pixels and into two or three RGB
+channels). So each kind wins some images. Crops of the held-out
+photographs go through `pipelines.compress --target_bpp` and
 `--target_psnr` on the real runner, then through `pipelines.decompress`.
 Every claim is checked against files: the bytes on disk, the PSNR of what
-the decompressor writes, and plain JPEG from Pillow at every quality.
+the decompressor writes, the identity from the scenario's own functions at
+every step, and plain JPEG from Pillow at every quality.
 """
+import atexit
 import collections
 import contextlib
 import dataclasses
+import functools
 import io
 import json
 import os
 import shutil
+import tempfile
 
 import apache_beam as beam
 import numpy as np
 import pytest
+import tensorflow as tf
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
@@ -30,8 +41,9 @@ from pipelines import (bottleneck_format, compress, decompress, evaluate, jobs, 
 from pipelines.beam_options import pipeline_options
 from pipelines.dead_letters import Rejected
 from pipelines.model_handler import ExportedSandwich
-from sandwich import alternatives, metrics
-from sandwich.specs import SpecError
+from sandwich import alternatives, jpeg, metrics, perceptual, scenarios
+from sandwich.jpeg import tables
+from sandwich.specs import MODEL_SPEC_FILE, SpecError
 from tests import photos
 from tests.sandwich_exports import export_sandwich
 
@@ -40,12 +52,31 @@ TILING = ["--tile=96", "--halo=32"]
 TARGETS = {"bpp": "--target_bpp=0.5", "psnr": "--target_psnr=32"}
 SPECK = "speck.png"  # 7 x 5 pixels: no file of any coder fits 0.5 bpp
 JUNK = "junk.png"  # a dead letter in every mode
+CHROMA_RATIO = 0.6
+KINDS = set(bottleneck_format.KINDS)
 
 
+@functools.cache
 def _models():
-    return [export_sandwich("high_res", model_id="set-x1", factor=1, perturb=0.01, seed=3,
-                            qstep_range=(6, 60), condition_preprocessor=True),
-            export_sandwich("high_res", model_id="set-x2", factor=2, perturb=0.02, seed=4)]
+    """The set's export dirs: copies of the shared exports, whose specs give
+    them chroma tables at `CHROMA_RATIO` of the luma step (module docstring)."""
+    root = tempfile.mkdtemp(prefix="rate-control-models-")
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    made = []
+    for export in (export_sandwich("high_res", model_id="set-x1", factor=1, perturb=0.002,
+                                   seed=3, qstep_range=(6, 60), condition_preprocessor=True),
+                   export_sandwich("high_res", model_id="set-x2", factor=2, perturb=0.004,
+                                   seed=4)):
+        copy = os.path.join(root, os.path.basename(export))
+        shutil.copytree(export, copy)
+        spec_path = os.path.join(copy, MODEL_SPEC_FILE)
+        with open(spec_path) as f:
+            spec = json.load(f)
+        spec["qtables"] = tables.rescaled([[1.0] * 64, [CHROMA_RATIO] * 64], spec["qstep"]).tolist()
+        with open(spec_path, "w") as f:
+            json.dump(spec, f)
+        made.append(copy)
+    return tuple(made)
 
 
 def _quiet(job, argv):
@@ -87,16 +118,36 @@ def compressed(request, sources, model_set, tmp_path_factory):
     return request.param, bits, counts, printed
 
 
+def _identity(header, decoded):
+    """An identity file's reconstruction from the scenario's own functions
+    on the whole image (the job's runs in tiles)."""
+    scenario = scenarios.from_spec(header)
+    return scenario.to_source(scenario.from_bottleneck(
+        decoded[None], (header.height, header.width)))[0].numpy()
+
+
 def _reconstruction(path, qstep=None):
     """The decoded file as `decompress` would restore it, by the model it
-    names, its post-processor told the file's step (or `qstep`)."""
-    header, decoded = bottleneck_format.decode(path.read_bytes())
+    names, its post-processor told the file's step (or `qstep`), or by its
+    scenario's fixed steps for an identity file."""
+    return _decoded(path.read_bytes(), qstep)
+
+
+@functools.cache
+def _loaded(model_dir):
+    return ExportedSandwich.load(model_dir, tile=96, halo=32)
+
+
+def _decoded(data, qstep=None, models=None):
+    """`_reconstruction` of a file's bytes, by a model of `models` (default: the set)."""
+    header, decoded = bottleneck_format.decode(data)
     if header.is_fallback:
         return header, decoded
-    model = {os.path.basename(m): m for m in _models()}[header.model_id]
-    loaded = ExportedSandwich.load(model, tile=96, halo=32)
-    return header, loaded.postprocess(decoded, (header.height, header.width),
-                                      qstep or header.qstep)
+    if header.is_identity:
+        return header, _identity(header, decoded)
+    model = {os.path.basename(m): m for m in models or _models()}[header.model_id]
+    return header, _loaded(model).postprocess(decoded, (header.height, header.width),
+                                              qstep or header.qstep)
 
 
 def test_every_image_gets_one_file_and_the_summary_counts_them(compressed, sources):
@@ -111,27 +162,72 @@ def test_every_image_gets_one_file_and_the_summary_counts_them(compressed, sourc
         assert f"  {model}: {count} images" in printed
     mean = np.mean([r["bpp"] for r in manifest.values()])
     assert f"{images} bottlenecks, mean {mean:.3f} bpp" in printed
+    winners = collections.Counter()
+    for record in manifest.values():
+        kind = (record["model_id"] if record["model_id"] in bottleneck_format.RESERVED_IDS
+                else "model")
+        assert record["winner"] == kind
+        assert set(record["margins"]) == KINDS - {kind}
+        winners[kind] += 1
+    assert f"  winners: model {winners['model']}, identity {winners['identity']}, " \
+           f"plain-jpeg {winners['plain-jpeg']}" in printed
+    assert winners["model"] and winners["identity"], "each kind should win some of these images"
 
 
 @pytest.mark.parametrize("compressed", ["bpp"], indirect=True)
-def test_a_bpp_target_is_met_within_3_percent_or_the_job_says_why(compressed):
+def test_a_bpp_target_is_met_within_3_percent_or_the_job_says_why(compressed, sources):
+    """...and where the file is more than 3% under, the finer setting of its
+    own coder (the identity's next step, plain JPEG's next quality) is
+    over the budget: the budget could not be used by it."""
     _, bits, _, printed = compressed
     manifest = _manifest(bits)
     for name, record in manifest.items():
         assert record["bytes"] == os.path.getsize(record["output"])
-        assert record["bpp"] == pytest.approx(8 * record["bytes"] / (record["height"] * record["width"]))
+        pixels = record["height"] * record["width"]
+        assert record["bpp"] == pytest.approx(8 * record["bytes"] / pixels)
         if not 0.97 * 0.5 <= record["bpp"] <= 0.5:
             assert record["missed"] and f"{record['source']}: {record['missed']}" in printed, name
-    assert "no model of the set nor plain JPEG codes it in 0.5 bpp" in manifest[SPECK]["missed"]
+        if record["bpp"] < 0.97 * 0.5 and record["winner"] != "model":
+            data = (bits / f"{name}.jpg").read_bytes()
+            header = bottleneck_format.read_header(data)
+            source = np.asarray(Image.open(sources / name).convert("RGB"))
+            if header.is_identity:
+                finer = dataclasses.replace(header, qstep=header.qstep - 1)
+                bottleneck = scenarios.codec_input(scenarios.from_spec(header).to_bottleneck(
+                    tf.cast(source[None], tf.float32)))[0].numpy()
+                finer_file = bottleneck_format.encode(bottleneck, finer)
+            else:
+                finer_file = alternatives.plain_jpeg(source, int(header.qstep) + 1,
+                                                     header.to_comment())
+            assert 8 * len(finer_file) > 0.5 * pixels, (name, record)
+    assert ("neither a model of the set nor an identity nor plain JPEG codes it in 0.5 bpp"
+            in manifest[SPECK]["missed"])
     met = [r for r in manifest.values() if not r["missed"]]
-    assert len(met) >= len(photos.HELD_OUT) - 1, manifest
+    assert len(met) >= len(photos.HELD_OUT) // 2, manifest
 
 
 @pytest.mark.parametrize("compressed", ["psnr"], indirect=True)
-def test_a_psnr_target_is_reached_in_every_file_that_does_not_say_why(compressed):
+def test_a_psnr_target_is_reached_in_the_decoded_file_or_no_candidate_reaches_it(
+        compressed, sources):
+    """The PSNR of the file as decoded here, not the one recorded; where it
+    is short, the job says so, and the finest file of the identity (step 1)
+    and of plain JPEG (quality 100) fall short too."""
     _, bits, _, _ = compressed
-    for record in _manifest(bits).values():
-        assert record["psnr"] >= 32 or record["missed"]
+    manifest = _manifest(bits)
+    for name, record in manifest.items():
+        header, reconstruction = _reconstruction(bits / f"{name}.jpg")
+        source = np.asarray(Image.open(sources / name).convert("RGB"))
+        psnr = float(metrics.psnr(reconstruction[None], source[None])[0])
+        if round(psnr, 2) >= 32:
+            assert not record["missed"], (name, record)
+            continue
+        assert record["missed"] == (f"neither a model of the set nor an identity nor plain JPEG "
+                                    f"reaches 32 dB; the best file is {psnr:.2f} dB"), name
+        finest = [alternatives.pillow_decode(alternatives.plain_jpeg(source, 100))]
+        for spec in rate_control.identities(model_handler.read_spec(m) for m in _models()):
+            finest.append(scenarios.from_spec(spec).baseline(source[None], 1.0)[0][0])
+        assert all(metrics.psnr(f[None], source[None])[0] < 32 for f in finest), name
+    assert sum(not r["missed"] for r in manifest.values()) >= len(photos.HELD_OUT) - 1, manifest
 
 
 def test_the_recorded_psnr_is_that_of_the_decoded_file(compressed, sources):
@@ -174,24 +270,68 @@ def test_a_file_of_the_conditioned_model_holds_its_preprocessor_at_the_file_s_st
     assert checked, "no image chose the conditioned model"
 
 
-def test_no_output_is_worse_than_plain_jpeg_at_its_size(compressed, sources):
-    """Plain JPEG at every quality, as the job would write it in the output's
-    place (Pillow's file with a fallback header, whose COM segment changes
-    nothing else in the file), that fits in the output's bytes."""
-    _, bits, _, _ = compressed
+def _identity_files(source, header, spec):
+    """(bits, qstep, probe header) of the identity of `spec`'s scenario at
+    every step, finest first, as the job would write it in the output's
+    place: the scenario's own bottleneck, coded flat, with an identity
+    header (at the widest PSNR, as the search's probes carry it)."""
+    scenario = scenarios.from_spec(spec)
+    bottleneck = scenarios.codec_input(scenario.to_bottleneck(
+        tf.cast(source[None], tf.float32)))[0].numpy()
+    files = []
+    for qstep in range(1, 256):
+        probe = dataclasses.replace(bottleneck_format.Header.identity(
+            spec, qstep, header.height, header.width, 8, header.source_stamp, header.target),
+            psnr=bottleneck_format.MAX_PSNR)
+        files.append((8 * len(bottleneck_format.encode(bottleneck, probe)), qstep, probe))
+    return files
+
+
+def _identity_psnr(source, probe):
+    scenario = scenarios.from_spec(probe)
+    reconstruction, _ = scenario.baseline(source[None], probe.qstep)
+    return round(float(metrics.psnr(reconstruction, source[None])[0]), 2)
+
+
+def test_no_output_is_worse_than_plain_jpeg_or_an_identity_at_its_size(compressed, sources):
+    """Plain JPEG at every quality and each identity of the set at every
+    step, as the job would write them in the output's place (Pillow's file
+    with a fallback header, whose COM segment changes nothing else in the
+    file; the scenario's baseline with an identity header), that fit in the
+    output's bytes. And for a rate, the margins over plain JPEG and the
+    identity are the output's PSNR less the best of each within the budget."""
+    kind, bits, _, _ = compressed
+    specs = rate_control.identities(model_handler.read_spec(m) for m in _models())
     for name, record in _manifest(bits).items():
         data = (bits / f"{name}.jpg").read_bytes()
         header = bottleneck_format.read_header(data)
         source = np.asarray(Image.open(sources / name).convert("RGB"))
+        budget = np.floor(0.5 * header.height * header.width)
         plain = evaluate.measure_alternative("jpeg", source, 8, rate_control.QUALITIES)
-        fitting = []
+        fitting, within = [], {"plain-jpeg": [], "identity": []}
         for quality, (plain_bits, psnr) in zip(rate_control.QUALITIES, plain):
             fallback = dataclasses.replace(bottleneck_format.Header.fallback(
                 quality, header.height, header.width, 8, header.source_stamp, header.target),
                 psnr=bottleneck_format.MAX_PSNR)
-            if plain_bits + 8 * (len(fallback.to_comment()) + 4) <= 8 * len(data):
+            file_bits = plain_bits + 8 * (len(fallback.to_comment()) + 4)
+            if file_bits <= 8 * len(data):
                 fitting.append(psnr)
+            if file_bits <= budget:
+                within["plain-jpeg"].append(round(psnr, 2))
+        for spec in specs:
+            files = _identity_files(source, header, spec)
+            # The finest few that fit: PSNR falls with the step, nearly always.
+            fits = [probe for file_bits, _, probe in files if file_bits <= 8 * len(data)][:3]
+            fitting += [_identity_psnr(source, probe) for probe in fits]
+            best_within = next((probe for file_bits, _, probe in files if file_bits <= budget), None)
+            if best_within is not None:
+                within["identity"].append(_identity_psnr(source, best_within))
         assert max(fitting, default=0.0) <= record["psnr"] + 0.005, (name, record)
+        if kind == "bpp" and record["bpp"] <= 0.5:
+            for other, psnrs in within.items():
+                if other != record["winner"] and psnrs:
+                    assert record["margins"][other] == pytest.approx(
+                        record["psnr"] - max(psnrs), abs=0.011), (name, other, record)
 
 
 def test_decompress_restores_every_choice_and_refuses_a_model_outside_its_set(
@@ -206,7 +346,7 @@ def test_decompress_restores_every_choice_and_refuses_a_model_outside_its_set(
         source = np.asarray(Image.open(sources / name).convert("RGB"))
         assert float(metrics.psnr(restored[None], source[None])[0]) == pytest.approx(
             record["psnr"], abs=0.005)
-    used = sorted({r["model_id"] for r in manifest.values()} - {bottleneck_format.FALLBACK})
+    used = sorted({r["model_id"] for r in manifest.values()} - set(bottleneck_format.RESERVED_IDS))
     kept = [m for m in _models() if os.path.basename(m) != used[0]]
     counts, _ = _quiet(decompress, [f"--input={bits}", f"--output={tmp_path / 'part'}",
                                     f"--model={','.join(kept)}", *TILING, *RUNNER])
@@ -235,16 +375,20 @@ def test_a_rerun_writes_nothing_new_and_another_target_redoes_all(compressed, so
 
 
 def test_a_fallback_file_round_trips_byte_for_byte(sources, tmp_path):
-    """A model that garbles the picture (heads of large random weights)
-    loses to plain JPEG on every photograph: each file is Pillow's plain
-    JPEG plus our header, and decompression writes its decoded pixels as
-    they are."""
-    garbling = export_sandwich("high_res", model_id="garbling", factor=1, perturb=0.5, seed=5)
+    """A model that garbles the picture (heads of large random weights),
+    coded as RGB planes, whose identity is 2 dB below plain JPEG
+    (README), loses to plain JPEG on every photograph: each file is
+    Pillow's plain JPEG plus our header, and decompression writes its
+    decoded pixels as they are."""
+    garbling = export_sandwich("high_res", model_id="garbling-planes", factor=1, perturb=0.5,
+                               seed=5, jpeg_mode="planes")
     bits, restored = tmp_path / "bits", tmp_path / "restored"
-    _quiet(compress, [f"--input={sources}/*o*.png", f"--output={bits}", f"--model={garbling}",
-                      "--target_bpp=1.0", *TILING, *RUNNER])
+    # The motorcycles: on color.png's flat patches the planes identity wins.
+    _quiet(compress, [f"--input={sources}/motorcycle_*.png", f"--output={bits}",
+                      f"--model={garbling}", "--target_bpp=1.0", *TILING, *RUNNER])
     manifest = _manifest(bits)
-    assert manifest and {r["model_id"] for r in manifest.values()} == {bottleneck_format.FALLBACK}
+    assert len(manifest) == 2
+    assert {r["model_id"] for r in manifest.values()} == {bottleneck_format.FALLBACK}
     counts, _ = _quiet(decompress, [f"--input={bits}", f"--output={restored}",
                                     f"--model={garbling}", *TILING, *RUNNER])
     assert counts["written"] == len(manifest)
@@ -265,6 +409,10 @@ def test_a_model_set_needs_a_target_and_a_target_excludes_qstep(model_set):
         compress.parse_args([*base, "--target_bpp=0.5", "--qstep=10"])
     config, _ = compress.parse_args([*base, "--target_psnr=35"])
     assert config.target == rate_control.Target("psnr", 35.0) and config.qstep is None
+    with pytest.raises(SystemExit):  # a PSNR target ranks by bytes
+        compress.parse_args([*base, "--target_psnr=35", "--rank_by=ms-ssim"])
+    config, _ = compress.parse_args([*base, "--target_bpp=0.5", "--rank_by=ms-ssim"])
+    assert config.target == rate_control.Target("bpp", 0.5, "ms-ssim")
     assert [spec.model_id for spec in config.specs] == ["set-x1", "set-x2"]
     deeper = export_sandwich("high_bit_depth", model_id="hbd10-untrained", bit_depth=10)
     with pytest.raises(SpecError, match=r"different bit depths \[8, 10\]"):
@@ -299,7 +447,9 @@ def test_the_choice_step_on_its_own():
         coded = result.inference
         if isinstance(coded, Rejected):
             return result.example.path, "rejected"
-        return result.example.path, target.met(coded) and len(coded.data) == coded.bits // 8
+        height, width = result.example.pixels.shape[:2]
+        return result.example.path, (8 * len(coded.data) <= 2.0 * height * width
+                                     and bottleneck_format.read_header(coded.data) == coded.header)
 
     with test_pipeline.TestPipeline(options=pipeline_options(RUNNER)) as pipeline:
         results = (pipeline
@@ -326,3 +476,173 @@ def test_a_model_set_is_a_list_or_a_directory_of_exports_with_distinct_ids(model
         json.dumps({**spec, "model_id": bottleneck_format.FALLBACK}))
     with pytest.raises(SpecError, match="taken by plain-JPEG fallbacks"):
         model_handler.read_specs([x1, str(impostor)])
+    (impostor / "model_spec.json").write_text(
+        json.dumps({**spec, "model_id": bottleneck_format.IDENTITY}))
+    for job, target in ((compress, ["--target_bpp=1"]), (decompress, [])):
+        with pytest.raises(SpecError, match="model_id 'identity' is taken"):
+            job.parse_args(["--input=x", "--output=y", f"--model={x1},{impostor}", *target])
+
+
+def test_the_identity_beats_a_harmful_model_and_decodes_without_any_model(sources, model_set,
+                                                                         tmp_path):
+    """A model that garbles the picture (large random heads) in the default
+    YCbCr 4:2:0 mode loses every photograph to its identity, which beats
+    plain JPEG too at 1 bpp. The identity file is the scenario's baseline
+    byte for byte (plus the header), and `decompress`, given a set without
+    the garbling model, restores the baseline's pixels, at the PSNR the
+    manifest records."""
+    garbling = export_sandwich("high_res", model_id="garbling", factor=1, perturb=0.5, seed=5)
+    bits, restored = tmp_path / "bits", tmp_path / "restored"
+    _quiet(compress, [f"--input={sources}/*o*.png", f"--output={bits}", f"--model={garbling}",
+                      "--target_bpp=1.0", *TILING, *RUNNER])
+    manifest = _manifest(bits)
+    assert manifest and {r["winner"] for r in manifest.values()} == {"identity"}
+    other = model_set / "set-x2"  # high_res too, but x2: no post-processor of these files
+    counts, _ = _quiet(decompress, [f"--input={bits}", f"--output={restored}",
+                                    f"--model={other}", *TILING, *RUNNER])
+    assert (counts["written"], counts["dead_letters"]) == (len(manifest), 0)
+    for name, record in manifest.items():
+        data = (bits / f"{name}.jpg").read_bytes()
+        header = bottleneck_format.read_header(data)
+        assert (header.model_id, header.scenario, header.factor) == ("identity", "high_res", 1)
+        source = np.asarray(Image.open(sources / name).convert("RGB"))
+        scenario = scenarios.make("high_res", factor=1)
+        bottleneck = scenarios.codec_input(scenario.to_bottleneck(
+            tf.cast(source[None], tf.float32)))[0].numpy()
+        assert data == jpeg.encode(bottleneck, header.qstep, comment=header.to_comment())
+        baseline, _ = scenario.baseline(source[None], header.qstep)
+        restored_pixels = np.asarray(Image.open(restored / name))
+        np.testing.assert_array_equal(restored_pixels, baseline[0])
+        assert float(metrics.psnr(restored_pixels[None], source[None])[0]) == pytest.approx(
+            record["psnr"], abs=0.005)
+        assert record["margins"]["model"] > 3 and record["margins"]["plain-jpeg"] > 0, record
+
+
+# Eight characters, as long as "identity": an untrained model's file is then
+# its identity's to the byte but for the id, so the two tie exactly at
+# either target (a longer id would lose a few bytes, a shorter win them).
+BLANK = {1: "blank-x1", 2: "blank-x2"}
+# ...and rate-conditioned over every step a header holds but 1 (a range
+# starts above 1), so its search covers the identity's steps where these
+# targets fall (a model's range is its trained one).
+EVERY_STEP = (2, rate_control.MAX_QSTEP)
+
+
+@pytest.mark.parametrize("target", [rate_control.Target("bpp", 0.5),
+                                    rate_control.Target("psnr", 30)], ids=lambda t: t.label)
+def test_an_untrained_model_ties_with_its_identity_and_the_identity_wins(target):
+    """An untrained sandwich is its scenario's baseline: its pick is the
+    identity's file under another id, at the same step, of the same PSNR.
+    The tie goes to the identity, whose file needs no model to decode
+    (`rate_control.KIND_PREFERENCE`), with a margin of exactly 0."""
+    models = [_loaded(export_sandwich("high_res", model_id=model_id, factor=factor,
+                                      qstep_range=EVERY_STEP))
+              for factor, model_id in BLANK.items()]
+    assert all(list(rate_control.qsteps(m.spec)) == list(rate_control.IDENTITY_QSTEPS[:-1])
+               for m in models)
+    source = jobs.ModelInput("chelsea", photos.load("chelsea.png")[:176, :232], 8, "0123456789")
+    picks = list(rate_control.candidates(models, source, target, fallback=False))
+    by_id = {(coded.header.model_id, coded.header.factor): coded for coded in picks}
+    for factor, model_id in BLANK.items():
+        model, identity = by_id[model_id, factor], by_id["identity", factor]
+        assert (model.header.qstep, model.psnr) == (identity.header.qstep, identity.psnr)
+        assert model.data.replace(model_id.encode(), b"identity") == identity.data
+    chosen = rate_control.choose(models, source, target, fallback=False)
+    assert chosen.kind == "identity" and chosen.margins == {"model": 0.0}
+    assert chosen.data == by_id["identity", chosen.header.factor].data
+
+
+def _crops(root, names, rows=slice(40, 216), cols=slice(60, 292)):
+    """176 x 232 crops: MS-SSIM's five scales need sides of 161 pixels."""
+    root.mkdir()
+    for name in names:
+        Image.fromarray(photos.load(name)[rows, cols]).save(root / name.replace(".jpg", ".png"))
+    return root
+
+
+def test_rank_by_ms_ssim_writes_the_candidate_of_highest_ms_ssim(model_set, tmp_path):
+    """Every candidate's pick within the rate, MS-SSIM computed here on each
+    file as decoded here: the job's file is the one of the highest, its
+    MS-SSIM is the manifest's, and so are its margins over each kind."""
+    sources = _crops(tmp_path / "sources", ("motorcycle_left.png", "hubble_deep_field.jpg"))
+    bits = tmp_path / "bits"
+    _quiet(compress, [f"--input={sources}", f"--output={bits}", f"--model={model_set}",
+                      "--target_bpp=0.5", "--rank_by=ms-ssim", *TILING, *RUNNER])
+    manifest = _manifest(bits)
+    assert len(manifest) == 2
+    target = rate_control.Target("bpp", 0.5, "ms-ssim")
+    models = [_loaded(m) for m in _models()]
+    for name, record in manifest.items():
+        data = (bits / f"{name}.jpg").read_bytes()
+        header = bottleneck_format.read_header(data)
+        assert header.target == record["target"] == "bpp<=0.5 by ms-ssim"
+        source = np.asarray(Image.open(sources / name).convert("RGB"))
+        element = jobs.ModelInput(name, source, 8, header.source_stamp)
+        scored = []
+        for coded in rate_control.candidates(models, element, target, fallback=True):
+            assert 8 * len(coded.data) <= 0.5 * source.shape[0] * source.shape[1]
+            _, reconstruction = _decoded(coded.data)
+            scored.append((perceptual.ms_ssim(source, reconstruction), coded))
+        best, chosen = max(scored, key=lambda pair: pair[0])
+        assert data == chosen.data, (name, [(s, c.header.model_id) for s, c in scored])
+        assert record["ms_ssim"] == pytest.approx(best, abs=1e-5)
+        assert record["winner"] == chosen.kind and record["butteraugli"] is None
+        for kind, margin in record["margins"].items():
+            assert margin == pytest.approx(
+                best - max(s for s, c in scored if c.kind == kind), abs=2e-5), (name, kind)
+
+
+def test_rank_by_butteraugli_picks_the_lowest_3_norm():
+    """The same for Butteraugli's 3-norm, lower is better: the chosen file is
+    the candidate of the lowest, as libjxl measures each file decoded here."""
+    source = jobs.ModelInput("ihc", photos.load("ihc.png")[40:200, 60:284], 8, "0123456789")
+    target = rate_control.Target("bpp", 0.5, "butteraugli")
+    models = [_loaded(m) for m in _models()]
+    scored = []
+    for coded in rate_control.candidates(models, source, target, fallback=True):
+        _, reconstruction = _decoded(coded.data)
+        scored.append((perceptual.butteraugli(source.pixels, reconstruction)[1], coded))
+    best, lowest = min(scored, key=lambda pair: pair[0])
+    chosen = rate_control.choose(models, source, target, fallback=True)
+    assert chosen.data == lowest.data and chosen.butteraugli == pytest.approx(best, abs=1e-3)
+    for kind, margin in chosen.margins.items():
+        assert margin == pytest.approx(min(s for s, c in scored if c.kind == kind) - best,
+                                       abs=2e-3), kind
+        assert margin >= 0
+
+
+def test_a_target_label_names_its_ranking_and_a_ranking_needs_a_rate():
+    for target in (rate_control.Target("bpp", 0.5), rate_control.Target("psnr", 36),
+                   rate_control.Target("bpp", 0.25, "ms-ssim"),
+                   rate_control.Target("bpp", 1.5, "butteraugli")):
+        assert rate_control.Target.parse(target.label) == target
+    assert rate_control.Target("bpp", 0.5, "ms-ssim").label == "bpp<=0.5 by ms-ssim"
+    assert rate_control.Target.parse("bpp<=0.5").rank_by == "psnr"  # files made before rank_by
+    with pytest.raises(ValueError, match="ranks by bytes"):
+        rate_control.Target("psnr", 36, "ms-ssim")
+    with pytest.raises(ValueError, match="ranks by one of"):
+        rate_control.Target("bpp", 0.5, "ssim")
+    with pytest.raises(Rejected, match="ms-ssim needs sides of at least 161 pixels"):
+        rate_control.check_measurable(rate_control.Target("bpp", 0.5, "ms-ssim"),
+                                      np.zeros((160, 300, 3), np.uint8))
+
+
+def test_a_kept_file_takes_its_margins_only_from_the_line_that_recorded_it():
+    """What a rerun's manifest says of a file it keeps: the header gives all
+    but the `MEASURED` fields, which come from the previous manifest's line
+    for this very file, or stay null (a line of another file, or none)."""
+    header = bottleneck_format.Header.identity(
+        model_handler.read_spec(_models()[0]), 20.0, 160, 224, 8, "0123456789", "bpp<=0.5")
+    header = dataclasses.replace(header, psnr=31.5)
+    kept = compress.BottleneckRecord.of("a.png", "out/a.png.jpg", header, 2000)
+    line = {**json.loads(kept.to_json()), "margins": {"model": 0.3, "plain-jpeg": 1.2},
+            "ms_ssim": None, "butteraugli": None}
+    stale = {**line, "bytes": 2100, "margins": {"model": 9.9, "plain-jpeg": 9.9}}
+
+    def carried(previous):
+        [record] = compress._carried((kept.output, {"kept": [kept], "previous": previous}))
+        return record
+
+    assert kept.margins is None and kept.winner == "identity"
+    assert carried([stale, line]) == dataclasses.replace(kept, margins=line["margins"])
+    assert carried([stale]) == carried([]) == kept

@@ -5,12 +5,15 @@
                        -> {"bottleneck": uint8}
       postprocessor/   decoded [h', w', 3] uint8, size [2] int32, qstep float32 []
                        -> {"reconstruction": source dtype}
-      model_spec.json  scenario, bit depth, factor, trained qstep, dataset spec, metrics
+      model_spec.json  scenario, bit depth, factor, trained qstep, dataset spec, metrics,
+                       what the loss measured (objective, distortion, view weight)
 
 Any JPEG encoder sits between the two: `model_spec.json` says which
-quantisation tables (`qstep`, and `qtables` where they were learned) and
-which colour handling (`jpeg_mode`) the post-processor was trained for. Both SavedModels load with plain
-`tf.saved_model.load` and need none of this project's code.
+quantisation tables (`qstep`, and `qtables` where they are not flat: learned,
+or the standard tables' shape, `table_shape`) and which colour handling
+(`jpeg_mode`) the post-processor was trained for; an encoder rescales
+`qtables` to the scale it codes at (`ModelSpec.tables_at`). Both SavedModels
+load with plain `tf.saved_model.load` and need none of this project's code.
 
 The export is written to a temporary sibling directory and renamed into
 place, so a crash never leaves a half-written export under the final name

@@ -15,11 +15,13 @@ import sys
 
 from sandwich import logs
 from sandwich.jpeg.tables import MODE_NAMES
-from sandwich.model import PREPROCESSOR_CONDITIONING, QUANTIZATIONS, check_qstep_range
+from sandwich.model import (DISTORTIONS, PREPROCESSOR_CONDITIONING, QUANTIZATIONS,
+                            check_qstep_range)
+from sandwich.scenarios import TABLE_SHAPES
 from sandwich.networks import PRESETS
 from sandwich.specs import SCENARIOS
 from trainer.strategy import STRATEGIES, split_cpu
-from trainer.training import LR_SCHEDULES, Config, train
+from trainer.training import LR_SCHEDULES, OBJECTIVES, Config, train
 
 
 
@@ -89,6 +91,26 @@ def parser() -> argparse.ArgumentParser:
                      help="stop training (and export) after this much wall time, "
                           "even before --steps")
     opt.add_argument("--seed", type=int, help="shuffle seed; none: a new shuffle each run")
+    loss = p.add_argument_group(
+        "what the loss measures (each flag left out takes the --objective preset's value)")
+    loss.add_argument("--objective", choices=sorted(OBJECTIVES), default=default["objective"],
+                      help="a preset of the flags below: " + "; ".join(
+                          f"{name}: " + ", ".join(f"{k} {v}" for k, v in preset.items()
+                                                  if v is not None)
+                          for name, preset in OBJECTIVES.items()))
+    loss.add_argument("--distortion", choices=DISTORTIONS,
+                      help="the loss's distortion, in squared error (0..255 scale) or its "
+                           "MS-SSIM equivalent: mse, ms-ssim, or mix, (1 - w) mse + w ms-ssim")
+    loss.add_argument("--ms_ssim_weight", type=float, metavar="W",
+                      help="a mix's MS-SSIM share w, in [0, 1]")
+    loss.add_argument("--view_weight", type=float,
+                      help="weight of the distortion of the decoded bottleneck itself (the "
+                           "file as a viewer shows it, without the post-processor) against "
+                           "the source at its resolution and 8 bits; 0: not judged")
+    loss.add_argument("--table_shape", choices=TABLE_SHAPES,
+                      help="the quantisation tables' shape, which --qstep scales: flat, or "
+                           "standard, JPEG's Annex K tables (plain JPEG's, coarser where the "
+                           "eye sees less); learned tables start from it")
     net = p.add_argument_group("model")
     net.add_argument("--size", choices=["auto", *sorted(PRESETS)], default=default["size"],
                      help="network preset: slim, medium and wide for CPUs, paper for "
@@ -99,7 +121,9 @@ def parser() -> argparse.ArgumentParser:
                      help="the post-processor's own U-Net widths, where it should differ from "
                           "the pre-processor's (the preset's or --unet_widths)")
     net.add_argument("--mlp_widths", type=_widths, help="override the preset's MLP widths, e.g. 16,16")
-    net.add_argument("--qstep", type=float, default=default["qstep"], help="initial flat JPEG quantisation step")
+    net.add_argument("--qstep", type=float, default=default["qstep"],
+                     help="initial scale of the JPEG quantisation tables (their geometric "
+                          "mean: the step itself for flat tables)")
     net.add_argument("--qstep_range", type=_qstep_range, default=default["qstep_range"],
                      metavar="LOW,HIGH|auto|off",
                      help="train one rate-conditioned model for these JPEG steps: each batch "
@@ -108,7 +132,9 @@ def parser() -> argparse.ArgumentParser:
                           "--qstep is then "
                           "ignored. auto: the scenario's range, where its models beat what "
                           "a user has (high_res x1 about 0.25-1.5 bpp, x2 0.08-0.6, x4 "
-                          "0.03-0.18); off: one model for the one step --qstep")
+                          "0.03-0.18; with standard tables the scales of about the same "
+                          "rates, as far as tables of entries up to 255 reach); off: one "
+                          "model for the one step --qstep")
     net.add_argument("--condition_preprocessor", nargs="?", const="input",
                      choices=PREPROCESSOR_CONDITIONING, default=default["condition_preprocessor"],
                      help="with a qstep range, tell the pre-processor the step too, not only the "
@@ -168,6 +194,17 @@ def parse(argv=None):
     for flag in ("steps", "batch_size", "checkpoint_every", "eval_patches", "refit_patches"):
         if getattr(args, flag) < 1:
             parser().error(f"--{flag} must be at least 1")
+    if args.ms_ssim_weight is not None and (args.distortion or OBJECTIVES[args.objective][
+            "distortion"]) != "mix":
+        parser().error("--ms_ssim_weight weighs a mix: give it with --distortion mix")
+    if args.ms_ssim_weight is not None and not 0.0 <= args.ms_ssim_weight <= 1.0:
+        parser().error("--ms_ssim_weight must lie in [0, 1]")
+    if args.view_weight is not None and not args.view_weight >= 0.0:
+        parser().error("--view_weight must be >= 0")
+    if (args.table_shape or OBJECTIVES[args.objective]["table_shape"]) == "standard" and (
+            args.jpeg_mode == "planes"):
+        parser().error("--table_shape standard is shaped for luma and chroma; --jpeg_mode "
+                       "planes codes RGB planes")
     logical_cpus = vars(args).pop("logical_cpus")
     del args.verbose  # logs.set_up's
     return Config(**vars(args)), logical_cpus
