@@ -388,6 +388,9 @@ def curves(measurements) -> dict[str, dict[str, list[float]]]:
     for m in measurements:
         by_point[m.method, m.qstep].append(m)
     images = {frozenset(m.image for m in group) for group in by_point.values()}
+    if not images:
+        raise ValueError("no image was measured: every input is a dead letter (their "
+                         "reasons are in the job's dead_letters.jsonl)")
     if len(images) != 1:
         raise ValueError("RD points cover different sets of images")
     out = {}

@@ -29,11 +29,12 @@ atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)
 def export_sandwich(scenario: str, *, model_id: str, bit_depth=None, factor=None,
                     qstep: float = 20.0, perturb: float = 0.0, seed: int = 0,
                     jpeg_mode: str = "ycbcr-420", qstep_range=None,
-                    condition_preprocessor: bool = False) -> str:
+                    condition_preprocessor: bool = False, table_shape: str = "flat") -> str:
     """The path of an export dir of a slim Sandwich (read-only: it is shared);
     rate-conditioned over `qstep_range` if given, its pre-processor too with
-    `condition_preprocessor`."""
-    scenario = scenarios.make(scenario, bit_depth=bit_depth, factor=factor, jpeg_mode=jpeg_mode)
+    `condition_preprocessor`; its tables of `table_shape`."""
+    scenario = scenarios.make(scenario, bit_depth=bit_depth, factor=factor, jpeg_mode=jpeg_mode,
+                              table_shape=table_shape)
     keras.utils.set_random_seed(seed)
     model = Sandwich(scenario, size="slim", qstep=qstep, qstep_range=qstep_range,
                      condition_preprocessor=condition_preprocessor)
@@ -45,5 +46,7 @@ def export_sandwich(scenario: str, *, model_id: str, bit_depth=None, factor=None
     spec = ModelSpec(model_id=model_id, scenario=scenario.name, bit_depth=scenario.bit_depth,
                      factor=scenario.factor, qstep=float(model.qstep), jpeg_mode=jpeg_mode,
                      qstep_range=None if qstep_range is None else list(qstep_range),
-                     preprocessor_reads_qstep=model.preprocessor_conditioned)
+                     preprocessor_reads_qstep=model.preprocessor_conditioned,
+                     table_shape=table_shape,
+                     qtables=None if table_shape == "flat" else model.qtables.numpy().tolist())
     return export.save(model, spec, f"{_ROOT}/{model_id}")

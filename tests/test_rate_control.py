@@ -552,6 +552,33 @@ def test_an_untrained_model_ties_with_its_identity_and_the_identity_wins(target)
     assert chosen.data == by_id["identity", chosen.header.factor].data
 
 
+def test_a_standard_table_models_identity_codes_with_its_tables():
+    """The identity of a model trained with JPEG's standard tables is the
+    baseline with those tables, not flat ones: its DQT is the Annex K shape
+    at its scale, and the untrained model's own file at that scale (its
+    tables rescaled from the exported ones, so an entry may round the
+    other way) is within a level of it, entry by entry."""
+    model = _loaded(export_sandwich("high_res", model_id="blank-std", factor=1,
+                                    table_shape="standard"))
+    source = jobs.ModelInput("chelsea", photos.load("chelsea.png")[:176, :232], 8, "0123456789")
+    target = rate_control.Target("bpp", 0.8)
+    identity = next(c for c in rate_control.candidates([model], source, target, fallback=False)
+                    if c.kind == "identity")
+    scale = identity.header.qstep
+    header = dataclasses.replace(identity.header, model_id=model.spec.model_id)
+    own = bottleneck_format.encode(model.bottleneck_at(source.pixels)(scale), header,
+                                   model.spec.tables_at(scale))
+
+    def dqt(data):
+        with Image.open(io.BytesIO(data)) as image:
+            return np.sort(np.array([image.quantization[0], image.quantization[1]], float))
+
+    expected = tables.integer_tables(scenarios.table_shape("standard") * scale)
+    assert np.array_equal(dqt(identity.data), np.sort(expected.astype(float)))
+    assert dqt(identity.data)[0].min() < dqt(identity.data)[0].max()
+    assert np.abs(dqt(own) - dqt(identity.data)).max() <= 1
+
+
 def _crops(root, names, rows=slice(40, 216), cols=slice(60, 292)):
     """176 x 232 crops: MS-SSIM's five scales need sides of 161 pixels."""
     root.mkdir()
