@@ -389,7 +389,10 @@ def _bd_over_rates(summary: dict, reference: str, method: str, metric: str) -> f
     ends = [metrics.psnr_at(anchor["bpp"], a_axis, r) for r in RATE_RANGE]
     ends = [e if e is not None else (min(a_axis) if i == 0 else max(a_axis))
             for i, e in enumerate(ends)]
-    return metrics.bd_rate(*fronts, quality_range=tuple(ends))
+    try:
+        return metrics.bd_rate(*fronts, quality_range=tuple(ends))
+    except ValueError as e:  # `metrics` words its reasons for PSNR
+        raise ValueError(str(e).replace("PSNR", evaluate.LABELS[metric])) from e
 
 
 def _target_row(name: str, required: str, compute, passes) -> tuple:
