@@ -65,7 +65,7 @@ from pipelines import batch_jobs, beam_options, bottleneck_format, jobs, model_h
 from pipelines.dead_letters import Rejected
 from sandwich import metrics
 from sandwich.image_io import DEFAULT_MAX_PIXELS
-from sandwich.specs import ModelSpec, SpecError
+from sandwich.specs import ModelSpec
 
 NAMESPACE = "compress"
 SHOWN_MISSES = 10  # A bucket's misses are in the manifest; the summary shows a few.
@@ -334,8 +334,6 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
     beam_args = beam_options.model_job_args(beam_args, lambda: jobs.count_files(args.input))
     models = model_handler.export_dirs(args.model)
     specs = tuple(model_handler.read_specs(models).values())
-    if bottleneck_format.IDENTITY in {spec.model_id for spec in specs}:
-        raise SpecError(f"model_id {bottleneck_format.IDENTITY!r} is taken by identity files")
     if args.rank_by != rate_control.PSNR and args.target_bpp is None:
         parser.error("--rank_by ranks the files within a rate: it needs --target_bpp")
     if args.rank_by == rate_control.BUTTERAUGLI:

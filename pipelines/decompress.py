@@ -55,7 +55,7 @@ from pipelines.dead_letters import Rejected, TryFlatMap
 from pipelines.patches import input_pattern
 from sandwich.image_io import (DEFAULT_MAX_PIXELS, encode_png16, insert_chunk_after_ihdr,
                                png_chunks)
-from sandwich.specs import ModelSpec, SpecError
+from sandwich.specs import ModelSpec
 
 NAMESPACE = "decompress"
 _PNG_END = b"IEND\xaeB`\x82"
@@ -279,8 +279,6 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
     beam_args = beam_options.model_job_args(beam_args, lambda: jobs.count_files(args.input))
     models = model_handler.export_dirs(args.model)
     specs = model_handler.read_specs(models)
-    if bottleneck_format.IDENTITY in specs:
-        raise SpecError(f"model_id {bottleneck_format.IDENTITY!r} is taken by identity files")
     args.tile, args.halo = model_handler.tile_layout([s.factor for s in specs.values()],
                                                      args.tile, args.halo)
     return Config(args.input, args.output.rstrip("/"), models, specs,

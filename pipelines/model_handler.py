@@ -87,13 +87,15 @@ def export_dirs(value: str) -> tuple[str, ...]:
 
 def read_specs(model_dirs: Sequence[str]) -> dict[str, ModelSpec]:
     """The specs of a model set by model id, which each bottleneck names, so
-    two exports of one id (or of the id a plain-JPEG fallback carries) are a
-    `SpecError`."""
+    two exports of one id (or of the id a plain-JPEG fallback or an identity
+    file carries) are a `SpecError`."""
+    reserved = {bottleneck_format.FALLBACK: "by plain-JPEG fallbacks",
+                bottleneck_format.IDENTITY: "by identity files"}
     specs = {}
     for model_dir in model_dirs:
         spec = read_spec(model_dir)
-        taken = ("by plain-JPEG fallbacks" if spec.model_id == bottleneck_format.FALLBACK
-                 else "by another export of the set" if spec.model_id in specs else "")
+        taken = reserved.get(spec.model_id) or (
+            "by another export of the set" if spec.model_id in specs else "")
         if taken:
             raise SpecError(f"{model_dir}: model_id {spec.model_id!r} is taken {taken}")
         specs[spec.model_id] = spec

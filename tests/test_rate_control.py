@@ -478,6 +478,8 @@ def test_a_model_set_is_a_list_or_a_directory_of_exports_with_distinct_ids(model
         model_handler.read_specs([x1, str(impostor)])
     (impostor / "model_spec.json").write_text(
         json.dumps({**spec, "model_id": bottleneck_format.IDENTITY}))
+    with pytest.raises(SpecError, match="taken by identity files"):
+        model_handler.read_specs([x1, str(impostor)])
     for job, target in ((compress, ["--target_bpp=1"]), (decompress, [])):
         with pytest.raises(SpecError, match="model_id 'identity' is taken"):
             job.parse_args(["--input=x", "--output=y", f"--model={x1},{impostor}", *target])
