@@ -50,13 +50,13 @@ ARMS = [
     ("range-16-80", "steps 16..80, not x1's auto 12..80 (12 codes the held-out photos at "
      "2 bpp)", ["--qstep_range", "16,80"]),
     ("range-3-24", "x2 steps 3..24 (0.3-1.3 bpp on the held-out photos), the auto range "
-     "before session 8, not 12..96 (0.08-0.6 bpp)", ["--qstep_range", "3,24"]),
+     "x2 once had, not 12..96 (0.08-0.6 bpp)", ["--qstep_range", "3,24"]),
     ("gamma-1x-slope", "gamma 80: the baseline's slope at x1's centre step 31 (not 2x)",
      ["--gamma", "80"]),
     ("gamma-4x-slope", "gamma 320: 4x the slope", ["--gamma", "320"]),
     ("constant-lr", "no warmup or decay", ["--lr_schedule", "constant"]),
     ("tables", "trainable 8x8 luma and chroma tables in the DQT", ["--quantization", "tables"]),
-    ("slim", "the slim preset, U-Net 5-10-15-20 (x1's default before session 9)",
+    ("slim", "the slim preset, U-Net 5-10-15-20 (x1's default before medium)",
      ["--size", "slim"]),
     ("wider", "U-Net 8-16-24-32 (the medium preset, x1's default)",
      ["--unet_widths", "8,16,24,32"]),

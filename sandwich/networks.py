@@ -164,7 +164,7 @@ class Processor(keras.layers.Layer):
     same at every step and only its strength follows the step: the least
     a pre-processor needs to hold back at fine steps what helps at coarse
     ones. Measured, it lost 0.18 dB BD-PSNR against leaving the
-    pre-processor step-independent (docs/ablation.md, session 5); exported,
+    pre-processor step-independent (docs/ablation.md); exported,
     it is pre-processed once per probe, like the `conditioned` one.
     """
 

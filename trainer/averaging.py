@@ -2,7 +2,7 @@
 
 At batch 8 and a learning rate that stays high for most of a time-bounded
 run, consecutive checkpoints of one run differ by up to 0.7 dB BD-PSNR on
-the trainer's own real-codec evaluation (the 20-minute run of session 4
+the trainer's own real-codec evaluation (one 20-minute run
 swung between -0.17 and +0.57 dB every 1,000 steps). Averaging the weights
 over the last thousand or so steps (Polyak averaging) keeps what the
 steps agree on and cancels their noise, at no cost to the step itself.

@@ -278,17 +278,17 @@ def with_objective(config: Config) -> Config:
 # source's gain over its 8-bit ceiling lies at the finer steps). x2 spans
 # about 0.08 to 0.6, below the rates where x1 and plain JPEG overtake it:
 # trained over 3..24 (0.3-1.3 bpp) it was +0.15 dB over plain JPEG, over
-# 12..96 +1.26 dB (docs/ablation.md, session 8). At x1 the finest step of the range is
+# 12..96 +1.26 dB (docs/ablation.md). At x1 the finest step of the range is
 # where a long run can fall below the baseline (-0.14 dB at 12, 2 bpp, in
 # one 20-minute run, +0.04 dB in another); starting the range at 16 moved the
 # weak end there (-0.24 dB at 1.69 bpp after 22,000 steps), where a 12..80 model was
-# +0.17 dB above it (docs/ablation.md, session 6). x4 over 2..16 coded
+# +0.17 dB above it (docs/ablation.md). x4 over 2..16 coded
 # 0.15-0.42 bpp and saturated at 25.3 dB, where x2 was 0.4-3 dB above it and
 # plain JPEG overtook it from 0.3 bpp; over 16..128 it codes 0.03-0.18 bpp,
 # the rates below x2's reach and plain JPEG's (0.19 bpp at quality 5), and
-# extends the front there (docs/ablation.md, session 10), though its step 128
+# extends the front there (docs/ablation.md), though its step 128
 # is 0.25 dB below its baseline; x3 over 16..128 is +0.55 dB over its
-# baseline (session 11).
+# baseline (docs/ablation.md).
 AUTO_QSTEP_RANGES = {("high_res", 1): (12.0, 80.0), ("high_res", 2): (12.0, 96.0),
                      ("high_bit_depth", 1): (4.0, 32.0)}
 DEEPER_FACTORS_QSTEP_RANGE = (16.0, 128.0)
