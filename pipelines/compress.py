@@ -339,8 +339,8 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
     if args.rank_by == rate_control.BUTTERAUGLI:
         from sandwich import perceptual
 
-        if perceptual.available():  # Once here, rather than in every worker.
-            parser.error(perceptual.available())
+        if why := perceptual.available():  # Once here, rather than in every worker.
+            parser.error(why)
     target, qstep = None, None
     for kind, value in ((rate_control.BPP, args.target_bpp), (rate_control.PSNR, args.target_psnr)):
         if value is not None:

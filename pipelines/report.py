@@ -66,9 +66,9 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
-from pipelines import batch_jobs, bottleneck_format, model_handler
+from pipelines import batch_jobs, model_handler
 from pipelines.evaluate import (LOSSLESS, METRICS, PER_IMAGE_FILE, SANDWICH, SUMMARY_FILE,
-                                Measurement)
+                                EightBitCeiling, Measurement, sandwich_files)
 from pipelines.patches import fit_bit_depth
 from sandwich import alternatives, metrics
 from sandwich.image_io import DEFAULT_MAX_PIXELS, decode_image
@@ -253,12 +253,9 @@ class Coder:
         depth = self.bit_depth
         height, width = source.shape[:2]
         spec, qstep = self.model.spec, self.point.qstep
-        header = bottleneck_format.Header.of(spec, qstep, height, width, image.bit_depth,
-                                             batch_jobs.source_stamp(metadata))
-        sandwich_file = bottleneck_format.encode(self.model.bottleneck_at(source)(qstep), header,
-                                                 spec.tables_at(qstep))
-        _, decoded = bottleneck_format.decode(sandwich_file, max_pixels=self.max_pixels)
-        reconstruction = self.model.postprocess(decoded, (height, width), qstep)
+        sandwich_file, reconstruction = next(sandwich_files(
+            self.model, source, image.bit_depth, [qstep], batch_jobs.source_stamp(metadata),
+            max_pixels=self.max_pixels))
         budget = len(sandwich_file)
         notes = []
         if measured_bits is not None and measured_bits != 8 * budget:
@@ -266,7 +263,7 @@ class Coder:
                          f"{measured_bits / 8:g}: the source or the model changed since")
         columns = [Column("source", f"{image.format.upper()} file, {image.bit_depth}-bit",
                           len(data), source)]
-        ceiling = _Ceiling(depth) if depth > 8 else None
+        ceiling = EightBitCeiling(depth) if depth > 8 else None
         rgb = source if ceiling is None else ceiling.rgb(source)
         for name in COMPARED:
             quality, file, pixels = largest_quality_within(name, rgb, budget)
@@ -294,29 +291,6 @@ class Coder:
         region = detail_region(luma(as_8bit(source, depth)))
         return Photo(posixpath.basename(path), height, width, image.bit_depth, region, columns,
                      notes)
-
-
-class _Ceiling:
-    """A deeper source's 8-bit ceiling (`evaluate.measure_alternative`'s
-    path): rounded down to 8 bits for an 8-bit codec, its output scaled back
-    to the middle of each step."""
-
-    def __init__(self, bit_depth: int):
-        from sandwich import scenarios
-
-        self._scenario = scenarios.Scenario("high_bit_depth", bit_depth, 1)
-
-    def rgb(self, source: np.ndarray) -> np.ndarray:
-        import tensorflow as tf
-
-        from sandwich import scenarios
-
-        return scenarios.codec_input(self._scenario.to_bottleneck(
-            tf.cast(source[None], tf.float32)))[0].numpy()
-
-    def back(self, rgb8: np.ndarray, shape) -> np.ndarray:
-        return self._scenario.to_source(
-            self._scenario.from_bottleneck(rgb8[None], shape[:2]))[0].numpy()
 
 
 def _plots(output_dir: str) -> list[str]:
