@@ -181,9 +181,15 @@ def _rescaled(paths, scales, min_side: int, directory: str) -> list[str]:
 
 
 def parse_model(text: str) -> tuple[str, int, list[str]]:
-    """'scenario:factor[:trainer flags]' -> (scenario, factor, flags)."""
-    scenario, factor, *flags = text.split(":", 2)
+    """'[name=]scenario:factor[:trainer flags]' -> (scenario, factor, flags)."""
+    scenario, factor, *flags = split_name(text)[1].split(":", 2)
     return scenario, int(factor), flags[0].split() if flags else []
+
+
+def split_name(text: str) -> tuple[str | None, str]:
+    """'name=scenario:...' -> (name, 'scenario:...'); without a name, (None, text)."""
+    head, named, rest = text.partition("=")
+    return (head, rest) if named and ":" not in head else (None, text)
 
 
 def model_name(scenario: str, factor: int, taken) -> str:
@@ -602,8 +608,9 @@ def main(argv=None) -> None:
     parser.add_argument("--report", default=os.path.join(REPO, "docs", "quality.md"),
                         help="the markdown report; its plots go beside it")
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS,
-                        help="scenario:factor[:trainer flags], e.g. "
-                             "'high_res:1:--gamma 20 --qstep_range 8,64'")
+                        help="[name=]scenario:factor[:trainer flags], e.g. "
+                             "'hr-x1-perceptual=high_res:1:--objective perceptual' (default "
+                             "names: hr-x1, hbd-x1, ...)")
     parser.add_argument("--context_codecs", action="store_true",
                         help="also measure AVIF and JPEG XL (slower)")
     args = parser.parse_args(argv)
@@ -623,8 +630,10 @@ def main(argv=None) -> None:
     print(f"{len(models)} models, {per_model:.1f} training minutes each; corpus "
           f"{os.path.dirname(space.train_files[0])}, held out {space.held8}", flush=True)
     exports, reused, names = {}, [], []
-    for scenario, factor, flags in models:
-        names.append(model_name(scenario, factor, names))
+    for text, (scenario, factor, flags) in zip(args.models, models):
+        if names.count(split_name(text)[0]):
+            parser.error(f"two models named {split_name(text)[0]}")
+        names.append(split_name(text)[0] or model_name(scenario, factor, names))
         export = space.export(names[-1])
         if export:
             print(f"== {names[-1]}: reusing {os.path.dirname(export)}", flush=True)
