@@ -11,7 +11,7 @@ DEMO_STEPS ?= 1200
 BIN := $(VENV)/bin
 SAMPLES := sandwich/data/samples
 
-.PHONY: demo library-demo test bench system-packages
+.PHONY: demo library-demo test bench system-packages models
 
 # Debian packages the evaluator and the browser tests run: Butteraugli
 # (libjxl-devtools) and headless Chromium with its WebDriver. Installed when
@@ -38,22 +38,26 @@ demo: $(VENV)/.installed system-packages
 	rm -rf $(DEMO) && mkdir -p $(DEMO)/photos/train $(DEMO)/photos/held_out
 	cp $(SAMPLES)/astronaut.png $(SAMPLES)/chelsea.png $(SAMPLES)/rocket.png $(DEMO)/photos/train/
 	cp $(SAMPLES)/coffee.png $(DEMO)/photos/held_out/
-	@echo "== 1/5 dataset: 64x64 patches at full resolution (Beam, FnApiRunner)"
+	@echo "== 1/6 dataset: 64x64 patches at full resolution (Beam, FnApiRunner)"
 	$(BIN)/sandwich-dataset --input '$(DEMO)/photos/train/*.png' --output $(DEMO)/dataset \
 	  --scenario high_res --factor 1 --patch_size 64 --patches_per_image 256 --eval_fraction 0.34
-	@echo "== 2/5 training on the CPU ($(DEMO_STEPS) steps), TensorBoard logs in $(DEMO)/run/logs"
+	@echo "== 2/6 training on the CPU ($(DEMO_STEPS) steps), TensorBoard logs in $(DEMO)/run/logs"
 	$(BIN)/sandwich-train --data $(DEMO)/dataset --job_dir $(DEMO)/run --steps $(DEMO_STEPS) \
 	  --summary_every 100 \
 	  --checkpoint_every 400 --refit_every 400 --eval_every 600 --image_every 600 --seed 0
-	@echo "== 3/5 compress the held-out photo to a plain JPEG bottleneck"
+	@echo "== 3/6 compress the held-out photo to a plain JPEG bottleneck"
 	$(BIN)/sandwich-compress --input '$(DEMO)/photos/held_out/*.png' --model $(DEMO)/run/export \
 	  --output $(DEMO)/bottlenecks
-	@echo "== 4/5 decompress it back to a PNG at the original size"
+	@echo "== 4/6 decompress it back to a PNG at the original size"
 	$(BIN)/sandwich-decompress --input '$(DEMO)/bottlenecks/*.jpg' --model $(DEMO)/run/export \
 	  --output $(DEMO)/restored
-	@echo "== 5/5 rate-distortion with the real codec against the baseline, plain JPEG and jpegli"
+	@echo "== 5/6 rate-distortion with the real codec against the baseline, plain JPEG and jpegli"
 	$(BIN)/sandwich-eval --models $(DEMO)/run/export --input '$(DEMO)/photos/held_out/*.png' \
 	  --output $(DEMO)/eval
+	@echo "== 6/6 no training: the shipped models (codec/models) code it to 0.5 bpp and back"
+	$(BIN)/sandwich-compress --input '$(DEMO)/photos/held_out/*.png' --target_bpp 0.5 \
+	  --output $(DEMO)/shipped/bits
+	$(BIN)/sandwich-decompress --input '$(DEMO)/shipped/bits/*.jpg' --output $(DEMO)/shipped/restored
 	@echo "RD plots: $(DEMO)/eval/rd*.png; the page with plots, BD tables and side-by-side crops: $(DEMO)/eval/report.html"
 
 library-demo: $(VENV)/.installed system-packages
@@ -63,9 +67,31 @@ test: $(VENV)/.installed system-packages
 	$(BIN)/ruff check .
 	$(PY) -m pytest
 
+# The models that ship in the package (codec/models, docs/models.md): trained
+# on the public corpus (photos/public, from the SelfExSR repository) and the
+# bundled photos, one photo in ten of the corpus held out, then evaluated on
+# them against plain JPEG and jpegli and copied into the package with what
+# was measured. About 80 minutes on 2 cores.
+PUBLIC := photos/public
+SELFEXSR := /tmp/SelfExSR
+MODELS_RUN := out/models
+MODELS := hr-x1-r1=high_res:1 'hr-x1-perceptual-r1=high_res:1:--objective perceptual' \
+  hr-x2-r1=high_res:2 hr-x4-r1=high_res:4 hbd-x1-r1=high_bit_depth:1
+
+$(PUBLIC):
+	[ -d $(SELFEXSR) ] || git clone --depth 1 https://github.com/jbhuang0604/SelfExSR $(SELFEXSR)
+	$(PY) benchmarks/corpus.py $(SELFEXSR) $@
+
+models: $(VENV)/.installed system-packages $(PUBLIC)
+	$(PY) benchmarks/quality.py --budget_minutes 55 --patches_per_photo 128 \
+	  --add_train '$(PUBLIC)/*[1-9].png' --add_held_out '$(PUBLIC)/*[05]0.png' \
+	  --models $(MODELS) --output $(MODELS_RUN) --report $(MODELS_RUN)/quality.md
+	$(PY) benchmarks/release_models.py --run $(MODELS_RUN) --to codec/models
+
 # Throughput and the codec-mode table; the quality benchmark (90 training
 # minutes by default) and the fuzz campaign run on their own.
-BENCHMARKS := $(filter-out benchmarks/corpus.py benchmarks/quality.py benchmarks/fuzz_campaign.py,\
+BENCHMARKS := $(filter-out benchmarks/corpus.py benchmarks/quality.py benchmarks/fuzz_campaign.py \
+  benchmarks/release_models.py,\
   $(wildcard benchmarks/*.py))
 
 bench: $(VENV)/.installed

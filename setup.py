@@ -66,8 +66,11 @@ setuptools.setup(
     version=VERSION,
     description="Sandwiched compression: neural pre/post-processors around a standard JPEG codec",
     python_requires=">=3.11,<3.12",
-    packages=setuptools.find_packages(include=["sandwich*", "pipelines*", "trainer*"]),
-    package_data={"sandwich": ["data/*.json", "data/samples/*.png"]},
+    packages=setuptools.find_packages(include=["sandwich*", "codec*", "pipelines*", "trainer*"]),
+    # codec/models/<model_id>/: the shipped models' export dirs (codec.shipped),
+    # which the jobs load by name on Dataflow's workers as well.
+    package_data={"sandwich": ["data/*.json", "data/samples/*.png"],
+                  "codec": ["models/**/*"]},
     install_requires=REQUIRED,
     extras_require=EXTRAS,
     entry_points={

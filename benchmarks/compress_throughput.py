@@ -42,7 +42,8 @@ from PIL import Image
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from pipelines import bottleneck_format, decompress, model_handler, sample_data  # noqa: E402
+from codec import bottleneck_format, exported  # noqa: E402
+from pipelines import decompress, sample_data  # noqa: E402
 from sandwich import metrics  # noqa: E402
 from sandwich.image_io import decode_image  # noqa: E402
 from tests.sandwich_exports import export_sandwich  # noqa: E402
@@ -57,7 +58,7 @@ def bounds(model_dir: str, images: list[np.ndarray], qstep: float) -> tuple[floa
     """Seconds the compress and decompress jobs' work takes in this process:
     the processors on all cores (TensorFlow's own threads), the codec work
     divided among the cores."""
-    model = model_handler.ExportedSandwich.load(model_dir)
+    model = exported.ExportedSandwich.load(model_dir)
     model.postprocess(model.preprocess(images[0][:64, :64]), (64, 64), qstep)  # sets TF up
     start = time.perf_counter()
     bottlenecks = [model.preprocess(image, qstep) for image in images]
@@ -111,7 +112,7 @@ def throughput(model_dir: str, work: str, copies: int, repeats: int) -> None:
         os.makedirs(f"{work}/{name}")
         paths = make_corpus(f"{work}/{name}", count)
         corpora[name] = [decode_image(open(p, "rb").read()).pixels for p in paths]
-    qstep = model_handler.read_spec(model_dir).qstep
+    qstep = exported.read_spec(model_dir).qstep
     megapixels = {name: sum(i.shape[0] * i.shape[1] for i in images) / 1e6
                   for name, images in corpora.items()}
     runs_of_bounds = [bounds(model_dir, corpora["small"], qstep) for _ in range(repeats)]
@@ -148,7 +149,7 @@ def throughput(model_dir: str, work: str, copies: int, repeats: int) -> None:
 
 def seams(model_dir: str, source: np.ndarray, tile: int) -> list[tuple[int, int, float]]:
     """(halo, max |difference|, PSNR dB) of tiled against untiled reconstruction."""
-    whole = model_handler.ExportedSandwich.load(model_dir, tile=1 << 16, halo=0)
+    whole = exported.ExportedSandwich.load(model_dir, tile=1 << 16, halo=0)
     reference = whole.postprocess(whole.preprocess(source), source.shape[:2], whole.spec.qstep)
     rows = []
     for halo in SEAM_HALOS:

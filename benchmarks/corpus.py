@@ -15,6 +15,7 @@ under one directory with names that say where each came from:
 import argparse
 import glob
 import os
+import re
 import shutil
 
 import numpy as np
@@ -80,6 +81,39 @@ def jpeg_sourced(paths, directory: str, seed: int = 0) -> list[str]:
         with Image.open(path) as image:
             image.convert("RGB").save(made[-1], "JPEG", quality=quality, subsampling=2)
     return made
+
+
+# Where each photograph a model may be trained on comes from, and on what
+# terms, by the prefix of its name (`sr_benchmark_photos`) or, for the
+# bundled ones and scikit-image's, its source (`release_models.py` records
+# this in each shipped model's spec).
+PROVENANCE = {
+    "bsd": "BSD100: the Berkeley Segmentation Dataset's test photographs (Martin et al., "
+           "ICCV 2001), as github.com/jbhuang0604/SelfExSR carries them; released by Berkeley "
+           "for research use, no licence file in that repository",
+    "urban": "Urban100: Flickr photographs of buildings gathered by Huang et al. (CVPR 2015), "
+             "as github.com/jbhuang0604/SelfExSR carries them; no licence file there",
+    "sunhays": "Sun-Hays80 (Sun and Hays, ICCP 2012), as github.com/jbhuang0604/SelfExSR "
+               "carries them; no licence file there",
+    "scikit-image": "scikit-image's data photographs (skimage.data): CC0, public domain or no "
+                    "known copyright restrictions, each as its docstring in "
+                    "skimage/data/_fetchers.py says",
+}
+
+
+def provenance(paths) -> dict[str, dict]:
+    """{source: {"photos": count, "terms": PROVENANCE text}} for the
+    photographs at `paths` (JPEG-sourced, held-back and rescaled copies keep
+    their original's name, so they count under it)."""
+    scikit = {os.path.splitext(name)[0] for name in os.listdir(SKIMAGE_DIR)}
+    counts: dict[str, int] = {}
+    for path in paths:
+        name = re.sub(r"_q\d+$", "", os.path.splitext(os.path.basename(path))[0])
+        prefix = name.split("_")[0]
+        source = prefix if prefix in PROVENANCE else "scikit-image" if name in scikit else "other"
+        counts[source] = counts.get(source, 0) + 1
+    return {source: {"photos": n, "terms": PROVENANCE.get(source, "not recorded")}
+            for source, n in sorted(counts.items())}
 
 
 # (prefix, the repository's folder of full-resolution copies): each photo is

@@ -35,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pipelines import bottleneck_format, model_handler  # noqa: E402
+from codec import bottleneck_format, exported  # noqa: E402
 from sandwich import metrics  # noqa: E402
 from sandwich.image_io import decode_image  # noqa: E402
 from tests.sandwich_exports import export_sandwich  # noqa: E402
@@ -44,8 +44,8 @@ from corpus import SKIMAGE_DIR  # noqa: E402
 
 HELD_OUT = ("motorcycle_left.png", "ihc.png", "hubble_deep_field.jpg")
 TOLERANCE_DB = 0.01
-OUTPUTS = {model_handler.PREPROCESSOR: "bottleneck",
-           model_handler.POSTPROCESSOR: "reconstruction"}
+OUTPUTS = {exported.PREPROCESSOR: "bottleneck",
+           exported.POSTPROCESSOR: "reconstruction"}
 IMPORTS = {"TensorFlow": "tensorflow", "TensorFlow + XLA": "tensorflow",
            "LiteRT (XNNPACK)": "ai_edge_litert.interpreter", "ONNX Runtime": "onnxruntime"}
 
@@ -161,7 +161,7 @@ def main() -> None:
                              "U-Net's pooling grid, where converters handle padding)")
     args = parser.parse_args()
     model_dir = args.model or export_sandwich("high_res", model_id="bench", perturb=0.02)
-    spec = model_handler.read_spec(model_dir)
+    spec = exported.read_spec(model_dir)
     sources = [decode_image(open(os.path.join(SKIMAGE_DIR, name), "rb").read()).pixels
                for name in HELD_OUT]
     sources = [s[:s.shape[0] // args.crop * args.crop, :s.shape[1] // args.crop * args.crop]

@@ -48,6 +48,7 @@ import collections
 import glob
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -62,6 +63,7 @@ from pipelines import evaluate  # noqa: E402
 from sandwich import metrics, samples, specs  # noqa: E402
 
 from corpus import SKIMAGE_DIR, jpeg_sourced, ten_bit_copies  # noqa: E402
+from release_models import commit  # noqa: E402
 
 # Twelve photos: the three bundled ones, two colour ones of scikit-image's
 # and seven of its grey ones (textures, a portrait, the moon, cells), which
@@ -675,6 +677,7 @@ def main(argv=None) -> None:
                    "hold_back": args.hold_back, "rescale": args.rescale,
                    "jpeg_sourced_train": args.jpeg_sourced_train,
                    "held_out": [_shown_path(p) for p in args.held_out_files],
+                   "command": shlex.join(["python", *sys.argv]), "commit": commit(),
                    "summaries": summaries}, f, indent=1)
     print(open(args.report).read())
 

@@ -38,7 +38,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pipelines import compress, evaluate, jobs, model_handler, rate_control  # noqa: E402
+from codec import exported, rate_control  # noqa: E402
+from pipelines import compress, evaluate, jobs, model_handler  # noqa: E402
 from sandwich import metrics  # noqa: E402
 from sandwich.image_io import decode_image  # noqa: E402
 from tests.sandwich_exports import export_sandwich  # noqa: E402
@@ -131,7 +132,7 @@ def main() -> None:
                      for t in args.targets})
         results = timed_jobs(argv, work, args.workers, args.repeats)
         fixed, _ = results["fixed"]
-        print(f"fixed qstep, one model ({model_handler.read_spec(first).model_id}): "
+        print(f"fixed qstep, one model ({exported.read_spec(first).model_id}): "
               f"{megapixels / fixed:6.2f} MP/s ({fixed:.0f} s)")
         sweep = plain_jpeg_sweep(images)
         curve = sweep[..., 0].mean(axis=0), sweep[..., 1].mean(axis=0)

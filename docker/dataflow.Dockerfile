@@ -10,6 +10,7 @@ FROM apache/beam_python3.11_sdk:2.77.0
 WORKDIR /opt/sandwich
 COPY setup.py ./
 COPY sandwich sandwich
+COPY codec codec
 COPY pipelines pipelines
 COPY trainer trainer
 RUN pip install --no-cache-dir .

@@ -14,6 +14,7 @@ ARG EXTRAS=""
 WORKDIR /opt/sandwich
 COPY setup.py ./
 COPY sandwich sandwich
+COPY codec codec
 COPY pipelines pipelines
 COPY trainer trainer
 RUN pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}"

@@ -11,13 +11,19 @@ would only add its start-up (about 0.8 s of CPU importing `apache_beam`,
 which the runner waits for) and nothing runs beside it. Any flag the user
 gives (`--runner DataflowRunner`, `--direct_running_mode multi_processing`,
 ...) wins over these defaults; other runners ignore the `direct_*` ones.
+
+Beam itself only warns about a flag none of its options classes knows and
+drops it, so a misspelt `--runer DataflowRunner` would run locally and
+succeed; `unknown_options` is what the jobs refuse them by (`jobs.job_parser`).
 """
 from __future__ import annotations
 
 import argparse
+import difflib
 import multiprocessing
 from typing import Callable
 
+from apache_beam.options import pipeline_options as beam_pipeline_options
 from apache_beam.options.pipeline_options import PipelineOptions
 
 LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner")
@@ -41,6 +47,39 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     option, the last occurrence of a flag is the one that counts.
     """
     return PipelineOptions(local_defaults(beam_args) + list(beam_args))
+
+
+def _beam_parser() -> argparse.ArgumentParser:
+    """A parser of every flag Beam knows: those of all `PipelineOptions`
+    subclasses imported, as `PipelineOptions.get_all_options` builds it."""
+    parser = beam_pipeline_options._BeamArgumentParser(allow_abbrev=False, add_help=False)
+    classes = {}
+    for cls in PipelineOptions.__subclasses__():
+        classes.setdefault(str(cls), cls)
+    for cls in classes.values():
+        cls._add_argparse_args(parser)
+    return parser
+
+
+def unknown_options(beam_args: list[str]) -> list[str]:
+    """What in `beam_args` (a job's flags left over from its own parser) no
+    Beam options class takes, one message each, with the closest known flag
+    where there is one: ['--runer (did you mean --runner?)']. Empty if all
+    are known."""
+    parser = _beam_parser()
+    known = [flag for action in parser._actions for flag in action.option_strings]
+    messages, after_flag = [], False
+    for arg in parser.parse_known_args(list(beam_args))[1]:
+        if arg.startswith("-") and arg != "--":
+            name, has_value = arg.split("=", 1)[0], "=" in arg
+            close = difflib.get_close_matches(name, known, n=1)
+            messages.append(name + (f" (did you mean {close[0]}?)" if close else ""))
+            after_flag = not has_value
+        elif after_flag:
+            after_flag = False  # the unknown flag's value
+        elif arg != "--":
+            messages.append(f"{arg!r} (an argument without a flag)")
+    return messages
 
 
 def _workers_flags(beam_args: list[str]) -> argparse.Namespace:
@@ -95,7 +134,7 @@ def worker_processes(beam_args: list[str]) -> int:
     """How many of the job's worker processes share one machine; 0: one per core.
 
     A worker gives TensorFlow its share of the machine's cores
-    (`model_handler.share_cores`): left alone, every process sizes its thread
+    (`codec.exported.share_cores`): left alone, every process sizes its thread
     pools to all cores, and two processes on two cores run slower together
     than one. Locally the FnApiRunner starts `--direct_num_workers` processes
     (0: one per core) or runs in its own process; Dataflow starts one SDK

@@ -61,7 +61,8 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import RunInference
 
-from pipelines import batch_jobs, beam_options, bottleneck_format, jobs, model_handler, rate_control
+from codec import api, bottleneck_format, exported, rate_control, shipped
+from pipelines import batch_jobs, beam_options, jobs, model_handler
 from pipelines.dead_letters import Rejected
 from sandwich import metrics
 from sandwich.image_io import DEFAULT_MAX_PIXELS
@@ -199,7 +200,7 @@ class CompletedBottleneck:
 
 
 class WriteBottleneck:
-    """PredictionResult(ModelInput, bottleneck at `qstep` | `rate_control.Coded`
+    """PredictionResult(`codec.Source`, bottleneck at `qstep` | `rate_control.Coded`
     | `Rejected`) -> JPEG written atomically -> BottleneckRecord.
 
     The encoder's refusals are `Rejected` and a failed write an `OSError`,
@@ -210,22 +211,13 @@ class WriteBottleneck:
     def __init__(self, config: Config):
         self._config = config
 
-    def _at_qstep(self, source, bottleneck: np.ndarray) -> rate_control.Coded:
-        (spec,), qstep = self._config.specs, self._config.qstep
-        header = bottleneck_format.Header.of(spec, qstep, *source.pixels.shape[:2],
-                                             source.source_bit_depth, source.stamp)
-        try:
-            data = bottleneck_format.encode(bottleneck, header, spec.tables_at(qstep))
-        except ValueError as e:  # Pillow's size limits, among others
-            raise Rejected(f"JPEG encoder: {e}") from e
-        return rate_control.Coded(header, data, psnr=0.0)
-
     def __call__(self, result):
         source, coded = result.example, result.inference
         if isinstance(coded, Rejected):
             raise coded
         if isinstance(coded, np.ndarray):
-            coded = self._at_qstep(source, coded)
+            (spec,) = self._config.specs
+            coded = api.code_at(spec, self._config.qstep, coded, source)
         output = self._config.output_path(source.path)
         batch_jobs.write_atomically(output, coded.data)
         yield BottleneckRecord.of(source.path, output, coded.header, len(coded.data),
@@ -293,7 +285,7 @@ def build(pipeline: beam.Pipeline, config: Config) -> None:
             config.models, config.qstep, tile=config.tile, halo=config.halo,
             worker_processes=config.worker_processes))
     else:
-        coded = sources | "ChooseAndEncode" >> RunInference(rate_control.TargetHandler(
+        coded = sources | "ChooseAndEncode" >> RunInference(model_handler.TargetHandler(
             config.models, config.target, fallback=config.fallback, tile=config.tile,
             halo=config.halo, worker_processes=config.worker_processes))
         done = done | "CarryMeasured" >> CarryMeasured(config.manifest_path)
@@ -314,9 +306,10 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
     parser = jobs.job_parser(
         __doc__, output_help="bottleneck directory, local or gs://",
         input_help="glob of source images, local or gs://; a directory: all files under it")
-    parser.add_argument("--model", required=True,
+    parser.add_argument("--model", default=shipped.DEFAULT_SET,
                         help="export dir (trainer.export); with a target, a model set: several, "
-                             "comma-separated, or a directory of export dirs")
+                             "comma-separated, or a directory of export dirs; or a shipped "
+                             "model or set (codec.shipped): by default the set for 8-bit photos")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--qstep", type=float, default=None,
                       help="flat JPEG quantisation step; the model's trained one if no target")
@@ -349,12 +342,13 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
             target = rate_control.Target(kind, value, args.rank_by)
     if target is None:
         if len(models) > 1:
-            parser.error(f"{len(models)} models: a model set needs --target_bpp or --target_psnr")
+            parser.error(f"{len(models)} models ({', '.join(s.model_id for s in specs)}): a "
+                         "model set needs --target_bpp or --target_psnr, or --model naming one")
         qstep = float(specs[0].qstep if args.qstep is None else args.qstep)
         if not 0 < qstep <= rate_control.MAX_QSTEP:
             parser.error(f"--qstep must be in (0, {rate_control.MAX_QSTEP}]")
-    model_handler.source_bit_depth(specs)
-    args.tile, args.halo = model_handler.tile_layout([s.factor for s in specs], args.tile,
+    exported.source_bit_depth(specs)
+    args.tile, args.halo = exported.tile_layout([s.factor for s in specs], args.tile,
                                                      args.halo)
     return Config(args.input, args.output.rstrip("/"), models, specs, qstep, target,
                   args.max_pixels, args.tile, args.halo,

@@ -15,7 +15,7 @@ file that is not a complete sandwich bottleneck; each goes to
 `dead_letters.jsonl` with the reason.
 
 Two kinds of file that a target-mode compression writes
-(`pipelines.rate_control`) need no model: a plain-JPEG fallback is decoded
+(`codec.rate_control`) need no model: a plain-JPEG fallback is decoded
 as any viewer decodes it, and its pixels, unchanged, are the PNG's; an
 identity file (a scenario's baseline) is decoded and run through its
 scenario's fixed steps (`bottleneck_format.identity_reconstruction`: the
@@ -50,7 +50,8 @@ import numpy as np
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 from PIL import Image
 
-from pipelines import batch_jobs, beam_options, bottleneck_format, jobs, model_handler
+from codec import api, bottleneck_format, exported, shipped
+from pipelines import batch_jobs, beam_options, jobs, model_handler
 from pipelines.dead_letters import Rejected, TryFlatMap
 from pipelines.patches import input_pattern
 from sandwich.image_io import (DEFAULT_MAX_PIXELS, encode_png16, insert_chunk_after_ihdr,
@@ -197,18 +198,6 @@ class ReadBottleneck:
                          batch_jobs.source_stamp(readable.metadata))
 
 
-class Reconstruct(model_handler.PostprocessHandler):
-    """`PostprocessHandler` that also decodes identity files: their
-    scenario's fixed steps instead of a post-processor, in the same
-    RunInference step, so they run in the worker processes that
-    `share_cores` sized, beside the models' files."""
-
-    def _infer(self, models, element):
-        if element.header.is_identity:
-            return bottleneck_format.identity_reconstruction(element.header, element.pixels)
-        return super()._infer(models, element)
-
-
 class WritePng:
     """PredictionResult(Bottleneck, reconstruction) -> PNG written atomically ->
     ReconstructionRecord;
@@ -240,11 +229,11 @@ def build(pipeline: beam.Pipeline, config: Config) -> None:
     sandwiches, fallbacks = bottlenecks | "SplitFallbacks" >> beam.Partition(
         lambda bottleneck, _: int(bottleneck.header.is_fallback), 2)
     reconstructions = (
-        sandwiches | "Postprocess" >> RunInference(Reconstruct(
+        sandwiches | "Postprocess" >> RunInference(model_handler.PostprocessHandler(
             config.models, tile=config.tile, halo=config.halo,
             worker_processes=config.worker_processes)),
         fallbacks | "DecodedAsIs" >> beam.Map(lambda fallback: PredictionResult(
-            fallback, fallback.pixels))) | "AllReconstructions" >> beam.Flatten()
+            fallback, api.reconstruct({}, fallback.header, fallback.pixels)))) | "AllReconstructions" >> beam.Flatten()
     # The PNG writer (zlib and the file writes release the GIL) runs beside
     # the post-processor of the next images.
     written, unwritten = reconstructions | "Write" >> batch_jobs.WriteOutputs(
@@ -264,9 +253,10 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
         __doc__, input_type=lambda value: input_pattern(value, "**" + suffix),
         input_help=f"glob of bottleneck JPEGs, local or gs://; a directory: all **{suffix} under it",
         output_help="PNG directory, local or gs://")
-    parser.add_argument("--model", required=True,
+    parser.add_argument("--model", default=shipped.EVERY_MODEL,
                         help="export dir of the model that made them, or the model set: several, "
-                             "comma-separated, or a directory of export dirs")
+                             "comma-separated, or a directory of export dirs; by default every "
+                             "model that ships with the package (codec.shipped)")
     parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help="bottlenecks claiming a larger source are dead-lettered as "
                              "decompression bombs")
@@ -279,7 +269,7 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
     beam_args = beam_options.model_job_args(beam_args, lambda: jobs.count_files(args.input))
     models = model_handler.export_dirs(args.model)
     specs = model_handler.read_specs(models)
-    args.tile, args.halo = model_handler.tile_layout([s.factor for s in specs.values()],
+    args.tile, args.halo = exported.tile_layout([s.factor for s in specs.values()],
                                                      args.tile, args.halo)
     return Config(args.input, args.output.rstrip("/"), models, specs,
                   args.tile, args.halo, args.max_pixels,

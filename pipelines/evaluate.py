@@ -90,7 +90,8 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from pipelines import batch_jobs, beam_options, bottleneck_format, jobs, model_handler
+from codec import bottleneck_format, exported, shipped
+from pipelines import batch_jobs, beam_options, jobs, model_handler
 from pipelines.dead_letters import TryFlatMap
 from sandwich import alternatives, metrics, perceptual, scenarios
 from sandwich.errors import Rejected
@@ -190,7 +191,7 @@ def quality(reconstruction, source: np.ndarray, bit_depth: int,
     return fields
 
 
-def sandwich_files(model: model_handler.ExportedSandwich, pixels: np.ndarray,
+def sandwich_files(model: exported.ExportedSandwich, pixels: np.ndarray,
                    source_bit_depth: int, qsteps, source_stamp: str = "", *,
                    max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[tuple[bytes, np.ndarray]]:
     """(bottleneck file, reconstruction) per qstep of the deployed path: the
@@ -209,7 +210,7 @@ def sandwich_files(model: model_handler.ExportedSandwich, pixels: np.ndarray,
         yield data, model.postprocess(decoded, (height, width), qstep)
 
 
-def measure_sandwich(model: model_handler.ExportedSandwich, pixels: np.ndarray,
+def measure_sandwich(model: exported.ExportedSandwich, pixels: np.ndarray,
                      source_bit_depth: int, qsteps,
                      source_stamp: str = "") -> list[tuple[int, float]]:
     """[(file bits, PSNR)] per qstep of the deployed path (`sandwich_files`)."""
@@ -290,7 +291,7 @@ MIN_SIDES = {"ms-ssim": perceptual.MS_SSIM_MIN_SIDE, "butteraugli": perceptual.B
 
 
 class CheckSize:
-    """ModelInput -> itself, or `Rejected` if a metric chosen cannot measure
+    """`codec.Source` -> itself, or `Rejected` if a metric chosen cannot measure
     an image of its size (a dead letter that says so, rather than a failed
     job or a value on another scale)."""
 
@@ -312,7 +313,7 @@ def _path_of_source(source) -> str:
 
 
 class Measure(beam.DoFn):
-    """ModelInput -> a Measurement per (model, qstep), per (view, qstep), per
+    """`codec.Source` -> a Measurement per (model, qstep), per (view, qstep), per
     baseline step and per alternative quality."""
 
     def __init__(self, config: Config):
@@ -321,7 +322,7 @@ class Measure(beam.DoFn):
 
     def setup(self):
         c = self._config
-        self._models = [model_handler.ExportedSandwich.load(
+        self._models = [model_handler.load(
             path, tile=c.tile, halo=c.halo, worker_processes=c.worker_processes)
             for path in c.models]
 
@@ -683,7 +684,7 @@ def write_results(summary: dict, config: Config) -> None:
 def _model_specs(model_dirs) -> dict:
     """Model id -> spec; ids distinct, all taking sources of one bit depth."""
     specs = model_handler.read_specs(model_dirs)
-    model_handler.source_bit_depth(specs.values())
+    exported.source_bit_depth(specs.values())
     return specs
 
 
@@ -699,9 +700,10 @@ def parse_args(argv=None) -> tuple[Config, dict, list[str]]:
     parser = jobs.job_parser(
         __doc__, output_help="results directory, local or gs://",
         input_help="glob of held-out images, local or gs://; a directory: all files under it")
-    parser.add_argument("--models", nargs="+", required=True,
+    parser.add_argument("--models", nargs="+", default=[shipped.DEFAULT_SET],
                         help="export dirs, or directories of them, of one source bit depth "
-                             "(e.g. per gamma and factor)")
+                             "(e.g. per gamma and factor), or shipped models or sets "
+                             "(codec.shipped): by default the set for 8-bit photos")
     parser.add_argument("--qsteps", type=float, nargs="+", default=None,
                         help="sandwich JPEG steps; if not given, each model's "
                              f"{SANDWICH_POINTS} log-spaced over its qstep range, or from half "
@@ -750,7 +752,7 @@ def parse_args(argv=None) -> tuple[Config, dict, list[str]]:
     specs = _model_specs(models)
     model_scenarios = {model_id: scenarios.from_spec(spec) for model_id, spec in specs.items()}
     distinct = tuple(sorted(set(model_scenarios.values()), key=baseline_name))
-    args.tile, args.halo = model_handler.tile_layout([s.factor for s in distinct], args.tile,
+    args.tile, args.halo = exported.tile_layout([s.factor for s in distinct], args.tile,
                                                      args.halo)
     config = Config(args.input, args.output.rstrip("/"), models,
                     tuple(args.qsteps) if args.qsteps else None,

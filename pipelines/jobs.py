@@ -21,20 +21,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from typing import Callable
 
 import apache_beam as beam
-import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import SetupOptions
 
-from pipelines import batch_jobs, bottleneck_format, model_handler, process_exit
+from codec import api, exported
+from pipelines import batch_jobs, beam_options, process_exit
 from pipelines.beam_options import pipeline_options
 from pipelines.dead_letters import Rejected, TryFlatMap
-from pipelines.patches import fit_bit_depth, input_pattern
+from pipelines.patches import input_pattern
 from sandwich import logs
-from sandwich.image_io import decode_image
 
 DEAD_LETTER_FILE = "dead_letters.jsonl"
 MANIFEST_FILE = "manifest.jsonl"
@@ -71,13 +71,37 @@ def count_files(pattern: str) -> int:
     return len(FileSystems.match([pattern])[0].metadata_list)
 
 
+class NoInputError(ValueError):
+    """The job's `--input` matches no file."""
+
+
+def check_input(pattern: str) -> None:
+    """Raises `NoInputError` when `pattern` matches no file: a job would run
+    on nothing and succeed, which a mistyped glob should not."""
+    if not FileSystems.match([pattern], limits=[1])[0].metadata_list:
+        raise NoInputError(f"no input matches {pattern}")
+
+
+class JobParser(argparse.ArgumentParser):
+    """A job's parser: what its own flags leave over goes to Beam, and a
+    flag Beam does not know either is refused here (Beam would only warn,
+    drop it and run, e.g. locally for a misspelt `--runer`)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, beam_args = super().parse_known_args(args, namespace)
+        if unknown := beam_options.unknown_options(beam_args):
+            self.error("neither this job nor Beam knows " + "; ".join(unknown))
+        return parsed, beam_args
+
+
 def job_parser(doc: str, *, input_help: str, output_help: str,
                input_type: Callable[[str], str] = input_pattern) -> argparse.ArgumentParser:
     """The parser of a job's own flags, `--input` and `--output` first; the
-    first line of the module's `doc` is its description."""
-    parser = argparse.ArgumentParser(description=doc.split("\n", 1)[0], epilog=BEAM_FLAGS,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                     parents=[logs.flag()])
+    first line of the module's `doc` is its description. What its
+    `parse_known_args` leaves over are flags Beam knows (`JobParser`)."""
+    parser = JobParser(description=doc.split("\n", 1)[0], epilog=BEAM_FLAGS,
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       parents=[logs.flag()])
     parser.add_argument("--input", required=True, type=input_type, help=input_help)
     parser.add_argument("--output", required=True, help=output_help)
     return parser
@@ -87,11 +111,11 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     """The flags every job that runs an export dir shares."""
     parser.add_argument("--tile", type=int,
                         help="processor tile side in source pixels; bounds memory per image "
-                             f"(default {model_handler.DEFAULT_TILE}, or the nearest multiple "
+                             f"(default {exported.DEFAULT_TILE}, or the nearest multiple "
                              "of 32 and of every model's factor)")
     parser.add_argument("--halo", type=int,
                         help="context around each tile in source pixels; hides tile seams "
-                             f"(default {model_handler.DEFAULT_HALO}, or the next multiple of "
+                             f"(default {exported.DEFAULT_HALO}, or the next multiple of "
                              "32 and of every model's factor)")
 
 
@@ -102,8 +126,10 @@ def run_pipeline(build: Callable[[beam.Pipeline, object], None], config, beam_ar
 
     The jobs' classes live in importable modules (their `__main__` re-imports
     the module by its package name), so the main session is pickled only
-    when asked.
+    when asked. An input glob that matches nothing is refused first
+    (`check_input`).
     """
+    check_input(config.input)
     if test_pipeline is None:
         options = pipeline_options(beam_args)
         if save_main_session:
@@ -119,48 +145,31 @@ def run_pipeline(build: Callable[[beam.Pipeline, object], None], config, beam_ar
 
 def main(run: Callable, argv=None) -> int:
     """A job's console script: logging set up from `argv`'s `--verbose`, then
-    `run`; the process's exit leaves its heap to the system (`process_exit`)."""
+    `run`; the process's exit leaves its heap to the system (`process_exit`).
+    An input glob that matches nothing exits 2 with its message, as a bad
+    flag does."""
     argv = sys.argv[1:] if argv is None else argv
     logs.set_up(argv)
     process_exit.freeze_heap_at_exit()
-    run(argv)
+    try:
+        run(argv)
+    except NoInputError as e:
+        print(f"{os.path.basename(sys.argv[0])}: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelInput:
-    """A decoded source, its pixels fitted to a model's bit depth; `stamp`
-    digests the source file's size and mtime (`batch_jobs.source_stamp`)."""
-
-    path: str
-    pixels: np.ndarray
-    source_bit_depth: int
-    stamp: str = ""
-
-
-def check_jpeg_size(height: int, width: int, factor: int) -> None:
-    """Refuses a source whose bottleneck (1/factor of its sides) no JPEG can
-    hold; a long side is tiled through the processors, but the codec has a limit."""
-    side = -(-max(height, width) // factor)
-    if side > bottleneck_format.MAX_JPEG_SIDE:
-        raise Rejected(f"too large for JPEG: {width}x{height} at factor {factor} needs a "
-                       f"{side}-pixel side, above the format's {bottleneck_format.MAX_JPEG_SIDE}")
-
-
 class DecodeSource:
-    """ReadableFile -> ModelInput at the model's bit depth; bad files raise."""
+    """ReadableFile -> `codec.Source` at the model's bit depth, with its path
+    and stamp (`codec.api.read_source`); bad files raise."""
 
     def __init__(self, bit_depth: int, max_pixels: int, factor: int = 1):
         self._bit_depth, self._max_pixels, self._factor = bit_depth, max_pixels, factor
 
     def __call__(self, readable):
-        image = decode_image(readable.read(), max_pixels=self._max_pixels)
-        check_jpeg_size(*image.pixels.shape[:2], self._factor)
-        # Deeper sources are rounded down as the baseline does; shallower ones
-        # are refused, since padding bits would claim a precision never there.
-        pixels = fit_bit_depth(image.pixels, image.bit_depth, self._bit_depth)
-        yield ModelInput(readable.metadata.path, pixels, image.bit_depth,
-                         batch_jobs.source_stamp(readable.metadata))
+        yield api.read_source(readable.read(), self._bit_depth, max_pixels=self._max_pixels,
+                              factor=self._factor, path=readable.metadata.path,
+                              stamp=batch_jobs.source_stamp(readable.metadata))
 
 
 def path_of_file(readable) -> str:
@@ -169,7 +178,7 @@ def path_of_file(readable) -> str:
 
 
 class DecodeSources(beam.PTransform):
-    """ReadableFiles -> (ModelInputs, dead letters of the files that are no usable image)."""
+    """ReadableFiles -> (`codec.Source`s, dead letters of the files that are no usable image)."""
 
     def __init__(self, bit_depth: int, max_pixels: int, factor: int = 1):
         super().__init__()

@@ -49,7 +49,7 @@ import sandwich
 from pipelines import batch_jobs, beam_options, jobs, process_exit, tfds_writer
 from pipelines import patches as patch_lib
 from pipelines.dead_letters import DEAD_LETTERS, Attempt, Rejected, TryFlatMap
-from sandwich.image_io import DEFAULT_MAX_PIXELS, decode_image
+from sandwich.image_io import DEFAULT_MAX_PIXELS, decode_image, fit_bit_depth
 from sandwich.specs import (DATASET_SPEC_FILE, DEFAULT_BIT_DEPTH, SCENARIOS, DatasetSpec,
                             container_dtype)
 
@@ -165,7 +165,7 @@ class FitScenario:
     def __call__(self, source: DatasetSource):
         height, width, _ = source.pixels.shape
         patch_lib.check_size(height, width, self._config.patch_size)
-        pixels = patch_lib.fit_bit_depth(source.pixels, source.bit_depth, self._config.bit_depth)
+        pixels = fit_bit_depth(source.pixels, source.bit_depth, self._config.bit_depth)
         yield dataclasses.replace(source, pixels=pixels, bit_depth=self._config.bit_depth)
 
 

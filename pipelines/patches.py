@@ -15,7 +15,6 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.dead_letters import Rejected
-from sandwich.specs import container_dtype
 
 SPLITS = ("train", "eval")
 PATCH_MODES = ("random", "grid")
@@ -123,20 +122,6 @@ def crop_origins(height: int, width: int, patch_size: int, count: int, mode: str
     if count < len(tiles):
         tiles = [tiles[i] for i in sorted(rng.choice(len(tiles), count, replace=False))]
     return tiles
-
-
-def fit_bit_depth(pixels: np.ndarray, bit_depth: int, target: int) -> np.ndarray:
-    """Pixels of a `bit_depth`-bit source as `target`-bit values in their container.
-
-    Deeper sources are rounded down (their low bits dropped), as the 8-bit
-    baseline does; shallower ones are rejected, since padding bits would
-    claim a precision the source never had.
-    """
-    if bit_depth < target:
-        raise Rejected(f"source has {bit_depth} bits per sample, the dataset needs {target}")
-    reduced = pixels >> (bit_depth - target) if bit_depth > target else pixels
-    # No copy of a source already in its container (most photographs).
-    return reduced.astype(container_dtype(target), copy=False)
 
 
 def check_size(height: int, width: int, patch_size: int) -> None:

@@ -69,9 +69,8 @@ from PIL import Image
 from pipelines import batch_jobs, model_handler
 from pipelines.evaluate import (LOSSLESS, METRICS, PER_IMAGE_FILE, SANDWICH, SUMMARY_FILE,
                                 EightBitCeiling, Measurement, sandwich_files)
-from pipelines.patches import fit_bit_depth
 from sandwich import alternatives, metrics
-from sandwich.image_io import DEFAULT_MAX_PIXELS, decode_image
+from sandwich.image_io import DEFAULT_MAX_PIXELS, decode_image, fit_bit_depth
 
 REPORT_FILE = "report.html"
 CROPS_DIR = "report"
@@ -238,8 +237,7 @@ class Coder:
         by_id = {model_handler.read_spec(d).model_id: d for d in model_dirs}
         if point.model_id not in by_id:
             raise ValueError(f"model {point.model_id!r} is not among {sorted(by_id)}")
-        self.model = model_handler.ExportedSandwich.load(by_id[point.model_id], tile=tile,
-                                                         halo=halo)
+        self.model = model_handler.load(by_id[point.model_id], tile=tile, halo=halo)
         self.point, self.bit_depth, self.max_pixels = point, model_bit_depth, max_pixels
         self.metrics = tuple(measured)
 

@@ -230,3 +230,17 @@ def insert_chunk_after_ihdr(png: bytes, kind: bytes, body: bytes) -> bytes:
     chunk = struct.pack(">I", len(body)) + kind + body
     chunk += struct.pack(">I", zlib.crc32(kind + body))
     return png[:ihdr_end] + chunk + png[ihdr_end:]
+
+
+def fit_bit_depth(pixels: np.ndarray, bit_depth: int, target: int) -> np.ndarray:
+    """Pixels of a `bit_depth`-bit source as `target`-bit values in their container.
+
+    Deeper sources are rounded down (their low bits dropped), as the 8-bit
+    baseline does; shallower ones are rejected, since padding bits would
+    claim a precision the source never had.
+    """
+    if bit_depth < target:
+        raise Rejected(f"source has {bit_depth} bits per sample, the dataset needs {target}")
+    reduced = pixels >> (bit_depth - target) if bit_depth > target else pixels
+    # No copy of a source already in its container (most photographs).
+    return reduced.astype(np.uint8 if target <= 8 else np.uint16, copy=False)

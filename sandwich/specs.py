@@ -180,6 +180,10 @@ class ModelSpec:
     dataset: dict[str, Any] = dataclasses.field(default_factory=dict)
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Set on a model that ships with the package (`benchmarks/release_models.py`):
+    # its corpus and licence, the commit and command that trained it, its
+    # held-out BD figures against plain JPEG and jpegli.
+    release: dict[str, Any] = dataclasses.field(default_factory=dict)
     version: str = ""
 
     def __post_init__(self):

@@ -32,7 +32,8 @@ import tifffile
 from hypothesis import strategies as st
 from PIL import Image
 
-from pipelines import batch_jobs, bottleneck_format
+from codec import bottleneck_format
+from pipelines import batch_jobs
 from pipelines.dead_letters import Rejected
 from sandwich.image_io import ImageDecodeError, decode_image, encode_png16
 from sandwich.specs import ModelSpec

@@ -20,7 +20,8 @@ import tensorflow as tf
 import tifffile
 from PIL import Image
 
-from pipelines import bottleneck_format, compress, jobs, model_handler, sample_data
+from codec import bottleneck_format, exported
+from pipelines import compress, jobs, sample_data
 from sandwich import jpeg, scenarios
 from sandwich.scenarios import codec_input
 from tests import photos
@@ -172,9 +173,9 @@ def test_rerun_skips_complete_outputs_and_redoes_partial_ones(first_run, corpus)
 def test_the_default_tiling_falls_on_every_models_grid(factors, layout):
     """1024 and 128 pixels cut x3's bottleneck off its grid: by default the
     layout moves onto multiples of 32 and of every factor instead."""
-    assert model_handler.tile_layout(factors) == layout
+    assert exported.tile_layout(factors) == layout
     with pytest.raises(ValueError, match="multiples of the factor"):
-        model_handler.tile_layout(factors + [3], tile=1024)
+        exported.tile_layout(factors + [3], tile=1024)
 
 
 def test_an_x3_model_compresses_with_the_default_flags(corpus, tmp_path):
@@ -200,7 +201,7 @@ def test_tile_seams_vanish_once_the_halo_covers_the_receptive_field():
     with a 128-pixel halo (the default) the result is the untiled one."""
     model_dir = export_sandwich("high_res", model_id="hr-perturbed", perturb=0.02, seed=1)
     source = photos.load("motorcycle_left.png")[:200, :264]
-    whole = model_handler.ExportedSandwich.load(model_dir, tile=1024, halo=0)
+    whole = exported.ExportedSandwich.load(model_dir, tile=1024, halo=0)
     bottleneck = whole.preprocess(source)
     reconstruction = whole.postprocess(bottleneck, source.shape[:2], whole.spec.qstep)
     for halo, exact in ((0, False), (128, True)):

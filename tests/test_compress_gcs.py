@@ -15,7 +15,8 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
-from pipelines import batch_jobs, compress, decompress, evaluate, model_handler, sample_data
+from codec import exported
+from pipelines import batch_jobs, compress, decompress, evaluate, sample_data
 from sandwich import metrics
 from tests.sandwich_exports import export_sandwich
 
@@ -65,7 +66,7 @@ def test_round_trip_through_gcs(gcs_emulator):
 
     manifest = {json.loads(line)["source"]: json.loads(line) for line in
                 bucket.blob("bits/manifest.jsonl").download_as_text().splitlines()}
-    model = model_handler.ExportedSandwich.load(local_model, tile=128, halo=32)
+    model = exported.ExportedSandwich.load(local_model, tile=128, halo=32)
     for name, photo in PHOTOS.items():
         source = np.asarray(Image.open(os.path.join(sample_data.SAMPLES_DIR, photo)).convert("RGB"))
         data = bucket.blob(f"bits/{name}.jpg").download_as_bytes()

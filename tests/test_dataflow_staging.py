@@ -37,6 +37,18 @@ def test_stager_builds_the_package_with_the_pipeline(tmp_path):
             m for m in tar.getmembers() if m.name.endswith("entry_points.txt"))).read().decode()
     for module in ("pipelines/make_dataset.py", "pipelines/beam_options.py",
                    "pipelines/dead_letters.py", "pipelines/patches.py",
-                   "pipelines/tfds_writer.py", "sandwich/image_io.py", "sandwich/specs.py"):
+                   "pipelines/tfds_writer.py", "pipelines/compress.py",
+                   "pipelines/decompress.py", "pipelines/model_handler.py",
+                   "sandwich/image_io.py", "sandwich/specs.py",
+                   # The deployed codec, which the model jobs run on the workers.
+                   "codec/__init__.py", "codec/api.py", "codec/exported.py",
+                   "codec/bottleneck_format.py", "codec/rate_control.py", "codec/tiling.py",
+                   "codec/shipped.py"):
         assert module in names, module
+    # The shipped models (`--model shipped`, the jobs' default) travel with
+    # the code: every file of every export dir under codec/models/.
+    shipped = [os.path.relpath(os.path.join(directory, name), ROOT)
+               for directory, _, files in os.walk(os.path.join(ROOT, "codec", "models"))
+               for name in files]
+    assert not [path for path in shipped if path not in names], shipped
     assert "sandwich-dataset = pipelines.make_dataset:main" in entry_points

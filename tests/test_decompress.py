@@ -18,8 +18,8 @@ import tifffile
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
-from pipelines import (batch_jobs, bottleneck_format, compress, decompress, evaluate, jobs,
-                       model_handler)
+from codec import bottleneck_format, exported
+from pipelines import batch_jobs, compress, decompress, evaluate, jobs
 from sandwich.samples import block_sum
 from sandwich import metrics, scenarios
 from sandwich.image_io import decode_image, encode_png16, png_chunks
@@ -178,7 +178,7 @@ def test_bpp_and_psnr_agree_with_manifest_and_evaluator(round_trip, sources):
     bits, restored, _, _ = round_trip
     manifest = {json.loads(line)["source"]: json.loads(line)
                 for line in (bits / jobs.MANIFEST_FILE).open()}
-    model = model_handler.ExportedSandwich.load(_model(), tile=64, halo=32)
+    model = exported.ExportedSandwich.load(_model(), tile=64, halo=32)
     scenario = scenarios.make("high_bit_depth", bit_depth=10)
     for name in [*SOURCES, "deep.tif"]:
         source, source_bits = _source(sources, name)
@@ -245,7 +245,7 @@ def test_an_identity_header_must_name_a_scenario_that_exists(changes, reason):
     """An identity file is decoded by the scenario its header names, with no
     model to check it against: the header itself must describe a scenario
     that exists, or the file is refused with the reason."""
-    spec = model_handler.read_spec(_model())
+    spec = exported.read_spec(_model())
     header = bottleneck_format.Header.identity(spec, 6.0, 20, 24, 10)
     header.check_model({})  # no model of the set needed
     with pytest.raises(bottleneck_format.BottleneckError, match=reason):
@@ -269,7 +269,7 @@ def test_an_untrained_model_s_files_are_its_identity_s_and_decode_to_its_pixels(
     counts, _ = _quiet(decompress, [f"--input={bits}", f"--output={restored}",
                                     f"--model={_model()}", *TILING, *RUNNER])
     assert counts["written"] == len(manifest) == 2  # coffee.png, rocket.png; not the 8-bit one
-    model = model_handler.ExportedSandwich.load(_model(), tile=64, halo=32)
+    model = exported.ExportedSandwich.load(_model(), tile=64, halo=32)
     for path, record in manifest.items():
         name = path[len(str(sources)) + 1:]
         source, _ = _source(sources, name)

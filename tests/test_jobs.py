@@ -32,10 +32,10 @@ def _png8(value: int) -> bytes:
     return buffer.getvalue()
 
 
-def _summary(model_input):
-    """What a test can compare of a ModelInput: name, container, depths, a value."""
-    return (model_input.path.rsplit("/", 1)[-1], model_input.pixels.dtype.name,
-            model_input.source_bit_depth, int(model_input.pixels[0, 0, 0]))
+def _summary(source):
+    """What a test can compare of a `codec.Source`: name, container, depths, a value."""
+    return (source.path.rsplit("/", 1)[-1], source.pixels.dtype.name,
+            source.source_bit_depth, int(source.pixels[0, 0, 0]))
 
 
 def test_decode_sources_fits_the_model_depth_and_dead_letters_the_rest(tmp_path):

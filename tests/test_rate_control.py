@@ -36,11 +36,12 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
-from pipelines import (bottleneck_format, compress, decompress, evaluate, jobs, model_handler,
-                       rate_control)
+from codec import bottleneck_format, exported, rate_control
+from codec.api import Source
+from codec.exported import ExportedSandwich
+from pipelines import compress, decompress, evaluate, jobs, model_handler
 from pipelines.beam_options import pipeline_options
 from pipelines.dead_letters import Rejected
-from pipelines.model_handler import ExportedSandwich
 from sandwich import alternatives, jpeg, metrics, perceptual, scenarios
 from sandwich.jpeg import tables
 from sandwich.specs import MODEL_SPEC_FILE, SpecError
@@ -224,7 +225,7 @@ def test_a_psnr_target_is_reached_in_the_decoded_file_or_no_candidate_reaches_it
         assert record["missed"] == (f"neither a model of the set nor an identity nor plain JPEG "
                                     f"reaches 32 dB; the best file is {psnr:.2f} dB"), name
         finest = [alternatives.pillow_decode(alternatives.plain_jpeg(source, 100))]
-        for spec in rate_control.identities(model_handler.read_spec(m) for m in _models()):
+        for spec in rate_control.identities(exported.read_spec(m) for m in _models()):
             finest.append(scenarios.from_spec(spec).baseline(source[None], 1.0)[0][0])
         assert all(metrics.psnr(f[None], source[None])[0] < 32 for f in finest), name
     assert sum(not r["missed"] for r in manifest.values()) >= len(photos.HELD_OUT) - 1, manifest
@@ -301,7 +302,7 @@ def test_no_output_is_worse_than_plain_jpeg_or_an_identity_at_its_size(compresse
     output's bytes. And for a rate, the margins over plain JPEG and the
     identity are the output's PSNR less the best of each within the budget."""
     kind, bits, _, _ = compressed
-    specs = rate_control.identities(model_handler.read_spec(m) for m in _models())
+    specs = rate_control.identities(exported.read_spec(m) for m in _models())
     for name, record in _manifest(bits).items():
         data = (bits / f"{name}.jpg").read_bytes()
         header = bottleneck_format.read_header(data)
@@ -438,9 +439,9 @@ def test_the_choice_step_on_its_own():
     alike, and a source the encoder refuses (an empty image) comes out as
     the reason, not as a failed bundle."""
     rng = np.random.default_rng(0)
-    inputs = [jobs.ModelInput("photo", photos.load("chelsea.png")[:96, :128], 8),
-              jobs.ModelInput("noise", rng.integers(0, 256, (64, 80, 3), np.uint8), 8),
-              jobs.ModelInput("empty", np.zeros((0, 16, 3), np.uint8), 8)]
+    inputs = [Source(photos.load("chelsea.png")[:96, :128], 8, path="photo"),
+              Source(rng.integers(0, 256, (64, 80, 3), np.uint8), 8, path="noise"),
+              Source(np.zeros((0, 16, 3), np.uint8), 8, path="empty")]
     target = rate_control.Target("bpp", 2.0)
 
     def outcome(result):
@@ -454,8 +455,8 @@ def test_the_choice_step_on_its_own():
     with test_pipeline.TestPipeline(options=pipeline_options(RUNNER)) as pipeline:
         results = (pipeline
                    | beam.Create(inputs)
-                   | RunInference(rate_control.TargetHandler(_models(), target, fallback=True,
-                                                             tile=96, halo=32))
+                   | RunInference(model_handler.TargetHandler(_models(), target, fallback=True,
+                                                              tile=96, halo=32))
                    | beam.Map(outcome))
         assert_that(results, equal_to([("photo", True), ("noise", True), ("empty", "rejected")]))
 
@@ -542,7 +543,7 @@ def test_an_untrained_model_ties_with_its_identity_and_the_identity_wins(target)
               for factor, model_id in BLANK.items()]
     assert all(list(rate_control.qsteps(m.spec)) == list(rate_control.IDENTITY_QSTEPS[:-1])
                for m in models)
-    source = jobs.ModelInput("chelsea", photos.load("chelsea.png")[:176, :232], 8, "0123456789")
+    source = Source(photos.load("chelsea.png")[:176, :232], 8, "0123456789", "chelsea")
     picks = list(rate_control.candidates(models, source, target, fallback=False))
     by_id = {(coded.header.model_id, coded.header.factor): coded for coded in picks}
     for factor, model_id in BLANK.items():
@@ -562,7 +563,7 @@ def test_a_standard_table_models_identity_codes_with_its_tables():
     other way) is within a level of it, entry by entry."""
     model = _loaded(export_sandwich("high_res", model_id="blank-std", factor=1,
                                     table_shape="standard"))
-    source = jobs.ModelInput("chelsea", photos.load("chelsea.png")[:176, :232], 8, "0123456789")
+    source = Source(photos.load("chelsea.png")[:176, :232], 8, "0123456789", "chelsea")
     target = rate_control.Target("bpp", 0.8)
     identity = next(c for c in rate_control.candidates([model], source, target, fallback=False)
                     if c.kind == "identity")
@@ -606,7 +607,7 @@ def test_rank_by_ms_ssim_writes_the_candidate_of_highest_ms_ssim(model_set, tmp_
         header = bottleneck_format.read_header(data)
         assert header.target == record["target"] == "bpp<=0.5 by ms-ssim"
         source = np.asarray(Image.open(sources / name).convert("RGB"))
-        element = jobs.ModelInput(name, source, 8, header.source_stamp)
+        element = Source(source, 8, header.source_stamp, name)
         scored = []
         for coded in rate_control.candidates(models, element, target, fallback=True):
             assert 8 * len(coded.data) <= 0.5 * source.shape[0] * source.shape[1]
@@ -624,7 +625,7 @@ def test_rank_by_ms_ssim_writes_the_candidate_of_highest_ms_ssim(model_set, tmp_
 def test_rank_by_butteraugli_picks_the_lowest_3_norm():
     """The same for Butteraugli's 3-norm, lower is better: the chosen file is
     the candidate of the lowest, as libjxl measures each file decoded here."""
-    source = jobs.ModelInput("ihc", photos.load("ihc.png")[40:200, 60:284], 8, "0123456789")
+    source = Source(photos.load("ihc.png")[40:200, 60:284], 8, "0123456789", "ihc")
     target = rate_control.Target("bpp", 0.5, "butteraugli")
     models = [_loaded(m) for m in _models()]
     scored = []
@@ -661,7 +662,7 @@ def test_a_kept_file_takes_its_margins_only_from_the_line_that_recorded_it():
     but the `MEASURED` fields, which come from the previous manifest's line
     for this very file, or stay null (a line of another file, or none)."""
     header = bottleneck_format.Header.identity(
-        model_handler.read_spec(_models()[0]), 20.0, 160, 224, 8, "0123456789", "bpp<=0.5")
+        exported.read_spec(_models()[0]), 20.0, 160, 224, 8, "0123456789", "bpp<=0.5")
     header = dataclasses.replace(header, psnr=31.5)
     kept = compress.BottleneckRecord.of("a.png", "out/a.png.jpg", header, 2000)
     line = {**json.loads(kept.to_json()), "margins": {"model": 0.3, "plain-jpeg": 1.2},

@@ -13,10 +13,10 @@ import pytest
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
-from pipelines import batch_jobs, bottleneck_format, compress, decompress, jobs
+from codec import api, bottleneck_format, tiling
+from pipelines import batch_jobs, compress, decompress
 from pipelines.dead_letters import Rejected
 from pipelines.patches import relative_path
-from sandwich import tiling
 from sandwich.specs import ModelSpec
 from tests.sandwich_exports import export_sandwich
 
@@ -84,9 +84,9 @@ def test_a_header_that_disagrees_with_the_model_is_refused(field, value):
 
 
 def test_a_source_too_wide_for_a_jpeg_bottleneck_is_rejected_with_the_reason():
-    jobs.check_jpeg_size(1000, 131_000, 2)  # a 65500-pixel bottleneck fits
+    api.check_jpeg_size(1000, 131_000, 2)  # a 65500-pixel bottleneck fits
     with pytest.raises(Rejected, match="too large for JPEG"):
-        jobs.check_jpeg_size(1000, 70_000, 1)
+        api.check_jpeg_size(1000, 70_000, 1)
 
 
 @pytest.fixture(scope="module")

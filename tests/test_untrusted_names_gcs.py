@@ -9,6 +9,7 @@ that traverse are tested through the pipeline's own step in
 import os
 import tempfile
 
+import numpy as np
 import pytest
 
 from pipelines import model_handler
@@ -27,7 +28,7 @@ def bucket(gcs_emulator):
 
 def test_the_model_copy_is_deleted_after_loading(bucket, tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    model = model_handler.ExportedSandwich.load("gs://untrusted/models/hr", tile=128, halo=32)
+    model = model_handler.load("gs://untrusted/models/hr", tile=128, halo=32)
     assert model.spec.model_id == MODEL_ID
-    assert model.preprocess(model_handler.np.zeros((8, 8, 3), "uint8")).shape == (4, 4, 3)
+    assert model.preprocess(np.zeros((8, 8, 3), "uint8")).shape == (4, 4, 3)
     assert os.listdir(tmp_path) == []

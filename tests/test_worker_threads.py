@@ -46,7 +46,7 @@ def test_a_model_job_sizes_its_unsized_local_workers_by_its_inputs(beam_args, fi
 
 def test_a_worker_gives_tensorflow_its_share_of_the_cores():
     """In a fresh process, as a worker is, before TensorFlow runs anything."""
-    code = ("import tensorflow as tf; from pipelines.model_handler import share_cores; "
+    code = ("import tensorflow as tf; from codec.exported import share_cores; "
             "share_cores(int(__import__('sys').argv[1])); "
             "print(tf.config.threading.get_intra_op_parallelism_threads(), "
             "tf.config.threading.get_inter_op_parallelism_threads())")

@@ -16,7 +16,7 @@ it can be copied, renamed or served by a CDN and still be decompressed.
 
 `jpeg_mode` is the inner codec's colour handling; the quantisation tables
 need no field, since the file's own DQT segment carries them. A file made to
-a target (`pipelines.rate_control`) also records the target (`"target":
+a target (`codec.rate_control`) also records the target (`"target":
 "bpp<=0.5"`) and the PSNR the job measured after decoding it (`"psnr"`),
 so a rerun can list it without measuring it again; a file coded at a fixed
 step has neither.
@@ -190,7 +190,7 @@ class Header:
     # A digest of the source file's size and mtime (`batch_jobs.source_stamp`),
     # so a rerun redoes the bottleneck of a changed source; older files lack it.
     source_stamp: str = ""
-    # What `pipelines.rate_control` aimed at ("" for a fixed qstep), and the
+    # What `codec.rate_control` aimed at ("" for a fixed qstep), and the
     # PSNR it measured after decoding (0 where not measured); both are left
     # out of a fixed-step file's comment.
     target: str = ""
@@ -325,7 +325,8 @@ def identity_bottleneck(spec, source: np.ndarray, *, tile: int = IDENTITY_TILE) 
     pixels an untrained sandwich of the scenario gives its encoder."""
     import tensorflow as tf
 
-    from sandwich import scenarios, tiling
+    from codec import tiling
+    from sandwich import scenarios
 
     scenario = scenarios.from_spec(spec)
     return tiling.downscale_tiled(
@@ -355,7 +356,8 @@ def identity_reconstruction(header: Header, decoded: np.ndarray, *,
     compress measures it, decompress writes it."""
     import tensorflow as tf
 
-    from sandwich import scenarios, tiling
+    from codec import tiling
+    from sandwich import scenarios
 
     scenario = scenarios.from_spec(header)
     return tiling.upscale_tiled(

@@ -66,8 +66,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from pipelines import bottleneck_format, model_handler
-from pipelines.bottleneck_format import FALLBACK, IDENTITY, MODEL, Header
+from codec import bottleneck_format, exported
+from codec.bottleneck_format import FALLBACK, IDENTITY, MODEL, Header
 from sandwich import alternatives, jpeg, metrics
 from sandwich.errors import Rejected
 
@@ -316,7 +316,7 @@ def qsteps(spec) -> np.ndarray:
     return np.geomspace(high, low, max(2, int(np.ceil(np.log(high / low) / np.log(1.01))) + 1))
 
 
-def _model_coder(model: model_handler.ExportedSandwich, source, target: Target) -> _Coder:
+def _model_coder(model: exported.ExportedSandwich, source, target: Target) -> _Coder:
     height, width = source.pixels.shape[:2]
     bottleneck = model.bottleneck_at(source.pixels)
 
@@ -374,9 +374,9 @@ def identities(specs: Iterable) -> list:
     return list(distinct.values())
 
 
-def candidates(models: Sequence[model_handler.ExportedSandwich], source, target: Target, *,
+def candidates(models: Sequence[exported.ExportedSandwich], source, target: Target, *,
                fallback: bool) -> Iterator[Coded]:
-    """Each candidate's pick for `source` (a `jobs.ModelInput`), one after
+    """Each candidate's pick for `source` (a `codec.Source`), one after
     another: every model's, each identity's, and with `fallback` plain
     JPEG's. Each coder and what it holds (a model's bottleneck, its probes)
     is dropped once its pick is made."""
@@ -402,9 +402,9 @@ def check_measurable(target: Target, pixels: np.ndarray) -> None:
                        f"{least} pixels, this image is {pixels.shape[1]}x{pixels.shape[0]}")
 
 
-def choose(models: Iterable[model_handler.ExportedSandwich], source, target: Target, *,
+def choose(models: Iterable[exported.ExportedSandwich], source, target: Target, *,
            fallback: bool) -> Coded:
-    """The file for `source` (a `jobs.ModelInput`) that serves `target` best
+    """The file for `source` (a `codec.Source`) that serves `target` best
     among the candidates (`candidates`), with its margins over the best
     candidate of each other kind (`Target.margin`).
 
@@ -420,24 +420,3 @@ def choose(models: Iterable[model_handler.ExportedSandwich], source, target: Tar
     winner = max(best.values(), key=target.rank)
     return dataclasses.replace(winner, margins={
         kind: target.margin(winner, other) for kind, other in best.items() if kind != winner.kind})
-
-
-class TargetHandler(model_handler.SandwichHandler):
-    """ModelInput -> inference: the `Coded` file that serves the target
-    best, or the `Rejected` reason the encoder gave (the write step turns it
-    into a dead letter; RunInference has no way out for one element)."""
-
-    processors = (model_handler.PREPROCESSOR, model_handler.POSTPROCESSOR)
-
-    def __init__(self, model_dirs: Sequence[str], target: Target, *, fallback: bool,
-                 tile: int | None = None, halo: int | None = None, worker_processes: int = 0):
-        super().__init__(model_dirs, tile=tile, halo=halo, worker_processes=worker_processes)
-        self._target, self._fallback = target, fallback
-
-    def _infer(self, models, element):
-        try:
-            return choose(models.values(), element, self._target, fallback=self._fallback)
-        except Rejected as e:
-            return e
-        except ValueError as e:  # Pillow's size limits, among others
-            return Rejected(f"coding to {self._target.label}: {e}")

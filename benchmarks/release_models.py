@@ -1,0 +1,156 @@
+"""Ships the models a `quality.py` run trained: copies their exports into the package.
+
+    python benchmarks/release_models.py --run out/models --to codec/models
+
+`make models` runs `quality.py` on the public corpus (`corpus.py`) and then
+this. Each export of the run is copied to `<to>/<model_id>/` (the id is the
+run's model name, which ends in its release, `-r1`: a retrained model ships
+under a new id, so old files keep decoding with the weights that wrote
+them), and its `model_spec.json` gains `release`: the corpus it trained on
+with each source's terms (`corpus.provenance`), the held-out photos, the
+commit and the command that trained it, its training budget, and its BD
+figures on the held-out photos against plain JPEG and jpegli (and its
+factor-1 bottleneck as viewers show it), as the run's evaluation measured
+them. `codec.shipped` reads the copies; nothing else is needed to use them.
+"""
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from sandwich.specs import MODEL_SPEC_FILE, ModelSpec  # noqa: E402
+
+from corpus import provenance  # noqa: E402
+
+# The BD figures a release records, of those `pipelines.evaluate` writes.
+BD_FIELDS = ("bd_psnr", "bd_rate", "bd_rate_ms_ssim", "bd_rate_butteraugli")
+REFERENCES = ("jpeg", "jpegli")
+# quality.py's held-out kinds: the photos as given, and their JPEG-sourced copies.
+KINDS = {"": "as_given", "-jpeg": "jpeg_sourced"}
+
+
+def _rounded(figures: dict) -> dict:
+    return {name: None if figures.get(name) is None else round(figures[name], 2)
+            for name in BD_FIELDS if name in figures}
+
+
+def held_out_bd(summaries: dict, name: str, scenario: str) -> dict:
+    """{kind: {reference: BD figures}} of model `name` (and of its `-view`
+    rows, where the evaluation has them) in a quality run's summaries."""
+    measured = {}
+    for suffix, kind in KINDS.items():
+        summary = summaries.get(scenario + suffix)
+        if not summary:
+            continue
+        rows = {}
+        for reference in REFERENCES:
+            for method in (name, f"{name}-view"):
+                figures = summary["bd"].get(reference, {}).get(method)
+                if figures:
+                    label = "view" if method.endswith("-view") else "model"
+                    rows.setdefault(label, {})[reference] = _rounded(figures)
+        measured[kind] = rows
+    return measured
+
+
+def commit() -> str:
+    """The checkout's commit, marked `-dirty` if it has uncommitted changes."""
+    head = subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=REPO, text=True).strip()
+    dirty = subprocess.call(["git", "diff", "--quiet", "HEAD"], cwd=REPO)
+    return head + ("-dirty" if dirty else "")
+
+
+def release(run: str, to: str, command: str | None = None, trained_at: str | None = None) -> list[str]:
+    """Copies every export of the quality run in `run` into `to`; returns the model ids."""
+    with open(os.path.join(run, "quality.json")) as f:
+        record = json.load(f)
+    corpus = provenance(record["train"])
+    shipped = []
+    for name, model in record["models"].items():
+        scenario = model.split("=", 1)[-1].split(":")[0]
+        export = os.path.join(run, "runs", name, "export")
+        with open(os.path.join(export, MODEL_SPEC_FILE)) as f:
+            spec = ModelSpec.from_json(f.read())
+        target = os.path.join(to, spec.model_id)
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(export, target)
+        spec = dataclasses.replace(spec, release={
+            "model": model,
+            "command": command or record.get("command", ""),
+            "commit": trained_at or record.get("commit") or commit(),
+            "budget_minutes": record["budget_minutes"],
+            "trained_on": corpus,
+            "held_out": [os.path.basename(p) for p in record["held_out"]],
+            "held_out_bd": held_out_bd(record["summaries"], spec.model_id, scenario),
+        })
+        with open(os.path.join(target, MODEL_SPEC_FILE), "w") as f:
+            f.write(spec.to_json())
+        shipped.append(spec.model_id)
+        size = sum(os.path.getsize(os.path.join(d, n))
+                   for d, _, names in os.walk(target) for n in names)
+        print(f"{spec.model_id}: {size / 1e6:.1f} MB -> {target}")
+    return shipped
+
+
+def _figure(value, unit: str) -> str:
+    return "undefined" if value is None else f"{value:+.2f}{unit}"
+
+
+def table(to: str) -> str:
+    """The shipped models of `to` and their held-out figures, as markdown:
+    per model, held-out kind and row (the model's decompressed output, and
+    a factor-1 bottleneck as viewers show it), BD-PSNR and the BD-rates at
+    equal MS-SSIM and Butteraugli 3-norm against plain JPEG and against
+    jpegli (negative rates: fewer bytes than the reference for the same
+    quality)."""
+    shown = ("bd_psnr", "bd_rate_ms_ssim", "bd_rate_butteraugli")
+    lines = ["| model | size | held-out photos | vs plain JPEG: BD-PSNR, MS-SSIM, Butteraugli | "
+             "vs jpegli: BD-PSNR, MS-SSIM, Butteraugli |", "|---|---|---|---|---|"]
+    for model_id in sorted(os.listdir(to)):
+        path = os.path.join(to, model_id, MODEL_SPEC_FILE)
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            spec = ModelSpec.from_json(f.read())
+        size = sum(os.path.getsize(os.path.join(d, n))
+                   for d, _, names in os.walk(os.path.dirname(path)) for n in names)
+        about = (f"| `{model_id}` ({spec.scenario} x{spec.factor}, {spec.bit_depth}-bit, "
+                 f"{spec.objective}) | {size / 1e6:.1f} MB")
+        for kind, rows in spec.release.get("held_out_bd", {}).items():
+            for row, references in rows.items():
+                cells = [", ".join(_figure(references.get(r, {}).get(name),
+                                           " dB" if name == "bd_psnr" else "%")
+                                   for name in shown) for r in REFERENCES]
+                label = kind.replace("_", " ") + (", bottleneck as viewed" if row == "view" else "")
+                lines.append(f"{about} | {label} | {cells[0]} | {cells[1]} |")
+                about = "| |"
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", default=os.path.join(REPO, "out", "models"),
+                        help="a quality.py --output directory (its quality.json and runs/)")
+    parser.add_argument("--to", default=os.path.join(REPO, "codec", "models"))
+    parser.add_argument("--command", default=None,
+                        help="the command that trained the run, as the specs record it "
+                             "(default: the one quality.py recorded)")
+    parser.add_argument("--commit", default=None,
+                        help="the commit that trained the run (default: the one quality.py "
+                             "recorded, else this checkout's)")
+    parser.add_argument("--table", action="store_true",
+                        help="only print the shipped models' figures (docs/models.md)")
+    args = parser.parse_args(argv)
+    if not args.table:
+        release(args.run, args.to, args.command, args.commit)
+    print(table(args.to))
+
+
+if __name__ == "__main__":
+    main()

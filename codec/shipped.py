@@ -1,0 +1,73 @@
+"""The models that ship inside the package, so that a user compresses without training first.
+
+`codec/models/<model_id>/` are export dirs as `trainer.export` writes
+them, trained by one command (`make models`, docs/models.md) on public
+photographs; each spec's `release` records the corpus and its licence, the
+commit and command that trained it, and its measured BD figures against
+plain JPEG and jpegli on photos it never saw.
+
+Where a flag or `codec.load` takes an export dir, it also takes:
+- `shipped`: the default set for 8-bit photos, every shipped model of bit
+  depth 8 (`DEFAULT_SET`); with a target, each image gets the best of
+  them, of their identities and of plain JPEG;
+- `shipped-all`: every shipped model, whatever its bit depth: what a
+  decoder needs to read any file the shipped models wrote (`EVERY_MODEL`);
+- a shipped model's id (`hr-x1-r1`): that model alone.
+
+A model id names one set of weights for good: a retrained model ships
+under a new id (the `-rN` suffix), so a file written today decodes with
+the weights that wrote it.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+
+MODELS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
+DEFAULT_SET = "shipped"
+EVERY_MODEL = "shipped-all"
+_SPEC_FILE = "model_spec.json"  # sandwich.specs.MODEL_SPEC_FILE, read without TensorFlow
+
+
+@functools.cache
+def _bit_depths() -> dict[str, int]:
+    """Shipped model id -> the bit depth of the sources it takes."""
+    depths = {}
+    if os.path.isdir(MODELS_DIR):
+        for name in sorted(os.listdir(MODELS_DIR)):
+            path = os.path.join(MODELS_DIR, name, _SPEC_FILE)
+            if os.path.exists(path):
+                with open(path) as f:
+                    depths[name] = int(json.load(f)["bit_depth"])
+    return depths
+
+
+def model_ids() -> list[str]:
+    """The ids of the shipped models (each its directory's name)."""
+    return list(_bit_depths())
+
+
+def names() -> list[str]:
+    """Every name `export_dirs` takes."""
+    return [DEFAULT_SET, EVERY_MODEL, *model_ids()]
+
+
+def is_name(entry: str) -> bool:
+    return entry in names()
+
+
+def export_dirs(name: str) -> tuple[str, ...]:
+    """The export dirs `name` (one of `names()`) stands for; a `ValueError`
+    if the package ships none (a checkout before `make models`)."""
+    depths = _bit_depths()
+    if name == DEFAULT_SET:
+        ids = [model_id for model_id, depth in depths.items() if depth == 8]
+    elif name == EVERY_MODEL:
+        ids = list(depths)
+    else:
+        ids = [name] if name in depths else []
+    if not ids:
+        raise ValueError(f"no shipped model is {name!r}: the package ships "
+                         f"{model_ids() or 'none (run `make models`)'}")
+    return tuple(os.path.join(MODELS_DIR, model_id) for model_id in ids)
