@@ -21,7 +21,7 @@ file that is actually written. Two measures, both through the real encoder:
 What their `*_bpp` count: the bits of the plain JPEG file of each patch
 (`real_roundtrip`'s file sizes: markers, tables and Huffman codes
 included) per patch pixel. They leave out the bottleneck header
-(`pipelines.bottleneck_format`'s comment segment) that a file of
+(`codec.bottleneck_format`'s comment segment) that a file of
 `pipelines.compress` carries; `pipelines.evaluate` counts the whole file,
 header included, per source image: the bpp of the deployed file.
 """

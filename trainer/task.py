@@ -68,12 +68,17 @@ def parser() -> argparse.ArgumentParser:
     io.add_argument("--scenario", choices=SCENARIOS,
                     help="optional: refuse a dataset of another scenario")
     opt = p.add_argument_group("optimisation")
-    opt.add_argument("--steps", type=int, default=default["steps"], help="total steps (resumed runs count on)")
+    opt.add_argument("--steps", type=int, default=argparse.SUPPRESS,
+                     help="total steps (resumed runs count on); default "
+                          f"{default['steps']}, or no bound when --max_train_minutes is "
+                          "given alone: the time budget then ends the run")
     opt.add_argument("--batch_size", type=int, default=default["batch_size"], help="global batch, split over replicas")
     opt.add_argument("--learning_rate", type=float, default=default["learning_rate"], help="Adam step size")
     opt.add_argument("--lr_schedule", choices=LR_SCHEDULES, default=default["lr_schedule"],
                      help="cosine: warmup, then decay to a twentieth of --learning_rate by the "
-                          "end of --steps or --max_train_minutes, whichever comes first")
+                          "end of --steps or --max_train_minutes, whichever comes first (by "
+                          "time alone, the warmup is the budget's first 2%% and the decay "
+                          "ends with it)")
     opt.add_argument("--gamma", type=_gamma, default=default["gamma"],
                      help="weight of the rate (bpp) in the loss, at the nominal step; auto: "
                           "twice the baseline's distortion-rate slope there, measured on the "
@@ -88,8 +93,11 @@ def parser() -> argparse.ArgumentParser:
             help="show each training patch in one of its 8 orientations (quarter "
                  "turns and mirror), drawn anew each time")
     opt.add_argument("--max_train_minutes", type=float,
-                     help="stop training (and export) after this much wall time, "
-                          "even before --steps")
+                     help="stop training (and export) after this much wall time, even "
+                          "before --steps; given without --steps, it alone bounds the run. "
+                          "It counts from the start of this process's training loop: a "
+                          "resumed run gets the budget afresh, and a schedule bounded by "
+                          "time alone starts over")
     opt.add_argument("--seed", type=int, help="shuffle seed; none: a new shuffle each run")
     loss = p.add_argument_group(
         "what the loss measures (each flag left out takes the --objective preset's value)")
@@ -189,10 +197,16 @@ def parser() -> argparse.ArgumentParser:
 def parse(argv=None):
     """The `Config` and the number of logical CPUs the flags ask for."""
     args = parser().parse_args(argv)
+    if args.max_train_minutes is not None and not args.max_train_minutes > 0:
+        parser().error("--max_train_minutes must be positive")
+    # Left out, --steps is the default bound, or none with a time budget.
+    args.steps = getattr(args, "steps", None)
+    if args.steps is None and args.max_train_minutes is None:
+        args.steps = Config.steps
     if not 0.0 <= args.ema_decay < 1.0:
         parser().error("--ema_decay must lie in [0, 1)")
     for flag in ("steps", "batch_size", "checkpoint_every", "eval_patches", "refit_patches"):
-        if getattr(args, flag) < 1:
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
             parser().error(f"--{flag} must be at least 1")
     if args.ms_ssim_weight is not None and (args.distortion or OBJECTIVES[args.objective][
             "distortion"]) != "mix":

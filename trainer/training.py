@@ -58,7 +58,8 @@ class Config:
     data: str
     job_dir: str | None = None
     eval_data: str | None = None
-    steps: int = 1000
+    # None: no bound on steps; `max_train_minutes` alone ends the run.
+    steps: int | None = 1000
     batch_size: int = 8
     learning_rate: float = 1e-3
     lr_schedule: str = "cosine"
@@ -146,6 +147,7 @@ class Result:
     weights_digest: str
     interrupted: bool
     model: Sandwich
+    out_of_time: bool = False  # ended by `--max_train_minutes`, not by `--steps`
 
 
 class Stop:
@@ -209,7 +211,9 @@ def learning_rate(base: float, schedule: str, progress: float) -> float:
     early moments are noisy), then a half cosine from `base` down to
     `FINAL_LR * base`: big steps while far from a good model, small ones to
     settle. Progress is whichever of the step budget and the time budget
-    runs out first, so the decay also ends with `--max_train_minutes`.
+    runs out first, so the decay also ends with `--max_train_minutes`; a
+    run bounded by time alone (no `--steps`) warms up and decays over its
+    time budget.
     """
     if schedule == "constant":
         return base
@@ -220,18 +224,19 @@ def learning_rate(base: float, schedule: str, progress: float) -> float:
 
 class Progress:
     """A console line every few steps: rate, ETA and the loss terms. The
-    ETA is whichever comes first, the last step or the time budget's end."""
+    ETA is whichever comes first, the last step (if any) or the time budget's end."""
 
-    def __init__(self, first: int, last: int, deadline: Deadline):
+    def __init__(self, first: int, last: int | None, deadline: Deadline):
         self._first, self._last, self._deadline = first, last, deadline
         self._start = time.monotonic()
 
     def line(self, step: int, scalars: dict) -> str:
         elapsed = time.monotonic() - self._start
         rate_ = (step - self._first) / max(elapsed, 1e-9)
-        eta = min((self._last - step) / rate_ if rate_ else float("inf"), self._deadline.remaining())
+        by_steps = (self._last - step) / rate_ if rate_ and self._last else float("inf")
+        eta = min(by_steps, self._deadline.remaining())
         terms = " ".join(f"{k} {scalars[k]:.4g}" for k in ("loss", "psnr", "bpp", "qstep"))
-        return (f"step {step}/{self._last} {rate_:.2f} steps/s "
+        return (f"step {step}{f'/{self._last}' if self._last else ''} {rate_:.2f} steps/s "
                 f"eta {_duration(eta)} | {terms}")
 
 
@@ -457,7 +462,11 @@ def _train_step(config: Config, model, optimizer, strategy):
 
 
 def train(config: Config) -> Result:
-    """Runs (or resumes) a training run to `config.steps` and exports it."""
+    """Runs (or resumes) a training run to `config.steps`, or until
+    `config.max_train_minutes` have passed, whichever comes first, and
+    exports it."""
+    if config.steps is None and config.max_train_minutes is None:
+        raise ValueError("a run without a step bound needs a time budget (max_train_minutes)")
     spec = data.read_spec(config.data)
     dirs = Dirs.of(config)
     # Before any TensorFlow op: collective ops are configured at start-up.
@@ -508,8 +517,9 @@ def train(config: Config) -> Result:
                  if chief and config.keep_best else None)
     out_of_time = False
     rate_now = config.learning_rate
+    last = config.steps or float("inf")  # bounded by time alone: no last step
     with Stop() as stop, writer.as_default(step=step):
-        while step < config.steps and not strategies.any_worker(strategy, stop.requested):
+        while step < last and not strategies.any_worker(strategy, stop.requested):
             # Workers agree on the time budget too: one whose clock ran out
             # alone would leave the others waiting in the next all-reduce.
             out_of_time = strategies.any_worker(strategy, deadline.passed(step))
@@ -518,7 +528,7 @@ def train(config: Config) -> Result:
             if config.lr_schedule != "constant":
                 # Workers' clocks differ: they agree on the mean, so they step alike.
                 done = strategies.mean_over_workers(
-                    strategy, max((step + 1) / config.steps, deadline.fraction()))
+                    strategy, max((step + 1) / last, deadline.fraction()))
                 rate_now = learning_rate(config.learning_rate, config.lr_schedule, done)
                 optimizer.learning_rate = rate_now
             scalars = {k: float(v) for k, v in train_step(_next(iterator, config.data)).items()}
@@ -529,7 +539,7 @@ def train(config: Config) -> Result:
             if not np.isfinite(scalars["loss"]):
                 raise FloatingPointError(f"the loss is {scalars['loss']} at step {step}")
             # Called at once, in this iteration: it sees the current step.
-            due = lambda every: every and (step % every == 0 or step == config.steps)  # noqa: B023
+            due = lambda every: every and (step % every == 0 or step == last)  # noqa: B023
             if due(config.summary_every):
                 for name, value in scalars.items():
                     summaries.scalar(f"train/{name}", value)
@@ -545,8 +555,8 @@ def train(config: Config) -> Result:
                     metrics = best.offer(step, model, _evaluate(model, eval_patches, chief))
             if due(config.checkpoint_every):
                 checkpoints.save(step)
-        interrupted = step < config.steps and not out_of_time
-        if step < config.steps:
+        interrupted = step < last and not out_of_time
+        if step < last:
             checkpoints.save(step)
         writer.flush()
     checkpoints.close()
@@ -564,7 +574,7 @@ def train(config: Config) -> Result:
             export_dir = _export(config, spec, scenario, weights, metrics, dirs.export)
             print(f"exported to {export_dir}", flush=True)
     strategies.barrier(strategy)
-    return Result(step, metrics, export_dir, digest, False, model)
+    return Result(step, metrics, export_dir, digest, False, model, out_of_time)
 
 
 def _evaluated(model, average: WeightAverage | None):
