@@ -68,12 +68,14 @@ PRESETS = {
     # +1.70) at 97% of its steps per second: the codec proxy, not the
     # networks, sets the pace there. On twelve photos the two were within noise;
     # wide, in the same 20 minutes, ran 68% of its steps and ended 0.03 dB
-    # below it (docs/ablation.md, sessions 5, 9 and 10).
+    # below it (docs/ablation.md, "Network size": `python benchmarks/quality.py
+    # --models high_res:1 'slim=high_res:1:--size slim' ...`).
     "medium": NetworkSize(unet_widths=(8, 16, 24, 32), mlp_widths=(16, 16)),
     # For upsampling scenarios on CPUs: at x2, 5,000 steps, held out, slim,
     # 8-16-24-32 and this measured +0.72, +0.89 and +1.04 dB over the baseline;
     # in 20 minutes on 264 photos, medium +0.91 and this +1.04 dB, though
-    # medium ran 1.35x its steps (docs/ablation.md, sessions 5 and 10).
+    # medium ran 1.35x its steps (docs/ablation.md, "Network size": `python
+    # benchmarks/ablation.py --factor 2 --arms slim wider reference`).
     "wide": NetworkSize(unet_widths=(16, 32, 48, 64), mlp_widths=(16, 16)),
     "paper": NetworkSize(unet_widths=(32, 64, 128, 256), mlp_widths=(64, 64)),
 }
