@@ -14,10 +14,15 @@ SAMPLES := sandwich/data/samples
 .PHONY: demo library-demo test bench system-packages models
 
 # Debian packages the evaluator and the browser tests run: Butteraugli
-# (libjxl-devtools) and headless Chromium with its WebDriver. Installed when
-# missing (as root, as on CI); otherwise the command says what to install.
-DEBIAN_PACKAGES := libjxl-devtools chromium chromium-driver
-DEBIAN_TOOLS := butteraugli_main chromium chromedriver
+# (libjxl-devtools), headless Chromium with its WebDriver, and Node's npm,
+# which installs the page's onnxruntime-web (web/package-lock.json).
+# Installed when missing (as root, as on CI); otherwise the command says
+# what to install.
+DEBIAN_PACKAGES := libjxl-devtools chromium chromium-driver nodejs npm
+DEBIAN_TOOLS := butteraugli_main chromium chromedriver node npm
+# The browser decoder's runtime, pinned by web/package-lock.json (npm ci
+# writes this file last).
+WEB_RUNTIME := web/node_modules/.package-lock.json
 
 $(VENV)/.installed: setup.py
 	python3 -m venv $(VENV)
@@ -34,36 +39,42 @@ system-packages:
 	  else echo "missing tools; run: sudo apt-get install $(DEBIAN_PACKAGES)"; exit 1; fi; \
 	fi
 
-demo: $(VENV)/.installed system-packages
+$(WEB_RUNTIME): web/package.json web/package-lock.json | system-packages
+	npm ci --prefix web --ignore-scripts --no-audit --no-fund
+
+demo: $(VENV)/.installed system-packages $(WEB_RUNTIME)
 	rm -rf $(DEMO) && mkdir -p $(DEMO)/photos/train $(DEMO)/photos/held_out
 	cp $(SAMPLES)/astronaut.png $(SAMPLES)/chelsea.png $(SAMPLES)/rocket.png $(DEMO)/photos/train/
 	cp $(SAMPLES)/coffee.png $(DEMO)/photos/held_out/
-	@echo "== 1/6 dataset: 64x64 patches at full resolution (Beam, FnApiRunner)"
+	@echo "== 1/7 dataset: 64x64 patches at full resolution (Beam, FnApiRunner)"
 	$(BIN)/sandwich-dataset --input '$(DEMO)/photos/train/*.png' --output $(DEMO)/dataset \
 	  --scenario high_res --factor 1 --patch_size 64 --patches_per_image 256 --eval_fraction 0.34
-	@echo "== 2/6 training on the CPU ($(DEMO_STEPS) steps), TensorBoard logs in $(DEMO)/run/logs"
+	@echo "== 2/7 training on the CPU ($(DEMO_STEPS) steps), TensorBoard logs in $(DEMO)/run/logs"
 	$(BIN)/sandwich-train --data $(DEMO)/dataset --job_dir $(DEMO)/run --steps $(DEMO_STEPS) \
 	  --summary_every 100 \
 	  --checkpoint_every 400 --refit_every 400 --eval_every 600 --image_every 600 --seed 0
-	@echo "== 3/6 compress the held-out photo to a plain JPEG bottleneck"
+	@echo "== 3/7 compress the held-out photo to a plain JPEG bottleneck"
 	$(BIN)/sandwich-compress --input '$(DEMO)/photos/held_out/*.png' --model $(DEMO)/run/export \
 	  --output $(DEMO)/bottlenecks
-	@echo "== 4/6 decompress it back to a PNG at the original size"
+	@echo "== 4/7 decompress it back to a PNG at the original size"
 	$(BIN)/sandwich-decompress --input '$(DEMO)/bottlenecks/*.jpg' --model $(DEMO)/run/export \
 	  --output $(DEMO)/restored
-	@echo "== 5/6 rate-distortion with the real codec against the baseline, plain JPEG and jpegli"
+	@echo "== 5/7 rate-distortion with the real codec against the baseline, plain JPEG and jpegli"
 	$(BIN)/sandwich-eval --models $(DEMO)/run/export --input '$(DEMO)/photos/held_out/*.png' \
 	  --output $(DEMO)/eval
-	@echo "== 6/6 no training: the shipped models (codec/models) code it to 0.5 bpp and back"
+	@echo "== 6/7 no training: the shipped models (codec/models) code it to 0.5 bpp and back"
 	$(BIN)/sandwich-compress --input '$(DEMO)/photos/held_out/*.png' --target_bpp 0.5 \
 	  --output $(DEMO)/shipped/bits
 	$(BIN)/sandwich-decompress --input '$(DEMO)/shipped/bits/*.jpg' --output $(DEMO)/shipped/restored
+	@echo "== 7/7 the post-processor in the browser: the held-out photo's file beside plain JPEG at its bytes"
+	$(PY) -m codec.web_export --model $(DEMO)/run/export --output $(DEMO)/web \
+	  --demo $(DEMO)/bottlenecks/coffee.png.jpg --source $(DEMO)/photos/held_out/coffee.png
 	@echo "RD plots: $(DEMO)/eval/rd*.png; the page with plots, BD tables and side-by-side crops: $(DEMO)/eval/report.html"
 
 library-demo: $(VENV)/.installed system-packages
 	$(PY) -m sandwich.demo
 
-test: $(VENV)/.installed system-packages
+test: $(VENV)/.installed system-packages $(WEB_RUNTIME)
 	$(BIN)/ruff check .
 	$(PY) -m pytest
 
@@ -94,5 +105,5 @@ BENCHMARKS := $(filter-out benchmarks/corpus.py benchmarks/quality.py benchmarks
   benchmarks/release_models.py,\
   $(wildcard benchmarks/*.py))
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed system-packages $(WEB_RUNTIME)
 	for script in $(BENCHMARKS); do $(PY) $$script || exit 1; done

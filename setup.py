@@ -19,11 +19,13 @@ TENSORFLOW = ">=2.21,<2.22"
 REQUIRED = [
     f"tensorflow{TENSORFLOW}",
     "keras>=3.12,<3.16",
-    # [gcp]: gs:// paths and the Dataflow runner.
-    "apache-beam[gcp]>=2.77,<2.78",
-    "tensorflow-datasets>=4.9.10,<4.10",
+    # [gcp]: gs:// paths and the Dataflow runner. Exactly the Beam of the
+    # Dataflow image (docker/dataflow.Dockerfile's base): a job's Beam must
+    # be its workers' (tests/test_containers.py).
+    "apache-beam[gcp]==2.77.0",
     "google-crc32c>=1.5,<2",
-    "Pillow>=11,<13",
+    # 11.3: the first wheels with libavif, which AVIF sources need (sandwich.image_io).
+    "Pillow>=11.3,<13",
     "tifffile>=2025.1,<2027",
     "numpy>=1.26,<3",
     "matplotlib>=3.8,<4",
@@ -47,9 +49,15 @@ EXTRAS = {
     # measured on against TensorFlow (tested: 2.3.0, 1.32.0, 1.17.0 with onnx 1.23.2).
     "runtimes": ["ai-edge-litert>=2.3,<2.4", "onnxruntime>=1.32,<1.33", "tf2onnx>=1.17,<1.18",
                  "onnx>=1.23,<1.24"],
+    # `python -m codec.web_export`: the post-processor as ONNX for the browser
+    # (web/, onnxruntime-web), checked on onnxruntime against TensorFlow
+    # (tested: tf2onnx 1.17.0, onnx 1.23.2, onnxruntime 1.32.0 with TensorFlow 2.21).
+    "web": ["tf2onnx>=1.17,<1.18", "onnx>=1.23,<1.24", "onnxruntime>=1.32,<1.33"],
 }
 EXTRAS["test"] = [
     "pytest>=8,<10",
+    # Reads the datasets back as TFDS does (the jobs write its layout themselves).
+    "tensorflow-datasets>=4.9.10,<4.10",
     "gcp-storage-emulator>=2024.8",
     "google-cloud-storage>=3.0,<4",
     "scikit-image>=0.25,<0.27",
@@ -58,6 +66,7 @@ EXTRAS["test"] = [
     # Drives Debian's headless Chromium (chromium-driver) in the page tests.
     "selenium>=4.51,<4.52",
     *EXTRAS["submit"],
+    *EXTRAS["web"],
     *EXTRAS["compare"],
 ]
 
