@@ -29,6 +29,7 @@ from codec.bottleneck_format import Header
 from codec.exported import POSTPROCESSOR, PREPROCESSOR, ExportedSandwich
 from sandwich.errors import Rejected
 from sandwich.image_io import DEFAULT_MAX_PIXELS, decode_image, fit_bit_depth
+from sandwich.jpeg import tables
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,12 +37,14 @@ class Source:
     """An image to code: its pixels fitted to the models' bit depth, the bit
     depth it came with, and, in a job, a digest of its file's size and
     mtime (`stamp`, which the header keeps so that a rerun redoes a changed
-    source) and its `path`."""
+    source) and its `path`; `alpha_dropped`: its file's transparency was
+    dropped in decoding (`sandwich.image_io`)."""
 
     pixels: np.ndarray
     source_bit_depth: int
     stamp: str = ""
     path: str = ""
+    alpha_dropped: bool = False
 
 
 def check_jpeg_size(height: int, width: int, factor: int) -> None:
@@ -55,14 +58,14 @@ def check_jpeg_size(height: int, width: int, factor: int) -> None:
 
 def read_source(data: bytes, bit_depth: int, *, max_pixels: int = DEFAULT_MAX_PIXELS,
                 factor: int = 1, stamp: str = "", path: str = "") -> Source:
-    """A PNG, TIFF or JPEG file's bytes -> `Source` at `bit_depth`; a bad
-    file is `Rejected` with the reason. Deeper sources are rounded down as
-    the baseline does; shallower ones are refused, since padding bits would
-    claim a precision never there."""
+    """An image file's bytes (PNG, TIFF, JPEG, WebP, AVIF) -> `Source` at
+    `bit_depth`, in sRGB; a bad file is `Rejected` with the reason. Deeper
+    sources are rounded down as the baseline does; shallower ones are
+    refused, since padding bits would claim a precision never there."""
     image = decode_image(data, max_pixels=max_pixels)
     check_jpeg_size(*image.pixels.shape[:2], factor)
     return Source(fit_bit_depth(image.pixels, image.bit_depth, bit_depth), image.bit_depth,
-                  stamp, path)
+                  stamp, path, image.alpha_dropped)
 
 
 def code_at(spec, qstep: float, bottleneck: np.ndarray, source: Source) -> rate_control.Coded:
@@ -158,8 +161,7 @@ class Codec:
         if sum(given) != 1:
             raise ValueError("give one of target_bpp, target_psnr and qstep")
         if qstep is not None:
-            if not 0 < qstep <= rate_control.MAX_QSTEP:
-                raise ValueError(f"qstep must be in (0, {rate_control.MAX_QSTEP}], not {qstep}")
+            tables.check_codable_step(qstep)
             model = self._one(model_id)
             return code_at(model.spec, qstep, model.preprocess(source.pixels, qstep), source)
         kind, value = ((rate_control.BPP, target_bpp) if target_bpp is not None

@@ -151,7 +151,7 @@ _VALIDATORS = {
     "factor": _integer(1, MAX_FACTOR),
     "height": _integer(1, MAX_JPEG_SIDE * MAX_FACTOR),
     "width": _integer(1, MAX_JPEG_SIDE * MAX_FACTOR),
-    "qstep": _number(0, 255),
+    "qstep": _number(0, jpeg.tables.BASELINE_MAX_STEP),
     "source_bit_depth": _integer(8, 16),
     "jpeg_mode": _one_of(jpeg.tables.MODE_NAMES),
     "source_stamp": _text(0),

@@ -69,6 +69,7 @@ import numpy as np
 from codec import bottleneck_format, exported
 from codec.bottleneck_format import FALLBACK, IDENTITY, MODEL, Header
 from sandwich import alternatives, jpeg, metrics
+from sandwich.jpeg import tables
 from sandwich.errors import Rejected
 
 BPP, PSNR = "bpp", "psnr"
@@ -83,11 +84,11 @@ DIGITS = {PSNR: 2, MS_SSIM: 5, BUTTERAUGLI: 3}
 KIND_PREFERENCE = {FALLBACK: 2, IDENTITY: 1, MODEL: 0}
 # A file this much under its rate is reported: the budget was not used.
 RATE_SLACK = 0.03
-# The header's range of steps; flat tables are integers, so one per integer.
-MIN_QSTEP, MAX_QSTEP = 1, 255
 QUALITIES = tuple(range(1, 101))  # Pillow's, cheapest file first
 # An identity's steps: every flat one, coarsest first (it has no trained range).
-IDENTITY_QSTEPS = tuple(float(q) for q in range(MAX_QSTEP, MIN_QSTEP - 1, -1))
+# (Flat tables are integers in `tables.BASELINE_MIN_STEP..BASELINE_MAX_STEP`.)
+IDENTITY_QSTEPS = tuple(float(q) for q in range(tables.BASELINE_MAX_STEP,
+                                                tables.BASELINE_MIN_STEP - 1, -1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,11 +309,11 @@ def qsteps(spec) -> np.ndarray:
     tables (the encoder rounds them; the nearest one if the range holds
     none), a geometric grid 1% apart for trained tables, which rescale
     continuously."""
-    low, high = np.clip(spec.qstep_bounds, MIN_QSTEP, MAX_QSTEP)
+    bounds = tables.BASELINE_MIN_STEP, tables.BASELINE_MAX_STEP
+    low, high = np.clip(spec.qstep_bounds, *bounds)
     if spec.qtables is None:
         steps = np.arange(np.floor(high), np.ceil(low) - 1, -1, dtype=np.float64)
-        return steps if len(steps) else np.array([float(np.clip(round(spec.qstep), MIN_QSTEP,
-                                                                 MAX_QSTEP))])
+        return steps if len(steps) else np.array([float(np.clip(round(spec.qstep), *bounds))])
     return np.geomspace(high, low, max(2, int(np.ceil(np.log(high / low) / np.log(1.01))) + 1))
 
 

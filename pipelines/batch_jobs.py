@@ -5,7 +5,7 @@ path relative to the glob's fixed directory (`photos/a/b.png` read with
 `photos/*/*` lands at `<output>/a/b.png.jpg`), so the output tree mirrors
 the input tree.
 
-Input names are untrusted (`patches.relative_path` refuses any that could
+Input names are untrusted (`paths.relative_path` refuses any that could
 land outside `--output`), and two inputs that would share an output keep
 only the first: the others are dead letters, never overwritten outputs.
 
@@ -40,9 +40,12 @@ from apache_beam.metrics import Metrics, MetricsFilter
 
 from pipelines import dead_letters
 from pipelines.dead_letters import Rejected, TryFlatMap
-from pipelines.patches import input_base, relative_path
+from pipelines.paths import input_base, relative_path
 
 INPUTS, WRITTEN, SKIPPED, REDONE = "inputs", "written", "skipped", "redone"
+# Inputs whose transparency decoding dropped (`sandwich.image_io`): counted,
+# and said in the account.
+ALPHA_DROPPED = "alpha_dropped"
 DONE = "done"
 # Enough for any header we read (a JPEG's markers up to the scan, a PNG's
 # IHDR and sBIT) and any end marker.
@@ -53,7 +56,7 @@ def output_path(path: str, input_pattern: str, output: str, rename: Callable[[st
     """Where the output of the input file `path` goes: its relative path, renamed.
 
     An input whose name could place its output outside `output` is `Rejected`
-    (`patches.relative_path` is the rule).
+    (`paths.relative_path` is the rule).
     """
     return FileSystems.join(output, rename(relative_path(path, input_base(input_pattern))))
 
@@ -169,6 +172,19 @@ class _Counted:
         return element
 
 
+class CountAlphaDropped:
+    """`codec.Source` -> itself; counts it under `namespace`/`ALPHA_DROPPED`
+    when its file's transparency was dropped."""
+
+    def __init__(self, namespace: str):
+        self._counter = Metrics.counter(namespace, ALPHA_DROPPED)
+
+    def __call__(self, source):
+        if source.alpha_dropped:
+            self._counter.inc()
+        return source
+
+
 class WriteOutputs(beam.PTransform):
     """PredictionResults -> (records, dead letters): `write` (one result ->
     its output file, written atomically -> its record) on a pool of
@@ -215,7 +231,8 @@ def dead_letters_by_step(result) -> dict[str, int]:
 
 def account(counts: dict, dead_letter_path: str, outputs: str = WRITTEN) -> str:
     """The closing line, and a `RuntimeError` if an input went missing;
-    `outputs` names what the job made of an input."""
+    `outputs` names what the job made of an input. A second line counts
+    the inputs whose transparency was dropped, if any (`alpha_line`)."""
     steps = ", ".join(f"{n} {v}" for n, v in sorted(counts["dead_letters_by_step"].items()))
     line = (f"inputs: {counts[INPUTS]} = {counts[WRITTEN]} {outputs} "
             f"({counts[REDONE]} of them redone) + {counts[SKIPPED]} already complete + "
@@ -223,7 +240,14 @@ def account(counts: dict, dead_letter_path: str, outputs: str = WRITTEN) -> str:
             f" -> {dead_letter_path}")
     if counts[INPUTS] != counts[WRITTEN] + counts[SKIPPED] + counts["dead_letters"]:
         raise RuntimeError(f"inputs do not add up: {line}")
-    return line
+    return line + alpha_line(counts.get(ALPHA_DROPPED, 0))
+
+
+def alpha_line(count: int) -> str:
+    """The account's line on the inputs decoded with their transparency
+    dropped ("" for none)."""
+    return (f"\n{count} of them had transparency, dropped: their colour channels are "
+            "used as stored (docs/formats.md, source images)") if count else ""
 
 
 class NameOutput:

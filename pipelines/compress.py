@@ -9,7 +9,8 @@ r"""Batch compression: source images -> sandwich bottleneck JPEGs and a manifest
 
     python -m pipelines.compress --input photos/ --model runs/models/ --target_bpp 0.5 --output bits/
 
-Each file the glob matches is decoded (PNG/TIFF of 8 to 16 bits, JPEG; see
+Each file the glob matches is decoded to sRGB (PNG/TIFF of 8 to 16 bits,
+JPEG, WebP, AVIF; ICC profiles converted, alpha dropped and counted: see
 `sandwich.image_io`), fitted to the model's bit depth, run through the
 pre-processor (Beam's RunInference, one model per worker process, in tiles:
 see `model_handler`) and the real JPEG encoder, and written to
@@ -31,7 +32,8 @@ Two modes:
   (model, identity, plain JPEG), mean bpp, mean PSNR, targets missed and why.
 
 The output directory also holds `manifest.jsonl` (one line per bottleneck:
-source, size, bit depths, scenario, qstep, model id, bytes, bpp) and
+source, size, bit depths, scenario, qstep, model id, bytes, bpp, whether
+the source's transparency was dropped) and
 `dead_letters.jsonl` (every input that could not be used, with the reason);
 in target mode each line also has the target, the measured PSNR (and the
 ranked MS-SSIM or Butteraugli), the fallback's quality, why a target was
@@ -66,6 +68,7 @@ from pipelines import batch_jobs, beam_options, jobs, model_handler
 from pipelines.dead_letters import Rejected
 from sandwich import metrics
 from sandwich.image_io import DEFAULT_MAX_PIXELS
+from sandwich.jpeg import tables
 from sandwich.specs import ModelSpec
 
 NAMESPACE = "compress"
@@ -107,9 +110,11 @@ class Config(jobs.JobConfig):
 
 
 # The manifest's fields that a target-mode choice measures but the file's
-# header does not hold: a rerun that keeps the file carries them over from
-# the previous manifest (`CarryMeasured`).
+# header does not hold. They, and whether the source's transparency was
+# dropped, are what a rerun that keeps the file carries over from the
+# previous manifest (`CARRIED`, `CarryMeasured`).
 MEASURED = ("margins", "ms_ssim", "butteraugli")
+CARRIED = (*MEASURED, "alpha_dropped")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +127,9 @@ class BottleneckRecord:
     target mode only, as are the `MEASURED` fields, which the file's header
     does not hold: `margins` (`rate_control.Target.margin` over the best
     file of each other kind, by kind) and `ms_ssim` or `butteraugli` (its
-    3-norm) where a rate target ranks by them.
+    3-norm) where a rate target ranks by them. `alpha_dropped`: the
+    source's transparency was dropped, its colour coded (null where a rerun
+    kept a file that the previous manifest does not describe).
     """
 
     source: str
@@ -145,10 +152,11 @@ class BottleneckRecord:
     margins: dict[str, float | None] | None = None
     ms_ssim: float | None = None
     butteraugli: float | None = None
+    alpha_dropped: bool | None = False
 
     @classmethod
     def of(cls, source: str, output: str, header: bottleneck_format.Header, size: int,
-           coded: rate_control.Coded | None = None):
+           coded: rate_control.Coded | None = None, alpha_dropped: bool = False):
         """The record of a file from its header and size, and from `coded`,
         the choice that made it in this run, its `MEASURED` fields."""
         bpp = float(metrics.bits_per_pixel(8 * size, header.height, header.width))
@@ -162,7 +170,8 @@ class BottleneckRecord:
                    rate_control.missed(rate_control.Target.parse(header.target), bpp, header.psnr,
                                        header.bit_depth, header.model_id)
                    if header.target else "",
-                   header.kind if header.target else "", **measured)
+                   header.kind if header.target else "", **measured,
+                   alpha_dropped=alpha_dropped)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -221,7 +230,7 @@ class WriteBottleneck:
         output = self._config.output_path(source.path)
         batch_jobs.write_atomically(output, coded.data)
         yield BottleneckRecord.of(source.path, output, coded.header, len(coded.data),
-                                  coded if self._config.target else None)
+                                  coded if self._config.target else None, source.alpha_dropped)
 
 
 def _previous_records(path: str):
@@ -240,24 +249,25 @@ def _previous_records(path: str):
 
 
 def _carried(group):
-    """A kept file's record, with the `MEASURED` fields of the previous
+    """A kept file's record, with the `CARRIED` fields of the previous
     manifest line that describes this very file (every other field equal),
-    else as it is (those fields null)."""
+    else with them null."""
     _, grouped = group
     for record in grouped["kept"]:
         fields = dataclasses.asdict(record)
         same = [line for line in grouped["previous"]
                 if all(line.get(name) == value for name, value in fields.items()
-                       if name not in MEASURED)]
-        yield dataclasses.replace(record, **{name: same[0].get(name) for name in MEASURED}) \
-            if same else record
+                       if name not in CARRIED)]
+        yield dataclasses.replace(record, **{name: same[0].get(name) if same else None
+                                             for name in CARRIED})
 
 
 class CarryMeasured(beam.PTransform):
-    """Records of the files a rerun keeps -> the same, with what the choice
-    measured that the header does not hold (`MEASURED`), from the manifest
-    the last run wrote, joined by output path. The read runs before this
-    run's manifest replaces the file: the write depends on it."""
+    """Records of the files a rerun keeps -> the same, with what their
+    header does not hold (`CARRIED`: what the choice measured, whether the
+    alpha was dropped), from the manifest the last run wrote, joined by
+    output path. The read runs before this run's manifest replaces the
+    file: the write depends on it."""
 
     def __init__(self, manifest_path: str):
         super().__init__()
@@ -279,7 +289,7 @@ def build(pipeline: beam.Pipeline, config: Config) -> None:
         pipeline, config.input, NAMESPACE, config.output_path,
         batch_jobs.SkipCompleted(NAMESPACE, config.output_path, CompletedBottleneck(config)))
     sources, undecodable = files | "Decode" >> jobs.DecodeSources(
-        config.specs[0].bit_depth, config.max_pixels, min(s.factor for s in config.specs))
+        NAMESPACE, config.specs[0].bit_depth, config.max_pixels, min(s.factor for s in config.specs))
     if config.target is None:
         coded = sources | "Preprocess" >> RunInference(model_handler.PreprocessHandler(
             config.models, config.qstep, tile=config.tile, halo=config.halo,
@@ -288,7 +298,7 @@ def build(pipeline: beam.Pipeline, config: Config) -> None:
         coded = sources | "ChooseAndEncode" >> RunInference(model_handler.TargetHandler(
             config.models, config.target, fallback=config.fallback, tile=config.tile,
             halo=config.halo, worker_processes=config.worker_processes))
-        done = done | "CarryMeasured" >> CarryMeasured(config.manifest_path)
+    done = done | "CarryMeasured" >> CarryMeasured(config.manifest_path)
     # The JPEG encoder and the file writes release the GIL: they run beside
     # the pre-processor of the next images.
     written, unwritten = coded | "Write" >> batch_jobs.WriteOutputs(
@@ -345,8 +355,10 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
             parser.error(f"{len(models)} models ({', '.join(s.model_id for s in specs)}): a "
                          "model set needs --target_bpp or --target_psnr, or --model naming one")
         qstep = float(specs[0].qstep if args.qstep is None else args.qstep)
-        if not 0 < qstep <= rate_control.MAX_QSTEP:
-            parser.error(f"--qstep must be in (0, {rate_control.MAX_QSTEP}]")
+        try:
+            tables.check_codable_step(qstep)
+        except ValueError as e:
+            parser.error(f"--{e}")
     exported.source_bit_depth(specs)
     args.tile, args.halo = exported.tile_layout([s.factor for s in specs], args.tile,
                                                      args.halo)

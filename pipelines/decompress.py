@@ -53,7 +53,7 @@ from PIL import Image
 from codec import api, bottleneck_format, exported, shipped
 from pipelines import batch_jobs, beam_options, jobs, model_handler
 from pipelines.dead_letters import Rejected, TryFlatMap
-from pipelines.patches import input_pattern
+from pipelines.paths import input_pattern
 from sandwich.image_io import (DEFAULT_MAX_PIXELS, encode_png16, insert_chunk_after_ihdr,
                                png_chunks)
 from sandwich.specs import ModelSpec

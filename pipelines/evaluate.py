@@ -80,11 +80,10 @@ import dataclasses
 import io
 import json
 import sys
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import apache_beam as beam
 import numpy as np
-import tensorflow as tf
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -93,10 +92,15 @@ from apache_beam.metrics import Metrics
 from codec import bottleneck_format, exported, shipped
 from pipelines import batch_jobs, beam_options, jobs, model_handler
 from pipelines.dead_letters import TryFlatMap
-from sandwich import alternatives, metrics, perceptual, scenarios
+from sandwich import alternatives, metrics, perceptual
 from sandwich.errors import Rejected
 from sandwich.image_io import DEFAULT_MAX_PIXELS, encode_png16
 from sandwich.jpeg.tables import DEFAULT_MODE
+
+# `sandwich.scenarios` and TensorFlow are imported where they run, so that
+# `sandwich-eval --help` and a flag's error answer without loading TensorFlow.
+if TYPE_CHECKING:
+    from sandwich import scenarios
 
 NAMESPACE = "evaluate"
 SANDWICH = "sandwich"
@@ -232,9 +236,15 @@ class EightBitCeiling:
     and the codec's output scaled back to the middle of each step (`back`)."""
 
     def __init__(self, bit_depth: int):
+        from sandwich import scenarios
+
         self._scenario = scenarios.Scenario("high_bit_depth", bit_depth, 1)
 
     def rgb(self, source: np.ndarray) -> np.ndarray:
+        import tensorflow as tf
+
+        from sandwich import scenarios
+
         return scenarios.codec_input(self._scenario.to_bottleneck(
             tf.cast(source[None], tf.float32)))[0].numpy()
 
@@ -369,7 +379,7 @@ def build(pipeline: beam.Pipeline, config: Config) -> None:
         | "MatchFiles" >> fileio.MatchFiles(config.input)
         | "CountInputs" >> beam.Map(_count_input)
         | "ReadMatches" >> fileio.ReadMatches(compression=CompressionTypes.UNCOMPRESSED)
-        | "Decode" >> jobs.DecodeSources(config.bit_depth, config.max_pixels,
+        | "Decode" >> jobs.DecodeSources(NAMESPACE, config.bit_depth, config.max_pixels,
                                          min(s.factor for s in config.scenarios)))
     sources, too_small = sources | "CheckSize" >> TryFlatMap(
         CheckSize(config.metrics), step="check_size", path_of=_path_of_source)
@@ -748,6 +758,8 @@ def parse_args(argv=None) -> tuple[Config, dict, list[str]]:
     chosen_metrics = tuple(m for m in METRICS if m == "psnr" or m in args.metrics)
     if "butteraugli" in chosen_metrics and (why := perceptual.available()):
         parser.error(why)
+    from sandwich import scenarios
+
     models = tuple(d for m in args.models for d in model_handler.export_dirs(m))
     specs = _model_specs(models)
     model_scenarios = {model_id: scenarios.from_spec(spec) for model_id, spec in specs.items()}

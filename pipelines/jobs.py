@@ -33,7 +33,7 @@ from codec import api, exported
 from pipelines import batch_jobs, beam_options, process_exit
 from pipelines.beam_options import pipeline_options
 from pipelines.dead_letters import Rejected, TryFlatMap
-from pipelines.patches import input_pattern
+from pipelines.paths import input_pattern
 from sandwich import logs
 
 DEAD_LETTER_FILE = "dead_letters.jsonl"
@@ -178,13 +178,19 @@ def path_of_file(readable) -> str:
 
 
 class DecodeSources(beam.PTransform):
-    """ReadableFiles -> (`codec.Source`s, dead letters of the files that are no usable image)."""
+    """ReadableFiles -> (`codec.Source`s, dead letters of the files that are no
+    usable image); the sources whose transparency was dropped are counted
+    (`batch_jobs.ALPHA_DROPPED`) under the job's `namespace`."""
 
-    def __init__(self, bit_depth: int, max_pixels: int, factor: int = 1):
+    def __init__(self, namespace: str, bit_depth: int, max_pixels: int, factor: int = 1):
         super().__init__()
+        self._namespace = namespace
         self._decode = DecodeSource(bit_depth, max_pixels, factor)
 
     def expand(self, files):
         # `Rejected` covers `ImageDecodeError`; `OSError` a file gone since matched.
-        return files | TryFlatMap(self._decode, step="decode", path_of=path_of_file,
-                                  errors=(Rejected, OSError))
+        sources, letters = files | TryFlatMap(self._decode, step="decode", path_of=path_of_file,
+                                              errors=(Rejected, OSError))
+        counted = sources | "CountAlphaDropped" >> beam.Map(
+            batch_jobs.CountAlphaDropped(self._namespace))
+        return counted, letters

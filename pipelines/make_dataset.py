@@ -8,14 +8,15 @@ r"""Turns image corpora into scenario datasets: TFRecord patches in the TFDS lay
         --runner DataflowRunner --project P --region R \
         --temp_location gs://bucket/tmp --setup_file ./setup.py
 
-Every file the glob matches is read and decoded (PNG and TIFF of 8 to 16
-bits, JPEG; see `sandwich.image_io`), fitted to the scenario's bit depth, and
-cut into patches at full resolution; whole sources go to `train` or `eval` by
-a hash of their path. The output directory then holds the shards,
-`dataset_info.json`/`features.json` (so `tfds.builder_from_directory(output)`
-reads it), `dataset_spec.json` (the `sandwich.specs.DatasetSpec` the trainer
-checks) and `dead_letters.jsonl`: every file that could not be used, with the
-reason. The job ends by printing the account: sources in = used + dead letters.
+Every file the glob matches is read and decoded to sRGB (PNG and TIFF of 8
+to 16 bits, JPEG, WebP, AVIF; see `sandwich.image_io`), fitted to the
+scenario's bit depth, and cut into patches at full resolution; whole
+sources go to `train` or `eval` by a hash of their path. The output
+directory then holds the shards, `dataset_info.json`/`features.json` (so
+`tfds.builder_from_directory(output)` reads it), `dataset_spec.json` (the
+`sandwich.specs.DatasetSpec` the trainer checks) and `dead_letters.jsonl`:
+every file that could not be used, with the reason. The job ends by
+printing the account: sources in = used + dead letters.
 
 Only file names cross a shuffle: each source goes to a shard of its split by
 a hash of its path, and the worker that writes a shard reads, decodes and
@@ -44,9 +45,11 @@ from apache_beam import pvalue
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
 
 import sandwich
 from pipelines import batch_jobs, beam_options, jobs, process_exit, tfds_writer
+from pipelines import paths
 from pipelines import patches as patch_lib
 from pipelines.dead_letters import DEAD_LETTERS, Attempt, Rejected, TryFlatMap
 from sandwich.image_io import DEFAULT_MAX_PIXELS, decode_image, fit_bit_depth
@@ -109,6 +112,7 @@ class DatasetSource:
 # patch, most of the job's time, to save half of the bytes of
 # photographs (docs/formats.md). TFDS reads both kinds back by itself.
 PATCH_ENCODING = "raw"
+NAMESPACE = "make_dataset"  # the job's Beam counters
 
 
 def features_json(patch_size: int, bit_depth: int) -> dict:
@@ -136,23 +140,27 @@ class NameSource:
 
     def __init__(self, config: Config):
         self._config = config
-        self._base = patch_lib.input_base(config.input)
+        self._base = paths.input_base(config.input)
 
     def __call__(self, metadata):
-        key = patch_lib.relative_path(metadata.path, self._base)
+        key = paths.relative_path(metadata.path, self._base)
         yield SourceFile(metadata.path, key, patch_lib.split_of(key, self._config.eval_fraction))
 
 
 class DecodeSource:
     """SourceFile -> DatasetSource; bad files raise `ImageDecodeError` (a
-    `Rejected`) or `OSError`."""
+    `Rejected`) or `OSError`. Sources whose transparency was dropped are
+    counted (`batch_jobs.ALPHA_DROPPED`); it runs on the bundle's thread."""
 
     def __init__(self, config: Config):
         self._config = config
+        self._alpha_dropped = Metrics.counter(NAMESPACE, batch_jobs.ALPHA_DROPPED)
 
     def __call__(self, file: SourceFile):
         with FileSystems.open(file.path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
             image = decode_image(f.read(), max_pixels=self._config.max_pixels)
+        if image.alpha_dropped:
+            self._alpha_dropped.inc()
         yield DatasetSource(file, image.pixels, image.bit_depth)
 
 
@@ -338,9 +346,11 @@ def account(spec: DatasetSpec, result, dead_letter_path: str) -> str:
     s = spec.sources
     by_step = batch_jobs.dead_letters_by_step(result)
     steps = ", ".join(f"{n} {by_step[n]}" for n in sorted(by_step) if n != "total")
+    alpha = batch_jobs.counters(result, NAMESPACE).get(batch_jobs.ALPHA_DROPPED, 0)
     return (f"sources: {s['matched']} in = {s['used']} used (train {s['train']}, "
             f"eval {s['eval']}) + {s['dead_letters']} dead letters"
-            f"{f' ({steps})' if steps else ''} -> {dead_letter_path}\n"
+            f"{f' ({steps})' if steps else ''} -> {dead_letter_path}"
+            f"{batch_jobs.alpha_line(alpha)}\n"
             f"patches: train {spec.splits['train']}, eval {spec.splits['eval']} "
             f"({spec.patch_size}x{spec.patch_size}, {spec.bit_depth}-bit)")
 

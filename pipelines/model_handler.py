@@ -30,7 +30,7 @@ from codec import api, exported, rate_control
 from codec.exported import POSTPROCESSOR, PREPROCESSOR, ExportedSandwich, cores_per_process
 from pipelines import process_exit
 from pipelines.dead_letters import Rejected
-from pipelines.patches import relative_path
+from pipelines.paths import relative_path
 from sandwich.specs import ModelSpec, SpecError
 
 

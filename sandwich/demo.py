@@ -12,7 +12,8 @@ import argparse
 import numpy as np
 
 from sandwich import metrics, samples
-from sandwich.jpeg import proxy_roundtrip, real_roundtrip, tables
+from sandwich.jpeg import real_roundtrip, tables
+from sandwich.rate import proxy_roundtrip
 
 
 def main(argv=None) -> None:

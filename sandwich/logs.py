@@ -16,6 +16,11 @@ imported and sets it only if the user has not (`TF_CPP_MIN_LOG_LEVEL=0`
 brings those logs back). Beam's worker processes inherit it. The lines the
 CUDA plug-in prints before TensorFlow's logging starts ("Could not find cuda
 drivers") obey no setting.
+
+One Beam warning is dropped unless `--verbose`: RunInference warns "Resource
+module is not available" on every run without PyTorch (Beam 2.77 sets
+`resource` to None when its optional PyTorch import fails), though nothing
+is wrong.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ OWN = ("sandwich", "pipelines", "trainer", "__main__", "apache_beam.runners.data
 FORWARDED = ("apache_beam.runners.portability.local_job_service",)
 # Errors that matter reach Python as exceptions; the rest is device set-up.
 NATIVE = {"TF_CPP_MIN_LOG_LEVEL": "3"}
+BEAM_NOISE = "Resource module is not available for current platform"
 
 
 def quiet_native_logs() -> None:
@@ -52,3 +58,17 @@ def set_up(argv) -> None:
         logging.getLogger(name).setLevel(logging.INFO)
     for name in FORWARDED:
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.ERROR)
+    if not verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_DropMessage(BEAM_NOISE))
+
+
+class _DropMessage(logging.Filter):
+    """Drops the records whose message starts with `start`."""
+
+    def __init__(self, start: str):
+        super().__init__()
+        self._start = start
+
+    def filter(self, record) -> bool:
+        return not str(record.msg).startswith(self._start)

@@ -79,7 +79,8 @@ import numpy as np
 import tensorflow as tf
 
 from sandwich import metrics, networks, scenarios, specs
-from sandwich.jpeg import proxy_roundtrip, real_roundtrip, tables
+from sandwich.jpeg import real_roundtrip, tables
+from sandwich.rate import proxy_roundtrip
 from sandwich.scenarios import Scenario, codec_input
 
 # How a rate-conditioned sandwich's pre-processor reads the step: not at all
@@ -87,7 +88,7 @@ from sandwich.scenarios import Scenario, codec_input
 # its branches, or as a learned per-channel gain on its residual.
 PREPROCESSOR_CONDITIONING = ("off", "input", "gain")
 # The step is kept above this floor: a JPEG table entry is at least 1.
-QSTEP_FLOOR = 1.0
+QSTEP_FLOOR = float(tables.BASELINE_MIN_STEP)
 SCALARS = ("loss", "distortion", "bpp", "penalty", "psnr", "qstep")
 # Logged where the loss has them: the batch's MS-SSIM (when D uses it) and
 # the view term's D (when it is weighted).
@@ -135,16 +136,6 @@ class Forward(typing.NamedTuple):
     reconstruction: tf.Tensor
     bits: tf.Tensor
     qstep: tf.Tensor
-
-
-def check_qstep_range(qstep_range) -> tuple[float, float] | None:
-    """`(low, high)` as floats with `QSTEP_FLOOR < low < high`, or None."""
-    if qstep_range is None:
-        return None
-    low, high = (float(q) for q in qstep_range)
-    if not QSTEP_FLOOR < low < high:
-        raise ValueError(f"a qstep range needs {QSTEP_FLOOR} < low < high, got {qstep_range}")
-    return low, high
 
 
 def _qstep_parameter(qstep: float) -> float:
@@ -323,7 +314,7 @@ class Sandwich(keras.Model):
         if quantization not in QUANTIZATIONS:
             raise ValueError(f"quantization must be one of {sorted(QUANTIZATIONS)}, "
                              f"got {quantization!r}")
-        self.qstep_range = check_qstep_range(qstep_range)
+        self.qstep_range = specs.check_qstep_range(qstep_range)
         if self.qstep_range:
             qstep = math.sqrt(self.qstep_range[0] * self.qstep_range[1])
         self.scenario = scenario

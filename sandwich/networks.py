@@ -18,7 +18,8 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from sandwich import checks, resample
+from sandwich import resample
+from sandwich.jpeg import checks
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,6 +23,11 @@ free of host callbacks so it compiles for XLA, TPUs and multiple replicas.
 `GaussianRateModel` is the textbook alternative: the high-rate entropy of a
 Gaussian per coefficient position.
 
+`proxy_roundtrip` is the proxy codec with its bits: `sandwich.jpeg.proxy`'s
+decoded pixels and quantisation indices, and the rate model's estimate of
+the file they make. It lives here, above both, so that the proxy needs
+nothing of the rate model that is calibrated on it.
+
 Run `python -m sandwich.rate` to recalibrate the default table on the bundled
 photographs; it prints how far the model is from the real bit count.
 """
@@ -328,6 +333,31 @@ class GaussianRateModel(tf.Module):
             per_position = 0.5 * tf.math.log(2 * math.pi * math.e * (variance + 1e-6)) / math.log(2.0)
             total += float(k.shape[1]) * tf.reduce_sum(tf.nn.relu(per_position), axis=1)
         return total
+
+
+def proxy_roundtrip(images, qstep, *, color_mode: str = "ycbcr", subsampling: str = "420",
+                    rate_model=None):
+    """Differentiable stand-in for `real_roundtrip`.
+
+    Args:
+      images: float32 `[b, h, w, c]` in 0..255 (c = 1 or 3); any h and w.
+      qstep: the flat quantisation step, a positive scalar (may be a
+        variable), or `[2, 64]` quantisation tables (luma, chroma).
+      color_mode, subsampling: the inner codec's mode (`sandwich.jpeg.tables`);
+        by default YCbCr 4:2:0, as every JPEG encoder does.
+      rate_model: maps the quantisation indices to bits; defaults to
+        `LogRateModel.default(...)` for the mode, calibrated
+        on the real encoder.
+
+    Returns:
+      `(decoded, bits)`: decoded float32 images like `images`, rounded and
+      clipped as a decoder outputs them; bits, a float32 `[b]` estimate of each
+      image's JPEG file size in bits.
+    """
+    decoded, indices = proxy.proxy_code(images, qstep, color_mode=color_mode,
+                                        subsampling=subsampling)
+    rate_model = rate_model or LogRateModel.default(tables.JpegMode(color_mode, subsampling))
+    return decoded, rate_model.bits(indices, qstep)
 
 
 def calibration_path(mode: tables.JpegMode) -> pathlib.Path:

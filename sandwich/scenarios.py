@@ -35,8 +35,8 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from sandwich import checks, resample, specs
-from sandwich.jpeg import real_roundtrip, ste_round, tables
+from sandwich import resample, specs
+from sandwich.jpeg import checks, real_roundtrip, ste_round, tables
 from sandwich.jpeg.ste import straight_through
 
 DEFAULT_FACTOR = {"high_bit_depth": 1, "high_res": 2}

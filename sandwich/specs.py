@@ -91,6 +91,43 @@ def check_patch_size(patch_size: int, factor: int) -> None:
             f"patch_size {patch_size} must be a positive multiple of 8 x factor ({8 * factor})")
 
 
+# A model trained at one step (no `qstep_range`) serves half to twice it
+# (`qstep_bounds`): the steps rate control may code it at, the evaluator
+# sweeps for its curve and the trainer measures its best weights over.
+SINGLE_STEP_SPAN = 2.0
+
+
+def check_qstep_range(qstep_range) -> tuple[float, float] | None:
+    """`(low, high)` as floats, or None (a model of one step): the one rule
+    for a rate-conditioned model's range, whether a flag, a model or a spec
+    gives it. `BASELINE_MIN_STEP < low`: the trained step stays above the
+    smallest table entry (`sandwich.model.QSTEP_FLOOR`); `high <=
+    BASELINE_MAX_STEP`: coarser steps would all be written as the largest."""
+    if qstep_range is None:
+        return None
+    try:
+        low, high = (float(q) for q in qstep_range)
+    except (TypeError, ValueError) as e:
+        raise SpecError(f"a qstep range is two numbers (low, high), got {qstep_range!r}") from e
+    if not tables.BASELINE_MIN_STEP < low < high <= tables.BASELINE_MAX_STEP:
+        raise SpecError(f"a qstep range needs {tables.BASELINE_MIN_STEP} < low < high <= "
+                        f"{tables.BASELINE_MAX_STEP}, got {qstep_range!r}")
+    return low, high
+
+
+def qstep_bounds(qstep: float, qstep_range=None) -> tuple[float, float]:
+    """The steps a model is meant for: its `qstep_range`, else
+    `SINGLE_STEP_SPAN` either side of its one `qstep`."""
+    low, high = qstep_range or (qstep / SINGLE_STEP_SPAN, qstep * SINGLE_STEP_SPAN)
+    return float(low), float(high)
+
+
+def qstep_sweep(qstep: float, qstep_range, count: int) -> list[float]:
+    """`count` steps log-spaced over `qstep_bounds`, finest first: where a
+    model's rate-distortion curve is measured."""
+    return [float(q) for q in np.geomspace(*qstep_bounds(qstep, qstep_range), count)]
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
     """What a dataset directory holds: one scenario's patches, split in two.
@@ -196,10 +233,7 @@ class ModelSpec:
                 tables.as_tables(self.qtables)
         except ValueError as e:
             raise SpecError(str(e)) from e
-        if self.qstep_range is not None and not (
-                len(self.qstep_range) == 2 and 0 < self.qstep_range[0] < self.qstep_range[1]):
-            raise SpecError(f"qstep_range must be [low, high] with 0 < low < high, "
-                            f"got {self.qstep_range}")
+        check_qstep_range(self.qstep_range)
         if self.preprocessor_reads_qstep and self.qstep_range is None:
             raise SpecError("only a rate-conditioned model (qstep_range) has a pre-processor "
                             "that reads the step")
@@ -216,15 +250,12 @@ class ModelSpec:
 
     @property
     def qstep_bounds(self) -> tuple[float, float]:
-        """The steps the model is meant for: `qstep_range`, else around
-        `qstep` (half to twice it)."""
-        low, high = self.qstep_range or (self.qstep / 2, self.qstep * 2)
-        return float(low), float(high)
+        """The steps the model is meant for (`qstep_bounds`)."""
+        return qstep_bounds(self.qstep, self.qstep_range)
 
     def qsteps(self, count: int = 5) -> list[float]:
-        """`count` steps to sweep for a rate-distortion curve, log-spaced over
-        `qstep_bounds`."""
-        return [float(q) for q in np.geomspace(*self.qstep_bounds, count)]
+        """`count` steps to sweep for a rate-distortion curve (`qstep_sweep`)."""
+        return qstep_sweep(self.qstep, self.qstep_range, count)
 
     def tables_at(self, qstep: float):
         """The quantisation tables that code at `qstep`: the trained tables

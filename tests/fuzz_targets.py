@@ -3,8 +3,8 @@
 Three targets, each a Hypothesis strategy of inputs and a `run` that returns
 the outcome's name or raises on anything the contract forbids:
 
-- `decode_image`: small PNG (8 and 16 bit), TIFF (16 bit) and JPEG files,
-  mutated (bytes overwritten, inserted, deleted, truncated; PNG chunk
+- `decode_image`: small PNG (8 and 16 bit, one with a Display P3 profile),
+  TIFF (16 bit), JPEG, WebP and AVIF files, mutated (bytes overwritten, inserted, deleted, truncated; PNG chunk
   lengths and IHDR fields set, with or without a valid CRC). Allowed: a
   decoded image whose values fit its bit depth, or `ImageDecodeError`.
 - the bottleneck header: JSON comments with fields replaced by any JSON
@@ -35,8 +35,10 @@ from PIL import Image
 from codec import bottleneck_format
 from pipelines import batch_jobs
 from pipelines.dead_letters import Rejected
-from sandwich.image_io import ImageDecodeError, decode_image, encode_png16
+from sandwich.image_io import (ImageDecodeError, decode_image, encode_png16,
+                               insert_chunk_after_ihdr)
 from sandwich.specs import ModelSpec
+from tests import icc_profiles
 
 DECODED, REJECTED = "decoded", "rejected"
 # Small enough that no mutated header can make a test allocate much.
@@ -55,9 +57,19 @@ def seeds() -> dict[str, bytes]:
         buffer = io.BytesIO()
         Image.fromarray(rgb8).save(buffer, fmt)
         out[kind] = buffer.getvalue()
+    for kind, fmt, options in (("webp", "WEBP", {"lossless": True}), ("avif", "AVIF", {})):
+        buffer = io.BytesIO()
+        Image.fromarray(rgb8).save(buffer, fmt, **options)
+        out[kind] = buffer.getvalue()
     buffer = io.BytesIO()
     tifffile.imwrite(buffer, rgb10 << 6, photometric="rgb")
     out["tiff16"] = buffer.getvalue()
+    # The ICC parser of 16-bit sources (sandwich.image_io) meets mutated profiles.
+    p3 = icc_profiles.matrix_profile("Display P3", icc_profiles.DISPLAY_P3)
+    out["png16_p3"] = insert_chunk_after_ihdr(out["png16"], b"iCCP", b"p3\0\0" + zlib.compress(p3))
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, rgb10 << 6, photometric="rgb", iccprofile=p3)  # stored as is
+    out["tiff16_p3"] = buffer.getvalue()
     return out
 
 

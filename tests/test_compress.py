@@ -23,6 +23,7 @@ from PIL import Image
 from codec import bottleneck_format, exported
 from pipelines import compress, jobs, sample_data
 from sandwich import jpeg, scenarios
+from sandwich.image_io import decode_image
 from sandwich.scenarios import codec_input
 from tests import photos
 from tests.sandwich_exports import export_sandwich
@@ -124,11 +125,12 @@ def test_bottlenecks_open_with_plain_pillow(first_run, corpus):
 
 def test_untrained_model_writes_the_baseline_jpeg_exactly(first_run, corpus):
     """Tiled pre-processing of an untrained sandwich is the baseline's
-    downsampling, so the file is the baseline's JPEG plus our comment."""
+    downsampling, so the file is the baseline's JPEG plus our comment. (Of
+    the source as decoded: rocket.png's Adobe RGB in sRGB.)"""
     output, _, _ = first_run
     scenario = scenarios.make("high_res")
     for name in GOOD:
-        source = np.asarray(Image.open(corpus / name).convert("RGB"))
+        source = decode_image((corpus / name).read_bytes()).pixels
         baseline = codec_input(scenario.to_bottleneck(tf.cast(source[None], tf.float32)))[0]
         data = (output / f"{name}.jpg").read_bytes()
         comment = bottleneck_format.read_header(data).to_comment()

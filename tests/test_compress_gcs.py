@@ -18,6 +18,7 @@ from PIL import Image
 from codec import exported
 from pipelines import batch_jobs, compress, decompress, evaluate, sample_data
 from sandwich import metrics
+from sandwich.image_io import decode_image
 from tests.sandwich_exports import export_sandwich
 
 PHOTOS = {"astronaut.png": "astronaut.png", "nested/rocket.png": "rocket.png"}
@@ -68,7 +69,9 @@ def test_round_trip_through_gcs(gcs_emulator):
                 bucket.blob("bits/manifest.jsonl").download_as_text().splitlines()}
     model = exported.ExportedSandwich.load(local_model, tile=128, halo=32)
     for name, photo in PHOTOS.items():
-        source = np.asarray(Image.open(os.path.join(sample_data.SAMPLES_DIR, photo)).convert("RGB"))
+        # Decoded as the jobs decode it (rocket's Adobe RGB profile converted to sRGB).
+        with open(os.path.join(sample_data.SAMPLES_DIR, photo), "rb") as f:
+            source = decode_image(f.read()).pixels
         data = bucket.blob(f"bits/{name}.jpg").download_as_bytes()
         restored = np.asarray(Image.open(io.BytesIO(
             bucket.blob(f"restored/{name}").download_as_bytes())))

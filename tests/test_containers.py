@@ -6,6 +6,7 @@ wrong when they are (a base image of another Python, a TensorFlow or Beam
 installed beside the package's own pins, a package that is not installed at
 all) is read off the Dockerfiles and the package's installed metadata.
 """
+import ast
 import pathlib
 import re
 from importlib import metadata
@@ -77,8 +78,34 @@ def test_the_image_installs_the_package_and_nothing_beside_it(name):
 
 
 def test_dataflow_base_image_has_the_beam_the_package_requires():
+    """Pinned exactly: a job submitted with another Beam than its workers'
+    fails at start-up or, worse, runs with mismatched coders."""
     beam = base_image(DOCKERFILES["dataflow"]).rsplit(":", 1)[1]
     assert beam in _requirement("apache-beam").specifier
+    assert str(_requirement("apache-beam").specifier) == f"=={beam}"
+
+
+def _third_party_imports(package: str) -> set[str]:
+    names = set()
+    for path in (REPO / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def test_workers_install_only_what_the_package_imports():
+    """tensorflow-datasets (and its dozens of dependencies) only reads
+    datasets back in the tests: the test extra, not every worker."""
+    imported = set().union(*(_third_party_imports(p) for p in ("sandwich", "codec", "pipelines",
+                                                               "trainer")))
+    assert "tensorflow_datasets" not in imported
+    assert "tensorflow_datasets" in _third_party_imports("tests")
+    with pytest.raises(AssertionError):
+        _requirement("tensorflow-datasets")
+    assert _requirement("tensorflow-datasets", extra="test")
 
 
 def test_gpu_image_has_the_same_tensorflow():

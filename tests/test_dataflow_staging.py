@@ -9,6 +9,8 @@ package's for the rest of the run: the test removes what it made.
 """
 import os
 import shutil
+import subprocess
+import sys
 import tarfile
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -17,6 +19,33 @@ from apache_beam.runners.portability.stager import Stager
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EGG_INFO = os.path.join(ROOT, "sandwich_compression.egg-info")
+PACKAGES = ("sandwich", "codec", "pipelines", "trainer")
+# The jobs that run on Dataflow's workers, and the modules they import only
+# once running (`evaluate` writes its report with `pipelines.report`).
+JOBS = ("pipelines.make_dataset", "pipelines.compress", "pipelines.decompress",
+        "pipelines.evaluate", "pipelines.report")
+
+
+def _modules_loaded_by(modules) -> set[str]:
+    """The files of this checkout (relative paths) that importing `modules`
+    loads, in a fresh interpreter."""
+    script = ("import importlib, sys\n"
+              "for name in sys.argv[1:]:\n"
+              "    importlib.import_module(name)\n"
+              "for module in list(sys.modules.values()):\n"
+              "    print(getattr(module, '__file__', None) or '')\n")
+    printed = subprocess.run([sys.executable, "-c", script, *modules], cwd=ROOT, check=True,
+                             capture_output=True, text=True).stdout.split("\n")
+    return {os.path.relpath(path, ROOT) for path in printed
+            if path.startswith(ROOT + os.sep) and f"{os.sep}.venv{os.sep}" not in path}
+
+
+def _files_under(*directories, suffix="") -> set[str]:
+    """The files below `directories` of this checkout, as relative paths."""
+    return {os.path.relpath(os.path.join(directory, name), ROOT)
+            for top in directories
+            for directory, _, files in os.walk(os.path.join(ROOT, top))
+            for name in files if name.endswith(suffix) and "__pycache__" not in directory}
 
 
 def test_stager_builds_the_package_with_the_pipeline(tmp_path):
@@ -35,20 +64,18 @@ def test_stager_builds_the_package_with_the_pipeline(tmp_path):
         names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
         entry_points = tar.extractfile(next(
             m for m in tar.getmembers() if m.name.endswith("entry_points.txt"))).read().decode()
-    for module in ("pipelines/make_dataset.py", "pipelines/beam_options.py",
-                   "pipelines/dead_letters.py", "pipelines/patches.py",
-                   "pipelines/tfds_writer.py", "pipelines/compress.py",
-                   "pipelines/decompress.py", "pipelines/model_handler.py",
-                   "sandwich/image_io.py", "sandwich/specs.py",
-                   # The deployed codec, which the model jobs run on the workers.
-                   "codec/__init__.py", "codec/api.py", "codec/exported.py",
-                   "codec/bottleneck_format.py", "codec/rate_control.py", "codec/tiling.py",
-                   "codec/shipped.py"):
-        assert module in names, module
-    # The shipped models (`--model shipped`, the jobs' default) travel with
-    # the code: every file of every export dir under codec/models/.
-    shipped = [os.path.relpath(os.path.join(directory, name), ROOT)
-               for directory, _, files in os.walk(os.path.join(ROOT, "codec", "models"))
-               for name in files]
-    assert not [path for path in shipped if path not in names], shipped
+    # Every module each job loads on a worker (what it imports, and what it
+    # imports once running), and every module of the packages besides.
+    loaded = _modules_loaded_by(JOBS)
+    assert {"pipelines/compress.py", "codec/rate_control.py", "sandwich/jpeg/real.py",
+            "pipelines/report.py"} <= loaded
+    assert not sorted(loaded - names)
+    assert not sorted(_files_under(*PACKAGES, suffix=".py") - names)
+    # The data files they read: the rate model's calibrations and the
+    # bundled photographs (sandwich/data/), and the shipped models
+    # (`--model shipped`, the jobs' default): every file of every export
+    # dir under codec/models/.
+    data = _files_under("sandwich/data", "codec/models")
+    assert {"sandwich/data/log_rate_calibration_ycbcr-420.json"} <= data
+    assert not sorted(data - names)
     assert "sandwich-dataset = pipelines.make_dataset:main" in entry_points

@@ -10,7 +10,7 @@ import tensorflow as tf
 from PIL import Image
 
 from pipelines import evaluate
-from sandwich import alternatives, metrics, scenarios
+from sandwich import alternatives, metrics, samples, scenarios
 from sandwich.specs import ModelSpec
 from tests import photos
 from tests.sandwich_exports import export_sandwich
@@ -132,6 +132,27 @@ def test_the_baseline_steps_reach_every_models_range():
     assert evaluate.baseline_steps([spec(2, [12, 96])]) == evaluate.DEFAULT_BASELINE_QSTEPS
     steps = evaluate.baseline_steps([spec(1, [2, 16]), spec(2, [12, 96]), spec(4, [16, 128])])
     assert steps == (2, *evaluate.DEFAULT_BASELINE_QSTEPS, 128)
+
+
+def test_a_deeper_sources_alternatives_are_coded_at_its_8_bit_ceiling():
+    """A 10-bit source: each alternative's file is the codec's own file of
+    the source rounded down to 8 bits, the `high_bit_depth` baseline's
+    bottleneck, decoded back to the middle of each 10-bit step; so its PSNR
+    never beats the 8-bit bound (that of the rounding alone)."""
+    source = samples.block_sum(photos.load("chelsea.png")[:96, :128], 2)  # 10 bits, 48x64
+    eight_bits = source // 4
+    qualities = [50, 100]
+    files = list(evaluate.alternative_files("jpeg", source, 10, qualities))
+    for (data, decoded), quality in zip(files, qualities):
+        assert data == alternatives.plain_jpeg(eight_bits.astype(np.uint8), quality)
+        assert decoded.dtype == np.uint16 and decoded.shape == source.shape
+        np.testing.assert_array_equal(decoded, 4 * alternatives.pillow_decode(data).astype(int) + 2)
+    bound = metrics.psnr((4 * eight_bits + 2)[None], source[None], 10)[0]
+    (bits_50, psnr_50), (bits_100, psnr_100) = evaluate.measure_alternative(
+        "jpeg", source, 10, qualities)
+    assert (bits_50, bits_100) == (8 * len(files[0][0]), 8 * len(files[1][0]))
+    assert psnr_50 < psnr_100 <= bound
+    assert psnr_100 == pytest.approx(metrics.psnr(files[1][1][None], source[None], 10)[0])
 
 
 # MS-SSIM's five scales need both sides of at least 161 pixels: the crops

@@ -46,13 +46,13 @@ def test_decode_sources_fits_the_model_depth_and_dead_letters_the_rest(tmp_path)
         inputs, dead = (pipeline
                         | fileio.MatchFiles(str(tmp_path / "*"))
                         | fileio.ReadMatches(compression=CompressionTypes.UNCOMPRESSED)
-                        | jobs.DecodeSources(bit_depth=8, max_pixels=1000))
+                        | jobs.DecodeSources("test", bit_depth=8, max_pixels=1000))
         # The 10-bit source is rounded down to 8 bits (1000 >> 2), as the baseline does.
         assert_that(inputs | beam.Map(_summary),
                     equal_to([("eight.png", "uint8", 8, 200), ("ten.png", "uint8", 10, 250)]),
                     label="Inputs")
         assert_that(dead, equal_to([DeadLetter(str(tmp_path / "junk.png"),
-                                               "not a PNG, TIFF or JPEG file", "decode")]),
+                                               "not a PNG, TIFF, JPEG, WebP or AVIF file", "decode")]),
                     label="DeadLetters")
 
 
@@ -62,7 +62,7 @@ def test_decode_sources_refuses_a_shallower_source(tmp_path):
         inputs, dead = (pipeline
                         | fileio.MatchFiles(str(tmp_path / "*"))
                         | fileio.ReadMatches()
-                        | jobs.DecodeSources(bit_depth=10, max_pixels=1000))
+                        | jobs.DecodeSources("test", bit_depth=10, max_pixels=1000))
         assert_that(inputs, equal_to([]), label="Inputs")
         assert_that(dead | beam.Map(lambda letter: letter.reason),
                     equal_to(["source has 8 bits per sample, the dataset needs 10"]),

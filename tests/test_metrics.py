@@ -39,6 +39,27 @@ def test_bd_rate_over_a_quality_range():
         metrics.bd_rate(bpp, quality, saving * bpp, quality, quality_range=(50, 60))
 
 
+def test_bd_psnr_over_a_rate_range():
+    """A test curve whose gain falls linearly with log rate: over a range of
+    rates, BD-PSNR is the gain at the range's middle (in log rate), not the
+    whole curve's; the curves' own ends bound a wider range, and a range
+    neither curve covers is refused."""
+    bpp = np.array([0.125, 0.25, 0.5, 1.0, 2.0, 4.0])
+    quality = 30 + 4 * np.log2(bpp)
+    gain = 2.0 - 1.5 * np.log10(bpp)  # +3.35 dB at 0.125 bpp, +1.10 at 4
+
+    def over(rate_range):
+        return metrics.bd_psnr(bpp, quality, bpp, quality + gain, rate_range=rate_range)
+
+    middle = np.mean(np.log10([0.25, 1.0]))
+    assert over((0.25, 1.0)) == pytest.approx(2.0 - 1.5 * middle, abs=1e-9)
+    assert over(None) == pytest.approx(2.0 - 1.5 * np.mean(np.log10([0.125, 4.0])), abs=1e-9)
+    assert over((0.01, 100.0)) == pytest.approx(over(None), abs=1e-12)
+    assert over((0.01, 0.5)) == pytest.approx(over((0.125, 0.5)), abs=1e-12)
+    with pytest.raises(ValueError, match="share no"):
+        over((8.0, 16.0))
+
+
 def test_bd_psnr_of_a_curve_shifted_in_quality():
     bpp = np.array([0.25, 0.5, 1.0, 2.0])
     quality = 30 + 4 * np.log2(bpp)

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from sandwich import jpeg, metrics, model, networks, samples, scenarios
+from sandwich import jpeg, metrics, model, networks, samples, scenarios, specs
 from tests import photos
 
 # Small enough that XLA compiles a training step in seconds on 2 cores.
@@ -233,10 +233,25 @@ def test_a_gain_conditioned_preprocessor_reads_the_step_and_exports_it(crops):
                        condition_preprocessor="plane")
 
 
-def test_a_qstep_range_is_checked():
-    for bad in ((1.0, 8.0), (8.0, 4.0), (8.0, 8.0)):
+def test_a_qstep_range_is_checked_by_one_rule_wherever_it_is_given():
+    """The model, its spec and the trainer's flag refuse the same ranges
+    (`specs.check_qstep_range`): the low end above the smallest table
+    entry, the high end at most the largest, low below high."""
+    from trainer import task
+
+    for bad in ((1.0, 8.0), (8.0, 4.0), (8.0, 8.0), (16.0, 300.0), (0.5, 8.0)):
         with pytest.raises(ValueError, match="low < high"):
             model.Sandwich(scenarios.make("high_res"), size=TINY, qstep_range=bad)
+        with pytest.raises(specs.SpecError, match="low < high"):
+            specs.ModelSpec(model_id="m", scenario="high_res", bit_depth=8, factor=2,
+                            qstep=16.0, qstep_range=list(bad))
+        with pytest.raises(SystemExit):
+            task.parse(["--data", "d", "--qstep_range", ",".join(map(str, bad))])
+    for good in ((1.5, 8.0), (24.0, 255.0)):
+        assert model.Sandwich(scenarios.make("high_res"), size=TINY,
+                              qstep_range=good).qstep_range == good
+        assert task.parse(["--data", "d", "--qstep_range", ",".join(map(str, good))]
+                          )[0].qstep_range == good
 
 
 def test_a_checkpoint_of_the_model_holds_every_weight(tmp_path):

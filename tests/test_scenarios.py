@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from sandwich import metrics, resample, samples, scenarios, specs
-from sandwich.jpeg import real_roundtrip
+from sandwich.jpeg import real_roundtrip, tables
 from tests import photos
 
 
@@ -37,22 +37,35 @@ def test_high_bit_depth_bottleneck_drops_the_low_bits(crops):
     assert np.max(np.abs(back - source)) <= 2.0
 
 
-@pytest.mark.parametrize("jpeg_mode, slack_db", [("planes", 4.0), ("ycbcr-444", 10.0),
-                                                 ("ycbcr-420", 25.0)])
-def test_high_bit_depth_baseline_approaches_the_8_bit_bound(crops, jpeg_mode, slack_db):
-    """At the finest step the baseline comes within JPEG's own rounding
-    (qstep 1 is not lossless) of what 8 bits allow, and never beats it;
-    coarser steps cost quality and save bits. Colour conversion rounds
-    once more, and 4:2:0 halves the chroma: near-lossless, those modes fall
-    further from the bound (measured 49-51 and 34-50 dB against 58)."""
+# How far the finest step's error may be from the sum of its two parts
+# (measured: 0.16 dB in planes, 0.13 in ycbcr-444, 0.22 in ycbcr-420).
+ADDITIVE_DB = 0.5
+
+
+@pytest.mark.parametrize("jpeg_mode", tables.MODE_NAMES)
+def test_high_bit_depth_baseline_approaches_the_8_bit_bound(crops, jpeg_mode):
+    """At the finest step the baseline loses what 8 bits cost and what
+    JPEG's own rounding at step 1 costs an 8-bit image in this mode (step 1
+    is not lossless; colour conversion rounds once more and 4:2:0 halves
+    the chroma, so those modes fall further from the bound: measured 49-51
+    and 34-50 dB against 58), and nothing else: its squared error is the
+    sum of the two, within `ADDITIVE_DB`. It never beats the 8-bit bound;
+    coarser steps cost quality and save bits."""
     scenario = scenarios.make("high_bit_depth", bit_depth=10, jpeg_mode=jpeg_mode)
     source = samples.block_sum(crops, 2)
-    bound = metrics.psnr(np.floor(source / 4) * 4 + 2, source, 10)
+    eight_bits = np.floor(source / 4)
+    bound = metrics.psnr(eight_bits * 4 + 2, source, 10)
     fine, fine_bits = scenario.baseline(source, 1.0)
     coarse, coarse_bits = scenario.baseline(source, 16.0)
     assert fine.dtype == np.uint16 and fine.shape == source.shape
     fine_psnr, coarse_psnr = metrics.psnr(fine, source, 10), metrics.psnr(coarse, source, 10)
-    assert np.all(fine_psnr <= bound + 0.01) and np.all(fine_psnr > bound - slack_db)
+    assert np.all(fine_psnr <= bound + 0.01)
+    decoded, _ = real_roundtrip(eight_bits.astype(np.uint8), 1.0,
+                                **tables.JpegMode.parse(jpeg_mode).kwargs())
+    rounding_error = metrics.mse(eight_bits * 4 + 2, source)
+    codec_error = 16 * metrics.mse(decoded, eight_bits)  # in 10-bit levels
+    expected = 10 * np.log10(metrics.peak(10) ** 2 / (rounding_error + codec_error))
+    np.testing.assert_allclose(fine_psnr, expected, atol=ADDITIVE_DB)
     assert np.all(coarse_psnr < fine_psnr) and np.all(coarse_bits < fine_bits)
 
 

@@ -17,7 +17,7 @@ from sandwich.specs import DATASET_SPEC_FILE, MODEL_SPEC_FILE, ModelSpec, SpecEr
 from tests import trainer_data
 from trainer import task
 from trainer.averaging import WeightAverage
-from trainer.patch_evaluation import RateDistortionGain
+from trainer.patch_evaluation import RateDistortionGain, curve_qsteps
 from trainer import data
 from trainer.data import DataError
 from trainer.training import (AUTO_QSTEP_RANGES, AUTO_QSTEP_RANGES_STANDARD, FINAL_LR,
@@ -59,7 +59,8 @@ def test_default_strategy_trains(run, dataset):
     # few to show a gain reliably: its identity start is near the optimum of
     # every step, and Adam's first steps perturb it before they improve it;
     # `test_model.py` shows the step lowering a loss. Over 11 runs with
-    # randomly turned patches the ratio to the start reached 1.062.)
+    # randomly turned patches the ratio to the start reached 1.062. That
+    # training gains is shown by the next test, on a single-step run.)
     spec = data.read_spec(dataset)
     patches = tf.convert_to_tensor(data.load(dataset, spec, "train", 16))
     start = build_model(_config(dataset, job_dir), scenarios.from_spec(spec),
@@ -87,6 +88,35 @@ def test_default_strategy_trains(run, dataset):
         width, height, *pngs = logged[f"images/{tag}"][10]
         assert (int(width), int(height), len(pngs)) == (16, 16, 3)
     assert sorted(os.listdir(os.path.join(job_dir, "checkpoints")))[-1] == f"ckpt-{STEPS}.index"
+
+
+# A short single-step run (`test_a_short_run_beats_its_untrained_baseline_on_held_back_patches`):
+# 300 steps of the tiny model at step 8 gained +0.30 dB BD-PSNR over the
+# baseline on the held-back patches (seeds 1-3: +0.24, +0.26, +0.14 dB),
+# where the untrained model is at +0.01 dB; training that does not move the
+# weights stays there.
+LEARNING_STEPS = 300
+LEARNED_GAIN_DB = 0.1
+
+
+def test_a_short_run_beats_its_untrained_baseline_on_held_back_patches(dataset, tmp_path):
+    """On the eval split's patches (photos the run never trains on), with
+    the real codec, the trained sandwich's BD-PSNR over its baseline is
+    above `LEARNED_GAIN_DB`, where the untrained one's is about 0. No
+    moving average and no choice among evaluations: the last weights."""
+    config, _ = task.parse(["--data", dataset, "--job_dir", str(tmp_path), "--steps",
+                            str(LEARNING_STEPS), "--strategy", "default", "--qstep_range", "off",
+                            "--qstep", "8", "--gamma", "1", *trainer_data.TINY,
+                            "--summary_every", "100", "--image_every", str(LEARNING_STEPS),
+                            "--eval_every", str(LEARNING_STEPS), "--checkpoint_every",
+                            str(LEARNING_STEPS), "--ema_decay", "0", "--no-keep_best"])
+    spec = data.read_spec(dataset)
+    scenario = scenarios.from_spec(spec)
+    # The baseline's curve from step 2 to 32: the trained step's (about 6) half to twice.
+    gain = RateDistortionGain(scenario, data.load(dataset, spec, "eval", 64), [4.0, 16.0])
+    assert abs(gain(build_model(config, scenario))) < 0.05
+    trained = train(config).model
+    assert gain(trained) > LEARNED_GAIN_DB
 
 
 def test_export_spec(run, dataset):
@@ -338,6 +368,29 @@ def test_auto_size_is_wide_where_the_codec_carries_a_downsampled_image():
     assert model.postprocessor.size == model.preprocessor.size
 
 
+def test_the_trainer_measures_a_model_over_the_steps_it_serves():
+    """One span of steps per model (`specs.qstep_bounds`): the trainer's
+    real-codec curve (`curve_qsteps`, on which it picks the weights it
+    exports) is the evaluator's sweep of the exported spec, and the steps
+    rate control may code the model at lie in the same span."""
+    from codec import rate_control
+
+    scenario = scenarios.make("high_res", factor=1)
+    for qstep_range in (None, (12.0, 80.0)):
+        config = Config(data="d", gamma=1.0, size="slim", qstep=16.0, qstep_range=qstep_range)
+        sandwich = build_model(config, scenario)
+        spec = ModelSpec(model_id="m", scenario="high_res", bit_depth=8, factor=1,
+                         qstep=float(sandwich.qstep),
+                         qstep_range=None if qstep_range is None else list(qstep_range))
+        low, high = spec.qstep_bounds
+        assert (low, high) == ((8.0, 32.0) if qstep_range is None else qstep_range)
+        assert curve_qsteps(sandwich) == pytest.approx(spec.qsteps(5))
+        assert curve_qsteps(sandwich)[0] == pytest.approx(low)
+        assert curve_qsteps(sandwich)[-1] == pytest.approx(high)
+        steps = rate_control.qsteps(spec)
+        assert (steps.max(), steps.min()) == (high, low)
+
+
 def test_the_post_processor_can_have_its_own_widths():
     config, _ = task.parse(["--data", "d", "--size", "slim", "--post_unet_widths", "8,16,24"])
     model = build_model(dataclasses.replace(config, gamma=1.0), scenarios.make("high_res", factor=2))
@@ -421,27 +474,24 @@ def test_the_evaluation_pools_the_error_so_an_exactly_coded_patch_keeps_it_finit
     assert psnr == pytest.approx(10 * np.log10(255.0 ** 2 / errors), abs=1e-9) and bpp > 0
 
 
-# The MS-SSIM run: steps, and the gain over the baseline it must show. In 8
-# runs its MS-SSIM gain on the held-back patches was 0.0021-0.0046 (1 -
-# MS-SSIM is 0.078 at the baseline); at 300 steps it ranged over
-# 0.0009-0.0053 in 14.
+# The MS-SSIM run's steps: its logs every 100 of them.
 MS_SSIM_STEPS = 600
-MS_SSIM_GAIN = 0.001
 
 
-def test_an_ms_ssim_model_gains_ms_ssim_on_held_back_patches_with_standard_tables(dataset,
-                                                                                     tmp_path):
-    """`--objective perceptual --distortion ms-ssim`: trained a few hundred
-    steps, the sandwich's MS-SSIM on the trainer's eval patches (the first
-    8 of the eval split, a photograph it does not train on), through the
-    real codec, rises above its step-0 value, which is its baseline's. The
-    pre-processor is held at the identity and the step fixed, so the bits
-    are the baseline's and the gain is the post-processor's alone (a few
-    hundred steps of a tiny pre-processor on two photographs move the
-    bottleneck in ways that do not carry over to others; on the split's
-    other photograph even the post-processor's gain is not there yet). The
-    export records the objective and the standard tables the file carries,
-    and the evaluation's baseline codes with them too."""
+def test_an_ms_ssim_run_codes_the_baseline_s_bits_and_exports_its_objective(dataset,
+                                                                              tmp_path):
+    """`--objective perceptual --distortion ms-ssim`, a few hundred steps
+    with the pre-processor held at the identity and the step fixed: the
+    bits are the baseline's, the MS-SSIM of train and eval is logged, and
+    the export records the objective and the standard tables the file
+    carries, which the evaluation's baseline codes with too.
+
+    Whether MS-SSIM rises on held-back patches is not asserted at this
+    size: a post-processor of 4-8 channels trained 300-1,200 steps on two
+    photographs moved it by -0.015 to +0.007, run to run and seed to seed,
+    on held-out and on training photographs alike (threads make runs
+    differ); `benchmarks/quality.py` measures the objective at full size.
+    """
     job_dir = tmp_path / "job"
     config, _ = task.parse([
         "--data", dataset, "--job_dir", str(job_dir), "--steps", str(MS_SSIM_STEPS),
@@ -452,8 +502,6 @@ def test_an_ms_ssim_model_gains_ms_ssim_on_held_back_patches_with_standard_table
         "--summary_every", "100", "--image_every", "0", "--refit_every", "1000"])
     result = train(config)
     metrics = result.metrics
-    print(f"MS-SSIM {metrics['baseline_ms_ssim']:.4f} -> {metrics['sandwich_ms_ssim']:.4f}")
-    assert metrics["sandwich_ms_ssim"] > metrics["baseline_ms_ssim"] + MS_SSIM_GAIN
     assert metrics["sandwich_bpp"] == metrics["baseline_bpp"]
     logged = trainer_data.summaries(str(job_dir / "logs"))
     assert list(logged["train/ms_ssim"]) == list(range(100, MS_SSIM_STEPS + 1, 100))

@@ -16,7 +16,7 @@ from PIL import Image
 from codec import api, bottleneck_format, tiling
 from pipelines import batch_jobs, compress, decompress
 from pipelines.dead_letters import Rejected
-from pipelines.patches import relative_path
+from pipelines.paths import relative_path
 from sandwich.specs import ModelSpec
 from tests.sandwich_exports import export_sandwich
 

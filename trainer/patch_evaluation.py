@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from sandwich import metrics
+from sandwich import metrics, specs
 from sandwich.model import ms_ssim
 
 BATCH = 16
@@ -120,9 +120,10 @@ def _point(code, patches: np.ndarray) -> tuple[float, float]:
 
 
 def curve_qsteps(model) -> list[float]:
-    """The steps the sandwich is measured at: its range, or around its step."""
-    low, high = model.qstep_range or (float(model.qstep) / 1.5, float(model.qstep) * 1.5)
-    return [float(q) for q in np.geomspace(low, high, CURVE_POINTS)]
+    """The steps the sandwich is measured at: the steps it serves
+    (`specs.qstep_bounds`: its range, or around its one step), as rate
+    control and the evaluator use it."""
+    return specs.qstep_sweep(float(model.qstep), model.qstep_range, CURVE_POINTS)
 
 
 class RateDistortionGain:

@@ -15,11 +15,10 @@ import sys
 
 from sandwich import logs
 from sandwich.jpeg.tables import MODE_NAMES
-from sandwich.model import (DISTORTIONS, PREPROCESSOR_CONDITIONING, QUANTIZATIONS,
-                            check_qstep_range)
+from sandwich.model import DISTORTIONS, PREPROCESSOR_CONDITIONING, QUANTIZATIONS
 from sandwich.scenarios import TABLE_SHAPES
 from sandwich.networks import PRESETS
-from sandwich.specs import SCENARIOS
+from sandwich.specs import SCENARIOS, check_qstep_range
 from trainer.strategy import STRATEGIES, split_cpu
 from trainer.training import LR_SCHEDULES, OBJECTIVES, Config, train
 
@@ -33,13 +32,14 @@ def _gamma(text: str) -> float | str:
     return text if text == "auto" else float(text)
 
 
-def _qstep_range(text: str) -> tuple[float, float] | str | None:
+def _qstep_range(text: str):
+    """`Config.qstep_range` of the flag's text."""
     if text in ("auto", "off"):
         return None if text == "off" else text
     try:
-        return check_qstep_range(float(q) for q in text.split(","))
+        return check_qstep_range(text.split(","))
     except ValueError as e:
-        raise argparse.ArgumentTypeError(f"expected LOW,HIGH with 1 < LOW < HIGH: {e}") from e
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH, auto or off: {e}") from e
 
 
 def _switch(group, flag: str, default: dict, help: str) -> None:

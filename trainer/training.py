@@ -32,6 +32,7 @@ import signal
 import tempfile
 import time
 import uuid
+from typing import Literal
 
 import keras
 import numpy as np
@@ -42,7 +43,7 @@ from sandwich import rate, scenarios
 from sandwich.jpeg import tables
 from sandwich.model import Sandwich, check_distortion, make_train_step
 from sandwich.networks import NetworkSize, network_size
-from sandwich.specs import DatasetSpec, ModelSpec
+from sandwich.specs import DatasetSpec, ModelSpec, check_qstep_range
 from trainer import data, export, summaries, strategy as strategies
 from trainer.averaging import WeightAverage
 from trainer.patch_evaluation import RateDistortionGain, curve_qsteps, evaluate_patches
@@ -70,7 +71,9 @@ class Config:
     mlp_widths: tuple[int, ...] | None = None
     post_unet_widths: tuple[int, ...] | None = None
     qstep: float = 20.0
-    qstep_range: tuple[float, float] | str | None = "auto"
+    # `--qstep_range`: (low, high), None (off: one step, `qstep`) or "auto",
+    # which `settle` turns into the scenario's range (`qstep_range`).
+    qstep_range: tuple[float, float] | Literal["auto"] | None = "auto"
     condition_preprocessor: str = "off"
     train_preprocessor: bool = True
     train_qstep: bool = True
@@ -314,9 +317,10 @@ DEEPER_FACTORS_QSTEP_RANGE_STANDARD = (30.0, 255.0)
 
 def qstep_range(config: Config, scenario) -> tuple[float, float] | None:
     """The steps a run trains for: `--qstep_range`, with 'auto' resolved for
-    the scenario and its table shape, or None (`off`: one step, `--qstep`)."""
+    the scenario and its table shape, or None (`off`: one step, `--qstep`);
+    checked by the one rule for a range, `specs.check_qstep_range`."""
     if config.qstep_range != "auto":
-        return config.qstep_range
+        return check_qstep_range(config.qstep_range)
     if scenario.table_shape == "standard":
         return AUTO_QSTEP_RANGES_STANDARD.get((scenario.name, scenario.factor),
                                               DEEPER_FACTORS_QSTEP_RANGE_STANDARD)
@@ -341,14 +345,22 @@ def network_preset(config: Config, scenario) -> str:
     return "wide" if scenario.factor > 1 else "medium"
 
 
-def resolve(config: Config, scenario, patches: np.ndarray) -> Config:
-    """`config` with 'auto' and the objective resolved: the loss flags, the
-    network, the qstep range for the scenario and gamma from the baseline's
-    slope on `patches` (real codec), in the loss's own distortion."""
+def settle(config: Config, scenario) -> tuple[Config, object]:
+    """`config` with what needs no measurement resolved, and `scenario` with
+    its table shape: the objective's loss flags, the network size and the
+    qstep range (`qstep_range`). The one place they are resolved; a
+    settled config settles to itself."""
     config = with_objective(config)
     scenario = dataclasses.replace(scenario, table_shape=config.table_shape)
-    config = dataclasses.replace(config, qstep_range=qstep_range(config, scenario),
-                                 size=network_preset(config, scenario))
+    return dataclasses.replace(config, qstep_range=qstep_range(config, scenario),
+                               size=network_preset(config, scenario)), scenario
+
+
+def resolve(config: Config, scenario, patches: np.ndarray) -> Config:
+    """`config` settled (`settle`: the loss flags, the network, the qstep
+    range for the scenario) and with gamma from the baseline's slope on
+    `patches` (real codec), in the loss's own distortion."""
+    config, scenario = settle(config, scenario)
     if config.gamma == "auto":
         low_high = config.qstep_range
         nominal = float(np.sqrt(low_high[0] * low_high[1])) if low_high else config.qstep
@@ -378,17 +390,15 @@ def loss_slope(model: Sandwich, patches: np.ndarray, qstep: float, spread: float
 
 
 def build_model(config: Config, scenario, rate_model=None) -> Sandwich:
-    """The sandwich `config` describes, around `scenario` with the table
-    shape `config` asks for."""
-    config = with_objective(config)
-    scenario = dataclasses.replace(scenario, table_shape=config.table_shape)
-    config = dataclasses.replace(config, size=network_preset(config, scenario))
+    """The sandwich `config` describes (`settle`d), around `scenario` with
+    the table shape `config` asks for."""
+    config, scenario = settle(config, scenario)
     if not isinstance(config.gamma, (int, float)):
         raise ValueError(f"gamma must be a number here (resolve 'auto' first), got {config.gamma!r}")
     model = Sandwich(scenario, size=config.network(), post_size=config.post_network(),
                      qstep=config.qstep,
                      train_qstep=config.train_qstep, quantization=config.quantization,
-                     gamma=config.gamma, qstep_range=qstep_range(config, scenario),
+                     gamma=config.gamma, qstep_range=config.qstep_range,
                      condition_preprocessor=config.condition_preprocessor,
                      penalty_weight=config.penalty_weight, rate_model=rate_model,
                      distortion=config.distortion,
@@ -464,9 +474,55 @@ def _train_step(config: Config, model, optimizer, strategy):
 def train(config: Config) -> Result:
     """Runs (or resumes) a training run to `config.steps`, or until
     `config.max_train_minutes` have passed, whichever comes first, and
-    exports it."""
+    exports it: set up (`_set_up`), the steps (`_steps`), the export
+    (`_finish`)."""
     if config.steps is None and config.max_train_minutes is None:
         raise ValueError("a run without a step bound needs a time budget (max_train_minutes)")
+    run = _set_up(config)
+    return _finish(run, _steps(run))
+
+
+@dataclasses.dataclass
+class _Run:
+    """A run as `_set_up` leaves it: its config resolved, its model built
+    and restored from the last checkpoint, if any, at `step`."""
+
+    config: Config
+    spec: DatasetSpec
+    dirs: Dirs
+    strategy: tf.distribute.Strategy
+    scenario: scenarios.Scenario
+    chief: bool
+    eval_patches: np.ndarray
+    refit_patches: np.ndarray
+    model: Sandwich
+    rate_model: rate.LogRateModel
+    optimizer: keras.optimizers.Optimizer
+    train_step: object
+    average: WeightAverage | None
+    checkpoints: _Checkpoints
+    step: int
+
+    @property
+    def last(self) -> int | float:
+        """The last step, or infinity for a run bounded by time alone."""
+        return self.config.steps or float("inf")
+
+
+@dataclasses.dataclass
+class _Ended:
+    """How `_steps` ended: at `step`, by time, by a stop request, or at the last step."""
+
+    step: int
+    metrics: dict
+    best: "_Best"
+    out_of_time: bool
+    interrupted: bool
+
+
+def _set_up(config: Config) -> _Run:
+    """The strategy, the data and the resolved config, then the model, its
+    optimizer and rate model, restored from the job's last checkpoint."""
     spec = data.read_spec(config.data)
     dirs = Dirs.of(config)
     # Before any TensorFlow op: collective ops are configured at start-up.
@@ -495,29 +551,37 @@ def train(config: Config) -> Result:
     average = WeightAverage(model.get_weights(), config.ema_decay) if config.ema_decay else None
     if average:
         tracked["average"] = average
-    checkpoint = tf.train.Checkpoint(**tracked)
-    checkpoints = _Checkpoints(checkpoint, dirs.checkpoints, chief, config.keep_checkpoints)
+    checkpoints = _Checkpoints(tf.train.Checkpoint(**tracked), dirs.checkpoints, chief,
+                               config.keep_checkpoints)
     restored = checkpoints.restore()
     step = int(optimizer.iterations.numpy())
     print(f"{'resumed from ' + restored if restored else 'starting'} at step {step}; "
           f"{spec.scenario} {spec.bit_depth}-bit x{spec.factor}, {replicas} replica(s), "
           f"global batch {config.batch_size}", flush=True)
+    return _Run(config, spec, dirs, strategy, scenario, chief, eval_patches, refit_patches,
+                model, rate_model, optimizer, train_step, average, checkpoints, step)
 
+
+def _steps(run: _Run) -> _Ended:
+    """The training steps, until the last, the time budget or a stop
+    request (SIGTERM on any worker), each followed by what is due
+    (`_after_step`); a checkpoint where they stop early."""
+    config, strategy = run.config, run.strategy
     dataset = strategy.distribute_datasets_from_function(
         lambda context: data.train_dataset(
-            config.data, spec, context.get_per_replica_batch_size(config.batch_size),
+            config.data, run.spec, context.get_per_replica_batch_size(config.batch_size),
             context, config.seed, config.augment))
-    writer = (tf.summary.create_file_writer(dirs.logs) if chief
+    writer = (tf.summary.create_file_writer(run.dirs.logs) if run.chief
               else tf.summary.create_noop_writer())
     iterator = iter(dataset)
     deadline = Deadline(config.max_train_minutes)
-    progress = Progress(step, config.steps, deadline)
+    progress = Progress(run.step, config.steps, deadline)
     metrics: dict = {}
-    best = _Best(RateDistortionGain(scenario, eval_patches, curve_qsteps(model))
-                 if chief and config.keep_best else None)
+    best = _Best(RateDistortionGain(run.scenario, run.eval_patches, curve_qsteps(run.model))
+                 if run.chief and config.keep_best else None)
     out_of_time = False
     rate_now = config.learning_rate
-    last = config.steps or float("inf")  # bounded by time alone: no last step
+    step, last = run.step, run.last
     with Stop() as stop, writer.as_default(step=step):
         while step < last and not strategies.any_worker(strategy, stop.requested):
             # Workers agree on the time budget too: one whose clock ran out
@@ -530,51 +594,74 @@ def train(config: Config) -> Result:
                 done = strategies.mean_over_workers(
                     strategy, max((step + 1) / last, deadline.fraction()))
                 rate_now = learning_rate(config.learning_rate, config.lr_schedule, done)
-                optimizer.learning_rate = rate_now
-            scalars = {k: float(v) for k, v in train_step(_next(iterator, config.data)).items()}
+                run.optimizer.learning_rate = rate_now
+            scalars = {k: float(v) for k, v in run.train_step(_next(iterator, config.data)).items()}
             step += 1
-            if average:
-                average.update(model, step)
-            tf.summary.experimental.set_step(step)
-            if not np.isfinite(scalars["loss"]):
-                raise FloatingPointError(f"the loss is {scalars['loss']} at step {step}")
-            # Called at once, in this iteration: it sees the current step.
-            due = lambda every: every and (step % every == 0 or step == last)  # noqa: B023
-            if due(config.summary_every):
-                for name, value in scalars.items():
-                    summaries.scalar(f"train/{name}", value)
-                summaries.scalar("train/learning_rate", rate_now)
-                if chief:
-                    print(progress.line(step, scalars), flush=True)
-            if chief and due(config.image_every):
-                _write_images(model, eval_patches[:IMAGES])
-            if due(config.refit_every):
-                _refit(model, rate_model, refit_patches)
-            if due(config.eval_every):
-                with _evaluated(model, average):
-                    metrics = best.offer(step, model, _evaluate(model, eval_patches, chief))
-            if due(config.checkpoint_every):
-                checkpoints.save(step)
+            evaluated = _after_step(run, step, scalars, rate_now, progress, best)
+            if evaluated is not None:
+                metrics = evaluated
         interrupted = step < last and not out_of_time
         if step < last:
-            checkpoints.save(step)
+            run.checkpoints.save(step)
         writer.flush()
-    checkpoints.close()
+    run.checkpoints.close()
+    return _Ended(step, metrics, best, out_of_time, interrupted)
+
+
+def _after_step(run: _Run, step: int, scalars: dict, rate_now: float, progress: Progress,
+                best: "_Best") -> dict | None:
+    """What follows a step: the moving average, a check of the loss, and
+    what is due at `step` (summaries, images, a refit, an evaluation, a
+    checkpoint). Returns the evaluation's metrics where one was due."""
+    config, model = run.config, run.model
+    if run.average:
+        run.average.update(model, step)
+    tf.summary.experimental.set_step(step)
+    if not np.isfinite(scalars["loss"]):
+        raise FloatingPointError(f"the loss is {scalars['loss']} at step {step}")
+
+    def due(every: int) -> bool:
+        return bool(every) and (step % every == 0 or step == run.last)
+
+    if due(config.summary_every):
+        for name, value in scalars.items():
+            summaries.scalar(f"train/{name}", value)
+        summaries.scalar("train/learning_rate", rate_now)
+        if run.chief:
+            print(progress.line(step, scalars), flush=True)
+    if run.chief and due(config.image_every):
+        _write_images(model, run.eval_patches[:IMAGES])
+    if due(config.refit_every):
+        _refit(model, run.rate_model, run.refit_patches)
+    metrics = None
+    if due(config.eval_every):
+        with _evaluated(model, run.average):
+            metrics = best.offer(step, model, _evaluate(model, run.eval_patches, run.chief))
+    if due(config.checkpoint_every):
+        run.checkpoints.save(step)
+    return metrics
+
+
+def _finish(run: _Run, ended: _Ended) -> Result:
+    """The weights' digest, then, unless the run was stopped early, the
+    export (on the chief) of the best evaluation's weights."""
+    model, strategy, step = run.model, run.strategy, ended.step
     digest = weights_digest(model)
     print(f"step {step}: weights digest {digest}", flush=True)
-    if interrupted:
+    if ended.interrupted:
         strategies.barrier(strategy)  # every worker has saved before any exits
-        return Result(step, metrics, None, digest, True, model)
-    export_dir = None
-    with _evaluated(model, average):
-        if not metrics or out_of_time:
-            metrics = best.offer(step, model, _evaluate(model, eval_patches, chief))
-        if chief:
-            weights, metrics = best.pick(step, model, metrics)
-            export_dir = _export(config, spec, scenario, weights, metrics, dirs.export)
+        return Result(step, ended.metrics, None, digest, True, model)
+    export_dir, metrics = None, ended.metrics
+    with _evaluated(model, run.average):
+        if not metrics or ended.out_of_time:
+            metrics = ended.best.offer(step, model, _evaluate(model, run.eval_patches, run.chief))
+        if run.chief:
+            weights, metrics = ended.best.pick(step, model, metrics)
+            export_dir = _export(run.config, run.spec, run.scenario, weights, metrics,
+                                 run.dirs.export)
             print(f"exported to {export_dir}", flush=True)
     strategies.barrier(strategy)
-    return Result(step, metrics, export_dir, digest, False, model, out_of_time)
+    return Result(step, metrics, export_dir, digest, False, model, ended.out_of_time)
 
 
 def _evaluated(model, average: WeightAverage | None):

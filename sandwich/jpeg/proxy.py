@@ -24,8 +24,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from sandwich import checks
-from sandwich.jpeg import color, tables
+from sandwich.jpeg import checks, color, tables
 from sandwich.jpeg.dct import (BLOCK, blockwise_dct, blockwise_idct, from_blocks, islow_fdct,
                                islow_idct, to_blocks)
 from sandwich.jpeg.ste import straight_through
@@ -202,7 +201,8 @@ def _tables(qstep) -> tf.Tensor:
     if q.shape.rank == 3:
         q = tf.reshape(q, [-1, BLOCK * BLOCK])
     q = tf.broadcast_to(q, [tables.TABLE_SLOTS, BLOCK * BLOCK])
-    integers = tf.clip_by_value(tf.floor(q + 0.5), 1.0, float(tables.BASELINE_MAX_STEP))
+    integers = tf.clip_by_value(tf.floor(q + 0.5), float(tables.BASELINE_MIN_STEP),
+                                float(tables.BASELINE_MAX_STEP))
     return straight_through(q, integers)
 
 
@@ -244,29 +244,3 @@ def proxy_code(images: tf.Tensor, qstep, *, color_mode: str = "ycbcr",
     if mode.color_mode == "ycbcr":
         return clip_integer_levels(color.ycbcr_to_rgb(first, others)), indices
     return tf.concat([first, others], axis=-1), indices
-
-
-def proxy_roundtrip(images, qstep, *, color_mode: str = "ycbcr", subsampling: str = "420",
-                    rate_model=None):
-    """Differentiable stand-in for `real_roundtrip`.
-
-    Args:
-      images: float32 `[b, h, w, c]` in 0..255 (c = 1 or 3); any h and w.
-      qstep: the flat quantisation step, a positive scalar (may be a
-        variable), or `[2, 64]` quantisation tables (luma, chroma).
-      color_mode, subsampling: the inner codec's mode (`sandwich.jpeg.tables`);
-        by default YCbCr 4:2:0, as every JPEG encoder does.
-      rate_model: maps the quantisation indices to bits; defaults to
-        `sandwich.rate.LogRateModel.default(...)` for the mode, calibrated
-        on the real encoder.
-
-    Returns:
-      `(decoded, bits)`: decoded float32 images like `images`, rounded and
-      clipped as a decoder outputs them; bits, a float32 `[b]` estimate of each
-      image's JPEG file size in bits.
-    """
-    from sandwich import rate  # Local: rate calibrates itself with this module.
-
-    decoded, indices = proxy_code(images, qstep, color_mode=color_mode, subsampling=subsampling)
-    rate_model = rate_model or rate.LogRateModel.default(tables.JpegMode(color_mode, subsampling))
-    return decoded, rate_model.bits(indices, qstep)

@@ -20,8 +20,7 @@ import io
 import numpy as np
 from PIL import Image, ImageFile
 
-from sandwich import checks
-from sandwich.jpeg import tables
+from sandwich.jpeg import checks, tables
 
 
 

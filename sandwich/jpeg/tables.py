@@ -28,7 +28,11 @@ import numpy as np
 COLOR_MODES = ("planes", "ycbcr")
 SUBSAMPLING_MODES = ("444", "420")
 TABLE_SLOTS = 2
-BASELINE_MAX_STEP = 255
+# Baseline JPEG's table entries are 8-bit integers of at least 1: the one
+# home of the 1..255 bound (the proxy and the encoder round and clip to it,
+# the trained step stays above its floor, a header's step and a user's
+# `--qstep` are checked against it).
+BASELINE_MIN_STEP, BASELINE_MAX_STEP = 1, 255
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +81,15 @@ def check_qstep(qstep) -> None:
         raise ValueError(f"qstep must be finite and positive, got {qstep!r}")
 
 
+def check_codable_step(qstep: float) -> float:
+    """`qstep` as a float if it is in (0, BASELINE_MAX_STEP], the steps a
+    file can be coded at (below 1 the entries are written as 1); else a
+    ValueError."""
+    if not 0 < qstep <= BASELINE_MAX_STEP:
+        raise ValueError(f"qstep must be in (0, {BASELINE_MAX_STEP}], not {qstep}")
+    return float(qstep)
+
+
 def flat_tables(qstep: float) -> np.ndarray:
     """Both slots flat at `qstep`: float64 `[2, 64]`."""
     check_qstep(qstep)
@@ -121,4 +134,5 @@ def integer_tables(qstep) -> np.ndarray:
     """The integer tables the encoder actually writes: entries rounded and
     kept in 1..255 (baseline JPEG's 8-bit range); int64 `[2, 64]`."""
     # Half up, as the proxy rounds (NumPy's round would go half to even).
-    return np.clip(np.floor(as_tables(qstep) + 0.5), 1, BASELINE_MAX_STEP).astype(np.int64)
+    return np.clip(np.floor(as_tables(qstep) + 0.5), BASELINE_MIN_STEP,
+                   BASELINE_MAX_STEP).astype(np.int64)

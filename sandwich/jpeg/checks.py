@@ -1,5 +1,8 @@
 """Argument checks shared by the codec proxy, the real codec and the models.
 
+In the codec's package, the lowest layer, so that the codecs need nothing
+above them and the models above take them from here.
+
 They run where the values are known in Python (eager tensors, NumPy arrays,
 numbers); inside a compiled step the shapes are static and the qstep is a
 variable kept positive by construction, so nothing is checked there.

@@ -1,0 +1,87 @@
+"""`benchmarks/quality.py`'s verdicts on a run (`_targets`), on summaries
+whose answers are known: each row's measured figure and whether it is met."""
+import importlib.util
+import os
+import sys
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BPP = [0.125, 0.25, 0.5, 1.0, 2.0, 4.0]
+JPEG = [30 + 4 * np.log2(b) for b in BPP]
+
+
+@pytest.fixture(scope="module")
+def quality():
+    """The benchmark as a module (it imports its neighbours as a script does)."""
+    benchmarks = os.path.join(REPO, "benchmarks")
+    sys.path.insert(0, benchmarks)
+    try:
+        spec = importlib.util.spec_from_file_location("quality_benchmark",
+                                                      os.path.join(benchmarks, "quality.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(benchmarks)
+    return module
+
+
+def _summary(curves: dict, own_baseline: dict, bd: dict) -> dict:
+    return {"methods": [{"name": name, "results": {"bpp": list(bpp), "psnr": list(psnr)}}
+                        for name, (bpp, psnr) in curves.items()],
+            "own_baseline": own_baseline, "bd": bd}
+
+
+def _rows(quality, hr, hbd=None) -> dict:
+    return {target: (required, measured, met)
+            for target, required, measured, met in quality._targets(hr, hbd)}
+
+
+def test_each_target_is_measured_where_the_issue_says(quality):
+    """The front's gain over plain JPEG counts only 0.25-1.0 bpp (+1.20 dB,
+    the gain at that range's middle; over the whole curve it is +0.97 dB,
+    short of the target); an x2 model's own BD-PSNR comes from the summary; its gain at 0.4
+    bpp is read off both curves; a model point below its baseline is
+    named, and a point beyond the baseline's rates is said to be unchecked."""
+    middle = np.mean(np.log10(quality.RATE_RANGE))
+    front = [p + 1.2 - 1.5 * (np.log10(b) - middle) for b, p in zip(BPP, JPEG)]
+    x2_bpp = [0.25, 0.5, 1.0, 8.0]
+    baseline_x2 = [30 + 4 * np.log2(b) for b in BPP]
+    x2 = [p + 0.8 for p in (30 + 4 * np.log2(b) for b in x2_bpp)]
+    x2[1] -= 1.3  # 0.5 bpp: 0.5 dB below its baseline
+    hr = _summary({"jpeg": (BPP, JPEG), "sandwich": (BPP, front), "hr-x2": (x2_bpp, x2),
+                   "baseline-x2": (BPP, baseline_x2)},
+                  {"hr-x2": "baseline-x2"}, {"baseline-x2": {"hr-x2": {"bd_psnr": 3.2}}})
+    hbd = _summary({"jpeg": (BPP, JPEG)}, {}, {"jpeg": {"sandwich": {"bd_psnr": 0.5}}})
+    rows = _rows(quality, hr, hbd)
+    assert rows["front vs plain JPEG, BD-PSNR over 0.25-1.0 bpp"] == (">= +1.0 dB", "+1.20 dB",
+                                                                      True)
+    assert rows["hr-x2 vs x2 baseline, BD-PSNR"] == (">= +3.0 dB", "+3.20 dB", True)
+    # At 0.4 bpp, between the points at 0.25 and 0.5 bpp (+0.8 and -0.5 dB).
+    gain = np.interp(np.log10(0.4), np.log10([0.25, 0.5]), [0.8, -0.5])
+    assert rows[f"hr-x2 vs x2 baseline at {quality.AT_RATE} bpp"] == (
+        ">= +1.0 dB", f"{gain:+.2f} dB", False)
+    [ceiling] = [row for target, row in rows.items() if target.startswith("high_bit_depth vs")]
+    assert ceiling == (">= +1.0 dB", "+0.50 dB", False)
+    required, measured, met = rows["model points below their baseline at the same rate"]
+    assert measured == ("hr-x2 0.50 bpp -0.50 dB (outside their baseline's rates, "
+                        "unchecked: hr-x2 8.000 bpp)") and met is False
+
+
+def test_targets_met_undefined_and_unchecked(quality):
+    """Every point above its baseline: met; curves that share no rates:
+    the reason instead of a figure, neither met nor missed; a model point
+    beyond its baseline's rates alone leaves the check open."""
+    far = [b * 100 for b in BPP]
+    hr = _summary({"jpeg": (BPP, JPEG), "sandwich": (far, JPEG), "hr-x1": (BPP, JPEG),
+                   "baseline-x1": (BPP, [p - 0.2 for p in JPEG])},
+                  {"hr-x1": "baseline-x1"}, {})
+    rows = _rows(quality, hr)
+    required, measured, met = rows["front vs plain JPEG, BD-PSNR over 0.25-1.0 bpp"]
+    assert "share no" in measured and met is None
+    assert rows["model points below their baseline at the same rate"] == ("none", "none", True)
+    assert not [target for target in rows if target.startswith("high_bit_depth vs")]
+    hr["methods"][2]["results"]["bpp"][-1] = 8.0  # beyond the baseline's 4 bpp
+    assert _rows(quality, hr)["model points below their baseline at the same rate"] == (
+        "none", "none (outside their baseline's rates, unchecked: hr-x1 8.000 bpp)", None)
