@@ -357,6 +357,9 @@ def parse_args(argv):
 
 
 def main(argv=None) -> None:
+    from sandwich import logs
+
+    logs.quiet_native_logs()  # before TensorFlow is imported, as the jobs' commands do
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.serve is not None:
         with serve(args.serve, args.port) as url:
