@@ -59,6 +59,12 @@ def held_out_bd(summaries: dict, name: str, scenario: str) -> dict:
     return measured
 
 
+def size_of(directory: str) -> int:
+    """Bytes of every file under `directory`."""
+    return sum(os.path.getsize(os.path.join(d, n)) for d, _, names in os.walk(directory)
+               for n in names)
+
+
 def commit() -> str:
     """The checkout's commit, marked `-dirty` if it has uncommitted changes."""
     head = subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=REPO, text=True).strip()
@@ -92,9 +98,7 @@ def release(run: str, to: str, command: str | None = None, trained_at: str | Non
         with open(os.path.join(target, MODEL_SPEC_FILE), "w") as f:
             f.write(spec.to_json())
         shipped.append(spec.model_id)
-        size = sum(os.path.getsize(os.path.join(d, n))
-                   for d, _, names in os.walk(target) for n in names)
-        print(f"{spec.model_id}: {size / 1e6:.1f} MB -> {target}")
+        print(f"{spec.model_id}: {size_of(target) / 1e6:.1f} MB -> {target}")
     return shipped
 
 
@@ -118,8 +122,7 @@ def table(to: str) -> str:
             continue
         with open(path) as f:
             spec = ModelSpec.from_json(f.read())
-        size = sum(os.path.getsize(os.path.join(d, n))
-                   for d, _, names in os.walk(os.path.dirname(path)) for n in names)
+        size = size_of(os.path.dirname(path))
         about = (f"| `{model_id}` ({spec.scenario} x{spec.factor}, {spec.bit_depth}-bit, "
                  f"{spec.objective}) | {size / 1e6:.1f} MB")
         for kind, rows in spec.release.get("held_out_bd", {}).items():

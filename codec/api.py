@@ -109,9 +109,9 @@ class Codec:
         them, or a shipped name (`codec.shipped`: by default the set for
         8-bit photos). A decoder only needs the post-processors."""
         dirs = exported.export_dirs(model)
-        exported.read_specs(dirs)  # refuses a set of two ids alike before loading either
-        tile, halo = exported.tile_layout(
-            [exported.read_spec(d).factor for d in dirs], tile, halo)
+        # Refuses a set of two ids alike before loading either.
+        specs = exported.read_specs(dirs)
+        tile, halo = exported.tile_layout([s.factor for s in specs.values()], tile, halo)
         return cls([ExportedSandwich.load(d, processors, tile=tile, halo=halo) for d in dirs])
 
     @property

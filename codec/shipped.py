@@ -21,13 +21,13 @@ the weights that wrote it.
 from __future__ import annotations
 
 import functools
-import json
 import os
+
+from sandwich.specs import MODEL_SPEC_FILE, ModelSpec
 
 MODELS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
 DEFAULT_SET = "shipped"
 EVERY_MODEL = "shipped-all"
-_SPEC_FILE = "model_spec.json"  # sandwich.specs.MODEL_SPEC_FILE, read without TensorFlow
 
 
 @functools.cache
@@ -36,10 +36,10 @@ def _bit_depths() -> dict[str, int]:
     depths = {}
     if os.path.isdir(MODELS_DIR):
         for name in sorted(os.listdir(MODELS_DIR)):
-            path = os.path.join(MODELS_DIR, name, _SPEC_FILE)
+            path = os.path.join(MODELS_DIR, name, MODEL_SPEC_FILE)
             if os.path.exists(path):
                 with open(path) as f:
-                    depths[name] = int(json.load(f)["bit_depth"])
+                    depths[name] = ModelSpec.from_json(f.read()).bit_depth
     return depths
 
 

@@ -66,17 +66,6 @@ def test_tpu_job_spec(offline, capsys):
     assert pool["containerSpec"]["imageUri"] == "gcr.io/p/tpu:1"
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--tpu", "v2", "--workers", "2", "--image", "i"], "--tpu takes neither"),
-    (["--tpu", "v2"], "--tpu needs --image"),
-    (["--job_dir", "runs/local"], "--job_dir must be a gs:// path"),
-])
-def test_refusals(capsys, flags, message):
-    with pytest.raises(SystemExit):
-        submit.parse([*COMMON, *flags])
-    assert message in capsys.readouterr().err
-
-
 # Machines Vertex AI custom training accepts for each accelerator and count
 # ("Configure compute resources for custom training"): the job spec must name
 # them, since Vertex AI refuses any other pairing when the job is created.
@@ -119,6 +108,9 @@ def test_machine_follows_the_accelerator(offline, capsys, flags, machine):
 
 
 @pytest.mark.parametrize("flags, message", [
+    (["--tpu", "v2", "--workers", "2", "--image", "i"], "--tpu takes neither"),
+    (["--tpu", "v2"], "--tpu needs --image"),
+    (["--job_dir", "runs/local"], "--job_dir must be a gs:// path"),
     (["--accelerator_type", "NVIDIA_L4", "--machine_type", "n1-standard-8"],
      "--machine_type n1-standard-8 does not take NVIDIA_L4: Vertex AI attaches it to g2 "
      "machines only"),
@@ -140,7 +132,7 @@ def test_machine_follows_the_accelerator(offline, capsys, flags, machine):
     (["--timeout", "2 hours"], "is no duration"),
     (["--labels", "team"], "a label is KEY=VALUE"),
 ])
-def test_machine_refusals(capsys, flags, message):
+def test_refusals(capsys, flags, message):
     with pytest.raises(SystemExit):
         submit.parse([*COMMON, *flags])
     assert message in capsys.readouterr().err
