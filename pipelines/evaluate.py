@@ -80,18 +80,20 @@ import dataclasses
 import io
 import json
 import sys
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from codec import bottleneck_format, exported, shipped
-from pipelines import batch_jobs, beam_options, jobs, model_handler
+from codec import exported, shipped
+from pipelines import batch_jobs, beam_options, jobs, model_handler, report
 from pipelines.dead_letters import TryFlatMap
+from pipelines.eval_results import (LOSSLESS, METRICS, PER_IMAGE_FILE, PLOT_FILES, SANDWICH,
+                                    SUMMARY_FILE, VIEW, Measurement, read_measurements)
+from pipelines.method_files import alternative_files, sandwich_files
 from sandwich import alternatives, metrics, perceptual
 from sandwich.errors import Rejected
 from sandwich.image_io import DEFAULT_MAX_PIXELS, encode_png16
@@ -103,15 +105,6 @@ if TYPE_CHECKING:
     from sandwich import scenarios
 
 NAMESPACE = "evaluate"
-SANDWICH = "sandwich"
-LOSSLESS = "png16"  # The 16-bit PNG of a deeper source: its lossless size.
-VIEW = "-view"  # `<model_id>-view`: a factor-1 8-bit bottleneck as a viewer shows it.
-PER_IMAGE_FILE = "per_image.jsonl"
-SUMMARY_FILE = "summary.json"
-PLOT_FILE = "rd.png"
-METRICS = ("psnr", "ms-ssim", "butteraugli")
-PLOT_FILES = {"psnr": PLOT_FILE, "ms-ssim": "rd_ms-ssim.png",
-              "butteraugli": "rd_butteraugli.png"}
 # The sandwich front on each metric: the models' upper envelope in it.
 FRONTS = {"psnr": SANDWICH, "ms-ssim": f"{SANDWICH}-ms-ssim",
           "butteraugli": f"{SANDWICH}-butteraugli"}
@@ -149,37 +142,6 @@ def has_view(factor: int, bit_depth: int) -> bool:
     return factor == 1 and bit_depth == 8
 
 
-@dataclasses.dataclass(frozen=True)
-class Measurement:
-    """One image coded by one method at one step (or quality); `bits` is the
-    whole file (for a sandwich model, the bottleneck with its header), so
-    `bpp` is what the deployed file costs per source pixel. The perceptual
-    fields are None where not measured: `ms_ssim` (linear), `butteraugli`
-    (largest distance) and `butteraugli_3norm`."""
-
-    method: str
-    qstep: float
-    image: str
-    bits: int
-    pixels: int
-    psnr: float
-    ms_ssim: float | None = None
-    butteraugli: float | None = None
-    butteraugli_3norm: float | None = None
-
-    @property
-    def bpp(self) -> float:
-        return self.bits / self.pixels
-
-    def to_json(self) -> str:
-        return json.dumps({**dataclasses.asdict(self), "bpp": self.bpp}, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, line: str) -> "Measurement":
-        data = json.loads(line)
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
-
-
 def quality(reconstruction, source: np.ndarray, bit_depth: int,
             chosen=("psnr",)) -> dict[str, float]:
     """The quality fields of a `Measurement` of `reconstruction` against
@@ -193,25 +155,6 @@ def quality(reconstruction, source: np.ndarray, bit_depth: int,
         fields["butteraugli"], fields["butteraugli_3norm"] = perceptual.butteraugli(
             source, reconstruction, bit_depth)
     return fields
-
-
-def sandwich_files(model: exported.ExportedSandwich, pixels: np.ndarray,
-                   source_bit_depth: int, qsteps, source_stamp: str = "", *,
-                   max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[tuple[bytes, np.ndarray]]:
-    """(bottleneck file, reconstruction) per qstep of the deployed path: the
-    very file `compress` writes (given the source's stamp) and the very
-    reconstruction `decompress` (with `max_pixels`) makes of it.
-
-    The pre-processor runs once, unless it reads the step.
-    """
-    height, width = pixels.shape[:2]
-    bottleneck_at = model.bottleneck_at(pixels)
-    for qstep in qsteps:
-        header = bottleneck_format.Header.of(model.spec, qstep, height, width, source_bit_depth,
-                                             source_stamp)
-        data = bottleneck_format.encode(bottleneck_at(qstep), header, model.spec.tables_at(qstep))
-        _, decoded = bottleneck_format.decode(data, max_pixels=max_pixels)
-        yield data, model.postprocess(decoded, (height, width), qstep)
 
 
 def measure_sandwich(model: exported.ExportedSandwich, pixels: np.ndarray,
@@ -228,41 +171,6 @@ def measure_baseline(scenario: scenarios.Scenario, pixels: np.ndarray,
     """(file bits, PSNR) of the scenario's baseline through the real codec."""
     reconstruction, bits = scenario.baseline(pixels[None], qstep)
     return int(bits[0]), quality(reconstruction[0], pixels, scenario.bit_depth)["psnr"]
-
-
-class EightBitCeiling:
-    """A deeper source's 8-bit ceiling, the path of the `high_bit_depth`
-    baseline: the source rounded down to 8 bits for an 8-bit codec (`rgb`),
-    and the codec's output scaled back to the middle of each step (`back`)."""
-
-    def __init__(self, bit_depth: int):
-        from sandwich import scenarios
-
-        self._scenario = scenarios.Scenario("high_bit_depth", bit_depth, 1)
-
-    def rgb(self, source: np.ndarray) -> np.ndarray:
-        import tensorflow as tf
-
-        from sandwich import scenarios
-
-        return scenarios.codec_input(self._scenario.to_bottleneck(
-            tf.cast(source[None], tf.float32)))[0].numpy()
-
-    def back(self, rgb8: np.ndarray, shape) -> np.ndarray:
-        return self._scenario.to_source(
-            self._scenario.from_bottleneck(rgb8[None], shape[:2]))[0].numpy()
-
-
-def alternative_files(name: str, pixels: np.ndarray, bit_depth: int,
-                      qualities) -> Iterator[tuple[bytes, np.ndarray]]:
-    """(file, decoded in the source's units) per quality of an alternative
-    codec; a deeper source is coded at its 8-bit ceiling (`EightBitCeiling`),
-    rounded down once for all qualities."""
-    ceiling = EightBitCeiling(bit_depth) if bit_depth > 8 else None
-    rgb = pixels if ceiling is None else ceiling.rgb(pixels)
-    for level in qualities:
-        data, decoded = alternatives.code(name, rgb, level)
-        yield data, np.asarray(decoded if ceiling is None else ceiling.back(decoded, pixels.shape))
 
 
 def measure_alternative(name: str, pixels: np.ndarray, bit_depth: int,
@@ -782,8 +690,7 @@ def run(argv=None, save_main_session=False, test_pipeline=None) -> dict:
     # Checked before the summary: an image lost on the way would bias the means.
     account = batch_jobs.account(batch_jobs.counters(result, NAMESPACE),
                                  config.dead_letter_path, outputs="measured")
-    with FileSystems.open(config.path(PER_IMAGE_FILE)) as f:
-        measurements = [Measurement.from_json(line) for line in f.read().decode().splitlines()]
+    measurements = read_measurements(config.output)
     summary = summarise(measurements, model_scenarios)
     write_results(summary, config)
     print(table(summary))
@@ -791,9 +698,6 @@ def run(argv=None, save_main_session=False, test_pipeline=None) -> dict:
     print(f"{summary['images']} images measured; unusable files -> "
           f"{config.dead_letter_path}; results: {config.output} ({SUMMARY_FILE}, "
           f"{', '.join(PLOT_FILES[m] for m in summary['metrics'])})")
-    # Imported here: the report reads this module's names and files, not the reverse.
-    from pipelines import report
-
     page = report.write_report(config.output, summary, measurements, config.models,
                                tile=config.tile, halo=config.halo, max_pixels=config.max_pixels,
                                max_photos=config.report_photos)

@@ -67,8 +67,9 @@ from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
 from pipelines import batch_jobs, model_handler
-from pipelines.evaluate import (LOSSLESS, METRICS, PER_IMAGE_FILE, SANDWICH, SUMMARY_FILE,
-                                EightBitCeiling, Measurement, sandwich_files)
+from pipelines.eval_results import (LOSSLESS, METRICS, PER_IMAGE_FILE, PLOT_FILES, SANDWICH,
+                                    SUMMARY_FILE, read_measurements)
+from pipelines.method_files import EightBitCeiling, sandwich_files
 from sandwich import alternatives, metrics
 from sandwich.image_io import DEFAULT_MAX_PIXELS, decode_image, fit_bit_depth
 
@@ -80,7 +81,7 @@ CROP = 256
 BLOCK = 8  # JPEG's block: crops start on its grid, so block edges fall where they do in the file
 ZOOM = 2
 PLOT_PATTERN = "rd*.png"
-PLOT_ORDER = ("rd.png", "rd_ms-ssim.png", "rd_butteraugli.png")  # PSNR first; others after, by name
+PLOT_ORDER = tuple(PLOT_FILES.values())  # PSNR first; others after, by name
 COMPARED = ("jpeg", "jpegli")  # The alternatives coded at the sandwich's bytes.
 LABELS = {"source": "source", "jpeg": "plain JPEG", "jpegli": "jpegli",
           SANDWICH: "sandwich", "view": "bottleneck as viewed"}
@@ -543,8 +544,7 @@ def main(argv=None) -> int:
     results = args.results.rstrip("/")
     with FileSystems.open(FileSystems.join(results, SUMMARY_FILE)) as f:
         summary = json.loads(f.read())
-    with FileSystems.open(FileSystems.join(results, PER_IMAGE_FILE)) as f:
-        measurements = [Measurement.from_json(line) for line in f.read().decode().splitlines()]
+    measurements = read_measurements(results)
     models = tuple(d for m in args.models for d in model_handler.export_dirs(m))
     print(write_report(results, summary, measurements, models, max_pixels=args.max_pixels,
                        max_photos=args.photos, reference_bpp=args.bpp))

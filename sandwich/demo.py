@@ -11,18 +11,20 @@ import argparse
 
 import numpy as np
 
-from sandwich import metrics, samples
+from sandwich import logs, metrics, samples
 from sandwich.jpeg import real_roundtrip, tables
-from sandwich.rate import proxy_roundtrip
 
 
 def main(argv=None) -> None:
+    logs.quiet_native_logs()  # before TensorFlow is imported (`sandwich.rate`), as every command does
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--image", default=str(samples.paths()[0]), help="an 8-bit RGB image")
     parser.add_argument("--qsteps", type=float, nargs="+", default=[2, 4, 8, 16, 32, 64])
     parser.add_argument("--jpeg_mode", choices=tables.MODE_NAMES, default=tables.DEFAULT_MODE.name)
     args = parser.parse_args(argv)
+    from sandwich.rate import proxy_roundtrip
+
     codec = tables.JpegMode.parse(args.jpeg_mode).kwargs()
 
     source = samples.load(args.image)[None]

@@ -306,9 +306,22 @@ def _to_srgb(im: Image.Image, icc: bytes) -> Image.Image:
     if im.mode != mode:
         raise ImageDecodeError(f"ICC profile of colour space {space!r} on a {im.mode} image")
     try:
-        return ImageCms.profileToProfile(im, profile, _srgb(), outputMode="RGB")
+        return _srgb_transform(icc, im.mode).apply(im)
     except ImageCms.PyCMSError as e:
         raise ImageDecodeError(f"ICC profile conversion failed: {e}") from e
+
+
+@functools.lru_cache(maxsize=16)
+def _srgb_transform(icc: bytes, mode: str) -> ImageCms.ImageCmsTransform:
+    """LittleCMS's transform of `mode` images in the (not sRGB) profile `icc`
+    to sRGB, at its default perceptual intent, as `ImageCms.profileToProfile`
+    builds it. Built once per profile and mode: building it took 7-10 ms
+    against 0.2 ms to apply it to a 64x64 image and 21 ms to a 512x512 one,
+    and a bucket of photos from one camera or phone carries one profile.
+    Bounded, as a profile can be large (a lookup-table one, hundreds of KB)
+    and a corpus can hold many; LittleCMS applies one transform from
+    several threads at once (a worker's)."""
+    return ImageCms.buildTransform(_profile(icc), _srgb(), mode, "RGB")
 
 
 def _deep_to_srgb(pixels: np.ndarray, bit_depth: int, icc: bytes) -> np.ndarray:

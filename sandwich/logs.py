@@ -12,10 +12,15 @@ rest at WARNING, and the forwarded worker warnings only at ERROR;
 TensorFlow reads its native (C++) log level from `TF_CPP_MIN_LOG_LEVEL` once,
 when it is imported, which for a console script is before `main` parses a
 flag; `quiet_native_logs` therefore runs when `pipelines` or `trainer` is
-imported and sets it only if the user has not (`TF_CPP_MIN_LOG_LEVEL=0`
-brings those logs back). Beam's worker processes inherit it. The lines the
-CUDA plug-in prints before TensorFlow's logging starts ("Could not find cuda
-drivers") obey no setting.
+imported (and first in the commands of the libraries `sandwich` and
+`codec`, whose import leaves the environment alone) and sets it only if the
+user has not (`TF_CPP_MIN_LOG_LEVEL=0` brings those logs back). Beam's
+worker processes inherit it. Level 3, not 2: on a host without CUDA,
+TensorFlow logs "failed call to cuInit" as an error at every start. What
+TensorFlow 2.21's libraries log while they load, before its logging starts
+(absl's "All log messages before absl::InitializeLog()" banner, the oneDNN
+notice, "Could not find cuda drivers"), obeys no setting: some six lines
+per process that imports it.
 
 One Beam warning is dropped unless `--verbose`: RunInference warns "Resource
 module is not available" on every run without PyTorch (Beam 2.77 sets

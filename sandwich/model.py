@@ -80,13 +80,10 @@ import tensorflow as tf
 
 from sandwich import metrics, networks, scenarios, specs
 from sandwich.jpeg import real_roundtrip, tables
+from sandwich.model_options import PREPROCESSOR_CONDITIONING, QUANTIZATIONS
 from sandwich.rate import proxy_roundtrip
 from sandwich.scenarios import Scenario, codec_input
 
-# How a rate-conditioned sandwich's pre-processor reads the step: not at all
-# (a rate search pre-processes once per image), as an input plane of both
-# its branches, or as a learned per-channel gain on its residual.
-PREPROCESSOR_CONDITIONING = ("off", "input", "gain")
 # The step is kept above this floor: a JPEG table entry is at least 1.
 QSTEP_FLOOR = float(tables.BASELINE_MIN_STEP)
 SCALARS = ("loss", "distortion", "bpp", "penalty", "psnr", "qstep")
@@ -114,11 +111,6 @@ MS_SSIM_COARSEST = 8
 # it is 2021-1258, at 10 bits 2123-1158, with standard tables at x1
 # 1649-1137 (they put their error where MS-SSIM sees less of it).
 MS_SSIM_TO_MSE = 1000.0
-# What of the quantisation tables learns: one step for all entries, one
-# step per table slot (luma, chroma), or every entry of both 8x8 tables
-# (written into the file's DQT, so any decoder still reads it).
-QUANTIZATIONS = {"flat": [], "steps": [tables.TABLE_SLOTS, 1],
-                 "tables": [tables.TABLE_SLOTS, 64]}
 
 
 class Forward(typing.NamedTuple):

@@ -10,6 +10,7 @@ import tensorflow as tf
 import tifffile
 from PIL import Image, ImageCms, ImageOps
 
+from sandwich import image_io
 from sandwich.image_io import ImageDecodeError, decode_image, encode_png16, insert_chunk_after_ihdr
 from tests import icc_profiles, photos
 
@@ -241,6 +242,19 @@ def test_srgb_profiles_and_gray_profiles():
     data = _encode(Image.fromarray(gray), "PNG", icc_profile=GRAY_18)
     np.testing.assert_array_equal(decode_image(data).pixels, _littlecms(gray, GRAY_18, "L"))
     assert decode_image(data).pixels.mean() > gray.mean() + 8  # gamma 1.8 is lighter in sRGB
+
+
+def test_photos_of_one_profile_share_one_littlecms_transform():
+    """A bucket of one phone's photos builds LittleCMS's transform once (it
+    costs more than converting a small photo), and each photo still comes
+    out as LittleCMS converts it on its own."""
+    image_io._srgb_transform.cache_clear()
+    for pixels in (_swatch_photo(), 255 - _swatch_photo()):
+        data = _encode(Image.fromarray(pixels), "PNG", icc_profile=P3)
+        np.testing.assert_array_equal(decode_image(data).pixels, _littlecms(pixels, P3))
+    decode_image(_encode(Image.fromarray(PHOTO[..., 1]), "PNG", icc_profile=GRAY_18))
+    built = image_io._srgb_transform.cache_info()
+    assert (built.misses, built.hits) == (2, 1)  # P3 on RGB, then gamma 1.8 on gray
 
 
 def test_unreadable_or_mismatched_profiles_are_refused():

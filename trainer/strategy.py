@@ -12,7 +12,8 @@ import os
 
 import tensorflow as tf
 
-STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
+from trainer.config import STRATEGIES
+
 
 
 def split_cpu(count: int) -> None:

@@ -15,13 +15,13 @@ import sys
 
 from sandwich import logs
 from sandwich.jpeg.tables import MODE_NAMES
-from sandwich.model import DISTORTIONS, PREPROCESSOR_CONDITIONING, QUANTIZATIONS
-from sandwich.scenarios import TABLE_SHAPES
-from sandwich.networks import PRESETS
-from sandwich.specs import SCENARIOS, check_qstep_range
-from trainer.strategy import STRATEGIES, split_cpu
-from trainer.training import LR_SCHEDULES, OBJECTIVES, Config, train
+from sandwich.model_options import PREPROCESSOR_CONDITIONING, PRESETS, QUANTIZATIONS
+from sandwich.specs import DISTORTIONS, SCENARIOS, TABLE_SHAPES, check_qstep_range
+from trainer.config import LR_SCHEDULES, OBJECTIVES, STRATEGIES, Config
 
+# TensorFlow (`trainer.training`, `trainer.strategy`) is imported by `main`
+# once the flags are parsed: `--help` and a mistyped flag are answered
+# without loading it (tests/test_console_scripts.py).
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -95,9 +95,10 @@ def parser() -> argparse.ArgumentParser:
     opt.add_argument("--max_train_minutes", type=float,
                      help="stop training (and export) after this much wall time, even "
                           "before --steps; given without --steps, it alone bounds the run. "
-                          "It counts from the start of this process's training loop: a "
-                          "resumed run gets the budget afresh, and a schedule bounded by "
-                          "time alone starts over")
+                          "It counts the training loops' time over resumes: a run resumed "
+                          "from its checkpoints (after a preemption, say) has what its last "
+                          "checkpoint left of it, and a schedule bounded by time alone "
+                          "carries on")
     opt.add_argument("--seed", type=int, help="shuffle seed; none: a new shuffle each run")
     loss = p.add_argument_group(
         "what the loss measures (each flag left out takes the --objective preset's value)")
@@ -228,6 +229,9 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logs.set_up(argv)
     config, logical_cpus = parse(argv)
+    from trainer.strategy import split_cpu
+    from trainer.training import train
+
     if logical_cpus:
         split_cpu(logical_cpus)
     result = train(config)

@@ -8,11 +8,13 @@ Around the step, outside anything compiled:
 
 - the rate model's table is refitted to the real encoder at the current
   qstep, on the same fixed patches on every worker (so replicas agree);
-- checkpoints (model, optimizer, rate table; the step is the optimizer's
-  iteration count) go through `tf.train.CheckpointManager`: a run killed by
-  SIGKILL resumes from the last one, SIGTERM (a preempted Vertex AI VM)
-  saves one first, and on a multi-worker run every worker stops with it at
-  the same step (`strategy.any_worker`). Only the chief writes; other workers save to a scratch
+- checkpoints (model, optimizer, rate table, and the training time spent,
+  which `--max_train_minutes` counts across resumes, `trainer.time_budget`;
+  the step is the optimizer's iteration count) go through
+  `tf.train.CheckpointManager`: a run killed by SIGKILL resumes from the
+  last one, SIGTERM (a preempted Vertex AI VM) saves one first, and on a
+  multi-worker run every worker stops with it at the same step
+  (`strategy.any_worker`). Only the chief writes; other workers save to a scratch
   directory that is deleted, as multi-worker checkpointing requires;
 - TensorBoard scalars and images, a progress line, and periodic evaluation
   on the eval patches (`--eval_data`, else the eval split) with the real codec, of a moving average of the
@@ -32,7 +34,6 @@ import signal
 import tempfile
 import time
 import uuid
-from typing import Literal
 
 import keras
 import numpy as np
@@ -40,81 +41,16 @@ import tensorflow as tf
 
 import sandwich
 from sandwich import rate, scenarios
-from sandwich.jpeg import tables
 from sandwich.model import Sandwich, check_distortion, make_train_step
-from sandwich.networks import NetworkSize, network_size
 from sandwich.specs import DatasetSpec, ModelSpec, check_qstep_range
 from trainer import data, export, summaries, strategy as strategies
 from trainer.averaging import WeightAverage
+from trainer.config import OBJECTIVES, Config
 from trainer.patch_evaluation import RateDistortionGain, curve_qsteps, evaluate_patches
+from trainer.time_budget import Deadline, TrainingClock
 
 IMAGES = 3  # patches shown in TensorBoard
 RATE_GRID = 5  # rate model rows over a conditioned model's qstep range
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """Everything a run needs; `trainer.task` builds it from the flags."""
-
-    data: str
-    job_dir: str | None = None
-    eval_data: str | None = None
-    # None: no bound on steps; `max_train_minutes` alone ends the run.
-    steps: int | None = 1000
-    batch_size: int = 8
-    learning_rate: float = 1e-3
-    lr_schedule: str = "cosine"
-    gamma: float | str = "auto"
-    penalty_weight: float = 1.0
-    size: str = "auto"
-    unet_widths: tuple[int, ...] | None = None
-    mlp_widths: tuple[int, ...] | None = None
-    post_unet_widths: tuple[int, ...] | None = None
-    qstep: float = 20.0
-    # `--qstep_range`: (low, high), None (off: one step, `qstep`) or "auto",
-    # which `settle` turns into the scenario's range (`qstep_range`).
-    qstep_range: tuple[float, float] | Literal["auto"] | None = "auto"
-    condition_preprocessor: str = "off"
-    train_preprocessor: bool = True
-    train_qstep: bool = True
-    quantization: str = "flat"
-    jpeg_mode: str = tables.DEFAULT_MODE.name
-    # What the loss measures (`OBJECTIVES`); None takes the objective's.
-    objective: str = "psnr"
-    distortion: str | None = None
-    ms_ssim_weight: float | None = None
-    view_weight: float | None = None
-    table_shape: str | None = None
-    max_train_minutes: float | None = None
-    model_id: str | None = None
-    strategy: str = "auto"
-    jit_compile: str = "auto"
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 3
-    summary_every: int = 50
-    image_every: int = 500
-    refit_every: int = 500
-    eval_every: int = 1000
-    eval_patches: int = 64
-    keep_best: bool = True
-    ema_decay: float = 0.999
-    augment: bool = True
-    refit_patches: int = 16
-    scenario: str | None = None
-    checkpoint_dir: str | None = None
-    log_dir: str | None = None
-    export_dir: str | None = None
-    seed: int | None = None
-
-    def network(self) -> NetworkSize:
-        preset = network_size(self.size)
-        return NetworkSize(self.unet_widths or preset.unet_widths,
-                           self.mlp_widths or preset.mlp_widths)
-
-    def post_network(self) -> NetworkSize:
-        """The post-processor's size: the pre-processor's, or its own U-Net widths."""
-        size = self.network()
-        return dataclasses.replace(size, unet_widths=self.post_unet_widths) if self.post_unet_widths else size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,36 +109,6 @@ class Stop:
         signal.signal(signal.SIGTERM, self._previous)
 
 
-class Deadline:
-    """`--max_train_minutes`: training ends (and exports) once this much
-    wall time has passed since the loop started, whatever `--steps` says.
-    On several workers, the first clock to run out stops them all (the loop
-    agrees on it like on a preemption).
-    """
-
-    def __init__(self, minutes: float | None):
-        self._minutes = minutes
-        self._end = None if minutes is None else time.monotonic() + 60.0 * minutes
-        self._passed_at: int | None = None
-
-    def fraction(self) -> float:
-        """The share of the budget spent (0 without one)."""
-        if self._end is None:
-            return 0.0
-        return 1.0 - self.remaining() / (60.0 * self._minutes)
-
-    def remaining(self) -> float:
-        """Seconds left of the budget (infinite without one)."""
-        return float("inf") if self._end is None else max(self._end - time.monotonic(), 0.0)
-
-    def passed(self, step: int) -> bool:
-        if self._passed_at is None and self._end is not None and time.monotonic() >= self._end:
-            self._passed_at = step
-            print(f"time budget reached at step {step}", flush=True)
-        return self._passed_at is not None
-
-
-LR_SCHEDULES = ("constant", "cosine")
 WARMUP = 0.02  # of the run, for the cosine schedule
 FINAL_LR = 0.05  # of the base rate, where the cosine schedule ends
 
@@ -248,21 +154,6 @@ def _duration(seconds: float) -> str:
         return "?"
     minutes, seconds = divmod(int(seconds), 60)
     return f"{minutes // 60}h{minutes % 60:02d}m{seconds:02d}s"
-
-
-# `--objective`: what the other loss flags default to. `psnr` is the recipe
-# measured above and in docs/architecture.md. `perceptual` is the recipe
-# that did best on Butteraugli at equal bytes on validation photos (x1,
-# 5,000 steps; docs/architecture.md, "What the loss measures"): the tables
-# plain JPEG uses, shaped for the eye (Annex K), and the bottleneck's own
-# look weighted at half the reconstruction's. Mixing MS-SSIM into the
-# distortion gained MS-SSIM but lost Butteraugli, so it is left out.
-OBJECTIVES = {
-    "psnr": {"distortion": "mse", "ms_ssim_weight": None, "view_weight": 0.0,
-             "table_shape": "flat"},
-    "perceptual": {"distortion": "mse", "ms_ssim_weight": None, "view_weight": 0.5,
-                   "table_shape": "standard"},
-}
 
 
 def with_objective(config: Config) -> Config:
@@ -423,22 +314,35 @@ def _baseline_bottleneck(scenario, patches: np.ndarray) -> np.ndarray:
     return scenarios.codec_input(scenario.to_bottleneck(source)).numpy()
 
 
+# The training time's key in a checkpoint (`_Checkpoints`).
+_TRAINED_SECONDS = "trained_seconds/.ATTRIBUTES/VARIABLE_VALUE"
+
+
 class _Checkpoints:
     """A CheckpointManager on the chief; elsewhere a scratch one, emptied after
-    each save (every worker must take part in saving distributed variables)."""
+    each save (every worker must take part in saving distributed variables).
+    It saves `tracked` and the training time (`clock`), brought up to date
+    before each save."""
 
-    def __init__(self, checkpoint: tf.train.Checkpoint, directory: str, chief: bool, keep: int):
+    def __init__(self, tracked: dict, clock: TrainingClock, directory: str, chief: bool,
+                 keep: int):
         self.directory = directory
         self._scratch = None if chief else tempfile.mkdtemp(prefix="sandwich-ckpt-")
+        self._clock = clock
+        self._checkpoint = tf.train.Checkpoint(**tracked, trained_seconds=clock.seconds)
+        # What checkpoints written before the training time was saved hold:
+        # they still resume, their time counted from zero.
+        self._untimed = tf.train.Checkpoint(**tracked)
         self._manager = tf.train.CheckpointManager(
-            checkpoint, self._scratch or directory, max_to_keep=keep)
-        self._checkpoint = checkpoint
+            self._checkpoint, self._scratch or directory, max_to_keep=keep)
 
     def restore(self) -> str | None:
         latest = tf.train.latest_checkpoint(self.directory)
         if latest:
+            timed = tf.train.load_checkpoint(latest).has_tensor(_TRAINED_SECONDS)
             try:
-                self._checkpoint.restore(latest).assert_existing_objects_matched()
+                (self._checkpoint if timed else self._untimed).restore(
+                    latest).assert_existing_objects_matched()
             except (ValueError, AssertionError) as e:
                 raise ValueError(
                     f"{latest} does not fit this model (another size or version of the "
@@ -447,6 +351,7 @@ class _Checkpoints:
         return latest
 
     def save(self, step: int) -> None:
+        self._clock.record()
         self._manager.save(checkpoint_number=step)
         if self._scratch:
             shutil.rmtree(self._scratch, ignore_errors=True)
@@ -500,6 +405,7 @@ class _Run:
     optimizer: keras.optimizers.Optimizer
     train_step: object
     average: WeightAverage | None
+    clock: TrainingClock
     checkpoints: _Checkpoints
     step: int
 
@@ -551,15 +457,16 @@ def _set_up(config: Config) -> _Run:
     average = WeightAverage(model.get_weights(), config.ema_decay) if config.ema_decay else None
     if average:
         tracked["average"] = average
-    checkpoints = _Checkpoints(tf.train.Checkpoint(**tracked), dirs.checkpoints, chief,
-                               config.keep_checkpoints)
+    clock = TrainingClock()
+    checkpoints = _Checkpoints(tracked, clock, dirs.checkpoints, chief, config.keep_checkpoints)
     restored = checkpoints.restore()
     step = int(optimizer.iterations.numpy())
-    print(f"{'resumed from ' + restored if restored else 'starting'} at step {step}; "
+    trained = f"{clock.elapsed() / 60:.1f} min trained; " if restored else ""
+    print(f"{'resumed from ' + restored if restored else 'starting'} at step {step}; {trained}"
           f"{spec.scenario} {spec.bit_depth}-bit x{spec.factor}, {replicas} replica(s), "
           f"global batch {config.batch_size}", flush=True)
     return _Run(config, spec, dirs, strategy, scenario, chief, eval_patches, refit_patches,
-                model, rate_model, optimizer, train_step, average, checkpoints, step)
+                model, rate_model, optimizer, train_step, average, clock, checkpoints, step)
 
 
 def _steps(run: _Run) -> _Ended:
@@ -574,7 +481,8 @@ def _steps(run: _Run) -> _Ended:
     writer = (tf.summary.create_file_writer(run.dirs.logs) if run.chief
               else tf.summary.create_noop_writer())
     iterator = iter(dataset)
-    deadline = Deadline(config.max_train_minutes)
+    run.clock.start()
+    deadline = Deadline(config.max_train_minutes, run.clock)
     progress = Progress(run.step, config.steps, deadline)
     metrics: dict = {}
     best = _Best(RateDistortionGain(run.scenario, run.eval_patches, curve_qsteps(run.model))

@@ -1,0 +1,98 @@
+"""What a training run is asked to do: `Config`, which `trainer.task` builds
+from the flags, and the names its fields take.
+
+Free of TensorFlow, so that `sandwich-train --help` and a mistyped flag are
+answered in a fraction of a second, without the seconds and hundreds of
+megabytes TensorFlow costs to load; `trainer.training` imports it when a
+run starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from sandwich.jpeg import tables
+from sandwich.model_options import NetworkSize, network_size
+
+# `--strategy` (`trainer.strategy`): `auto` follows the machine.
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
+# `--lr_schedule` (`trainer.training.learning_rate`).
+LR_SCHEDULES = ("constant", "cosine")
+# `--objective`: what the other loss flags default to. `psnr` is the recipe
+# measured in docs/architecture.md. `perceptual` is the recipe
+# that did best on Butteraugli at equal bytes on validation photos (x1,
+# 5,000 steps; docs/architecture.md, "What the loss measures"): the tables
+# plain JPEG uses, shaped for the eye (Annex K), and the bottleneck's own
+# look weighted at half the reconstruction's. Mixing MS-SSIM into the
+# distortion gained MS-SSIM but lost Butteraugli, so it is left out.
+OBJECTIVES = {
+    "psnr": {"distortion": "mse", "ms_ssim_weight": None, "view_weight": 0.0,
+             "table_shape": "flat"},
+    "perceptual": {"distortion": "mse", "ms_ssim_weight": None, "view_weight": 0.5,
+                   "table_shape": "standard"},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything a run needs; `trainer.task` builds it from the flags."""
+
+    data: str
+    job_dir: str | None = None
+    eval_data: str | None = None
+    # None: no bound on steps; `max_train_minutes` alone ends the run.
+    steps: int | None = 1000
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    lr_schedule: str = "cosine"
+    gamma: float | str = "auto"
+    penalty_weight: float = 1.0
+    size: str = "auto"
+    unet_widths: tuple[int, ...] | None = None
+    mlp_widths: tuple[int, ...] | None = None
+    post_unet_widths: tuple[int, ...] | None = None
+    qstep: float = 20.0
+    # `--qstep_range`: (low, high), None (off: one step, `qstep`) or "auto",
+    # which `trainer.training.settle` turns into the scenario's range.
+    qstep_range: tuple[float, float] | Literal["auto"] | None = "auto"
+    condition_preprocessor: str = "off"
+    train_preprocessor: bool = True
+    train_qstep: bool = True
+    quantization: str = "flat"
+    jpeg_mode: str = tables.DEFAULT_MODE.name
+    # What the loss measures (`OBJECTIVES`); None takes the objective's.
+    objective: str = "psnr"
+    distortion: str | None = None
+    ms_ssim_weight: float | None = None
+    view_weight: float | None = None
+    table_shape: str | None = None
+    max_train_minutes: float | None = None
+    model_id: str | None = None
+    strategy: str = "auto"
+    jit_compile: str = "auto"
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    summary_every: int = 50
+    image_every: int = 500
+    refit_every: int = 500
+    eval_every: int = 1000
+    eval_patches: int = 64
+    keep_best: bool = True
+    ema_decay: float = 0.999
+    augment: bool = True
+    refit_patches: int = 16
+    scenario: str | None = None
+    checkpoint_dir: str | None = None
+    log_dir: str | None = None
+    export_dir: str | None = None
+    seed: int | None = None
+
+    def network(self) -> NetworkSize:
+        preset = network_size(self.size)
+        return NetworkSize(self.unet_widths or preset.unet_widths,
+                           self.mlp_widths or preset.mlp_widths)
+
+    def post_network(self) -> NetworkSize:
+        """The post-processor's size: the pre-processor's, or its own U-Net widths."""
+        size = self.network()
+        return dataclasses.replace(size, unet_widths=self.post_unet_widths) if self.post_unet_widths else size
