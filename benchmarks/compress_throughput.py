@@ -13,7 +13,8 @@ decoder and the PNG writer spread over all cores plus the post-processor.
 Every figure is source megapixels per second of wall time, with its ratio to
 the bound. Start-up (a worker imports TensorFlow and loads the model) is a
 fixed cost, so each job also runs on a corpus twice as large: the
-difference of the two runs is the steady state, what a large corpus sees.
+difference of the two runs is the steady state, what a large corpus sees,
+and what the small run spent beyond it is the start-up, printed beside.
 Each job, and the bound, runs `--repeats` times and counts its fastest run.
 Then, on one model that changes pixels:
 
@@ -121,8 +122,8 @@ def throughput(model_dir: str, work: str, copies: int, repeats: int) -> None:
           f"({megapixels['small']:.1f} MP), large {len(corpora['large'])}")
     print(f"{'run':<52}{'seconds':>9}{'MP/s':>8}{'vs bound':>10}")
     processes = ["--direct_running_mode=multi_processing", f"--direct_num_workers={CORES}"]
-    # Without runner flags a job sizes its workers by its inputs
-    # (`beam_options.model_job_args`): below 200 files, the runner's process.
+    # Without runner flags a job sizes its workers by its inputs' megapixels
+    # (`beam_options.model_job_args`): a small corpus runs in the runner's process.
     runs = {"default flags": [], f"{CORES} worker processes": processes}
     for index, step in enumerate(("compress", "decompress")):
         bound = megapixels["small"] / bound_seconds[index]
@@ -143,8 +144,14 @@ def throughput(model_dir: str, work: str, copies: int, repeats: int) -> None:
                     *flags]) for r in range(repeats))
                 _row(f"{step}, {label}, {corpus} corpus", seconds[corpus], megapixels[corpus],
                      bound)
-            _row(f"{step}, {label}, steady state", seconds["large"] - seconds["small"],
+            steady = seconds["large"] - seconds["small"]
+            _row(f"{step}, {label}, steady state", steady,
                  megapixels["large"] - megapixels["small"], bound)
+            # What the small run spent beyond its megapixels at the steady rate:
+            # interpreter, imports, model loading, the runner's start and end.
+            start_up = seconds["small"] - steady * megapixels["small"] / (
+                megapixels["large"] - megapixels["small"])
+            print(f"{f'{step}, {label}, start-up (fixed cost)':<52}{start_up:>9.2f}")
 
 
 def seams(model_dir: str, source: np.ndarray, tile: int) -> list[tuple[int, int, float]]:

@@ -53,7 +53,7 @@ IMPORTS = {"TensorFlow": "tensorflow", "TensorFlow + XLA": "tensorflow",
 def bind(names_and_kinds, image, size, qstep) -> dict:
     """Signature inputs by kind, as `model_handler` binds them: the rank-3
     image, the rank-1 output size, a scalar qstep (where the signature has one)."""
-    values = {3: image, 1: size and np.asarray(size, np.int32), 0: np.float32(qstep)}
+    values = {3: image, 1: size and np.asarray(size, np.int32), 0: np.asarray(qstep, np.float32)}
     return {name: values[rank] for name, rank in names_and_kinds}
 
 

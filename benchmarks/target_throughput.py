@@ -4,9 +4,10 @@ The held-out photographs (scikit-image's, copied `--copies` times) go
 through `pipelines.compress` on the local runner (in this process, or on
 `--workers` worker processes; model loading included), first at one model's trained step
 (`--qstep` mode: pre-processor and encoder, nothing measured), then at each
-`--targets` bpp over the whole model set (per image and model: the
-pre-processor once, a bisection over steps with the real encoder, the
-post-processor on the pick; plain JPEG's qualities likewise). The modes
+`--targets` bpp over the whole model set (per image: plain JPEG and each
+identity searched over their settings with the real encoder, then each
+model that can still win, its pre-processor once, a search over its steps,
+its post-processor on the pick; `codec.rate_control`). The modes
 run in the same process on the same images, taking turns for `--repeats`
 rounds, the fastest run of each counting (the CPU may be shared).
 
@@ -15,13 +16,25 @@ mode, then what the files are worth: the mean bpp and PSNR of
 sandwich-or-fallback, plain JPEG's PSNR at that mean bpp (its RD curve over
 the same images at equal quality, interpolated in log rate), plain JPEG
 held to the same target image by image (no header), the share of images each model
-and the fallback took, and the targets missed.
+and the fallback took, and the targets missed; last, one line of the
+target/fixed time ratios.
 
     python benchmarks/target_throughput.py --model runs/models/ --targets 0.3 0.5 1.0
+    python benchmarks/target_throughput.py --model shipped --photos photos/held_out/*
+
+`--check` instead asks what leaving out the candidates that cannot win
+costs (`rate_control.choose`'s `prune`, whose model skip is a prediction):
+per photo and target it codes with and without it, in this process, and
+prints how often the file differs and by how many dB, and how many of the
+set's pre-processors ran per image.
 
 Without `--model`, two slim `high_res` exports (x1 and x2) with perturbed
 output layers are made, as the tests make them: their compute is a trained
-model's, their quality is not.
+model's, their quality is not (and they record no gain, so every model runs).
+With `--model shipped` the fixed-qstep model is the set's first unless
+`--fixed` names another; the shipped models trained on some of
+scikit-image's photographs (their specs' `release` lists the held-out ones),
+which matters for what the files are worth, not for the time.
 """
 import argparse
 import collections
@@ -38,7 +51,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from codec import exported, rate_control  # noqa: E402
+import codec  # noqa: E402
+from codec import exported, rate_control, shipped  # noqa: E402
 from pipelines import compress, evaluate, jobs, model_handler  # noqa: E402
 from sandwich import metrics  # noqa: E402
 from sandwich.image_io import decode_image  # noqa: E402
@@ -95,6 +109,45 @@ def plain_jpeg_within(sweep: np.ndarray, bpp: float) -> tuple[float, float]:
     return float(np.mean([p[0] for p in picks])), float(np.mean([p[1] for p in picks]))
 
 
+def check_pruning(models: str, paths: list[str], targets: list[float]) -> None:
+    """Per photo and target, `rate_control.choose` with and without leaving
+    out the candidates that cannot win: how often the file differs, by how
+    many dB, and the set's pre-processor runs per image each way."""
+    loaded = codec.load(models)
+    runs = collections.Counter()
+    for model in loaded.models.values():
+        preprocess = model.preprocess
+
+        def counted(*args, _preprocess=preprocess, **kwargs):
+            runs["now"] += 1
+            return _preprocess(*args, **kwargs)
+
+        model.preprocess = counted
+    changed, losses, count, ran = 0, [], 0, collections.Counter()
+    for path in paths:
+        source = loaded.source(path)
+        for value in targets:
+            target = rate_control.Target(rate_control.BPP, value)
+            picks = {}
+            for prune in (False, True):
+                runs["now"] = 0
+                picks[prune] = rate_control.choose(loaded.models.values(), source, target,
+                                                   fallback=loaded.bit_depth == 8, prune=prune)
+                ran[prune] += runs["now"]
+            count += 1
+            every, pruned = picks[False], picks[True]
+            if every.data != pruned.data:
+                changed += 1
+                losses.append(every.psnr - pruned.psnr)
+                print(f"  {os.path.basename(path)} at {value:g} bpp: {every.header.model_id} "
+                      f"{every.psnr:.2f} dB, pruned {pruned.header.model_id} {pruned.psnr:.2f} dB")
+    print(f"{count} photo-targets over {len(loaded.models)} models: {changed} files differ"
+          + (f", by {max(losses):.2f} dB at most, {np.mean(losses):.3f} dB on average"
+             if losses else "")
+          + f"; pre-processors per image {ran[False] / count:.2f} measuring every candidate, "
+            f"{ran[True] / count:.2f} leaving out those that cannot win")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--model", help="a model set: export dirs, comma-separated, or a "
@@ -109,11 +162,22 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2,
                         help="rounds of runs, the modes taking turns; the fastest run counts")
+    parser.add_argument("--fixed", help="the model id of the set to time at its trained step "
+                                        "(default: the set's first)")
+    parser.add_argument("--check", action="store_true",
+                        help="count the files that leaving out candidates changes, instead")
     args = parser.parse_args()
+    if args.check:
+        check_pruning(args.model or shipped.DEFAULT_SET, args.photos, args.targets)
+        return
     models = args.model or ",".join(
         export_sandwich("high_res", model_id=f"bench-x{factor}", factor=factor, perturb=0.02,
                         seed=factor) for factor in (1, 2))
-    first = model_handler.export_dirs(models)[0]
+    dirs = model_handler.export_dirs(models)
+    ids = list(model_handler.read_specs(dirs))
+    if args.fixed and args.fixed not in ids:
+        parser.error(f"--fixed {args.fixed} is not a model of the set {ids}")
+    first = dirs[ids.index(args.fixed) if args.fixed else 0]
     with tempfile.TemporaryDirectory() as work:
         os.makedirs(f"{work}/photos")
         for copy in range(args.copies):
@@ -134,6 +198,7 @@ def main() -> None:
         fixed, _ = results["fixed"]
         print(f"fixed qstep, one model ({exported.read_spec(first).model_id}): "
               f"{megapixels / fixed:6.2f} MP/s ({fixed:.0f} s)")
+        ratios = []
         sweep = plain_jpeg_sweep(images)
         curve = sweep[..., 0].mean(axis=0), sweep[..., 1].mean(axis=0)
         for target in args.targets:
@@ -142,6 +207,7 @@ def main() -> None:
             psnr = float(np.mean([r["psnr"] for r in records]))
             plain = metrics.psnr_at(*curve, bpp)
             shares = collections.Counter(r["model_id"] for r in records)
+            ratios.append(f"{target:g} bpp {seconds / fixed:.2f}x")
             print(f"target {target:g} bpp: {megapixels / seconds:6.2f} MP/s ({seconds:.0f} s, "
                   f"{seconds / fixed:.1f}x fixed-qstep time)")
             print(f"  mean {bpp:.3f} bpp, {psnr:.2f} dB; plain JPEG at {bpp:.3f} bpp: "
@@ -155,6 +221,7 @@ def main() -> None:
             for record in records:
                 if record["missed"]:
                     print(f"    {os.path.basename(record['source'])}: {record['missed']}")
+        print("target/fixed time: " + ", ".join(ratios))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from codec import bottleneck_format, exported, rate_control, shipped
+from codec import precision as precision_
 from codec.bottleneck_format import Header
 from codec.exported import POSTPROCESSOR, PREPROCESSOR, ExportedSandwich
 from sandwich.errors import Rejected
@@ -104,15 +105,20 @@ class Codec:
     @classmethod
     def load(cls, model: str = shipped.DEFAULT_SET, *, processors: Sequence[str] = (
             PREPROCESSOR, POSTPROCESSOR), tile: int | None = None,
-             halo: int | None = None) -> "Codec":
+             halo: int | None = None, precision: str = precision_.FLOAT32) -> "Codec":
         """`model`: an export dir, a comma-separated list or a directory of
         them, or a shipped name (`codec.shipped`: by default the set for
-        8-bit photos). A decoder only needs the post-processors."""
+        8-bit photos). A decoder only needs the post-processors.
+        `precision`: float32, or `auto` or bfloat16 (`codec.precision`),
+        which the jobs use; not the default here, since it rewrites every
+        TensorFlow function this process runs afterwards, the caller's too."""
         dirs = exported.export_dirs(model)
         # Refuses a set of two ids alike before loading either.
         specs = exported.read_specs(dirs)
         tile, halo = exported.tile_layout([s.factor for s in specs.values()], tile, halo)
-        return cls([ExportedSandwich.load(d, processors, tile=tile, halo=halo) for d in dirs])
+        precision = precision_.choose(precision, specs.values())
+        return cls([ExportedSandwich.load(d, processors, tile=tile, halo=halo,
+                                          precision=precision) for d in dirs])
 
     @property
     def specs(self) -> dict:

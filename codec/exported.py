@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from codec import bottleneck_format, shipped, tiling
+from codec.precision import FLOAT32, choose as choose_precision, use as use_precision
 from sandwich.specs import MODEL_SPEC_FILE, ModelSpec, SpecError
 
 PREPROCESSOR, POSTPROCESSOR = "preprocessor", "postprocessor"
@@ -197,15 +198,18 @@ class ExportedSandwich:
     @classmethod
     def load(cls, model_dir: str, processors: Sequence[str] = (PREPROCESSOR, POSTPROCESSOR), *,
              tile: int | None = None, halo: int | None = None,
-             worker_processes: int | None = None) -> "ExportedSandwich":
-        """Loads the processors of a local export dir; with
-        `worker_processes`, first gives this process its share of the cores
-        (`share_cores`)."""
+             worker_processes: int | None = None,
+             precision: str = FLOAT32) -> "ExportedSandwich":
+        """Loads the processors of a local export dir, to run at `precision`
+        (`codec.precision`: for a set, resolve `auto` over all its specs
+        first); with `worker_processes`, first gives this process its share
+        of the cores (`share_cores`)."""
         import tensorflow as tf
 
         if worker_processes is not None:
             share_cores(worker_processes)
         spec = read_spec(model_dir)
+        use_precision(choose_precision(precision, [spec]))
         tile, halo = tile_layout([spec.factor], tile, halo)
         loaded = {name: tf.saved_model.load(os.path.join(model_dir, name)).signatures[
             "serving_default"] for name in processors}

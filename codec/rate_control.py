@@ -9,17 +9,18 @@ about what people see more than about squared error. `--target_psnr P`
 asks for the fewest bits whose reconstruction reaches P dB. The candidates,
 each at its own best setting:
 
-- every model of the set. Its steps are searched by bisection with the real
-  encoder, each probe a whole file, header included. Its pre-processor
-  runs once per image, or once per probe if it reads the step
+- every model of the set. Its steps are searched with the real encoder,
+  each probe a whole file, header included. Its pre-processor runs once
+  per image, or once per probe if it reads the step
   (`ModelSpec.preprocessor_reads_qstep`). For a rate the file size alone
   decides, so the post-processor runs once, on the pick; for a PSNR each
   probe is decoded and post-processed. Either way the post-processor sees
   the file the real decoder reads, at the step it was coded at, exactly as
   `pipelines.decompress` will run it;
-- the identity of each distinct scenario of the set (its name, bit depth,
-  factor and JPEG mode): the scenario's baseline, the same JPEG mode at a
-  flat step with no networks (`bottleneck_format.identity_bottleneck` and
+- the identity of each distinct scenario of the set (`identities`: its
+  name, bit depth, factor and JPEG mode, `identity_key`, and its tables'
+  shape): the scenario's baseline, the same JPEG mode at a flat step with
+  no networks (`bottleneck_format.identity_bottleneck` and
   `identity_reconstruction`, which `decompress` runs too). It is what an
   untrained model makes, and trained models fall below it where their
   training did not reach (an x1 model above about 0.6 bpp on photos it
@@ -31,12 +32,41 @@ each at its own best setting:
   1..100. A candidate for 8-bit sources only: a deeper source's plain JPEG
   would lose its depth.
 
-Within a candidate the search is always the rate's (or the PSNR's)
-bisection: the largest file within the budget. The ranked metric other
-than PSNR is measured once per candidate, on its pick, from the
-reconstruction its PSNR is measured on. Candidates run one after another
-and only their picks (a file and a few numbers) are kept, so memory stays
-that of one model's tiled run, whatever the size of the set.
+Within a candidate the search finds the rate's (or the PSNR's) boundary:
+the largest file within the budget, or the smallest that reaches the PSNR,
+as a bisection would where sizes and PSNRs rise with the setting (nearly
+always: a byte or two's dip at the coarsest identity steps may stop either
+at another file whose next is over the budget), in fewer probes
+(`_first_reaching`: log bits, and PSNR, run nearly straight in the log of
+the step, so each probe interpolates between the nearest ones; a model's
+search starts at its identity's pick). On the shipped set that is 5-6
+encodes for plain JPEG and each identity and 3-4 for a model, against a
+bisection's 8-9. The ranked metric other than PSNR is measured once per
+candidate, on its pick, from the reconstruction its PSNR is measured on.
+
+The candidates run one after another, the cheap ones first (plain JPEG,
+then the identities, then the models, the most promising first), and only
+the best file so far and each kind's best (a file and a few numbers) are
+kept, so memory stays that of one model's tiled run, whatever the size of
+the set. A candidate is not measured where it cannot win (`choose`):
+
+- exactly: a file over the rate once another file meets it (its PSNR
+  cannot matter), and, for a PSNR target, any file larger than the
+  smallest that reaches it so far (the search stops at that size);
+- by prediction, for a rate ranked by PSNR: a model whose PSNR cannot
+  reach the best file so far even if it beats its identity, on this image
+  at this rate, by its recorded gain over the scenario's baseline
+  (`metrics["bd_psnr_vs_baseline"]`, the trainer's BD-PSNR over its step
+  range) plus `GAIN_SLACK_DB`. Neither its pre- nor its post-processor
+  runs. A model without the figure always runs.
+
+The slack was set on the bundled samples and scikit-image's photographs
+(0.2-1.5 bpp), where no shipped model's gain over its identity exceeded
+its recorded one by more than 0.8 dB; with it no pick changed there, and
+2.3 of the set's 4 models ran per image. A model that beats its identity
+by more on some photo can lose it to a file a little worse:
+`benchmarks/target_throughput.py --check` counts how often, and by how
+many dB, on any photographs.
 
 The job writes the candidate that serves the target best (`Target.rank`),
 so no output is worse than the identity or the plain JPEG a user would
@@ -53,7 +83,9 @@ each other kind (`Target.margin`): in dB of PSNR, in MS-SSIM or in
 Butteraugli 3-norm for a rate target (the ranked metric's unit, positive
 where the winner is better), in % of the other file's bytes saved for a
 PSNR target; null where either file misses the target, since files that do
-not both meet it are not compared like for like.
+not both meet it are not compared like for like, and where a candidate of
+that kind that was not measured may have been its best (only that it lost
+is known, not by how much).
 
 A target that no candidate meets is not a dead letter: the closest file is
 written (the smallest for a rate, the best for a PSNR) and the manifest says
@@ -89,6 +121,24 @@ QUALITIES = tuple(range(1, 101))  # Pillow's, cheapest file first
 # (Flat tables are integers in `tables.BASELINE_MIN_STEP..BASELINE_MAX_STEP`.)
 IDENTITY_QSTEPS = tuple(float(q) for q in range(tables.BASELINE_MAX_STEP,
                                                 tables.BASELINE_MIN_STEP - 1, -1))
+# What an identity file's header says of its scenario (`Header.identity`).
+IDENTITY_FIELDS = ("scenario", "bit_depth", "factor", "jpeg_mode")
+# A model's recorded PSNR gain over its scenario's baseline: the trainer's
+# BD-PSNR over the model's step range (`trainer.training`), in its spec's `metrics`.
+GAIN_FIGURE = "bd_psnr_vs_baseline"
+# How far a model's gain over its identity, on one image at one rate, is
+# taken to exceed `GAIN_FIGURE` (dB): on the bundled samples and scikit-image's
+# photographs at 0.2-1.5 bpp the shipped models exceeded it by 0.8 dB at most.
+GAIN_SLACK_DB = 1.0
+# A search's slope before two probes give one, per unit of the log of the
+# step: of the log of a file's bits (bits ~ step^-0.7 over the whole range:
+# steeper at fine steps, flatter at coarse ones, where the header and the
+# tables weigh), set on the bundled samples, and of its PSNR (6 dB per
+# e-fold, about 4 per doubling).
+SLOPES = {BPP: -0.7, PSNR: -6.0}
+# A probe's header holds `MAX_PSNR`, at most this many bits longer than the
+# final file's, which holds the measured PSNR (`_Coder`).
+_PROBE_EXTRA_BITS = 8 * len(repr(bottleneck_format.MAX_PSNR))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,19 +282,27 @@ class _Coder:
     to the largest; each file and each PSNR is computed at most once.
 
     `header(setting)` is the file's header, `encode(header)` the file, and
-    `reconstruct(header, file)` what a decoder makes of it. A probe's file carries
-    the widest PSNR a header can hold, so the final file, which carries the
-    measured one, is never larger than the file the search accepted.
+    `reconstruct(header, file)` what a decoder makes of it; `positions`, the
+    log of each setting's step (`_quality_positions` for a quality), along
+    which log bits and PSNR run nearly straight, so the search interpolates
+    along them. A probe's file carries the widest PSNR a header can hold, so
+    the final file, which carries the measured one, is never larger than the
+    file the search accepted (and at most `_PROBE_EXTRA_BITS` smaller).
     """
 
-    def __init__(self, settings: Sequence[float], header: Callable[[float], Header],
-                 encode: Callable[[Header], bytes],
+    def __init__(self, settings: Sequence[float], positions: np.ndarray,
+                 header: Callable[[float], Header], encode: Callable[[Header], bytes],
                  reconstruct: Callable[[Header, bytes], np.ndarray],
                  source: np.ndarray, bit_depth: int):
-        self._settings, self._header, self._encode = settings, header, encode
+        self._settings, self._positions = settings, np.asarray(positions, np.float64)
+        self._header, self._encode = header, encode
         self._reconstruct, self._source, self._bit_depth = reconstruct, source, bit_depth
         self._files: dict[int, bytes] = {}
         self._psnrs: dict[int, float] = {}
+
+    def _nearest(self, setting: float) -> int:
+        """The index of the setting nearest `setting` (in log)."""
+        return int(np.argmin(np.abs(np.log(self._settings) - np.log(setting))))
 
     def _probe(self, i: int) -> Header:
         return dataclasses.replace(self._header(self._settings[i]), psnr=bottleneck_format.MAX_PSNR)
@@ -271,35 +329,109 @@ class _Coder:
     def psnr(self, i: int) -> float:
         return self._measure(i)["psnr"]
 
-    def pick(self, target: Target) -> Coded:
-        """The best file for `target` by bisection (files grow and PSNRs rise
-        along the settings): the largest within a rate, the smallest that
-        reaches a PSNR; the nearest end of the range if none does. For a
-        rate, its ranked metric is measured on the reconstruction its PSNR
-        is measured on."""
+    def _fitting(self, bits: int, start: int) -> int:
+        """How many settings, from the first, have probes of at most `bits`
+        (the search starting at index `start`)."""
+        return _first_reaching(len(self._settings), lambda i: np.log(self.bits(i)), np.log(max(bits, 1)),
+                               self._positions, strictly=True, slope=SLOPES[BPP], start=start)
+
+    def pick(self, target: Target, *, start: float | None = None,
+             beat: Coded | None = None) -> Coded | None:
+        """The best file for `target` (files grow and PSNRs rise along the
+        settings): the largest within a rate, the smallest that reaches a
+        PSNR; the nearest end of the range if none does. The search starts
+        at the setting nearest `start`. For a rate, its ranked
+        metric is measured on the reconstruction its PSNR is measured on.
+
+        With `beat`, a file that meets the target, None where this coder's
+        file cannot rank above it, unmeasured: every file over the rate, or
+        none that reaches the PSNR in as few bits (`_PROBE_EXTRA_BITS` to
+        spare, so a final file a few bytes under `beat` is not missed).
+        """
         n = len(self._settings)
+        # Without a guess, the middle of the positions, where the line bends least.
+        first = (self._nearest(start) if start is not None else int(np.argmin(np.abs(
+            self._positions - (self._positions[0] + self._positions[-1]) / 2))))
+        rival = beat is not None and target.met(beat)
         if target.kind == BPP:
             budget = target.budget_bits(self._source.shape[0] * self._source.shape[1])
-            i = max(_first(n, lambda i: self.bits(i) > budget) - 1, 0)
+            i = max(self._fitting(budget, first) - 1, 0)
+            if rival and self.bits(i) - _PROBE_EXTRA_BITS > budget:
+                return None
             measured = self._measure(i, target.rank_by)
         else:
-            i = min(_first(n, lambda i: self.psnr(i) >= target.value), n - 1)
+            end = self._fitting(beat.bits + _PROBE_EXTRA_BITS, first) if rival else n
+            i = _first_reaching(end, self.psnr, target.value, self._positions, strictly=False,
+                                slope=SLOPES[PSNR], start=first)
+            if i == end:
+                if rival:
+                    return None
+                i = n - 1
             measured = self._measure(i)
         header = dataclasses.replace(self._header(self._settings[i]), psnr=measured["psnr"])
         return Coded(header, self._encode(header), **measured)
 
 
-def _first(n: int, predicate: Callable[[int], bool]) -> int:
-    """The first index in `range(n)` where a monotone (False..., True...)
-    `predicate` holds, or `n`; log2(n) probes."""
-    low, high = 0, n
-    while low < high:
-        middle = (low + high) // 2
-        if predicate(middle):
-            high = middle
+def _first_reaching(n: int, measure: Callable[[int], float], level: float,
+                    positions: np.ndarray, *, strictly: bool, slope: float,
+                    start: int | None = None) -> int:
+    """The first index in `range(n)` whose `measure` reaches `level` (is
+    above it if `strictly`), or `n`, for a `measure` that rises along the
+    indices: what a bisection finds, in fewer probes where `measure` runs
+    nearly straight along `positions` (falling, one per index).
+
+    It probes `start` (default: the middle), then where the straight line
+    through the two known probes nearest the boundary (or, with one, at
+    `slope`) reaches `level`, rounded to the index that would be the
+    boundary; where probes keep landing on one side of it, it steps past
+    the estimate by 1, 3, 7... indices. A good line takes two to four
+    probes; after as many as a bisection's worst (`n.bit_length()`) it
+    bisects, so no measure takes more than twice that.
+    """
+    low, high = -1, n  # measure(low) below level, measure(high) at it (beyond the ends: assumed)
+    if n == 0:
+        return 0
+    seen: dict[int, float] = {}
+    i = n // 2 if start is None else min(max(start, 0), n - 1)
+    run, last = 0, None
+    while True:
+        seen[i] = value = measure(i)
+        reached = value > level if strictly else value >= level
+        if reached:
+            high = i
         else:
-            low = middle + 1
-    return low
+            low = i
+        if high - low <= 1:
+            return high
+        run = run + 1 if reached == last else 1
+        last = reached
+        if len(seen) >= n.bit_length():  # as many probes as a bisection's worst: bisect
+            i = (low + high) // 2
+            continue
+        i = _estimate(low, high, seen, level, positions, slope)
+        if run >= 2:  # the line keeps falling short on one side
+            i += -(2 ** (run - 1) - 1) if reached else 2 ** (run - 1) - 1
+        i = min(max(i, low + 1), high - 1)
+
+
+def _estimate(low: int, high: int, seen: dict[int, float], level: float,
+              positions: np.ndarray, slope: float) -> int:
+    """Where the line through the known probes nearest the bracket
+    `(low, high)` reaches `level`: the first index at or past it."""
+    ends = [j for j in (low, high) if j in seen]
+    if len(ends) == 1:  # one side known: its two nearest probes, else the prior slope
+        ends = sorted(seen, key=lambda j: abs(j - ends[0]))[:2]
+    if len(ends) == 2 and seen[ends[0]] != seen[ends[1]]:
+        (x0, v0), (x1, v1) = ((positions[j], seen[j]) for j in ends)
+    elif len(ends) == 2:  # a flat stretch: no line to follow
+        return (low + high) // 2
+    else:
+        x0, v0 = positions[ends[0]], seen[ends[0]]
+        x1, v1 = x0 + 1.0, v0 + slope
+    x = x0 + (level - v0) * (x1 - x0) / (v1 - v0)
+    index = np.interp(-x, -positions, np.arange(len(positions)), left=-1.0,
+                      right=float(len(positions)))
+    return int(np.ceil(index - 1e-9))
 
 
 def qsteps(spec) -> np.ndarray:
@@ -317,6 +449,14 @@ def qsteps(spec) -> np.ndarray:
     return np.geomspace(high, low, max(2, int(np.ceil(np.log(high / low) / np.log(1.01))) + 1))
 
 
+def _quality_positions(qualities: Sequence[int]) -> np.ndarray:
+    """The log of the scale libjpeg gives its standard tables at each
+    Pillow quality (5000/q below 50, 200 - 2q from 50; at least 1), the
+    quality's step in the sense of `_Coder`."""
+    q = np.asarray(qualities, np.float64)
+    return np.log(np.maximum(np.where(q < 50, 5000 / q, 200 - 2 * q), 1.0))
+
+
 def _model_coder(model: exported.ExportedSandwich, source, target: Target) -> _Coder:
     height, width = source.pixels.shape[:2]
     bottleneck = model.bottleneck_at(source.pixels)
@@ -329,24 +469,25 @@ def _model_coder(model: exported.ExportedSandwich, source, target: Target) -> _C
     def reconstruct(header, data):  # Our own file: no header to check, no size limit to apply.
         return model.postprocess(jpeg.decode(data), (height, width), header.qstep)
 
-    return _Coder(qsteps(model.spec), header,
+    steps = qsteps(model.spec)
+    return _Coder(steps, np.log(steps), header,
                   lambda h: bottleneck_format.encode(bottleneck(h.qstep), h,
                                                      model.spec.tables_at(h.qstep)),
                   reconstruct, source.pixels, model.spec.bit_depth)
 
 
-def _identity_coder(spec, source, target: Target) -> _Coder:
-    """The identity of `spec`'s scenario: its bottleneck made once, coded
-    at every scale of the scenario's tables (flat, or the standard shape a
-    model trained with them carries), decoded as `decompress` decodes it."""
+def _identity_coder(spec, source, target: Target, bottleneck: np.ndarray) -> _Coder:
+    """The identity of `spec`'s scenario, its `bottleneck`
+    (`bottleneck_format.identity_bottleneck`) coded at every scale of the
+    scenario's tables (flat, or the standard shape a model trained with
+    them carries), decoded as `decompress` decodes it."""
     height, width = source.pixels.shape[:2]
-    bottleneck = bottleneck_format.identity_bottleneck(spec, source.pixels)
 
     def header(qstep):
         return Header.identity(spec, qstep, height, width, source.source_bit_depth,
                                source.stamp, target.label)
 
-    return _Coder(IDENTITY_QSTEPS, header,
+    return _Coder(IDENTITY_QSTEPS, np.log(IDENTITY_QSTEPS), header,
                   lambda h: bottleneck_format.encode(
                       bottleneck, h, bottleneck_format.identity_tables(spec, h.qstep)),
                   lambda h, data: bottleneck_format.identity_reconstruction(h, jpeg.decode(data)),
@@ -360,33 +501,118 @@ def _plain_coder(source, target: Target) -> _Coder:
         return Header.fallback(int(quality), height, width, source.source_bit_depth,
                                source.stamp, target.label)
 
-    return _Coder(QUALITIES, header, lambda h: bottleneck_format.encode(source.pixels, h),
+    return _Coder(QUALITIES, _quality_positions(QUALITIES), header,
+                  lambda h: bottleneck_format.encode(source.pixels, h),
                   lambda _, data: alternatives.pillow_decode(data), source.pixels, 8)
 
 
+def identity_key(spec_or_header) -> tuple:
+    """What makes an identity file (its header's `IDENTITY_FIELDS`), so what
+    a model's spec must share with an identity's header for the identity
+    to be its scenario's."""
+    return tuple(getattr(spec_or_header, name) for name in IDENTITY_FIELDS)
+
+
 def identities(specs: Iterable) -> list:
-    """One spec per distinct scenario of a set (name, bit depth, factor,
-    JPEG mode, table shape), the first model's of each: what its identity
-    is made of."""
+    """One spec per distinct scenario of a set (`identity_key` and the
+    tables' shape, which the identity is coded with), the first model's of
+    each: what its identity is made of."""
     distinct = {}
     for spec in specs:
-        distinct.setdefault((spec.scenario, spec.bit_depth, spec.factor, spec.jpeg_mode,
-                             spec.table_shape), spec)
+        distinct.setdefault((*identity_key(spec), spec.table_shape), spec)
     return list(distinct.values())
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    """A candidate's outcome in `_contest`: its pick (`coded`), or None where
+    it was not measured, its file known to rank below `bound` (a prefix of
+    a `Target.rank`: `(True, -bits)` for a PSNR target's file larger than
+    `bits`, `(True, psnr)` for a rate's predicted under `psnr`; None for
+    one over the rate while another file meets it). `order`, its place in
+    the listing (the models of the set, then the identities, then plain
+    JPEG), breaks a tie within a kind."""
+
+    kind: str
+    order: int
+    coded: Coded | None
+    bound: tuple | None = None
+
+
+def _gain_ceiling(model: exported.ExportedSandwich, identity: Coded | None,
+                  target: Target) -> float | None:
+    """The highest PSNR `model`'s pick is predicted to reach: its identity's
+    at this rate plus its recorded gain (`GAIN_FIGURE`, at least 0) and
+    `GAIN_SLACK_DB`; None where that predicts nothing (a PSNR target, a rate
+    ranked by another metric, no figure, an identity over the rate)."""
+    gain = model.spec.metrics.get(GAIN_FIGURE)
+    if (target.kind != BPP or target.rank_by != PSNR or not isinstance(gain, (int, float))
+            or identity is None or not target.met(identity)):
+        return None
+    return identity.psnr + max(float(gain), 0.0) + GAIN_SLACK_DB
+
+
+def _contest(models: Sequence[exported.ExportedSandwich], source, target: Target, *,
+             fallback: bool, prune: bool) -> Iterator[_Entry]:
+    """Each candidate's outcome for `source` (a `codec.Source`), one after
+    another: with `fallback` plain JPEG's, each identity's, then every
+    model's (with `prune`, the most promising first: `_gain_ceiling`).
+
+    With `prune`, a candidate that cannot win is not measured (module
+    docstring): each coder is told the best file so far (`_Coder.pick`'s
+    `beat`), and a model whose `_gain_ceiling` is below that file's PSNR
+    is not run at all. Each coder and what it holds (a model's bottleneck,
+    its probes) is dropped once its pick is made; the identities of one
+    scenario and factor share their bottleneck.
+    """
+    specs = identities(model.spec for model in models)
+    leader: Coded | None = None
+
+    def entry(kind: str, order: int, coded: Coded | None) -> _Entry:
+        nonlocal leader
+        if coded is not None and (leader is None or target.rank(coded) > target.rank(leader)):
+            leader = coded
+        # A PSNR target's coder is ruled out by the size of the file it could not undercut.
+        return _Entry(kind, order, coded, (True, -leader.bits)
+                      if coded is None and target.kind == PSNR else None)
+
+    def rival() -> Coded | None:
+        return leader if prune else None
+
+    if fallback:
+        yield entry(FALLBACK, len(models) + len(specs),
+                    _plain_coder(source, target).pick(target, beat=rival()))
+    bottlenecks, picks = {}, {}
+    for order, spec in enumerate(specs, len(models)):
+        key = identity_key(spec)
+        if key not in bottlenecks:
+            bottlenecks[key] = bottleneck_format.identity_bottleneck(spec, source.pixels)
+        coded = _identity_coder(spec, source, target, bottlenecks[key]).pick(target,
+                                                                             beat=rival())
+        picks[key, spec.table_shape] = coded
+        yield entry(IDENTITY, order, coded)
+    bottlenecks.clear()
+    identity = [picks[identity_key(model.spec), model.spec.table_shape] for model in models]
+    ceilings = [_gain_ceiling(model, pick, target) if prune else None
+                for model, pick in zip(models, identity)]
+    for order in sorted(range(len(models)), key=lambda i: (
+            ceilings[i] is not None, -(ceilings[i] or 0.0), i)):
+        if (ceilings[order] is not None and leader is not None and target.met(leader)
+                and ceilings[order] < leader.psnr):
+            yield _Entry(MODEL, order, None, (True, ceilings[order]))
+            continue
+        start = None if identity[order] is None else identity[order].header.qstep
+        yield entry(MODEL, order, _model_coder(models[order], source, target).pick(
+            target, start=start, beat=rival()))
 
 
 def candidates(models: Sequence[exported.ExportedSandwich], source, target: Target, *,
                fallback: bool) -> Iterator[Coded]:
     """Each candidate's pick for `source` (a `codec.Source`), one after
-    another: every model's, each identity's, and with `fallback` plain
-    JPEG's. Each coder and what it holds (a model's bottleneck, its probes)
-    is dropped once its pick is made."""
-    for model in models:
-        yield _model_coder(model, source, target).pick(target)
-    for spec in identities(model.spec for model in models):
-        yield _identity_coder(spec, source, target).pick(target)
-    if fallback:
-        yield _plain_coder(source, target).pick(target)
+    another, none left out: with `fallback` plain JPEG's, each identity's,
+    every model's."""
+    for entry in _contest(list(models), source, target, fallback=fallback, prune=False):
+        yield entry.coded
 
 
 def check_measurable(target: Target, pixels: np.ndarray) -> None:
@@ -404,20 +630,38 @@ def check_measurable(target: Target, pixels: np.ndarray) -> None:
 
 
 def choose(models: Iterable[exported.ExportedSandwich], source, target: Target, *,
-           fallback: bool) -> Coded:
+           fallback: bool, prune: bool = True) -> Coded:
     """The file for `source` (a `codec.Source`) that serves `target` best
     among the candidates (`candidates`), with its margins over the best
-    candidate of each other kind (`Target.margin`).
+    candidate of each other kind (`Target.margin`); with `prune`, leaving
+    unmeasured those that cannot win (`_contest`), without it measuring
+    every one.
 
     Only the best pick of each kind is kept, so memory stays that of one
     model's tiled run, whatever the size of the set.
     """
     if target.rank_by != PSNR:
         check_measurable(target, source.pixels)
-    best: dict[str, Coded] = {}
-    for coded in candidates(list(models), source, target, fallback=fallback):
-        if coded.kind not in best or target.rank(coded) > target.rank(best[coded.kind]):
-            best[coded.kind] = coded
-    winner = max(best.values(), key=target.rank)
+    best: dict[str, _Entry] = {}
+    # Per kind, the highest rank one of its unmeasured candidates is known to be below.
+    bounds: dict[str, tuple] = {}
+    kinds: list[str] = []
+    for entry in _contest(list(models), source, target, fallback=fallback, prune=prune):
+        if entry.kind not in kinds:
+            kinds.append(entry.kind)
+        if entry.coded is None:
+            if entry.bound is not None:
+                bounds[entry.kind] = max(bounds.get(entry.kind, ()), entry.bound)
+        elif entry.kind not in best or ((target.rank(entry.coded), -entry.order)
+                                        > (target.rank(best[entry.kind].coded),
+                                           -best[entry.kind].order)):
+            best[entry.kind] = entry
+    winner = max((entry.coded for entry in best.values()), key=target.rank)
+
+    def margin(kind: str) -> float | None:
+        if kind not in best or target.rank(best[kind].coded) < bounds.get(kind, ()):
+            return None  # an unmeasured candidate may have been the kind's best
+        return target.margin(winner, best[kind].coded)
+
     return dataclasses.replace(winner, margins={
-        kind: target.margin(winner, other) for kind, other in best.items() if kind != winner.kind})
+        kind: margin(kind) for kind in kinds if kind != winner.kind})

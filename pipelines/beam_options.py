@@ -19,9 +19,11 @@ succeed; `unknown_options` is what the jobs refuse them by (`jobs.job_parser`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import multiprocessing
-from typing import Callable
+import os
+from typing import Callable, Sequence
 
 from apache_beam.options import pipeline_options as beam_pipeline_options
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -104,30 +106,96 @@ def local_worker_flags(beam_args: list[str], workers: Callable[[], int]) -> list
     return [f"--direct_num_workers={workers()}"]
 
 
-# A worker process of a model job imports TensorFlow and loads the model
-# (about 4 s of CPU) before its first image; on 2 cores, with the default x2
-# model, processes would overtake the runner's own process (one model,
-# TensorFlow on every core, the image codecs in one thread) from 160-300
-# photos on, by the fixed and per-photo costs of runs of 55 and 110 photos
-# (docs/architecture.md).
-FILES_TO_REPAY_MODEL_PROCESSES = 200
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, as
+    `codec.exported.share_cores` counts them; a container's limit, not the host's)."""
+    return len(os.sched_getaffinity(0))
 
 
-def model_job_args(beam_args: list[str], count_inputs: Callable[[], int]) -> list[str]:
+@dataclasses.dataclass(frozen=True)
+class LocalCost:
+    """What a kind of job costs on the local runner, the figures its choice
+    of worker processes (`local_processes`) weighs.
+
+    `start_seconds`: what worker processes add before their first unit of
+    work over the runner's own process (a worker's interpreter, Beam and
+    the job's modules, the runner's channels to it; a model job's
+    TensorFlow and model load the runner's process pays as well);
+    `seconds_per_megapixel`: a worker process's work on its one core;
+    `in_process_seconds_per_megapixel`: the runner's own process's, on
+    every core its libraries use (TensorFlow's thread pools in a model job).
+    """
+
+    start_seconds: float
+    seconds_per_megapixel: float
+    in_process_seconds_per_megapixel: float
+
+
+def local_processes(megapixels: Sequence[float], cores: int, cost: LocalCost) -> int:
+    """How many processes finish soonest the units of work (files, or a
+    dataset's shards) of `megapixels` each on `cores` cores at `cost`: 1,
+    the runner's own process, or n worker processes, at most one per core
+    and one per unit.
+
+    The runner's process takes the total at the in-process rate; n workers
+    take their start plus the busiest one's share at a worker's rate. The
+    local runner deals a stage's units out to its workers in turn, whole,
+    in an order the job does not choose (`FnApiRunner`'s partition of a
+    grouped stage), so the busiest is taken to get the ceil(units / n)
+    largest: exact for units of one size, and where a few large ones
+    dominate (a huge file, a dataset of two shards), the runner's process
+    keeps them. Sized by the work, not by the count of files: 120
+    photographs of 2.4 MP repay the processes that 120 thumbnails do not.
+    Ties go to fewer processes.
+    """
+    largest_first = sorted(megapixels, reverse=True)
+    best, fastest = 1, sum(largest_first) * cost.in_process_seconds_per_megapixel
+    for n in range(2, min(cores, len(largest_first)) + 1):
+        busiest = sum(largest_first[:-(-len(largest_first) // n)])
+        seconds = cost.start_seconds + busiest * cost.seconds_per_megapixel
+        if seconds < fastest:
+            best, fastest = n, seconds
+    return best
+
+
+# A model job's work on the local runner, on 2 cores. A worker process (one
+# core) codes a megapixel in about 1.1 s with the shipped x2 model (its
+# pre-processor: 2.7 s for a 2.4-MP photograph). The runner's own process
+# is hardly faster: TensorFlow ran that pre-processor on one core there too
+# (CPU time 0.98 of wall time), and `compress_throughput.py`'s steady states
+# were 0.38 s a megapixel in it against 0.42 in each of two workers. Two
+# workers cost 7 s of CPU more than the runner's process, which imports
+# TensorFlow and loads the model too (a one-photo compress: 13.1 s of CPU
+# against 6.0), and their runs' fixed costs were 7-11 s more on 2 cores that
+# other work shared (`compress_throughput.py --copies 2`); 3.5 s is what
+# free cores would give.
+MODEL_JOB_COST = LocalCost(start_seconds=8.0, seconds_per_megapixel=1.1,
+                           in_process_seconds_per_megapixel=1.0)
+
+# A photograph's megapixels where a model job's caller gives only a count of
+# its inputs: about the mean of the bundled and scikit-image photographs (0.47).
+TYPICAL_PHOTO_MEGAPIXELS = 0.5
+
+
+def model_job_args(beam_args: list[str],
+                   inputs: Callable[[], Sequence[float] | int]) -> list[str]:
     """`beam_args` for a job whose workers run a loaded model (compress,
     decompress), sized when the job runs locally and the user sized no
-    workers: below `FILES_TO_REPAY_MODEL_PROCESSES` inputs
-    (`count_inputs()`, called only then) the runner's own process, else
-    one worker process per core.
+    workers: `local_processes` of the inputs' megapixels (`inputs()`, called
+    only then: `jobs.source_megapixels`; a bare count of files is taken as
+    that many photographs of `TYPICAL_PHOTO_MEGAPIXELS`) at `MODEL_JOB_COST`.
 
     Not worker threads (`multi_threading`), though they would share one
     model: 3 of 13 such runs of decompress over 55 photos each lost one
     photo in the local runner's `Flatten`, which only the job's closing
     account caught (docs/architecture.md).
     """
-    return local_worker_flags(
-        beam_args, lambda: 1 if count_inputs() < FILES_TO_REPAY_MODEL_PROCESSES else 0
-    ) + list(beam_args)
+    def processes() -> int:
+        work = inputs()
+        megapixels = [TYPICAL_PHOTO_MEGAPIXELS] * work if isinstance(work, int) else work
+        return local_processes(megapixels, usable_cores(), MODEL_JOB_COST)
+
+    return local_worker_flags(beam_args, processes) + list(beam_args)
 
 
 def worker_processes(beam_args: list[str]) -> int:

@@ -26,7 +26,9 @@ Two modes:
   serves the target best among every model of the set at its best step,
   each scenario's identity (its baseline, no networks) at its best step and
   plain JPEG at its best quality, measured with the real encoder, the real
-  decoder and the post-processor (`rate_control`). `--rank_by ms-ssim` or
+  decoder and the post-processor (`rate_control`; a candidate that cannot
+  win is left unmeasured, and a model whose recorded gain over its
+  identity says it cannot is not run). `--rank_by ms-ssim` or
   `butteraugli` ranks a rate target's files by what people see rather than
   by PSNR. The job ends with a summary: images per model, per winning kind
   (model, identity, plain JPEG), mean bpp, mean PSNR, targets missed and why.
@@ -64,6 +66,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import RunInference
 
 from codec import api, bottleneck_format, exported, rate_control, shipped
+from codec import precision as codec_precision
 from pipelines import batch_jobs, beam_options, jobs, model_handler
 from pipelines.dead_letters import Rejected
 from sandwich import metrics
@@ -91,6 +94,7 @@ class Config(jobs.JobConfig):
     halo: int
     # Of the job on one machine, which share its cores (beam_options).
     worker_processes: int = 0
+    precision: str = codec_precision.AUTO
 
     @property
     def fallback(self) -> bool:
@@ -99,10 +103,9 @@ class Config(jobs.JobConfig):
 
     def made_by_identity(self, header: bottleneck_format.Header) -> bool:
         """Whether an identity file is one this job's target mode writes: the
-        identity of a scenario of the set (`rate_control.identities`)."""
-        return self.target is not None and any(
-            (header.scenario, header.bit_depth, header.factor, header.jpeg_mode)
-            == (spec.scenario, spec.bit_depth, spec.factor, spec.jpeg_mode) for spec in self.specs)
+        identity of a scenario of the set (`rate_control.identity_key`)."""
+        return self.target is not None and rate_control.identity_key(header) in {
+            rate_control.identity_key(spec) for spec in self.specs}
 
     def output_path(self, source_path: str) -> str:
         return batch_jobs.output_path(source_path, self.input, self.output,
@@ -293,11 +296,12 @@ def build(pipeline: beam.Pipeline, config: Config) -> None:
     if config.target is None:
         coded = sources | "Preprocess" >> RunInference(model_handler.PreprocessHandler(
             config.models, config.qstep, tile=config.tile, halo=config.halo,
-            worker_processes=config.worker_processes))
+            worker_processes=config.worker_processes, precision=config.precision))
     else:
         coded = sources | "ChooseAndEncode" >> RunInference(model_handler.TargetHandler(
             config.models, config.target, fallback=config.fallback, tile=config.tile,
-            halo=config.halo, worker_processes=config.worker_processes))
+            halo=config.halo, worker_processes=config.worker_processes,
+            precision=config.precision))
     done = done | "CarryMeasured" >> CarryMeasured(config.manifest_path)
     # The JPEG encoder and the file writes release the GIL: they run beside
     # the pre-processor of the next images.
@@ -333,8 +337,9 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
     parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help="larger images are dead-lettered as decompression bombs")
     jobs.add_model_flags(parser)
+    jobs.add_precision_flag(parser)
     args, beam_args = parser.parse_known_args(argv)
-    beam_args = beam_options.model_job_args(beam_args, lambda: jobs.count_files(args.input))
+    beam_args = beam_options.model_job_args(beam_args, lambda: jobs.source_megapixels(args.input))
     models = model_handler.export_dirs(args.model)
     specs = tuple(model_handler.read_specs(models).values())
     if args.rank_by != rate_control.PSNR and args.target_bpp is None:
@@ -364,7 +369,7 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
                                                      args.halo)
     return Config(args.input, args.output.rstrip("/"), models, specs, qstep, target,
                   args.max_pixels, args.tile, args.halo,
-                  beam_options.worker_processes(beam_args)), beam_args
+                  beam_options.worker_processes(beam_args), args.precision), beam_args
 
 
 def summary(records) -> str:

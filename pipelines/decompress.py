@@ -51,6 +51,7 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 from PIL import Image
 
 from codec import api, bottleneck_format, exported, shipped
+from codec import precision as codec_precision
 from pipelines import batch_jobs, beam_options, jobs, model_handler
 from pipelines.dead_letters import Rejected, TryFlatMap
 from pipelines.paths import input_pattern
@@ -80,6 +81,7 @@ class Config(jobs.JobConfig):
     # Of the job on one machine, which share its cores (beam_options).
     worker_processes: int = 0
     png_compression: int = DEFAULT_PNG_COMPRESSION
+    precision: str = codec_precision.AUTO
 
     def output_path(self, bottleneck_path: str) -> str:
         return batch_jobs.output_path(bottleneck_path, self.input, self.output, png_name)
@@ -231,7 +233,7 @@ def build(pipeline: beam.Pipeline, config: Config) -> None:
     reconstructions = (
         sandwiches | "Postprocess" >> RunInference(model_handler.PostprocessHandler(
             config.models, tile=config.tile, halo=config.halo,
-            worker_processes=config.worker_processes)),
+            worker_processes=config.worker_processes, precision=config.precision)),
         fallbacks | "DecodedAsIs" >> beam.Map(lambda fallback: PredictionResult(
             fallback, api.reconstruct({}, fallback.header, fallback.pixels)))) | "AllReconstructions" >> beam.Flatten()
     # The PNG writer (zlib and the file writes release the GIL) runs beside
@@ -265,6 +267,7 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
                         help="zlib level of the PNGs: 1 is the fastest that compresses, "
                              "9 the smallest files; the pixels are the same")
     jobs.add_model_flags(parser)
+    jobs.add_precision_flag(parser)
     args, beam_args = parser.parse_known_args(argv)
     beam_args = beam_options.model_job_args(beam_args, lambda: jobs.count_files(args.input))
     models = model_handler.export_dirs(args.model)
@@ -273,7 +276,8 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
                                                      args.tile, args.halo)
     return Config(args.input, args.output.rstrip("/"), models, specs,
                   args.tile, args.halo, args.max_pixels,
-                  beam_options.worker_processes(beam_args), args.png_compression), beam_args
+                  beam_options.worker_processes(beam_args), args.png_compression,
+                  args.precision), beam_args
 
 
 def run(argv=None, save_main_session=False, test_pipeline=None) -> dict:

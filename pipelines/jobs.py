@@ -23,13 +23,16 @@ import argparse
 import dataclasses
 import os
 import sys
+import warnings
 from typing import Callable
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import SetupOptions
+from PIL import Image
 
 from codec import api, exported
+from codec import precision as codec_precision
 from pipelines import batch_jobs, beam_options, process_exit
 from pipelines.beam_options import pipeline_options
 from pipelines.dead_letters import Rejected, TryFlatMap
@@ -66,9 +69,42 @@ class JobConfig:
 
 
 def count_files(pattern: str) -> int:
-    """How many files `pattern` (local or gs://) matches: what sizes a local
-    run's workers (`make_dataset.worker_flags`, `beam_options.model_job_args`)."""
+    """How many files `pattern` (local or gs://) matches."""
     return len(FileSystems.match([pattern])[0].metadata_list)
+
+
+# Bytes of a compressed photograph per megapixel, where its header is not
+# read: a JPEG holds 0.2-0.6 MB, a PNG 2-3 MB (the bundled ones), so the
+# estimate errs by about 3x either way.
+BYTES_PER_MEGAPIXEL = 1 << 20
+
+
+def source_megapixels(pattern: str) -> list[float]:
+    """The megapixels of every file `pattern` (local or gs://) matches: the
+    work that sizes a local run's workers (`beam_options.local_processes`).
+
+    A local file's come from its image header (Pillow reads the size without
+    decoding: tens of microseconds a file); a remote file's, or one whose
+    header Pillow cannot read, from its size in the match's metadata at
+    `BYTES_PER_MEGAPIXEL`, since a request per file would cost more than
+    the choice it informs.
+    """
+    return [_megapixels(m.path, m.size_in_bytes)
+            for m in FileSystems.match([pattern])[0].metadata_list]
+
+
+def _megapixels(path: str, size_in_bytes: int) -> float:
+    if FileSystems.get_scheme(path) in (None, "file"):
+        try:
+            # Only the size is read: a huge canvas is a large estimate, a damaged
+            # EXIF no concern here (the decode step reports what it cannot read).
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(path) as image:
+                    return image.width * image.height / 1e6
+        except Exception:  # Any header Pillow cannot read: the size tells instead.
+            pass
+    return size_in_bytes / BYTES_PER_MEGAPIXEL
 
 
 class NoInputError(ValueError):
@@ -117,6 +153,18 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
                         help="context around each tile in source pixels; hides tile seams "
                              f"(default {exported.DEFAULT_HALO}, or the next multiple of "
                              "32 and of every model's factor)")
+
+
+def add_precision_flag(parser: argparse.ArgumentParser) -> None:
+    """`--precision` of the jobs that serve files (compress, decompress); the
+    evaluator measures the exports as exported, at float32."""
+    parser.add_argument("--precision", choices=codec_precision.CHOICES,
+                        default=codec_precision.AUTO,
+                        help="what the processors run at: auto takes bfloat16 where the "
+                             "worker's CPU has AVX512_BF16 or AMX and every model's spec "
+                             "records a loss of at most "
+                             f"{codec_precision.MAX_LOSS_DB} dB for it, else float32 "
+                             "(codec.precision)")
 
 
 def run_pipeline(build: Callable[[beam.Pipeline, object], None], config, beam_args: list[str],

@@ -27,15 +27,14 @@ shards: TFDS's rule gives one shard per 64 MiB - 1 GiB of patches;
 `--num_shards` sets more for a small dataset on many workers.
 
 Flags not listed by `--help` go to Beam's PipelineOptions; with no `--runner`
-the job runs locally (see `beam_options`) on as many workers as its shards
-keep busy enough to repay their start-up, at most one per core
+the job runs locally (see `beam_options`) on as many workers as the
+megapixels of its shards repay the start-up of, at most one per core
 (`local_workers`): a corpus of a few shards runs in the launcher's own
 process.
 """
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import operator
 import sys
 
@@ -355,38 +354,50 @@ def account(spec: DatasetSpec, result, dead_letter_path: str) -> str:
             f"({spec.patch_size}x{spec.patch_size}, {spec.bit_depth}-bit)")
 
 
-# Shards of work that worker processes must take off the busiest one to
-# repay their start-up: a process takes 1-2 s of wall time to reach its first
-# shard (0.3 s in the runner's own process), about what one shard (64-128 MiB
-# of patches) of small photographs takes to make (docs/architecture.md).
-SHARDS_TO_REPAY_PROCESSES = 2
+# The dataset job's work on the local runner, single-threaded in a worker and
+# in the runner's process alike, from `benchmarks/make_dataset_throughput.py
+# --photos 120 --megapixels 2.4` (PNGs) on 2 cores: 0.036 s a source
+# megapixel in a worker process (its steady state), 0.031 s in the runner's
+# own. A worker process adds 1.8 s of CPU before its first shard (a one-photo
+# run: 5.6 s of CPU with two against 1.9 in the runner's process), 2 s of
+# wall time for one and 3.6-5 s for two on 2 cores other work shared; taken
+# as 2.5 s, two on free cores. A JPEG decodes in about a sixth of a PNG's
+# time, so for JPEGs the rule errs toward processes, by at most their start.
+LOCAL_COST = beam_options.LocalCost(start_seconds=2.5, seconds_per_megapixel=0.036,
+                                    in_process_seconds_per_megapixel=0.031)
 
 
-def local_workers(config: Config, files: int, cores: int) -> int:
-    """How many workers a local run of `files` sources uses: one per shard
-    and per core, when together they save the busiest one at least
-    `SHARDS_TO_REPAY_PROCESSES` shards; else one, in the runner's process.
-
-    The shards are those the job will make, from the splits' expected sizes;
-    the runner hands each worker a fixed share of them, so the busiest one
-    makes ceil(shards / workers). On large photographs a shard is more
-    work than on small ones and one shard would repay a process; the rule
-    errs only on corpora of a few shards, whose runs are short anyway.
-    """
+def shard_megapixels(config: Config, megapixels: list[float]) -> list[float]:
+    """The expected source megapixels of every shard the job will make of
+    files of `megapixels`: each split's share of the total (by
+    `eval_fraction`; a file's split is a hash of its name), spread evenly
+    over the split's shards (TFDS's rule, from the split's file count)."""
+    files, total = len(megapixels), sum(megapixels)
     eval_files = round(files * config.eval_fraction)
-    shards = sum(tfds_writer.shards_of_items(n, config.patches_per_image, config.patch_bytes,
-                                             config.num_shards)
-                 for n in (files - eval_files, eval_files) if n)
-    workers = max(1, min(cores, shards))
-    saved = shards - -(-shards // workers)
-    return workers if saved >= SHARDS_TO_REPAY_PROCESSES else 1
+    shards = []
+    for split_files, share in ((files - eval_files, 1 - config.eval_fraction),
+                               (eval_files, config.eval_fraction)):
+        if split_files:
+            count = tfds_writer.shards_of_items(split_files, config.patches_per_image,
+                                                config.patch_bytes, config.num_shards)
+            shards += [total * share / count] * count
+    return shards
+
+
+def local_workers(config: Config, megapixels: list[float], cores: int) -> int:
+    """How many workers a local run of sources of `megapixels` uses:
+    `beam_options.local_processes` of its shards, since a shard is the
+    unit of parallel work (its worker reads, decodes and cuts all its
+    files); 1 runs them in the runner's process."""
+    return beam_options.local_processes(shard_megapixels(config, megapixels), cores,
+                                        LOCAL_COST)
 
 
 def worker_flags(config: Config, beam_args: list[str]) -> list[str]:
     """`--direct_num_workers` of `local_workers` for the files the input
     matches, when the job runs locally and the user sized no workers; else none."""
     return beam_options.local_worker_flags(beam_args, lambda: local_workers(
-        config, jobs.count_files(config.input), multiprocessing.cpu_count()))
+        config, jobs.source_megapixels(config.input), beam_options.usable_cores()))
 
 
 def run(argv=None, save_main_session=False, test_pipeline=None) -> DatasetSpec:

@@ -27,6 +27,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from codec import api, exported, rate_control
+from codec import precision as precision_
 from codec.exported import POSTPROCESSOR, PREPROCESSOR, ExportedSandwich, cores_per_process
 from pipelines import process_exit
 from pipelines.dead_letters import Rejected
@@ -130,16 +131,20 @@ class SandwichHandler(ModelHandler[Any, PredictionResult, ModelSet]):
     processors: tuple[str, ...]
 
     def __init__(self, model_dirs: Sequence[str], *, tile: int | None = None,
-                 halo: int | None = None, worker_processes: int = 0):
+                 halo: int | None = None, worker_processes: int = 0,
+                 precision: str = precision_.AUTO):
         super().__init__(max_batch_size=1)
         self._model_dirs, self._tile, self._halo = tuple(model_dirs), tile, halo
-        self._worker_processes = worker_processes
+        self._worker_processes, self._precision = worker_processes, precision
 
     def load_model(self) -> ModelSet:
         # A worker's exit would spend about 1 s of a core collecting TensorFlow's objects.
         process_exit.freeze_heap_at_exit()
+        # Chosen here, on the worker: its CPU decides whether bfloat16 runs.
+        precision = precision_.choose(self._precision, read_specs(self._model_dirs).values())
         models = (load(d, self.processors, tile=self._tile, halo=self._halo,
-                       worker_processes=self._worker_processes) for d in self._model_dirs)
+                       worker_processes=self._worker_processes, precision=precision)
+                  for d in self._model_dirs)
         return ModelSet((model.spec.model_id, model) for model in models)
 
     def get_num_bytes(self, batch: Sequence[Any]) -> int:
@@ -192,9 +197,8 @@ class TargetHandler(SandwichHandler):
     processors = (PREPROCESSOR, POSTPROCESSOR)
 
     def __init__(self, model_dirs: Sequence[str], target: rate_control.Target, *,
-                 fallback: bool, tile: int | None = None, halo: int | None = None,
-                 worker_processes: int = 0):
-        super().__init__(model_dirs, tile=tile, halo=halo, worker_processes=worker_processes)
+                 fallback: bool, **kwargs):
+        super().__init__(model_dirs, **kwargs)
         self._target, self._fallback = target, fallback
 
     def _infer(self, models, element):

@@ -221,6 +221,9 @@ class ModelSpec:
     # its corpus and licence, the commit and command that trained it, its
     # held-out BD figures against plain JPEG and jpegli.
     release: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Per precision other than float32 the model may run at (`codec.precision`):
+    # what it changed through the whole chain against float32, on which photos.
+    precisions: dict[str, Any] = dataclasses.field(default_factory=dict)
     version: str = ""
 
     def __post_init__(self):

@@ -1,8 +1,15 @@
 """Shared pytest fixtures."""
 import pytest
 
+from codec import precision
 from tests import trainer_data
 from tests.gcs_emulator import storage_emulator
+
+# The test process runs every model at float32, as exported, whatever the
+# CPU: the jobs' `auto` would otherwise move it to bfloat16 at the first
+# shipped model it loads, and figures would depend on the order tests run
+# in. bfloat16 is tested in processes of its own (tests/test_precision.py).
+precision.use(precision.FLOAT32)
 
 
 @pytest.fixture(scope="session")

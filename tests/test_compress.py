@@ -101,6 +101,21 @@ def test_an_unsized_local_run_of_a_few_photos_runs_in_the_runner_s_process(corpu
     assert config.worker_processes == 1 and "--direct_num_workers=1" in beam_args
 
 
+def test_a_target_job_keeps_only_its_set_s_identity_files(tmp_path):
+    """`Config.made_by_identity`, whether a rerun keeps an identity file: in
+    target mode, one of a scenario of the set (`rate_control.identity_key`:
+    its name, bit depth, factor and JPEG mode); not another factor's or
+    JPEG mode's, and not at a fixed step."""
+    model = f"--model={export_sandwich('high_res', model_id=MODEL_ID)}"
+    flags = [f"--input={tmp_path}", f"--output={tmp_path / 'bits'}", model]
+    target, _ = compress.parse_args([*flags, "--target_bpp=0.5"])
+    fixed, _ = compress.parse_args([*flags, f"--qstep={QSTEP}"])
+    header = bottleneck_format.Header.identity(target.specs[0], 20.0, 64, 96, 8)
+    assert target.made_by_identity(header) and not fixed.made_by_identity(header)
+    for other in ({"factor": header.factor + 1}, {"jpeg_mode": "ycbcr-444"}):
+        assert not target.made_by_identity(dataclasses.replace(header, **other)), other
+
+
 def test_dead_letters_carry_the_reason(first_run, corpus):
     output, _, _ = first_run
     letters = [json.loads(line) for line in (output / jobs.DEAD_LETTER_FILE).open()]

@@ -8,6 +8,7 @@ import sys
 
 import apache_beam as beam
 import numpy as np
+import pytest
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.testing import test_pipeline
@@ -140,3 +141,17 @@ def test_the_model_jobs_launch_without_tensorflow():
             "assert 'tensorflow' not in sys.modules, 'imported tensorflow'")
     subprocess.run([sys.executable, "-c", code], check=True,
                    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_source_megapixels_come_from_headers_or_else_from_sizes(tmp_path):
+    """A header gives the size without decoding, even of a file cut short
+    after it; what Pillow cannot open is weighed by its bytes."""
+    Image.fromarray(np.zeros((600, 400, 3), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "b.png").write_bytes((tmp_path / "a.png").read_bytes()[:100])
+    (tmp_path / "notes.png").write_bytes(b"x" * (jobs.BYTES_PER_MEGAPIXEL // 2))
+    assert sorted(jobs.source_megapixels(f"{tmp_path}/*")) == [0.24, 0.24, 0.5]
+
+
+def test_a_remote_file_is_weighed_by_its_size_unread(monkeypatch):
+    monkeypatch.setattr(Image, "open", lambda path: pytest.fail(f"opened {path}"))
+    assert jobs._megapixels("gs://bucket/a.jpg", 3 * jobs.BYTES_PER_MEGAPIXEL) == 3

@@ -203,15 +203,23 @@ def test_a_single_local_worker_runs_in_the_runners_process(beam_args, cores, mod
     assert pipeline_options(beam_args).get_all_options()["direct_running_mode"] == mode
 
 
-@pytest.mark.parametrize("files, cores, workers", [
-    (0, 2, 1), (264, 2, 1),
-    (528, 2, 1),  # shards: train 2 and eval 1; a second process saves one
-    (528, 4, 3), (1056, 2, 2), (1056, 1, 1), (10000, 16, 16),
+@pytest.mark.parametrize("files, megapixels, patch_size, cores, shards, workers", [
+    (0, 2.4, 256, 2, 0, 1),
+    (120, 2.4, 128, 2, 2, 1),  # shards: train 1 (259 MP), eval 1
+    (120, 2.4, 256, 2, 3, 1),  # train 2 of 130 MP, eval 1: one worker may get both
+    (120, 2.4, 256, 4, 3, 3),
+    (528, 0.5, 256, 2, 9, 2),
+    (1200, 2.4, 128, 2, 5, 2), (1200, 2.4, 128, 1, 5, 1),
+    (1200, 2.4, 256, 16, 18, 9),  # 2 shards for the busiest of 9 workers, or of 16
 ])
-def test_local_workers_are_those_the_shards_repay(files, cores, workers):
+def test_local_workers_are_those_the_megapixels_of_the_shards_repay(
+        files, megapixels, patch_size, cores, shards, workers):
     config, _ = make_dataset.parse_args(["--input=x/*", "--output=o", "--scenario=high_res",
-                                         "--patch_size=128", "--patches_per_image=8"])
-    assert make_dataset.local_workers(config, files, cores) == workers
+                                         f"--patch_size={patch_size}", "--patches_per_image=8"])
+    sources = [megapixels] * files
+    assert len(make_dataset.shard_megapixels(config, sources)) == shards
+    assert sum(make_dataset.shard_megapixels(config, sources)) == pytest.approx(sum(sources))
+    assert make_dataset.local_workers(config, sources, cores) == workers
 
 
 @pytest.mark.parametrize("beam_args, chosen", [

@@ -1,11 +1,13 @@
-"""Worker processes that run a model share the machine's cores, not each take all of them."""
+"""How many worker processes a local job starts, by its work, and how they share the
+machine's cores (not each taking all of them)."""
 import os
 import subprocess
 import sys
 
 import pytest
 
-from pipelines.beam_options import (FILES_TO_REPAY_MODEL_PROCESSES, model_job_args,
+from pipelines import beam_options, make_dataset
+from pipelines.beam_options import (MODEL_JOB_COST, local_processes, model_job_args,
                                     pipeline_options, worker_processes)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,23 +27,49 @@ def test_worker_processes_per_machine_follow_the_runner_options(beam_args, proce
     assert worker_processes(beam_args) == processes
 
 
-@pytest.mark.parametrize("beam_args, files, mode, processes", [
-    ([], FILES_TO_REPAY_MODEL_PROCESSES - 1, "in_memory", 1),  # one model, TF on every core
-    ([], FILES_TO_REPAY_MODEL_PROCESSES, "multi_processing", 0),  # one process per core
-    (["--direct_num_workers=2"], 10**6, "multi_processing", 2),  # sized by the user
-    (["--direct_running_mode=in_memory"], 10**6, "in_memory", 1),
-    (["--runner=DataflowRunner"], 10**6, None, 0),
+@pytest.mark.parametrize("megapixels, cores, processes", [
+    ([0.5] * 22, 2, 1),  # the runner's process: 11 MP do not repay a worker's start
+    ([2.4] * 120, 2, 2),  # 288 MP: one worker per core
+    ([0.05] * 10**4, 16, 16),  # many small files: one per core
+    ([0.05] * 10**4, 1, 1),
+    ([100.0], 16, 1),  # a file is not split: the runner's process
+    ([60.0] + [0.5] * 10, 2, 1),  # its worker would take longer than the runner's process
+    ([2.4] * 3, 16, 1),  # at most one worker per file, each with one core
+    ([], 2, 1),
 ])
-def test_a_model_job_sizes_its_unsized_local_workers_by_its_inputs(beam_args, files, mode,
+def test_local_processes_are_those_the_megapixels_repay(megapixels, cores, processes):
+    assert local_processes(megapixels, cores, MODEL_JOB_COST) == processes
+
+
+def test_each_kind_of_job_repays_processes_at_its_own_costs():
+    """A dataset worker's start is repaid later: it does far less a megapixel."""
+    assert local_processes([0.5] * 22, 2, make_dataset.LOCAL_COST) == 1
+    assert local_processes([2.4] * 120, 2, make_dataset.LOCAL_COST) == 2
+    assert local_processes([2.4] * 60, 2, make_dataset.LOCAL_COST) == 1
+    assert local_processes([2.4] * 60, 2, MODEL_JOB_COST) == 2
+
+
+@pytest.mark.parametrize("beam_args, inputs, mode, processes", [
+    ([], [0.5] * 22, "in_memory", 1),  # one model, in the runner's process
+    ([], [2.4] * 120, "multi_processing", 2),  # one worker process per core
+    ([], 22, "in_memory", 1),  # a count: photographs of TYPICAL_PHOTO_MEGAPIXELS
+    ([], 2000, "multi_processing", 2),
+    (["--direct_num_workers=1"], [2.4] * 120, "in_memory", 1),  # sized by the user
+    (["--direct_num_workers=2"], [0.5], "multi_processing", 2),
+    (["--direct_running_mode=in_memory"], [2.4] * 120, "in_memory", 1),
+    (["--runner=DataflowRunner"], [2.4] * 120, None, 0),
+])
+def test_a_model_job_sizes_its_unsized_local_workers_by_its_inputs(beam_args, inputs, mode,
                                                                    processes, monkeypatch):
     monkeypatch.setattr("multiprocessing.cpu_count", lambda: 2)
-    counted = []
-    args = model_job_args(beam_args, lambda: counted.append(files) or files)
+    monkeypatch.setattr(beam_options, "usable_cores", lambda: 2)
+    measured = []
+    args = model_job_args(beam_args, lambda: measured.append(inputs) or inputs)
     options = pipeline_options(args).get_all_options()
     if mode:
         assert options["direct_running_mode"] == mode
     assert worker_processes(args) == processes
-    assert len(counted) == (beam_args == []), "inputs counted only when the job may choose"
+    assert len(measured) == (beam_args == []), "inputs measured only when the job may choose"
 
 
 def test_a_worker_gives_tensorflow_its_share_of_the_cores():
