@@ -32,19 +32,19 @@ import os
 import pathlib
 import sys
 import tempfile
-import time
 
 import numpy as np
-from PIL import Image
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from codec import Codec, exported, web_export  # noqa: E402
+from sandwich import samples  # noqa: E402
 from tests import browser  # noqa: E402
 from tests.sandwich_exports import export_sandwich  # noqa: E402
 
-SAMPLES = REPO / "sandwich" / "data" / "samples"
+from timing import fastest  # noqa: E402
+
 PAGE = """<!doctype html><meta charset="utf-8"><canvas id="c"></canvas>
 <script type="module">
 import * as sandwich from "./sandwich-decoder.mjs";
@@ -82,10 +82,7 @@ return performance.getEntriesByType("resource").map(
 
 def photos() -> dict[str, np.ndarray]:
     """The bundled photographs, and a 3x3 mosaic of crops of them (1.2 MP)."""
-    images = {}
-    for path in sorted(SAMPLES.glob("*.png")):
-        with Image.open(path) as image:
-            images[path.stem] = np.asarray(image.convert("RGB"))
+    images = {path.stem: samples.load(path) for path in samples.paths()}
     height = min(i.shape[0] for i in images.values())
     width = min(i.shape[1] for i in images.values())
     crops = [i[:height, :width] for i in images.values()]
@@ -93,17 +90,6 @@ def photos() -> dict[str, np.ndarray]:
                             for c in range(3)], axis=1) for r in range(3)]
     images["mosaic"] = np.ascontiguousarray(np.concatenate(rows, axis=0))
     return images
-
-
-def fastest(repeats: int, fn, *args) -> float:
-    """Milliseconds of the fastest of `repeats` calls `fn(*args)` after a warm-up."""
-    fn(*args)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(*args)
-        times.append(time.perf_counter() - start)
-    return 1e3 * min(times)
 
 
 def run(site: pathlib.Path, models: list[str], images: dict, args) -> None:
@@ -122,7 +108,7 @@ def run(site: pathlib.Path, models: list[str], images: dict, args) -> None:
             files[file] = (spec, pixels.shape[0] * pixels.shape[1] / 1e6)
             rows.append({"file": file, "factor": spec.factor,
                          "megapixels": files[file][1], "bytes": len(data),
-                         "python": fastest(args.repeats, codec.decompress, data)})
+                         "python": 1e3 * fastest(args.repeats, codec.decompress, data)})
     options = {"numThreads": args.threads, "executionProviders": ["wasm"]}
     with web_export.serve(str(site)) as url, browser.chromium() as driver:
         from selenium.webdriver.support.ui import WebDriverWait

@@ -26,7 +26,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 from PIL import Image
@@ -37,6 +36,8 @@ sys.path.insert(0, REPO)
 from codec import precision  # noqa: E402
 from sandwich.samples import SAMPLES_DIR  # noqa: E402
 
+from timing import fastest, mirrored  # noqa: E402
+
 PHOTO = os.path.join(SAMPLES_DIR, "astronaut.png")
 QUALITY = 85
 PHOTOS = 1e6
@@ -45,24 +46,9 @@ PHOTO_MEGAPIXELS = 12
 
 def photo(megapixels: float) -> np.ndarray:
     """The bundled photo mirrored out to a 4:3 frame of `megapixels`."""
-    pixels = np.asarray(Image.open(PHOTO).convert("RGB"))
     height = int(round((megapixels * 1e6 * 3 / 4) ** 0.5))
-    width = int(round(height * 4 / 3))
-    tile = np.concatenate([pixels, pixels[::-1]], 0)
-    tile = np.concatenate([tile, tile[:, ::-1]], 1)
-    reps = (-(-height // tile.shape[0]), -(-width // tile.shape[1]))
-    return np.ascontiguousarray(np.tile(tile, (*reps, 1))[:height, :width])
-
-
-def fastest(fn, repeats: int) -> float:
-    """Seconds of the fastest of `repeats` calls of `fn`, after a first."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return mirrored(np.asarray(Image.open(PHOTO).convert("RGB")), height,
+                    int(round(height * 4 / 3)))
 
 
 def one_core() -> None:
@@ -80,11 +66,11 @@ def sandwich_seconds(model: str, model_set: str, at: str, pixels: np.ndarray,
     single = codec.load(model, precision=at)
     spec = next(iter(single.specs.values()))
     data = single.compress(pixels, qstep=spec.qstep)
-    seconds = {"compress": fastest(lambda: single.compress(pixels, qstep=spec.qstep), repeats),
-               "decompress": fastest(lambda: single.decompress(data), repeats)}
+    seconds = {"compress": fastest(repeats, lambda: single.compress(pixels, qstep=spec.qstep)),
+               "decompress": fastest(repeats, lambda: single.decompress(data))}
     whole = codec.load(model_set, precision=at)
     seconds[f"compress to {target_bpp} bpp ({model_set})"] = fastest(
-        lambda: whole.compress(pixels, target_bpp=target_bpp), repeats)
+        repeats, lambda: whole.compress(pixels, target_bpp=target_bpp))
     return seconds
 
 
@@ -99,11 +85,10 @@ def codec_seconds(pixels: np.ndarray, repeats: int) -> dict:
         return out.getvalue()
 
     jpeg, jpegli = pillow_encode(), alternatives.code("jpegli", pixels, QUALITY)[0]
-    return {"plain JPEG encode": fastest(pillow_encode, repeats),
-            "plain JPEG decode": fastest(lambda: alternatives.pillow_decode(jpeg), repeats),
-            "jpegli encode": fastest(lambda: alternatives.code("jpegli", pixels, QUALITY),
-                                     repeats),
-            "jpegli decode": fastest(lambda: alternatives.pillow_decode(jpegli), repeats)}
+    return {"plain JPEG encode": fastest(repeats, pillow_encode),
+            "plain JPEG decode": fastest(repeats, lambda: alternatives.pillow_decode(jpeg)),
+            "jpegli encode": fastest(repeats, alternatives.code, "jpegli", pixels, QUALITY),
+            "jpegli decode": fastest(repeats, lambda: alternatives.pillow_decode(jpegli))}
 
 
 def worker(args) -> None:

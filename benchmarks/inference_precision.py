@@ -42,6 +42,8 @@ from sandwich import metrics, perceptual  # noqa: E402
 from sandwich.samples import SAMPLES_DIR  # noqa: E402
 from sandwich.specs import MODEL_SPEC_FILE  # noqa: E402
 
+from timing import mirrored  # noqa: E402
+
 PRECISIONS = (precision.FLOAT32, precision.BFLOAT16)
 
 
@@ -52,14 +54,6 @@ def _timed(fn, *args):
     start = time.perf_counter()
     result = fn(*args)
     return result, time.perf_counter() - start
-
-
-def mirrored(pixels: np.ndarray, side: int) -> np.ndarray:
-    """`pixels` mirrored out to `side` x `side`: a large image of photo content."""
-    reps = (-(-side // pixels.shape[0]), -(-side // pixels.shape[1]))
-    tile = np.concatenate([pixels, pixels[::-1]], 0)
-    tile = np.concatenate([tile, tile[:, ::-1]], 1)
-    return np.tile(tile, (reps[0], reps[1], 1))[:side, :side]
 
 
 def worker(model_dir: str, at: str, photos: list[str], side: int, out: str) -> None:
@@ -76,7 +70,7 @@ def worker(model_dir: str, at: str, photos: list[str], side: int, out: str) -> N
                                                              decoded))
         record["files"][path] = len(coded.data)
     with open(photos[0], "rb") as f:
-        large = mirrored(api.read_source(f.read(), spec.bit_depth).pixels, side)
+        large = mirrored(api.read_source(f.read(), spec.bit_depth).pixels, side, side)
     bottleneck, record["pre_seconds"] = _timed(model.preprocess, large)
     _, record["post_seconds"] = _timed(model.postprocess, bottleneck, large.shape[:2], spec.qstep)
     with open(os.path.join(out, "record.json"), "w") as f:

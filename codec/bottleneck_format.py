@@ -79,6 +79,9 @@ RESERVED_IDS = (FALLBACK, IDENTITY)
 # What a target-mode manifest calls the kind of file that won (`Header.kind`).
 MODEL = "model"
 KINDS = (MODEL, IDENTITY, FALLBACK)
+# What a header repeats of the spec that wrote it, and must agree on with the
+# spec that decodes it (`Header.check_model`); all an identity file is made of.
+SPEC_FIELDS = ("scenario", "bit_depth", "factor", "jpeg_mode")
 # The identity's tiles (source pixels, rounded to its factor) and halo (in
 # bottleneck pixels): its filters reach 2 (bicubic down) and 3 (Lanczos-3
 # up) bottleneck pixels, so an 8-pixel halo makes tiling exact whatever the
@@ -278,7 +281,7 @@ class Header:
         else:
             raise BottleneckError(f"made by model {self.model_id!r}, not by a model of the set "
                                   f"{sorted(specs)}: no post-processor here can decode it")
-        for name in ("scenario", "bit_depth", "factor", "jpeg_mode"):
+        for name in SPEC_FIELDS:
             if getattr(self, name) != getattr(expected, name):
                 raise BottleneckError(f"header {name} {getattr(self, name)!r} differs from the "
                                       f"model's {getattr(expected, name)!r}")

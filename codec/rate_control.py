@@ -121,8 +121,6 @@ QUALITIES = tuple(range(1, 101))  # Pillow's, cheapest file first
 # (Flat tables are integers in `tables.BASELINE_MIN_STEP..BASELINE_MAX_STEP`.)
 IDENTITY_QSTEPS = tuple(float(q) for q in range(tables.BASELINE_MAX_STEP,
                                                 tables.BASELINE_MIN_STEP - 1, -1))
-# What an identity file's header says of its scenario (`Header.identity`).
-IDENTITY_FIELDS = ("scenario", "bit_depth", "factor", "jpeg_mode")
 # A model's recorded PSNR gain over its scenario's baseline: the trainer's
 # BD-PSNR over the model's step range (`trainer.training`), in its spec's `metrics`.
 GAIN_FIGURE = "bd_psnr_vs_baseline"
@@ -507,10 +505,10 @@ def _plain_coder(source, target: Target) -> _Coder:
 
 
 def identity_key(spec_or_header) -> tuple:
-    """What makes an identity file (its header's `IDENTITY_FIELDS`), so what
-    a model's spec must share with an identity's header for the identity
-    to be its scenario's."""
-    return tuple(getattr(spec_or_header, name) for name in IDENTITY_FIELDS)
+    """What makes an identity file (its header's
+    `bottleneck_format.SPEC_FIELDS`), so what a model's spec must share with
+    an identity's header for the identity to be its scenario's."""
+    return tuple(getattr(spec_or_header, name) for name in bottleneck_format.SPEC_FIELDS)
 
 
 def identities(specs: Iterable) -> list:

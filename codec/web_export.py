@@ -275,9 +275,7 @@ def write_demo(output: str, bottleneck: str, source: str, model: str = "model/")
     header = bottleneck_format.read_header(data)
     with Image.open(source) as image:
         rgb = np.asarray(image.convert("RGB"))
-    fitting = [q for q in range(1, 101) if len(alternatives.plain_jpeg(rgb, q)) <= len(data)]
-    quality = max(fitting, default=1)
-    plain = alternatives.plain_jpeg(rgb, quality)
+    quality, plain, _ = alternatives.largest_quality_within("jpeg", rgb, len(data))
     names = {"sandwich": os.path.basename(bottleneck),
              "plain": os.path.splitext(os.path.basename(source))[0] + f".q{quality}.jpg"}
     os.makedirs(output, exist_ok=True)

@@ -173,8 +173,9 @@ class _Counted:
 
 
 class CountAlphaDropped:
-    """`codec.Source` -> itself; counts it under `namespace`/`ALPHA_DROPPED`
-    when its file's transparency was dropped."""
+    """A decoded source (`codec.Source`, `sandwich.image_io.DecodedImage`)
+    -> itself; counts it under `namespace`/`ALPHA_DROPPED` when its file's
+    transparency was dropped."""
 
     def __init__(self, namespace: str):
         self._counter = Metrics.counter(namespace, ALPHA_DROPPED)

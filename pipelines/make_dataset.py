@@ -44,7 +44,6 @@ from apache_beam import pvalue
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 
 import sandwich
 from pipelines import batch_jobs, beam_options, jobs, process_exit, tfds_writer
@@ -153,13 +152,12 @@ class DecodeSource:
 
     def __init__(self, config: Config):
         self._config = config
-        self._alpha_dropped = Metrics.counter(NAMESPACE, batch_jobs.ALPHA_DROPPED)
+        self._count_alpha_dropped = batch_jobs.CountAlphaDropped(NAMESPACE)
 
     def __call__(self, file: SourceFile):
         with FileSystems.open(file.path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
             image = decode_image(f.read(), max_pixels=self._config.max_pixels)
-        if image.alpha_dropped:
-            self._alpha_dropped.inc()
+        self._count_alpha_dropped(image)
         yield DatasetSource(file, image.pixels, image.bit_depth)
 
 

@@ -176,24 +176,6 @@ def as_8bit(pixels: np.ndarray, bit_depth: int) -> np.ndarray:
     return fit_bit_depth(pixels, bit_depth, 8) if bit_depth > 8 else pixels.astype(np.uint8)
 
 
-def largest_quality_within(name: str, rgb: np.ndarray, budget: int):
-    """(quality, file, decoded) of the largest quality in 1..100 whose file
-    has at most `budget` bytes, by bisection (sizes grow with quality); the
-    quality-1 file, over budget, where none fits (the caller says so)."""
-    low, high = 1, 100
-    best = None
-    while low <= high:
-        quality = (low + high) // 2
-        data, decoded = alternatives.code(name, rgb, quality)
-        if len(data) <= budget:
-            best, low = (quality, data, decoded), quality + 1
-        else:
-            high = quality - 1
-    if best is None:
-        return (1, *alternatives.code(name, rgb, 1))
-    return best
-
-
 def scores(source: np.ndarray, image: np.ndarray, bit_depth: int,
            measured=METRICS) -> dict:
     """PSNR and those of MS-SSIM and Butteraugli (max, 3-norm) in `measured`
@@ -265,7 +247,7 @@ class Coder:
         ceiling = EightBitCeiling(depth) if depth > 8 else None
         rgb = source if ceiling is None else ceiling.rgb(source)
         for name in COMPARED:
-            quality, file, pixels = largest_quality_within(name, rgb, budget)
+            quality, file, pixels = alternatives.largest_quality_within(name, rgb, budget)
             column = Column(name, f"quality {quality}", len(file),
                             pixels if ceiling is None else ceiling.back(pixels, source.shape),
                             quality)

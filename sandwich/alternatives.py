@@ -106,3 +106,21 @@ def code(name: str, rgb: np.ndarray, quality: int) -> tuple[bytes, np.ndarray]:
     encode, decode = _CODECS[name]
     data = encode(np.ascontiguousarray(rgb, np.uint8), quality)
     return data, decode(data)
+
+
+def largest_quality_within(name: str, rgb: np.ndarray, budget: int):
+    """(quality, file, decoded) of the largest quality in 1..100 whose file
+    has at most `budget` bytes, by bisection (sizes grow with quality); the
+    quality-1 file, over budget, where none fits (the caller says so)."""
+    low, high = 1, 100
+    best = None
+    while low <= high:
+        quality = (low + high) // 2
+        data, decoded = code(name, rgb, quality)
+        if len(data) <= budget:
+            best, low = (quality, data, decoded), quality + 1
+        else:
+            high = quality - 1
+    if best is None:
+        return (1, *code(name, rgb, 1))
+    return best
