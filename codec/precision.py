@@ -34,7 +34,7 @@ from sandwich.specs import ModelSpec
 
 FLOAT32, BFLOAT16, AUTO = "float32", "bfloat16", "auto"
 CHOICES = (AUTO, FLOAT32, BFLOAT16)
-# The issue's bound on what a faster precision may cost, mean PSNR through the chain.
+# The most a faster precision may cost: mean PSNR through the chain, in dB.
 MAX_LOSS_DB = 0.05
 # The deepest samples bfloat16's 8-bit significand holds exactly (0..255): the
 # rewrite reaches the processors' last clip and rounding, so a 10-bit model's
