@@ -93,6 +93,16 @@ $(PUBLIC):
 	[ -d $(SELFEXSR) ] || git clone --depth 1 https://github.com/jbhuang0604/SelfExSR $(SELFEXSR)
 	$(PY) benchmarks/corpus.py $(SELFEXSR) $@
 
+# Real 16-bit photographs (OpenEXR's samples developed to PNG; BSD-3-Clause).
+HDR := photos/hdr
+OPENEXR_IMAGES := /tmp/openexr-images
+
+$(HDR): $(VENV)/.installed
+	[ -d $(OPENEXR_IMAGES) ] || git clone --depth 1 \
+	  https://github.com/AcademySoftwareFoundation/openexr-images $(OPENEXR_IMAGES)
+	$(PY) -m pip install --quiet -e '.[hdr]'
+	$(PY) benchmarks/hdr_corpus.py $(OPENEXR_IMAGES) $@
+
 models: $(VENV)/.installed system-packages $(PUBLIC)
 	$(PY) benchmarks/quality.py --budget_minutes 55 --patches_per_photo 128 \
 	  --add_train '$(PUBLIC)/*[1-9].png' --add_held_out '$(PUBLIC)/*[05]0.png' \
@@ -102,7 +112,7 @@ models: $(VENV)/.installed system-packages $(PUBLIC)
 # Throughput and the codec-mode table; the quality benchmark (90 training
 # minutes by default) and the fuzz campaign run on their own.
 BENCHMARKS := $(filter-out benchmarks/corpus.py benchmarks/quality.py benchmarks/fuzz_campaign.py \
-  benchmarks/release_models.py,\
+  benchmarks/release_models.py benchmarks/hdr_corpus.py,\
   $(wildcard benchmarks/*.py))
 
 bench: $(VENV)/.installed system-packages $(WEB_RUNTIME)

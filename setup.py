@@ -53,6 +53,8 @@ EXTRAS = {
     # (web/, onnxruntime-web), checked on onnxruntime against TensorFlow
     # (tested: tf2onnx 1.17.0, onnx 1.23.2, onnxruntime 1.32.0 with TensorFlow 2.21).
     "web": ["tf2onnx>=1.17,<1.18", "onnx>=1.23,<1.24", "onnxruntime>=1.32,<1.33"],
+    # `benchmarks/hdr_corpus.py`: real 16-bit photographs from OpenEXR's samples.
+    "hdr": ["OpenEXR==3.5.3"],
 }
 EXTRAS["test"] = [
     "pytest>=8,<10",

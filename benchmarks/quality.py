@@ -20,8 +20,9 @@ By default: the bundled astronaut, chelsea and rocket train; coffee (bundled,
 never trained on) and two of scikit-image's photographs are held out. The
 models are high_res at factor 1 (a full-resolution JPEG between the
 processors), factor 2 and factor 4 (for the rates below plain JPEG's
-lowest, 0.03-0.2 bpp), plus high_bit_depth on synthetic 10-bit sources
-(2x2 sums of the same photographs), each with the trainer's defaults: one
+lowest, 0.03-0.2 bpp), high_bit_depth on synthetic 10-bit sources (2x2
+sums of the same photographs; `--deep`: real ones, `hdr_corpus.py`'s) and
+gray (colour through a one-component JPEG), each with the trainer's defaults: one
 rate-conditioned model per scenario covers its whole range of steps, so the
 budget buys training time rather than more models (`benchmarks/ablation.py`
 measures that choice against a set of single-step models). The right-hand
@@ -78,7 +79,7 @@ DEFAULT_HELD_OUT = [os.path.join(samples.SAMPLES_DIR, "coffee.png"),
                     os.path.join(SKIMAGE_DIR, "motorcycle_left.png"),
                     os.path.join(SKIMAGE_DIR, "hubble_deep_field.jpg")]
 # scenario:factor[:trainer flags]; no flags: the trainer's defaults.
-DEFAULT_MODELS = ["high_res:1", "high_res:2", "high_res:4", "high_bit_depth:1"]
+DEFAULT_MODELS = ["high_res:1", "high_res:2", "high_res:4", "high_bit_depth:1", "gray:1"]
 PATCH = 64  # and 512 of them per photo: 2M source pixels a photo
 PIXELS_PER_PHOTO = 512 * PATCH ** 2
 # Bookkeeping only: how the model trains is the trainer's defaults or the model's flags.
@@ -98,6 +99,8 @@ KINDS = {"": "as given (lossless originals)", "-jpeg": "JPEG-sourced copies of t
 # The perceptual targets: BD-rate at equal metric over RATE_RANGE (%, negative = fewer bits).
 PERCEPTUAL_TARGETS = {"jpegli": -10.0, "jpeg": -20.0}
 PSNR_TARGET = 1.5  # dB BD-PSNR over plain JPEG over RATE_RANGE
+GRAY_TARGET = 6.0  # dB BD-PSNR of the gray front over its luma-only baseline
+CEILING_TARGET = 1.0  # dB of the high_bit_depth front above the 8-bit ceiling
 VIEW_TARGET = 10.0  # % BD-rate of a factor-1 bottleneck as viewed, against plain JPEG, Butteraugli
 
 
@@ -194,9 +197,12 @@ def split_name(text: str) -> tuple[str | None, str]:
     return (head, rest) if named and ":" not in head else (None, text)
 
 
+SHORT_NAMES = {"high_res": "hr", "high_bit_depth": "hbd", "gray": "gray"}
+
+
 def model_name(scenario: str, factor: int, taken) -> str:
-    """A short unique name: hr-x1, hbd-x1, and a suffix for repeats."""
-    base = f"{'hbd' if scenario == 'high_bit_depth' else 'hr'}-x{factor}"
+    """A short unique name: hr-x1, hbd-x1, gray-x1, and a suffix for repeats."""
+    base = f"{SHORT_NAMES[scenario]}-x{factor}"
     name, n = base, 1
     while name in taken:
         n += 1
@@ -216,8 +222,9 @@ class Workspace:
 
     def __init__(self, output: str, train_files, held_out_files, hold_back: float = 0.0,
                  patch_size: int = PATCH, rescale=(), patches_per_photo: int | None = None,
-                 jpeg_sourced_share: float = 0.0):
+                 jpeg_sourced_share: float = 0.0, deep: str | None = None):
         self.out, self.logs = output, os.path.join(output, "logs")
+        self.deep = deep
         photos = os.path.join(output, "photos")
         if jpeg_sourced_share:
             # Every k-th training photo replaced by its JPEG-sourced copy.
@@ -243,13 +250,21 @@ class Workspace:
         jpeg_sourced(held_out_files, self.held_jpeg)
 
     def _photos(self, name: str, files, scenario: str) -> str:
+        if scenario == "high_bit_depth" and self.deep:
+            return os.path.join(self.deep, name)
         directory = os.path.join(self.out, "photos", name)
-        return directory if scenario == "high_res" else ten_bit_copies(files, directory + "10")
+        return directory if scenario != "high_bit_depth" else ten_bit_copies(
+            files, directory + "10")
 
     def dataset(self, scenario: str, factor: int) -> tuple[str, str | None]:
-        """The training dataset and the held-back strips' dataset (None without)."""
+        """The training dataset and the held-back strips' dataset (None
+        without; for `--deep` photos, the training dataset's own eval split
+        of a quarter of the photos picks the weights)."""
         name = os.path.join(self.out, "data", f"{scenario}-x{factor}")
         patch = self.patch_size ** 2
+        if scenario == "high_bit_depth" and self.deep:
+            return _dataset(self._photos("train", (), scenario), name, scenario, factor,
+                            self.logs, 0.25, self.patch_size, self.patches_per_photo), None
         train = _dataset(self._photos("train", self.train_files, scenario), name, scenario,
                          factor, self.logs, 0, self.patch_size, self.patches_per_photo)
         if not self.select_files:
@@ -329,6 +344,10 @@ def add_corpus_flags(parser) -> None:
     parser.add_argument("--patch_size", type=int, default=PATCH,
                         help="side of the training patches; a photo gives as many pixels "
                              "in patches of any size")
+    parser.add_argument("--deep",
+                        help="a directory of real high-bit-depth photos, train/ and held_out/ "
+                             "(`hdr_corpus.py`'s): high_bit_depth models train and are measured "
+                             "on them, rounded to 10 bits, instead of 2x2 sums of the photos")
     parser.add_argument("--patches_per_photo", type=int,
                         help="patches cut from each training photo (default: "
                              f"{PIXELS_PER_PHOTO // PATCH ** 2} of {PATCH}x{PATCH}, as many "
@@ -336,9 +355,50 @@ def add_corpus_flags(parser) -> None:
                              "dataset job counts against the budget")
 
 
-def _targets(hr: dict, hbd: dict | None) -> list[tuple[str, str, str, bool | None]]:
+def gray_targets(gray: dict) -> list[tuple[str, str, str, bool | None]]:
+    """(target, required, measured, met) of the gray scenario: its front's
+    BD-PSNR over the luma-only baseline (over the rates both reach)."""
+    baseline = next(iter(set(gray["own_baseline"].values())))
+    bd = gray["bd"][baseline][evaluate.SANDWICH].get("bd_psnr")
+    return [(f"gray front vs {baseline} (luma only), BD-PSNR", f">= +{GRAY_TARGET:.0f} dB",
+             "undefined" if bd is None else f"{bd:+.2f} dB",
+             None if bd is None else bd >= GRAY_TARGET)]
+
+
+def curves_of(summary: dict) -> dict:
+    """Each method's results by name."""
+    return {m["name"]: m["results"] for m in summary["methods"]}
+
+
+def _ceiling_row(hbd: dict, front: dict) -> tuple[str, str, str, bool]:
+    """The high_bit_depth front's best PSNR against the 8-bit ceiling (which
+    no 8-bit JPEG passes), and the rate where it first reaches it."""
+    ceiling = hbd["eight_bit_ceiling_psnr"]
+    points = sorted(zip(front["bpp"], front["psnr"]))
+    best = max(psnr for _, psnr in points)
+    above = [bpp for bpp, psnr in points if psnr >= ceiling]
+    crossing = f", crossing it at {above[0]:.2f} bpp" if above else ""
+    return (f"high_bit_depth front above the 8-bit ceiling ({ceiling:.2f} dB; 16-bit PNG "
+            f"{hbd.get('lossless_png_bpp', 0):.2f} bpp)", f">= +{CEILING_TARGET:.0f} dB",
+            f"{best - ceiling:+.2f} dB{crossing}", best - ceiling >= CEILING_TARGET)
+
+
+def _targets(hr: dict | None, hbd: dict | None) -> list[tuple[str, str, str, bool | None]]:
     """(target, required, measured, met) for each target of the quality issue."""
-    curves = {m["name"]: m["results"] for m in hr["methods"]}
+    rows = _high_res_rows(hr) if hr is not None else []
+    if hbd is not None and "eight_bit_ceiling_psnr" in hbd:
+        rows.append(_ceiling_row(hbd, curves_of(hbd)[evaluate.SANDWICH]))
+    if hbd is not None:
+        bd = hbd["bd"]["jpeg"]["sandwich"].get("bd_psnr")
+        rows.append(("high_bit_depth vs plain JPEG of the source rounded to 8 bits, BD-PSNR",
+                     ">= +1.0 dB", "undefined" if bd is None else f"{bd:+.2f} dB",
+                     None if bd is None else bd >= 1.0))
+    return rows + [_below_row(hr, hbd)]
+
+
+def _high_res_rows(hr: dict) -> list[tuple[str, str, str, bool | None]]:
+    """The high_res front against plain JPEG, and each x2 model against its baseline."""
+    curves = curves_of(hr)
     rows = []
     front, jpeg = curves["sandwich"], curves["jpeg"]
     try:
@@ -360,15 +420,14 @@ def _targets(hr: dict, hbd: dict | None) -> list[tuple[str, str, str, bool | Non
                     else f"{ours - base:+.2f} dB")
         rows.append((f"{model} vs x2 baseline at {AT_RATE} bpp", ">= +1.0 dB", measured,
                      None if ours is None or base is None else ours - base >= 1.0))
-    if hbd is not None:
-        bd = hbd["bd"]["jpeg"]["sandwich"].get("bd_psnr")
-        rows.append(("high_bit_depth vs plain JPEG of the source rounded to 8 bits "
-                     "(not the 8-bit ceiling: rounding costs nothing at these rates)",
-                     ">= +1.0 dB", "undefined" if bd is None else f"{bd:+.2f} dB",
-                     None if bd is None else bd >= 1.0))
+    return rows
+
+
+def _below_row(hr: dict | None, hbd: dict | None) -> tuple[str, str, str, bool | None]:
+    """Every model point against its own baseline at the same rate."""
     below, unchecked = [], []
     for summary in filter(None, (hr, hbd)):
-        curves_s = {m["name"]: m["results"] for m in summary["methods"]}
+        curves_s = curves_of(summary)
         for model, baseline in summary["own_baseline"].items():
             for bpp, psnr in zip(curves_s[model]["bpp"], curves_s[model]["psnr"]):
                 base = metrics.psnr_at(curves_s[baseline]["bpp"], curves_s[baseline]["psnr"], bpp)
@@ -379,9 +438,8 @@ def _targets(hr: dict, hbd: dict | None) -> list[tuple[str, str, str, bool | Non
     measured = "none" if not below else "; ".join(below)
     if unchecked:
         measured += f" (outside their baseline's rates, unchecked: {', '.join(unchecked)})"
-    rows.append(("model points below their baseline at the same rate", "none", measured,
-                 False if below else None if unchecked else True))
-    return rows
+    return ("model points below their baseline at the same rate", "none", measured,
+            False if below else None if unchecked else True)
 
 
 def _bd_over_rates(summary: dict, reference: str, method: str, metric: str) -> float:
@@ -537,9 +595,10 @@ def _factors(models) -> str:
     return f"factors {', '.join(factors[:-1])} and {factors[-1]}"
 
 
-def write_report(path: str, args, models, hr: dict, hbd: dict | None, minutes: dict,
-                 plots: dict, hr_jpeg: dict | None = None, below: dict | None = None) -> None:
-    rows = _targets(hr, hbd)
+def write_report(path: str, args, models, hr: dict | None, hbd: dict | None, minutes: dict,
+                 plots: dict, hr_jpeg: dict | None = None, below: dict | None = None,
+                 gray: dict | None = None) -> None:
+    rows = _targets(hr, hbd) + (gray_targets(gray) if gray is not None else [])
     for kind, summary in (("", hr), ("-jpeg", hr_jpeg)):
         if summary is not None:
             rows += perceptual_targets(summary, kind)
@@ -573,18 +632,12 @@ def write_report(path: str, args, models, hr: dict, hbd: dict | None, minutes: d
         "| target | required | measured | |",
         "|---|---|---|---|",
         *[f"| {t} | {r} | {m} | {status[ok]} |" for t, r, m, ok in rows],
-        "",
-        f"## 8-bit photographs: high_res models at {_factors(models)}, one front",
-        "",
-        *[f"![RD]({plot})" for plot in plots["hr"]],
-        "",
-        "BD-PSNR / BD-rate at equal PSNR, MS-SSIM and Butteraugli 3-norm (over the qualities "
-        "both curves reach):",
-        "",
-        *_bd_table(hr),
-        "",
-        *_points_table(hr),
     ]
+    if hr is not None:
+        lines += ["", f"## 8-bit photographs: high_res models at {_factors(models)}, one front",
+                  "", *[f"![RD]({plot})" for plot in plots["hr"]], "",
+                  "BD-PSNR / BD-rate at equal PSNR, MS-SSIM and Butteraugli 3-norm (over the "
+                  "qualities both curves reach):", "", *_bd_table(hr), "", *_points_table(hr)]
     if hr_jpeg is not None:
         lines += ["", f"## The same held-out photos, {KINDS['-jpeg']}", "",
                   "Each saved once by Pillow at a quality drawn from "
@@ -592,12 +645,21 @@ def write_report(path: str, args, models, hr: dict, hbd: dict | None, minutes: d
                   *[f"![RD]({plot})" for plot in plots["hr-jpeg"]], "",
                   *_bd_table(hr_jpeg), "", *_points_table(hr_jpeg)]
     if hbd is not None:
-        lines += ["", "## 10-bit sources (synthetic: 2x2 sums of 8-bit photographs)", "",
+        lines += ["", "## 10-bit sources (" + (f"photographs of {args.deep}, rounded to 10 bits"
+                                                 if args.deep else
+                                                 "synthetic: 2x2 sums of 8-bit photographs") + ")", "",
                   *[f"![RD]({plot})" for plot in plots["hbd"]], "",
                   "`jpeg` and `jpegli` here code the source rounded to 8 bits (at these "
                   "rates rounding costs nothing: the 8-bit ceiling is far above). A "
                   f"lossless 16-bit PNG costs {hbd.get('lossless_png_bpp', 0):.2f} bpp.",
                   "", *_bd_table(hbd), "", *_points_table(hbd)]
+    if gray is not None:
+        lines += ["", "## Colour over a grayscale JPEG (gray)", "",
+                  *[f"![RD]({plot})" for plot in plots["gray"]], "",
+                  "The bottleneck is a one-component JPEG; its baseline is the luma alone "
+                  "(colour lost). `jpeg` and `jpegli` are colour files, for comparison: a "
+                  "pipeline that codes luma only cannot carry them.",
+                  "", *_bd_table(gray), "", *_points_table(gray)]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -629,7 +691,7 @@ def main(argv=None) -> None:
             parser.error(f"{scenario} x{factor}: {e}")
     space = Workspace(args.output, args.train_files, args.held_out_files, args.hold_back,
                       args.patch_size, args.rescale, args.patches_per_photo,
-                      args.jpeg_sourced_train)
+                      args.jpeg_sourced_train, args.deep)
     per_model = args.budget_minutes / len(models)
     print(f"{len(models)} models, {per_model:.1f} training minutes each; corpus "
           f"{os.path.dirname(space.train_files[0])}, held out {space.held8}", flush=True)
@@ -660,7 +722,7 @@ def main(argv=None) -> None:
             summaries[scenario + kind] = space.evaluate(scenario, model_dirs, alternatives,
                                                         kind=kind)
             results = os.path.join(args.output, "eval", scenario + kind)
-            key = ("hr" if scenario == "high_res" else "hbd") + kind
+            key = SHORT_NAMES[scenario] + kind
             plots[key] = []
             for metric in summaries[scenario + kind].get("metrics", ["psnr"]):
                 plots[key].append(f"quality_{scenario}{kind}_{metric}.png")
@@ -670,9 +732,9 @@ def main(argv=None) -> None:
                 below[kind] = below_per_file(os.path.join(results, evaluate.PER_IMAGE_FILE),
                                              summaries[scenario + kind])
     minutes = {"per_model": per_model, "total": (time.monotonic() - start) / 60, "reused": reused}
-    write_report(args.report, args, models, summaries["high_res"],
+    write_report(args.report, args, models, summaries.get("high_res"),
                  summaries.get("high_bit_depth"), minutes, plots, summaries.get("high_res-jpeg"),
-                 below)
+                 below, summaries.get("gray"))
     with open(os.path.splitext(args.report)[0] + ".json", "w") as f:
         json.dump({"budget_minutes": args.budget_minutes, "models": dict(zip(names, args.models)),
                    "train": [_shown_path(p) for p in args.train_files],

@@ -115,7 +115,7 @@ class Codec:
         dirs = exported.export_dirs(model)
         # Refuses a set of two ids alike before loading either.
         specs = exported.read_specs(dirs)
-        tile, halo = exported.tile_layout([s.factor for s in specs.values()], tile, halo)
+        tile, halo = exported.tile_layout([exported.layout_grid(s) for s in specs.values()], tile, halo)
         precision = precision_.choose(precision, specs.values())
         return cls([ExportedSandwich.load(d, processors, tile=tile, halo=halo,
                                           precision=precision) for d in dirs])
@@ -174,7 +174,8 @@ class Codec:
                        else (rate_control.PSNR, target_psnr))
         target = rate_control.Target(kind, value, rank_by)
         models = [self._one(model_id)] if model_id else list(self.models.values())
-        return rate_control.choose(models, source, target, fallback=self.bit_depth == 8)
+        return rate_control.choose(models, source, target,
+                                   fallback=exported.plain_jpeg_fits(m.spec for m in models))
 
     def compress(self, image, **kwargs) -> bytes:
         """A path, a file's bytes or pixels -> the sandwich JPEG's bytes:

@@ -370,7 +370,7 @@ def identity_reconstruction(header: Header, decoded: np.ndarray, *,
 
 
 def encode(bottleneck: np.ndarray, header: Header, qtables=None) -> bytes:
-    """The bottleneck file: uint8 `[h', w', 3]` through the real encoder in
+    """The bottleneck file: uint8 `[h', w', c]` (c: 1 in mode gray) through the real encoder in
     the header's JPEG mode, with `qtables` (default: flat at the header's
     qstep), and the header in the comment segment; for a fallback header,
     the source's plain JPEG at the header's quality."""
@@ -405,7 +405,8 @@ def is_complete(head: bytes, tail: bytes) -> bool:
 
 
 def decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Header, np.ndarray]:
-    """Header and decoded uint8 `[h', w', 3]` bottleneck of a bottleneck file.
+    """Header and decoded uint8 `[h', w', c]` bottleneck of a bottleneck file
+    (c: the header's mode's channels; 3 for a fallback's plain JPEG).
 
     The header is checked against the JPEG's own size, and both against
     `max_pixels`, before any pixel is decoded.
@@ -419,7 +420,8 @@ def decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Header
         pixels = jpeg.decode(data)
     except Exception as e:
         raise BottleneckError(f"corrupt JPEG: {type(e).__name__}: {e}") from e
-    if pixels.shape != (*size, 3):
-        raise BottleneckError(f"a bottleneck is {size} x 3 components, this JPEG decodes to "
-                              f"shape {pixels.shape}")
+    channels = 3 if header.is_fallback else jpeg.JpegMode.parse(header.jpeg_mode).channels
+    if pixels.shape != (*size, channels):
+        raise BottleneckError(f"a {header.jpeg_mode} bottleneck is {size} x {channels} "
+                              f"components, this JPEG decodes to shape {pixels.shape}")
     return header, pixels

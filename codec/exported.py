@@ -31,6 +31,7 @@ import numpy as np
 
 from codec import bottleneck_format, shipped, tiling
 from codec.precision import FLOAT32, choose as choose_precision, use as use_precision
+from sandwich.jpeg.tables import JpegMode
 from sandwich.specs import MODEL_SPEC_FILE, ModelSpec, SpecError
 
 PREPROCESSOR, POSTPROCESSOR = "preprocessor", "postprocessor"
@@ -43,10 +44,18 @@ DEFAULT_HALO = 128
 _LAYOUT_GRID = 32
 
 
+def layout_grid(spec: ModelSpec) -> int:
+    """What a model's tile and halo (source pixels) must be multiples of:
+    its factor, twice that for a gray model, whose colour carriers'
+    phase is counted from each tile's corner (`sandwich.colour_carrier`)."""
+    return spec.factor * (2 if JpegMode.parse(spec.jpeg_mode).channels == 1 else 1)
+
+
 def tile_layout(factors: Sequence[int], tile: int | None = None,
                 halo: int | None = None) -> tuple[int, int]:
-    """The tile and halo (source pixels) for models of `factors`: those
-    given, checked against every factor, or by default `DEFAULT_TILE` and
+    """The tile and halo (source pixels) for models of `factors` (each
+    model's `layout_grid`): those given, checked against every factor, or
+    by default `DEFAULT_TILE` and
     `DEFAULT_HALO` moved onto multiples of 32 and of every factor (1024 and
     128 for factors 1, 2 and 4; 960 and 192 at x3, whose bottleneck the
     defaults would cut off its grid)."""
@@ -141,6 +150,24 @@ def source_bit_depth(specs: Iterable[ModelSpec]) -> int:
                         "run them separately")
     return depths[0]
 
+def bottleneck_channels(specs: Iterable[ModelSpec]) -> int:
+    """The one bottleneck channel count of a set (1: gray; a `SpecError` if
+    they differ: a set writes what one codec carries)."""
+    channels = sorted({JpegMode.parse(spec.jpeg_mode).channels for spec in specs})
+    if len(channels) != 1:
+        raise SpecError("the set mixes gray (one-channel) and colour bottlenecks; run them "
+                        "separately")
+    return channels[0]
+
+
+def plain_jpeg_fits(specs: Iterable[ModelSpec]) -> bool:
+    """Whether plain JPEG is a candidate for a set's target: it keeps 8
+    bits of colour, so not for deeper sources, nor for a gray set, whose
+    files stay the one-component JPEGs its codec carries."""
+    specs = list(specs)
+    return source_bit_depth(specs) == 8 and bottleneck_channels(specs) == 3
+
+
 def _call(signature, *tensors):
     """Calls a signature (keyword-only) with tensors matched to its inputs."""
     specs = signature.structured_input_signature[1]
@@ -210,7 +237,7 @@ class ExportedSandwich:
             share_cores(worker_processes)
         spec = read_spec(model_dir)
         use_precision(choose_precision(precision, [spec]))
-        tile, halo = tile_layout([spec.factor], tile, halo)
+        tile, halo = tile_layout([layout_grid(spec)], tile, halo)
         loaded = {name: tf.saved_model.load(os.path.join(model_dir, name)).signatures[
             "serving_default"] for name in processors}
         return cls(spec, tile, halo, loaded.get(PREPROCESSOR), loaded.get(POSTPROCESSOR))

@@ -82,6 +82,13 @@ WEBGPU_FILES = ("ort.webgpu.min.mjs", "ort-wasm-simd-threaded.asyncify.mjs",
 RUNTIME_FILES = WASM_FILES + WEBGPU_FILES
 
 
+def _as_browser_decodes(shape):
+    """A decoded bottleneck's shape as the browser gives it: `[h', w', 3]`.
+    It decodes every JPEG to RGB, a one-component (gray) one as R = G = B,
+    so the graphs take three channels and a gray model's read the first."""
+    return shape[:-1] + [3] if shape.rank == 3 else shape
+
+
 def _signature_function(directory: str, outputs: str):
     """The `serving_default` signature of a SavedModel as a `tf.function`
     with inputs named by their role (`decoded`, `size`, `qstep`, bound by
@@ -94,11 +101,12 @@ def _signature_function(directory: str, outputs: str):
     named = sorted(((roles[spec.shape.rank], name, spec)
                     for name, spec in signature.structured_input_signature[1].items()),
                    key=lambda item: list(roles.values()).index(item[0]))
-    input_signature = [tf.TensorSpec(spec.shape, spec.dtype, name=role)
+    input_signature = [tf.TensorSpec(_as_browser_decodes(spec.shape), spec.dtype, name=role)
                        for role, _, spec in named]
 
     def call(*tensors):
-        result = signature(**{name: t for (_, name, _), t in zip(named, tensors)})
+        result = signature(**{name: t[..., :1] if role == "decoded" and spec.shape[-1] == 1
+                              else t for (role, name, spec), t in zip(named, tensors)})
         return {outputs: result[outputs]}
 
     function = tf.function(call, input_signature=input_signature)
@@ -146,7 +154,8 @@ def _to_onnx(function, input_signature) -> bytes:
 def identity_function(spec: ModelSpec):
     """The identity's reconstruction of `spec`'s scenario
     (`bottleneck_format.identity_reconstruction` untiled) as a `tf.function`
-    of decoded uint8 `[h', w', 3]` and size int32 `[2]`."""
+    of decoded uint8 `[h', w', 3]` (`_as_browser_decodes`) and size int32
+    `[2]`."""
     import tensorflow as tf
 
     from sandwich import scenarios
@@ -156,6 +165,8 @@ def identity_function(spec: ModelSpec):
                  tf.TensorSpec([2], tf.int32, name="size")]
 
     def call(decoded, size):
+        if scenario.channels == 1:
+            decoded = decoded[..., :1]
         return {"reconstruction": scenario.to_source(
             scenario.from_bottleneck(decoded[None], size))[0]}
 

@@ -98,8 +98,8 @@ class Config(jobs.JobConfig):
 
     @property
     def fallback(self) -> bool:
-        """Whether plain JPEG is a candidate: it keeps only 8 bits."""
-        return self.specs[0].bit_depth == 8
+        """Whether plain JPEG is a candidate (`exported.plain_jpeg_fits`)."""
+        return exported.plain_jpeg_fits(self.specs)
 
     def made_by_identity(self, header: bottleneck_format.Header) -> bool:
         """Whether an identity file is one this job's target mode writes: the
@@ -365,7 +365,8 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
         except ValueError as e:
             parser.error(f"--{e}")
     exported.source_bit_depth(specs)
-    args.tile, args.halo = exported.tile_layout([s.factor for s in specs], args.tile,
+    exported.bottleneck_channels(specs)
+    args.tile, args.halo = exported.tile_layout([exported.layout_grid(s) for s in specs], args.tile,
                                                      args.halo)
     return Config(args.input, args.output.rstrip("/"), models, specs, qstep, target,
                   args.max_pixels, args.tile, args.halo,

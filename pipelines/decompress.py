@@ -272,7 +272,7 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
     beam_args = beam_options.model_job_args(beam_args, lambda: jobs.count_files(args.input))
     models = model_handler.export_dirs(args.model)
     specs = model_handler.read_specs(models)
-    args.tile, args.halo = exported.tile_layout([s.factor for s in specs.values()],
+    args.tile, args.halo = exported.tile_layout([exported.layout_grid(s) for s in specs.values()],
                                                      args.tile, args.halo)
     return Config(args.input, args.output.rstrip("/"), models, specs,
                   args.tile, args.halo, args.max_pixels,

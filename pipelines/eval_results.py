@@ -15,6 +15,10 @@ from apache_beam.io.filesystems import FileSystems
 
 SANDWICH = "sandwich"
 LOSSLESS = "png16"  # The 16-bit PNG of a deeper source: its lossless size.
+# A deeper source rounded to 8 bits and back, no codec: the best PSNR of any
+# 8-bit representation, which no 8-bit JPEG can pass (`method_files.EightBitCeiling`).
+CEILING = "8-bit-ceiling"
+LEVELS = (LOSSLESS, CEILING)  # Measurements that are a level, not an RD point.
 VIEW = "-view"  # `<model_id>-view`: a factor-1 8-bit bottleneck as a viewer shows it.
 PER_IMAGE_FILE = "per_image.jsonl"
 SUMMARY_FILE = "summary.json"

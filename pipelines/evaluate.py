@@ -91,9 +91,10 @@ from apache_beam.metrics import Metrics
 from codec import exported, shipped
 from pipelines import batch_jobs, beam_options, jobs, model_handler, report
 from pipelines.dead_letters import TryFlatMap
-from pipelines.eval_results import (LOSSLESS, METRICS, PER_IMAGE_FILE, PLOT_FILES, SANDWICH,
-                                    SUMMARY_FILE, VIEW, Measurement, read_measurements)
-from pipelines.method_files import alternative_files, sandwich_files
+from pipelines.eval_results import (CEILING, LEVELS, LOSSLESS, METRICS, PER_IMAGE_FILE,
+                                    PLOT_FILES, SANDWICH, SUMMARY_FILE, VIEW, Measurement,
+                                    read_measurements)
+from pipelines.method_files import EightBitCeiling, alternative_files, sandwich_files
 from sandwich import alternatives, metrics, perceptual
 from sandwich.errors import Rejected
 from sandwich.image_io import DEFAULT_MAX_PIXELS, encode_png16
@@ -120,6 +121,9 @@ LABELS = {"psnr": "PSNR", "ms-ssim": "MS-SSIM (dB)",
 # Around the trained step: halving it roughly doubles the rate.
 SANDWICH_POINTS = 5  # qsteps per model: over its range, or half to twice its step
 DEFAULT_BASELINE_QSTEPS = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96)
+# The alternatives' qualities for deeper sources: up to 100, the nearest any
+# 8-bit JPEG comes to the 8-bit ceiling.
+DEEPER_QUALITIES = (*alternatives.DEFAULT_QUALITIES, 98, 100)
 
 
 def baseline_name(scenario: scenarios.Scenario) -> str:
@@ -272,6 +276,10 @@ class Measure(beam.DoFn):
         if c.bit_depth > 8:
             lossless = 8 * len(encode_png16(source.pixels, c.bit_depth))
             yield Measurement(LOSSLESS, 0.0, source.path, lossless, pixels, float("inf"))
+            ceiling = EightBitCeiling(c.bit_depth)
+            rounded = ceiling.back(ceiling.rgb(source.pixels), source.pixels.shape)
+            yield Measurement(CEILING, 0.0, source.path, 0, pixels, float(
+                metrics.psnr(rounded[None], source.pixels[None], c.bit_depth)[0]))
         self._measured.inc()
 
 
@@ -299,8 +307,9 @@ def build(pipeline: beam.Pipeline, config: Config) -> None:
 
 
 def measured_metrics(measurements) -> tuple[str, ...]:
-    """The metrics every measurement (but the lossless size) carries, in `METRICS` order."""
-    coded = [m for m in measurements if m.method != LOSSLESS]
+    """The metrics every measurement (but the levels: lossless size, 8-bit
+    ceiling) carries, in `METRICS` order."""
+    coded = [m for m in measurements if m.method not in LEVELS]
     return tuple(metric for metric in METRICS
                  if all(getattr(m, field) is not None
                         for field in RESULT_KEYS[metric] for m in coded))
@@ -457,8 +466,8 @@ def summarise(measurements, model_scenarios: dict[str, scenarios.Scenario]) -> d
     takes each metric on its own front.
     """
     measurements = list(measurements)
-    lossless = [m for m in measurements if m.method == LOSSLESS]
-    by_method = curves([m for m in measurements if m.method != LOSSLESS])
+    levels = {level: [m for m in measurements if m.method == level] for level in LEVELS}
+    by_method = curves([m for m in measurements if m.method not in LEVELS])
     chosen = measured_metrics(measurements)
     models = sorted(model_scenarios)
     if not models or any(m not in by_method for m in models):
@@ -475,8 +484,10 @@ def summarise(measurements, model_scenarios: dict[str, scenarios.Scenario]) -> d
         "own_baseline": {m: baseline_name(s) for m, s in model_scenarios.items()},
         "bd": _bd_table(by_method, model_scenarios, fronts, chosen),
     }
-    if lossless:
-        summary["lossless_png_bpp"] = float(np.mean([m.bpp for m in lossless]))
+    if levels[LOSSLESS]:
+        summary["lossless_png_bpp"] = float(np.mean([m.bpp for m in levels[LOSSLESS]]))
+    if levels[CEILING]:
+        summary["eight_bit_ceiling_psnr"] = float(np.mean([m.psnr for m in levels[CEILING]]))
     return summary
 
 
@@ -516,6 +527,9 @@ def table(summary: dict) -> str:
     if "lossless_png_bpp" in summary:
         lines.append(f"{'16-bit PNG (lossless)':<28} {summary['lossless_png_bpp']:7.3f} "
                      f"{'inf':>8}")
+    if "eight_bit_ceiling_psnr" in summary:
+        lines.append(f"{'8-bit ceiling (no codec)':<28} {'':>7} "
+                     f"{summary['eight_bit_ceiling_psnr']:8.2f}")
     lines.append("BD-PSNR / BD-rate at equal PSNR, and BD-rate at equal MS-SSIM (dB) and "
                  "Butteraugli 3-norm, against each reference (over the range both cover; "
                  "the sandwich on each metric's front):")
@@ -614,6 +628,8 @@ def baseline_steps(specs) -> tuple[float, ...]:
     low = min([DEFAULT_BASELINE_QSTEPS[0], *(s.qstep_bounds[0] for s in specs)])
     high = max([DEFAULT_BASELINE_QSTEPS[-1], *(s.qstep_bounds[1] for s in specs)])
     return tuple(sorted({low, *DEFAULT_BASELINE_QSTEPS, high}))
+
+
 def parse_args(argv=None) -> tuple[Config, dict, list[str]]:
     parser = jobs.job_parser(
         __doc__, output_help="results directory, local or gs://",
@@ -634,8 +650,9 @@ def parse_args(argv=None) -> tuple[Config, dict, list[str]]:
                         choices=alternatives.ALTERNATIVES,
                         help="other codecs to measure (avif and jxl are slower)")
     parser.add_argument("--qualities", type=int, nargs="+",
-                        default=list(alternatives.DEFAULT_QUALITIES),
-                        help="quality settings of the alternatives")
+                        help="quality settings of the alternatives (default "
+                             f"{', '.join(map(str, alternatives.DEFAULT_QUALITIES))}; for "
+                             "deeper sources also 98 and 100, near the 8-bit ceiling)")
     parser.add_argument("--metrics", nargs="+", default=list(METRICS), choices=METRICS,
                         help="quality metrics; PSNR is always measured. Per point on "
                              "coffee.png (600x400, 0.24 megapixels; the time grows with the "
@@ -657,7 +674,7 @@ def parse_args(argv=None) -> tuple[Config, dict, list[str]]:
     if (args.baseline_qsteps is not None and len(args.baseline_qsteps) < 2
             or args.qsteps is not None and len(args.qsteps) < 2):
         parser.error("an RD curve needs at least two steps")
-    if args.alternatives and len(args.qualities) < 2:
+    if args.alternatives and args.qualities is not None and len(args.qualities) < 2:
         parser.error("an RD curve needs at least two qualities")
     try:
         chosen = alternatives.check(args.alternatives)
@@ -672,12 +689,14 @@ def parse_args(argv=None) -> tuple[Config, dict, list[str]]:
     specs = _model_specs(models)
     model_scenarios = {model_id: scenarios.from_spec(spec) for model_id, spec in specs.items()}
     distinct = tuple(sorted(set(model_scenarios.values()), key=baseline_name))
-    args.tile, args.halo = exported.tile_layout([s.factor for s in distinct], args.tile,
-                                                     args.halo)
+    args.tile, args.halo = exported.tile_layout(
+        [exported.layout_grid(spec) for spec in specs.values()], args.tile, args.halo)
+    qualities = args.qualities or (
+        DEEPER_QUALITIES if distinct[0].bit_depth > 8 else alternatives.DEFAULT_QUALITIES)
     config = Config(args.input, args.output.rstrip("/"), models,
                     tuple(args.qsteps) if args.qsteps else None,
                     tuple(args.baseline_qsteps or baseline_steps(specs.values())),
-                    distinct, chosen, tuple(args.qualities), args.max_pixels, args.tile,
+                    distinct, chosen, tuple(qualities), args.max_pixels, args.tile,
                     args.halo, beam_options.worker_processes(beam_args), chosen_metrics,
                     args.report_photos)
     return config, model_scenarios, beam_args

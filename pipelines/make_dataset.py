@@ -51,8 +51,8 @@ from pipelines import paths
 from pipelines import patches as patch_lib
 from pipelines.dead_letters import DEAD_LETTERS, Attempt, Rejected, TryFlatMap
 from sandwich.image_io import DEFAULT_MAX_PIXELS, decode_image, fit_bit_depth
-from sandwich.specs import (DATASET_SPEC_FILE, DEFAULT_BIT_DEPTH, SCENARIOS, DatasetSpec,
-                            container_dtype)
+from sandwich.specs import (DATASET_SPEC_FILE, DEFAULT_BIT_DEPTH, DEFAULT_FACTOR, SCENARIOS,
+                            DatasetSpec, container_dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,11 +298,12 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
         input_help="glob of source images, local or gs://; a directory: all files under it")
     parser.add_argument("--scenario", required=True, choices=SCENARIOS)
     parser.add_argument("--bit_depth", type=int, default=None,
-                        help="bits per sample of the dataset (8 for high_res, 10 for "
+                        help="bits per sample of the dataset (8 for high_res and gray, 10 for "
                              "high_bit_depth if not given); deeper sources are rounded "
                              "down, shallower ones dead-lettered")
-    parser.add_argument("--factor", type=int, default=2,
-                        help="high_res downsampling factor (high_bit_depth uses 1)")
+    parser.add_argument("--factor", type=int, default=None,
+                        help="downsampling factor of high_res (default 2) or gray (default "
+                             "1); high_bit_depth uses 1")
     parser.add_argument("--patch_size", type=int, default=256,
                         help="patch side in source pixels; a multiple of 8 x factor")
     parser.add_argument("--patches_per_image", type=int, default=8,
@@ -329,7 +330,8 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
     config = Config(
         input=args.input, output=args.output.rstrip("/"), scenario=args.scenario,
         bit_depth=args.bit_depth or DEFAULT_BIT_DEPTH[args.scenario],
-        factor=1 if args.scenario == "high_bit_depth" else args.factor,
+        factor=(1 if args.scenario == "high_bit_depth"
+                else args.factor or DEFAULT_FACTOR[args.scenario]),
         patch_size=args.patch_size, patches_per_image=args.patches_per_image,
         patch_mode=args.patch_mode, eval_fraction=args.eval_fraction, seed=args.seed,
         max_pixels=args.max_pixels, num_shards=args.num_shards,

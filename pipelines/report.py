@@ -67,7 +67,7 @@ from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
 from pipelines import batch_jobs, model_handler
-from pipelines.eval_results import (LOSSLESS, METRICS, PER_IMAGE_FILE, PLOT_FILES, SANDWICH,
+from pipelines.eval_results import (LEVELS, METRICS, PER_IMAGE_FILE, PLOT_FILES, SANDWICH,
                                     SUMMARY_FILE, read_measurements)
 from pipelines.method_files import EightBitCeiling, sandwich_files
 from sandwich import alternatives, metrics
@@ -483,7 +483,7 @@ def write_report(output_dir: str, summary: dict, measurements, models, *, tile=N
     The crops are written first and the page last, each atomically, so a
     page never names a crop that is not there.
     """
-    images = sorted({m.image for m in measurements if m.method != LOSSLESS})
+    images = sorted({m.image for m in measurements if m.method not in LEVELS})
     shown = images[:max_photos]
     point, photos, skipped = None, [], ""
     if not shown:

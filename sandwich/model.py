@@ -79,6 +79,7 @@ import numpy as np
 import tensorflow as tf
 
 from sandwich import metrics, networks, scenarios, specs
+from sandwich.colour_carrier import ColourCarrier
 from sandwich.jpeg import real_roundtrip, tables
 from sandwich.model_options import PREPROCESSOR_CONDITIONING, QUANTIZATIONS
 from sandwich.rate import proxy_roundtrip
@@ -286,6 +287,8 @@ class Sandwich(keras.Model):
       ms_ssim_weight: a `mix`'s MS-SSIM share w (default
         `DEFAULT_MS_SSIM_WEIGHT`); only `mix` takes one.
       view_weight: the weight of the decoded bottleneck's own D.
+      carrier_gain: for the gray scenario, the colour carriers' initial
+        gain (`sandwich.colour_carrier`; 0: the model is its baseline).
       penalty_weight: the bottleneck range penalty's weight.
       rate_model: the proxy's rate model, calibrated for the scenario's JPEG
         mode (default `LogRateModel.default(mode)`).
@@ -301,7 +304,8 @@ class Sandwich(keras.Model):
                  train_qstep: bool = True, quantization: str = "flat", gamma: float = 50.0,
                  penalty_weight: float = 1.0, rate_model=None, qstep_range=None,
                  condition_preprocessor: bool | str = False, distortion: str = "mse",
-                 ms_ssim_weight: float | None = None, view_weight: float = 0.0, **kwargs):
+                 ms_ssim_weight: float | None = None, view_weight: float = 0.0,
+                 carrier_gain: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if quantization not in QUANTIZATIONS:
             raise ValueError(f"quantization must be one of {sorted(QUANTIZATIONS)}, "
@@ -343,8 +347,12 @@ class Sandwich(keras.Model):
             name="qstep_parameter")
         # Convolution weights depend only on the channel count: create them all
         # now, so optimizers and distribution strategies see them before step 1.
+        # The gray scenario's colour path (`sandwich.colour_carrier`).
+        self.carrier = (ColourCarrier(scenario.factor, carrier_gain, name="carrier")
+                        if scenario.channels == 1 else None)
         self.preprocessor(tf.zeros([1, 1, 1, 3]), self.preprocessor_level())
-        self.postprocessor(tf.zeros([1, 1, 1, 3]), self.level())
+        self.postprocessor(tf.zeros([1, 1, 1, 3]), self.level(),
+                           features=tf.zeros([1, 1, 1, 2]) if self.carrier else None)
 
     @property
     def conditioned(self) -> bool:
@@ -427,15 +435,28 @@ class Sandwich(keras.Model):
         scale `qstep` (default: the model's own)."""
         self.scenario.check_source(source)
         x = tf.cast(source, tf.float32)
-        bottleneck = self.scenario.to_bottleneck(
-            self.preprocessor(x, self.preprocessor_level(qstep)))
+        bottleneck = self._bottleneck(x, qstep)
         decoded, bits = proxy_roundtrip(bottleneck, self.tables_at(qstep),
                                         rate_model=self.rate_model,
                                         **self.scenario.jpeg_mode.kwargs())
-        upsampled = self.scenario.from_bottleneck(decoded, x.shape[1:3])
         qstep = self.qstep if qstep is None else tf.cast(qstep, tf.float32)
-        return Forward(x, bottleneck, decoded, self.postprocessor(upsampled, self.level(qstep)),
+        return Forward(x, bottleneck, decoded, self._reconstruction(decoded, x.shape[1:3], qstep),
                        bits, qstep)
+
+    def _bottleneck(self, source, qstep=None) -> tf.Tensor:
+        """The pre-processed source through the scenario's step (and the
+        gray scenario's colour carriers), not yet rounded."""
+        processed = self.preprocessor(source, self.preprocessor_level(qstep))
+        bottleneck = self.scenario.to_bottleneck(processed)
+        return bottleneck + self.carrier.modulate(processed) if self.carrier else bottleneck
+
+    def _reconstruction(self, decoded, size, qstep=None) -> tf.Tensor:
+        """The decoded bottleneck back through the scenario and the
+        post-processor (told the gray scenario's demodulated colour), in
+        float source units."""
+        features = self.carrier.demodulate(decoded, size) if self.carrier else None
+        return self.postprocessor(self.scenario.from_bottleneck(decoded, size), self.level(qstep),
+                                  features=features)
 
     def view_reference(self, source) -> tf.Tensor:
         """What the view term compares the decoded bottleneck with: the
@@ -509,16 +530,14 @@ class Sandwich(keras.Model):
         JPEG-encode at the tables' scale `qstep` (default: the model's own;
         only a conditioned pre-processor reads it)."""
         self.scenario.check_source(source)
-        return codec_input(self.scenario.to_bottleneck(
-            self.preprocessor(source, self.preprocessor_level(qstep))))
+        return codec_input(self._bottleneck(source, qstep))
 
     def postprocess(self, decoded, size, qstep=None) -> tf.Tensor:
         """Decoded uint8 bottleneck -> reconstruction `[b, *size, 3]` in the
         source dtype; `size` is the source's (height, width), `qstep` the
         tables' scale it was coded at (default: the model's own; only a
         conditioned model reads it)."""
-        return self.scenario.to_source(
-            self.postprocessor(self.scenario.from_bottleneck(decoded, size), self.level(qstep)))
+        return self.scenario.to_source(self._reconstruction(decoded, size, qstep))
 
     def real_forward(self, source, qstep=None, **codec) -> dict:
         """The deployed path on NumPy/eager inputs: preprocess, the real JPEG
@@ -548,8 +567,10 @@ class Sandwich(keras.Model):
 
         - `preprocess(source [h, w, 3] source dtype, qstep float32 [])
           -> uint8 [h', w', 3]`
-        - `postprocess(decoded uint8 [h', w', 3], size int32 [2],
+        - `postprocess(decoded uint8 [h', w', c], size int32 [2],
           qstep float32 []) -> [h, w, 3]`
+
+        c is the bottleneck's channels (`Scenario.channels`: 1 for gray).
 
         `qstep` is the scale of the tables the bottleneck is (was) coded
         with; only a conditioned processor reads it.
@@ -559,7 +580,8 @@ class Sandwich(keras.Model):
         def preprocess(source, qstep):
             return self.preprocess(source[None], qstep)[0]
 
-        @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8),
+        @tf.function(input_signature=[tf.TensorSpec([None, None, self.scenario.channels],
+                                                    tf.uint8),
                                       tf.TensorSpec([2], tf.int32),
                                       tf.TensorSpec([], tf.float32)])
         def postprocess(decoded, size, qstep):

@@ -122,7 +122,11 @@ class Processor(keras.layers.Layer):
     def reads_level(self) -> bool:
         return self.conditioned or self.level_gain is not None
 
-    def call(self, images, level=None):
+    def call(self, images, level=None, features=None):
+        """`images` plus the learned residual; `features` (`[b, h, w, k]`,
+        of the images' size, in units of half the peak) are more input
+        planes that only the residual reads (the gray scenario's
+        demodulated colour, `sandwich.colour_carrier`)."""
         checks.check_images(images, channels=(self.channels,))
         if self.reads_level == (level is None):
             raise ValueError("a processor that reads the level needs one, another takes none")
@@ -134,6 +138,8 @@ class Processor(keras.layers.Layer):
             level = tf.reshape(tf.cast(level, tf.float32), [-1, 1, 1, 1])
             plane = tf.zeros_like(normalised[..., :1]) + level
             inputs = tf.concat([normalised, plane], axis=-1)
+        if features is not None:
+            inputs = tf.concat([inputs, tf.cast(features, tf.float32)], axis=-1)
         residual = self.unet(inputs) + self.mlp(inputs)
         if self.level_gain is not None:
             level = tf.reshape(tf.cast(level, tf.float32), [-1, 1, 1, 1])

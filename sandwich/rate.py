@@ -439,6 +439,11 @@ def main(argv=None) -> None:
     mode = tables.JpegMode.parse(args.mode)
     output = args.output or str(calibration_path(mode))
     crops = samples.crops(samples.load_all(), args.crop)
+    if mode.channels == 1:  # What a gray bottleneck codes: the photos' luma.
+        from sandwich import scenarios
+
+        crops = scenarios.codec_input(scenarios.make("gray").to_bottleneck(
+            tf.cast(crops, tf.float32))).numpy()
     fitted = calibrate(crops, args.qsteps, mode)
     print(f"{'qstep':>6} {'log2 AC / nonzero AC / log2 run (per slot)':>44} {'dc':>5} {'block':>6} "
           f"{'header':>7} {'median':>7} {'p90':>7}")

@@ -11,10 +11,18 @@ the codec:
   factor before the codec and the decoded bottleneck upsampled (Lanczos-3)
   back to the source's size.
 
-The two compose (a 10-bit source at half resolution is both), which is why
-one class holds both steps. The baseline each sandwich must beat is the same
-path with no networks, through the real codec; the sandwich uses exactly
-these functions around its processors, so untrained it *is* the baseline.
+- `gray`: an 8-bit colour source becomes a one-channel bottleneck, its
+  luma (BT.601, JFIF's weights), coded as a grayscale JPEG; the decoder
+  repeats the decoded luma in R, G and B. The baseline loses colour; the
+  sandwich's pre-processor may hide colour in the luma's texture for its
+  post-processor to restore (the networks stay RGB in and out: the
+  pre-processor's RGB output is reduced to luma by the same step).
+
+high_bit_depth and high_res compose (a 10-bit source at half resolution is
+both), as do gray and high_res, which is why one class holds every step.
+The baseline each sandwich must beat is the same path with no networks,
+through the real codec; the sandwich uses exactly these functions around its
+processors, so untrained it *is* the baseline.
 
 The inner JPEG's quantisation tables are the scenario's too (`table_shape`):
 `flat`, one step for every coefficient, or `standard`, the shape of the
@@ -39,7 +47,10 @@ from sandwich import resample, specs
 from sandwich.jpeg import checks, real_roundtrip, ste_round, tables
 from sandwich.jpeg.ste import straight_through
 
-DEFAULT_FACTOR = {"high_bit_depth": 1, "high_res": 2}
+DEFAULT_FACTOR = specs.DEFAULT_FACTOR
+# BT.601 luma, the weights of JFIF's Y (and of every grayscale conversion of
+# a JPEG decoder): what a luma-only codec keeps of a colour source.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 CODEC_BITS = 8
 TABLE_SHAPES = specs.TABLE_SHAPES
 # ITU-T T.81 Annex K, tables K.1 (luminance) and K.2 (chrominance), in
@@ -83,8 +94,8 @@ def codec_input(bottleneck: tf.Tensor) -> tf.Tensor:
 class Scenario:
     """A source format (`bit_depth`), a bottleneck resolution (`1/factor`),
     the inner JPEG's colour handling (`jpeg_mode`, YCbCr 4:2:0 unless
-    asked otherwise) and the shape of its quantisation tables
-    (`table_shape`, flat unless asked otherwise).
+    asked otherwise; always `gray` for the gray scenario) and the shape of
+    its quantisation tables (`table_shape`, flat unless asked otherwise).
 
     Build one with `make` or `from_spec`; the constructor validates.
     """
@@ -97,8 +108,9 @@ class Scenario:
 
     def __post_init__(self):
         specs._check_scenario(self.name, self.bit_depth, self.factor)
+        specs.check_jpeg_mode(self.name, self.jpeg_mode.name)
         table_shape(self.table_shape)
-        if self.table_shape == "standard" and self.jpeg_mode.color_mode != "ycbcr":
+        if self.table_shape == "standard" and self.jpeg_mode.color_mode == "planes":
             # Slot 1 would code G and B with the chroma table.
             raise ValueError("standard tables are shaped for luma and chroma; "
                              f"{self.jpeg_mode.name} codes RGB planes")
@@ -126,22 +138,32 @@ class Scenario:
         """Source units per bottleneck unit: 2^(d-8)."""
         return float(2 ** (self.bit_depth - CODEC_BITS))
 
+    @property
+    def channels(self) -> int:
+        """The bottleneck's channels: 1 for gray, 3 for the others."""
+        return self.jpeg_mode.channels
+
     def to_bottleneck(self, images: tf.Tensor) -> tf.Tensor:
-        """Source units `[b, h, w, c]` -> bottleneck in 0..255 (not yet rounded).
+        """Source units `[b, h, w, 3]` -> bottleneck `[b, h', w', channels]`
+        in 0..255 (not yet rounded).
 
         Differentiable; the codec (proxy or `codec_input`) rounds and clips.
         """
+        if self.channels == 1:
+            images = tf.tensordot(images, tf.constant(LUMA_WEIGHTS, images.dtype)[:, None], 1)
         images = resample.downsample(images, self.factor)
         if self._step > 1:
             images = ste_floor(images / self._step)
         return images
 
     def from_bottleneck(self, decoded: tf.Tensor, size) -> tf.Tensor:
-        """Decoded bottleneck -> source units at `size = (height, width)`."""
+        """Decoded bottleneck -> source units `[b, *size, 3]`, `size =
+        (height, width)`."""
         decoded = tf.cast(decoded, tf.float32)
         if self._step > 1:
             decoded = decoded * self._step + self._step / 2
-        return resample.upsample(decoded, self.factor, size)
+        decoded = resample.upsample(decoded, self.factor, size)
+        return tf.repeat(decoded, 3, axis=-1) if self.channels == 1 else decoded
 
     def to_source(self, images: tf.Tensor) -> tf.Tensor:
         """Rounds and clips source units into the source's container dtype."""
@@ -193,14 +215,14 @@ class Scenario:
         """The baseline's distortion-rate slope at `qstep`, measured with the
         real codec on `source`: how much distortion (squared error per value
         on the 0..255 scale, the sandwich loss's unit) one more bit per
-        pixel buys, `-dD/dR` between `qstep / spread` and `qstep * spread`.
+        pixel buys, `-dD/dR` between the `probe_steps` around `qstep`.
 
         A rate weight equal to this slope prices bits the way the codec's own
         step does, so a trained sandwich keeps only the changes that beat
         turning the step.
         """
         points = []
-        for q in (qstep / spread, qstep * spread):
+        for q in probe_steps(qstep, spread):
             reconstruction, bits = self.baseline(source, q)
             error = (reconstruction.astype(np.float64) - source) * (255.0 / self.peak)
             points.append((np.mean(np.square(error)),
@@ -209,14 +231,27 @@ class Scenario:
         return float((d_coarse - d_fine) / max(r_fine - r_coarse, 1e-9))
 
 
+def probe_steps(qstep: float, spread: float = 1.05) -> tuple[float, float]:
+    """The two steps a slope at `qstep` is measured between: `qstep / spread`
+    and `qstep * spread`, or where both round to one integer table entry
+    (which would code the same file), the entries either side of it (at
+    least 1)."""
+    fine, coarse = qstep / spread, qstep * spread
+    if np.floor(fine + 0.5) == np.floor(coarse + 0.5):
+        entry = float(np.floor(qstep + 0.5))
+        fine, coarse = max(entry - 1.0, 1.0), entry + 1.0
+    return fine, coarse
+
+
 def make(name: str, *, bit_depth: int | None = None, factor: int | None = None,
-         jpeg_mode: str | tables.JpegMode = tables.DEFAULT_MODE,
+         jpeg_mode: str | tables.JpegMode | None = None,
          table_shape: str = "flat") -> Scenario:
     """A scenario by name; unless given, high_bit_depth is 10-bit and
-    high_res 8-bit at factor 2, both through YCbCr 4:2:0 JPEG with flat
-    tables."""
+    high_res 8-bit at factor 2, both through YCbCr 4:2:0 JPEG, and gray
+    8-bit at factor 1 through grayscale JPEG, all with flat tables."""
     if name not in specs.SCENARIOS:
         raise ValueError(f"unknown scenario {name!r}; expected one of {specs.SCENARIOS}")
+    jpeg_mode = jpeg_mode or specs.default_jpeg_mode(name)
     if isinstance(jpeg_mode, str):
         jpeg_mode = tables.JpegMode.parse(jpeg_mode)
     return Scenario(name, specs.DEFAULT_BIT_DEPTH[name] if bit_depth is None else bit_depth,
@@ -225,8 +260,10 @@ def make(name: str, *, bit_depth: int | None = None, factor: int | None = None,
 
 def from_spec(spec, jpeg_mode: str | None = None, table_shape: str | None = None) -> Scenario:
     """The scenario a `ModelSpec` (or a `DatasetSpec`, with `jpeg_mode`,
-    default YCbCr 4:2:0, and `table_shape`, default flat) was made for."""
-    mode = getattr(spec, "jpeg_mode", None) or jpeg_mode or tables.DEFAULT_MODE.name
+    default the scenario's own, and `table_shape`, default flat) was made
+    for."""
+    mode = (getattr(spec, "jpeg_mode", None) or jpeg_mode
+            or specs.default_jpeg_mode(spec.scenario))
     shape = getattr(spec, "table_shape", None) or table_shape or "flat"
     return Scenario(spec.scenario, spec.bit_depth, spec.factor, tables.JpegMode.parse(mode),
                     shape)

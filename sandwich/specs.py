@@ -17,9 +17,11 @@ import numpy as np
 
 from sandwich.jpeg import tables
 
-SCENARIOS = ("high_bit_depth", "high_res")
+SCENARIOS = ("high_bit_depth", "high_res", "gray")
 # A scenario's source bit depth unless a dataset or model says otherwise.
-DEFAULT_BIT_DEPTH = {"high_bit_depth": 10, "high_res": 8}
+DEFAULT_BIT_DEPTH = {"high_bit_depth": 10, "high_res": 8, "gray": 8}
+# And its downsampling factor.
+DEFAULT_FACTOR = {"high_bit_depth": 1, "high_res": 2, "gray": 1}
 DATASET_SPEC_FILE = "dataset_spec.json"
 MODEL_SPEC_FILE = "model_spec.json"
 FORMAT_VERSION = 1
@@ -53,10 +55,27 @@ def _check_scenario(scenario: str, bit_depth: int, factor: int) -> None:
         raise SpecError(f"bit_depth must be in 8..16, got {bit_depth}")
     if scenario == "high_bit_depth" and bit_depth <= 8:
         raise SpecError("high_bit_depth needs a source bit depth above 8")
-    if scenario == "high_res" and factor < 1:
-        raise SpecError(f"high_res needs an integer factor >= 1 (1: full resolution), got {factor}")
+    if scenario in ("high_res", "gray") and factor < 1:
+        raise SpecError(f"{scenario} needs an integer factor >= 1 (1: full resolution), "
+                        f"got {factor}")
+    if scenario == "gray" and bit_depth != 8:
+        raise SpecError(f"gray carries 8-bit colour sources, got bit_depth {bit_depth}")
     if scenario == "high_bit_depth" and factor != 1:
         raise SpecError(f"high_bit_depth works at full resolution (factor 1), got {factor}")
+
+
+def default_jpeg_mode(scenario: str) -> str:
+    """The inner JPEG mode a scenario codes in unless told otherwise: `gray`
+    for the gray scenario (its only one), YCbCr 4:2:0 for the others."""
+    return tables.GRAY_MODE.name if scenario == "gray" else tables.DEFAULT_MODE.name
+
+
+def check_jpeg_mode(scenario: str, jpeg_mode: str) -> None:
+    """The gray scenario's one-channel bottleneck is coded in mode `gray`,
+    and no other scenario's three channels are."""
+    if (scenario == "gray") != (jpeg_mode == tables.GRAY_MODE.name):
+        raise SpecError(f"the gray scenario, and only it, codes one channel (JPEG mode gray); "
+                        f"got scenario {scenario!r} in mode {jpeg_mode!r}")
 
 
 def _from_dict(cls, data: dict[str, Any], kind: str):
@@ -232,6 +251,7 @@ class ModelSpec:
             raise SpecError(f"qstep must be positive, got {self.qstep}")
         try:
             tables.JpegMode.parse(self.jpeg_mode)
+            check_jpeg_mode(self.scenario, self.jpeg_mode)
             if self.qtables is not None:
                 tables.as_tables(self.qtables)
         except ValueError as e:

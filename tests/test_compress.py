@@ -20,8 +20,8 @@ import tensorflow as tf
 import tifffile
 from PIL import Image
 
-from codec import bottleneck_format, exported
-from pipelines import compress, jobs, sample_data
+from codec import Codec, bottleneck_format, exported
+from pipelines import compress, decompress, jobs, sample_data
 from sandwich import jpeg, scenarios
 from sandwich.image_io import decode_image
 from sandwich.scenarios import codec_input
@@ -210,6 +210,36 @@ def test_an_x3_model_compresses_with_the_default_flags(corpus, tmp_path):
     data = (tmp_path / "bits" / "odd.png.jpg").read_bytes()
     comment = bottleneck_format.read_header(data).to_comment()
     assert data == jpeg.encode(baseline.numpy(), QSTEP, comment=comment)
+
+
+def test_a_gray_set_writes_one_component_jpegs_and_its_decoder_restores_rgb(corpus, tmp_path):
+    """A gray model's files, at a target, are one-component JPEGs (Pillow
+    opens them as L): a colour plain JPEG, however good, is no candidate.
+    The decompress job turns them into the RGB `Codec.decompress` gives."""
+    model = export_sandwich("gray", model_id="gray-perturbed", perturb=0.02)
+    for name in ("odd.png", "motorcycle.jpg"):
+        shutil.copy(corpus / name, tmp_path / name)
+    beam = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        counts = compress.run([f"--input={tmp_path}/*.*", f"--output={tmp_path}/bits",
+                               f"--model={model}", "--target_bpp=0.8", *beam])
+        decompress.run([f"--input={tmp_path}/bits/*.jpg", f"--output={tmp_path}/restored",
+                        f"--model={model}", *beam])
+    assert counts["written"] == 2
+    manifest = _manifest(tmp_path / "bits")
+    codec = Codec.load(model)
+    with pytest.raises(ValueError, match="multiples"):  # an odd tile would flip the carriers
+        Codec.load(model, tile=96, halo=33)
+    for name in ("odd.png", "motorcycle.jpg"):
+        data = (tmp_path / "bits" / f"{name}.jpg").read_bytes()
+        with Image.open(io.BytesIO(data)) as im:
+            assert im.mode == "L"
+        assert manifest[str(tmp_path / name)]["winner"] in ("model", "identity")
+        assert bottleneck_format.read_header(data).jpeg_mode == "gray"
+        written = name if name.endswith(".png") else f"{name}.png"  # the decoder's naming
+        restored = decode_image((tmp_path / "restored" / written).read_bytes()).pixels
+        assert restored.shape[-1] == 3
+        np.testing.assert_array_equal(restored, codec.decompress(data))
 
 
 def test_tile_seams_vanish_once_the_halo_covers_the_receptive_field():

@@ -11,6 +11,7 @@ from PIL import Image
 
 from pipelines import evaluate
 from sandwich import alternatives, metrics, samples, scenarios
+from sandwich.image_io import encode_png16
 from sandwich.specs import ModelSpec
 from tests import photos
 from tests.sandwich_exports import export_sandwich
@@ -153,6 +154,33 @@ def test_a_deeper_sources_alternatives_are_coded_at_its_8_bit_ceiling():
     assert (bits_50, bits_100) == (8 * len(files[0][0]), 8 * len(files[1][0]))
     assert psnr_50 < psnr_100 <= bound
     assert psnr_100 == pytest.approx(metrics.psnr(files[1][1][None], source[None], 10)[0])
+
+
+def test_a_deeper_sources_8_bit_ceiling_and_lossless_size_are_reported(tmp_path, capsys):
+    """The evaluator's 8-bit ceiling of 10-bit photos is the mean PSNR of
+    each rounded down to 8 bits and back to the middle of its 10-bit step,
+    computed here apart; the lossless size is each photo's 16-bit PNG."""
+    images, ceilings, png_bpp = tmp_path / "ten_bit", [], []
+    images.mkdir()
+    for name in ("motorcycle_left.png", "hubble_deep_field.jpg"):
+        source = samples.block_sum(photos.load(name)[:96, :128], 2)  # 10 bits, 48x64
+        png = encode_png16(source, 10)
+        (images / f"{name}.png").write_bytes(png)
+        rounded = np.floor(source / 4.0) * 4 + 2
+        error = np.mean(np.square(rounded - source.astype(np.float64)))
+        ceilings.append(10 * np.log10(1023.0 ** 2 / error))
+        png_bpp.append(8 * len(png) / (48 * 64))
+    summary = evaluate.run([
+        "--models", export_sandwich("high_bit_depth", model_id="hbd-untrained"),
+        f"--input={images}/*.png", f"--output={tmp_path / 'results'}", "--qsteps", "4", "8",
+        "--baseline_qsteps", "4", "8", "--alternatives", "jpeg", "--qualities", "90", "100",
+        "--metrics", "psnr", "--direct_running_mode=in_memory", "--direct_num_workers=1"])
+    assert summary["eight_bit_ceiling_psnr"] == pytest.approx(np.mean(ceilings), abs=1e-9)
+    assert summary["lossless_png_bpp"] == pytest.approx(np.mean(png_bpp))
+    assert f"8-bit ceiling (no codec){' ' * 13}{np.mean(ceilings):8.2f}" in capsys.readouterr().out
+    # No 8-bit JPEG passes it, however fine.
+    jpeg = next(m for m in summary["methods"] if m["name"] == "jpeg")["results"]
+    assert max(jpeg["psnr"]) < summary["eight_bit_ceiling_psnr"]
 
 
 # MS-SSIM's five scales need both sides of at least 161 pixels: the crops

@@ -85,3 +85,21 @@ def test_targets_met_undefined_and_unchecked(quality):
     hr["methods"][2]["results"]["bpp"][-1] = 8.0  # beyond the baseline's 4 bpp
     assert _rows(quality, hr)["model points below their baseline at the same rate"] == (
         "none", "none (outside their baseline's rates, unchecked: hr-x1 8.000 bpp)", None)
+
+
+def test_the_ceiling_and_gray_targets(quality):
+    """high_bit_depth: the front's best point against the 8-bit ceiling,
+    and the first rate at or above it; gray: its front's BD-PSNR over the
+    luma-only baseline, from the summary."""
+    front = ([2.0, 4.0, 8.0, 12.0], [40.0, 48.0, 58.5, 59.9])
+    hbd = {**_summary({"jpeg": (BPP, JPEG), "sandwich": front}, {},
+                      {"jpeg": {"sandwich": {"bd_psnr": 2.0}}}),
+           "eight_bit_ceiling_psnr": 58.4, "lossless_png_bpp": 30.0}
+    rows = _rows(quality, None, hbd)
+    [(target, row)] = [(t, r) for t, r in rows.items() if "ceiling (58.40 dB" in t]
+    assert "16-bit PNG 30.00 bpp" in target
+    assert row == (">= +1 dB", "+1.50 dB, crossing it at 8.00 bpp", True)
+    gray = _summary({"sandwich": front}, {"gray-x1": "baseline-x1-gray"},
+                    {"baseline-x1-gray": {"sandwich": {"bd_psnr": 5.5}}})
+    assert quality.gray_targets(gray) == [(
+        "gray front vs baseline-x1-gray (luma only), BD-PSNR", ">= +6 dB", "+5.50 dB", False)]

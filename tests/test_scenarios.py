@@ -1,7 +1,10 @@
 """The scenarios' fixed steps and their baselines through the real codec."""
+import io
+
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from sandwich import metrics, resample, samples, scenarios, specs
 from sandwich.jpeg import real_roundtrip, tables
@@ -27,6 +30,29 @@ def test_high_res_baseline_is_bicubic_jpeg_lanczos(crops):
     assert np.all(metrics.psnr(reconstruction, crops) > 20.0)
 
 
+def test_gray_baseline_is_the_luma_through_a_one_component_jpeg(crops):
+    """Luma by BT.601's weights, rounded, coded by Pillow as a grayscale
+    JPEG with a flat table, decoded and repeated in R, G and B."""
+    scenario = scenarios.make("gray")
+    assert scenario.jpeg_mode.name == "gray" and scenario.channels == 1
+    reconstruction, decoded, bits = scenario.baseline_coded(crops, 12.0)
+    bottleneck = scenarios.codec_input(scenario.to_bottleneck(tf.cast(crops, tf.float32))).numpy()
+    luma = np.floor(crops.astype(np.float64) @ [0.299, 0.587, 0.114] + 0.5)
+    # Float32 sums may round a half the other way.
+    assert np.abs(bottleneck[..., 0] - luma).max() <= 1
+    assert np.mean(bottleneck[..., 0] == luma) > 0.999
+    for image, got, coded, size in zip(bottleneck, reconstruction, decoded, bits):
+        buffer = io.BytesIO()
+        Image.fromarray(image[..., 0], "L").save(buffer, "JPEG", qtables=[[12] * 64],
+                                                 optimize=True)
+        assert size == 8 * len(buffer.getvalue())
+        with Image.open(buffer) as file:
+            assert file.mode == "L"
+            expected = np.asarray(file)
+        np.testing.assert_array_equal(coded[..., 0], expected)
+        np.testing.assert_array_equal(got, np.repeat(expected[..., None], 3, axis=-1))
+
+
 def test_high_bit_depth_bottleneck_drops_the_low_bits(crops):
     scenario = scenarios.make("high_bit_depth")
     source = samples.block_sum(crops, 2)
@@ -42,7 +68,7 @@ def test_high_bit_depth_bottleneck_drops_the_low_bits(crops):
 ADDITIVE_DB = 0.5
 
 
-@pytest.mark.parametrize("jpeg_mode", tables.MODE_NAMES)
+@pytest.mark.parametrize("jpeg_mode", tables.COLOR_MODE_NAMES)
 def test_high_bit_depth_baseline_approaches_the_8_bit_bound(crops, jpeg_mode):
     """At the finest step the baseline loses what 8 bits cost and what
     JPEG's own rounding at step 1 costs an 8-bit image in this mode (step 1
@@ -91,6 +117,9 @@ def test_scenarios_come_from_specs():
     ("high_bit_depth", {"bit_depth": 8}, "bit depth above 8"),
     ("high_res", {"factor": 0}, "factor >= 1"),
     ("high_res", {"jpeg_mode": "ycbcr-422"}, "unknown JPEG mode"),
+    ("gray", {"bit_depth": 10}, "8-bit colour"),
+    ("gray", {"jpeg_mode": "ycbcr-420"}, "codes one channel"),
+    ("high_res", {"jpeg_mode": "gray"}, "codes one channel"),
 ])
 def test_bad_scenarios_are_refused(name, kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -40,7 +40,9 @@ FIXTURE_HEADER = FIXTURE.with_name("sandwich-x2.header.json")
 # the U-Net's 16-pixel grid and the factor's).
 PHOTO = pathlib.Path(__file__).parent.parent / "sandwich" / "data" / "samples" / "coffee.png"
 CROP = (slice(37, 240), slice(101, 402))
-MODELS = {"web-x1": 1, "web-x2": 2}
+# Model id -> (scenario, factor): a gray model's one-component JPEG the
+# browser decodes to R = G = B, and its graph reads one.
+MODELS = {"web-x1": ("high_res", 1), "web-x2": ("high_res", 2), "web-gray": ("gray", 1)}
 SCRIPT_TIMEOUT_S = 180
 # The page: the module on `window`, every console warning and uncaught error kept.
 PAGE = """<!doctype html><meta charset="utf-8"><canvas id="c"></canvas>
@@ -116,8 +118,8 @@ def site(tmp_path_factory):
         crop = np.asarray(image.convert("RGB"))[CROP]
     expected = {}
     dirs = []
-    for model_id, factor in MODELS.items():
-        model_dir = export_sandwich("high_res", model_id=model_id, factor=factor, perturb=0.05)
+    for model_id, (scenario, factor) in MODELS.items():
+        model_dir = export_sandwich(scenario, model_id=model_id, factor=factor, perturb=0.05)
         dirs.append(model_dir)
         web_export.export(model_dir, str(root / "models" / model_id))
         codec = Codec.load(model_dir)
@@ -177,13 +179,15 @@ def test_the_web_exports_agree_with_the_savedmodels_on_the_photo(site):
 
     for model_id in MODELS:
         web = json.loads((site.root / "models" / model_id / web_export.WEB_MODEL_FILE).read_text())
-        assert web["model_id"] == model_id and web["factor"] == MODELS[model_id]
+        assert (web["model_id"], (web["scenario"], web["factor"])) == (model_id, MODELS[model_id])
         assert max(web["agreement"]["max_abs_diff"].values()) <= web_export.TOLERANCE
-        header, decoded = bottleneck_format.decode((site.root / f"{model_id}.jpg").read_bytes())
+        data = (site.root / f"{model_id}.jpg").read_bytes()
+        header, _ = bottleneck_format.decode(data)
         session = onnxruntime.InferenceSession(
             str(site.root / "models" / model_id / web["postprocessor"]),
             providers=["CPUExecutionProvider"])
-        ours = session.run(None, {"decoded": decoded,
+        # Decoded as a browser does: RGB, a gray JPEG as R = G = B.
+        ours = session.run(None, {"decoded": alternatives.pillow_decode(data),
                                   "size": np.array([header.height, header.width], np.int32),
                                   "qstep": np.array(header.qstep, np.float32)})[0]
         expected = site.expected[f"{model_id}.jpg"]
@@ -291,6 +295,11 @@ BAD_FILES = {
     "8-bit high_bit_depth identity": _bottleneck(dataclasses.replace(
         OURS, model_id="identity", scenario="high_bit_depth", factor=1, height=10,
         width=12).to_comment()),
+    "gray identity in colour": _bottleneck(dataclasses.replace(
+        OURS, model_id="identity", scenario="gray", factor=1, height=10,
+        width=12).to_comment()),
+    "colour identity in gray": _bottleneck(dataclasses.replace(
+        OURS, model_id="identity", jpeg_mode="gray").to_comment()),
     "fallback at x2": _bottleneck(
         dataclasses.replace(Header.fallback(60, 20, 24, 8), factor=2).to_comment()),
 }

@@ -27,7 +27,8 @@ PATCHES_PER_IMAGE = 16
 EVAL_FRACTION = 0.4
 
 
-def make(directory: str, scenario: str, eval_fraction: float = EVAL_FRACTION) -> str:
+def make(directory: str, scenario: str, eval_fraction: float = EVAL_FRACTION,
+         patch_size: int = PATCH_SIZE) -> str:
     """Runs make_dataset into `directory`/data and returns that path."""
     corpus = os.path.join(directory, "photos")
     os.makedirs(corpus, exist_ok=True)
@@ -40,7 +41,7 @@ def make(directory: str, scenario: str, eval_fraction: float = EVAL_FRACTION) ->
     with contextlib.redirect_stdout(io.StringIO()):
         make_dataset.run([
             f"--input={corpus}", f"--output={output}", f"--scenario={scenario}",
-            f"--patch_size={PATCH_SIZE}", f"--patches_per_image={PATCHES_PER_IMAGE}",
+            f"--patch_size={patch_size}", f"--patches_per_image={PATCHES_PER_IMAGE}",
             f"--eval_fraction={eval_fraction}", "--num_shards=2", "--seed=0",
             "--direct_running_mode=in_memory", "--direct_num_workers=1"])
     return output

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from sandwich.jpeg import tables
 from sandwich.model_options import NetworkSize, network_size
 
 # `--strategy` (`trainer.strategy`): `auto` follows the machine.
@@ -59,12 +58,15 @@ class Config:
     train_preprocessor: bool = True
     train_qstep: bool = True
     quantization: str = "flat"
-    jpeg_mode: str = tables.DEFAULT_MODE.name
+    # None: the scenario's own (`specs.default_jpeg_mode`).
+    jpeg_mode: str | None = None
     # What the loss measures (`OBJECTIVES`); None takes the objective's.
     objective: str = "psnr"
     distortion: str | None = None
     ms_ssim_weight: float | None = None
     view_weight: float | None = None
+    # The gray scenario's colour carriers' starting gain; None: the default.
+    carrier_gain: float | None = None
     table_shape: str | None = None
     max_train_minutes: float | None = None
     model_id: str | None = None

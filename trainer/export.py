@@ -3,7 +3,8 @@
     export/
       preprocessor/    source [h, w, 3] (uint8, or uint16 above 8 bits), qstep float32 []
                        -> {"bottleneck": uint8}
-      postprocessor/   decoded [h', w', 3] uint8, size [2] int32, qstep float32 []
+      postprocessor/   decoded [h', w', c] uint8 (c: 1 for gray, else 3), size [2] int32,
+                       qstep float32 []
                        -> {"reconstruction": source dtype}
       model_spec.json  scenario, bit depth, factor, trained qstep, dataset spec, metrics,
                        what the loss measured (objective, distortion, view weight)
@@ -38,6 +39,8 @@ def _serving_module(model, function) -> tuple[tf.Module, tf.types.experimental.G
     attribute, output, inputs = PROCESSORS[function.__name__]
     module = tf.Module()
     module.processor = getattr(model, attribute)
+    # The gray scenario's colour carriers, which both processors use.
+    module.carrier = model.carrier
     module.call = function
     specs = [tf.TensorSpec(spec.shape, spec.dtype, name=name)
              for spec, name in zip(function.input_signature, inputs)]

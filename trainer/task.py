@@ -160,8 +160,14 @@ def parser() -> argparse.ArgumentParser:
                      help="what of the JPEG quantisation learns: one flat step, a step "
                           "per table (luma, chroma), or both 8x8 tables (written to the DQT)")
     net.add_argument("--jpeg_mode", choices=MODE_NAMES, default=default["jpeg_mode"],
-                     help="the inner JPEG's colour handling; planes reproduces the "
-                          "reference implementation (about 4 dB worse before training)")
+                     help="the inner JPEG's colour handling (default: gray for gray, "
+                          "planes for high_bit_depth with flat tables, the one that nears "
+                          "the 8-bit ceiling, else ycbcr-420); planes at 8 bits starts "
+                          "about 4 dB below plain JPEG")
+    net.add_argument("--carrier_gain", type=float, default=default["carrier_gain"],
+                     help="gray only: the starting gain of the colour carriers the "
+                          "pre-processor hides in the luma (sandwich.colour_carrier); "
+                          "default 0.3; 0 starts from the luma-only baseline")
     run = p.add_argument_group("distribution and bookkeeping (intervals in steps; 0: never)")
     run.add_argument("--strategy", choices=STRATEGIES, default=default["strategy"],
                      help="auto: TPU if configured, multi_worker if TF_CONFIG names several "

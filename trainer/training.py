@@ -40,7 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 import sandwich
-from sandwich import rate, scenarios
+from sandwich import colour_carrier, rate, scenarios
 from sandwich.model import Sandwich, check_distortion, make_train_step
 from sandwich.specs import DatasetSpec, ModelSpec, check_qstep_range
 from trainer import data, export, summaries, strategy as strategies
@@ -188,21 +188,47 @@ def with_objective(config: Config) -> Config:
 # extends the front there (docs/ablation.md), though its step 128
 # is 0.25 dB below its baseline; x3 over 16..128 is +0.55 dB over its
 # baseline (docs/ablation.md).
+# gray's baseline (luma alone) codes 1.34 bpp at 8 and 0.25 at 64 on the
+# bundled photos (coffee left out), the rates of high_res x1's range.
+# high_bit_depth trains in `planes` (`TRAINING_MODES`) from step 1 (table
+# entries of 1: as near lossless as an 8-bit JPEG gets) to 32 (about 2 bpp).
 AUTO_QSTEP_RANGES = {("high_res", 1): (12.0, 80.0), ("high_res", 2): (12.0, 96.0),
-                     ("high_bit_depth", 1): (4.0, 32.0)}
+                     ("high_bit_depth", 1): (4.0, 32.0), ("gray", 1): (8.0, 64.0),
+                     ("high_bit_depth", 1, "planes"): (1.05, 32.0)}
+# The JPEG mode a scenario trains in unless `--jpeg_mode` says: the one its
+# users need, where it differs from what the scenario codes by default.
+# high_bit_depth's users keep 10-16 bits for the rates where 8 bits are the
+# limit; on the 4 held-out photos of `benchmarks/hdr_corpus.py` at 10 bits
+# its baseline tops out at 55.38 dB, 14.4 bpp, at step 1 in planes (the
+# 8-bit ceiling: 58.34), at 49.72 dB in ycbcr-444 (colour conversion rounds
+# to 8 bits twice) and 36.63 dB in ycbcr-420 (`python
+# benchmarks/inner_codec.py --deep`); planes is above ycbcr-444 from about
+# 6 bpp up (on crops of three of them).
+TRAINING_MODES = {"high_bit_depth": "planes"}
+
+
+def training_scenario(config: Config, spec: DatasetSpec):
+    """The scenario a run of `config` trains on the dataset of `spec`: in
+    `--jpeg_mode`, else the scenario's `TRAINING_MODES` entry where its
+    tables are flat (standard ones are shaped for luma and chroma, which
+    planes does not code), else the scenario's own mode."""
+    shape = config.table_shape or OBJECTIVES[config.objective]["table_shape"]
+    mode = config.jpeg_mode or (TRAINING_MODES.get(spec.scenario) if shape == "flat" else None)
+    return scenarios.from_spec(spec, mode)
 DEEPER_FACTORS_QSTEP_RANGE = (16.0, 128.0)
 # The same rates with standard tables (`--table_shape standard`), whose
 # scale codes more bits than a flat step of the same value: the scales
 # where the baseline's bits per pixel on the bundled photos (coffee left
 # out) match the flat range's ends. Flat 12 at x1 (1.22 bpp) is standard
 # 24, flat 12 at x2 (0.40 bpp) 22.5, flat 4 and 32 at 10 bits (3.2 and
-# 0.77 bpp) 6.1 and 80, flat 16 at x3 and x4 31 and 30. The coarse ends
+# 0.77 bpp) 6.1 and 80, flat 16 at x3 and x4 31 and 30, gray's flat 8 and
+# 64 (1.34 and 0.25 bpp) 16 and 220. The coarse ends
 # stop at 255, baseline JPEG's largest entry, where most entries are
 # clipped already: 0.25 bpp at x1 (flat 80: 0.23), 0.09 at x2 (flat 96:
 # 0.07), 0.054 at x3 (flat 128: 0.036), 0.038 at x4 (0.027): standard
 # tables cannot reach the coarsest flat rates.
 AUTO_QSTEP_RANGES_STANDARD = {("high_res", 1): (24.0, 255.0), ("high_res", 2): (22.0, 255.0),
-                              ("high_bit_depth", 1): (6.0, 80.0)}
+                              ("high_bit_depth", 1): (6.0, 80.0), ("gray", 1): (16.0, 220.0)}
 DEEPER_FACTORS_QSTEP_RANGE_STANDARD = (30.0, 255.0)
 
 
@@ -215,7 +241,9 @@ def qstep_range(config: Config, scenario) -> tuple[float, float] | None:
     if scenario.table_shape == "standard":
         return AUTO_QSTEP_RANGES_STANDARD.get((scenario.name, scenario.factor),
                                               DEEPER_FACTORS_QSTEP_RANGE_STANDARD)
-    return AUTO_QSTEP_RANGES.get((scenario.name, scenario.factor), DEEPER_FACTORS_QSTEP_RANGE)
+    key = (scenario.name, scenario.factor)
+    return AUTO_QSTEP_RANGES.get((*key, scenario.jpeg_mode.name),
+                                 AUTO_QSTEP_RANGES.get(key, DEEPER_FACTORS_QSTEP_RANGE))
 
 
 # `--gamma auto`: this many times the baseline's own distortion-rate slope at
@@ -270,10 +298,10 @@ def loss_slope(model: Sandwich, patches: np.ndarray, qstep: float, spread: float
     """The baseline's slope `-dD/dR` at `qstep` in the loss's own distortion
     terms (`Sandwich.real_distortion`: D, and the view term's), measured
     with the real codec on `patches` through `model` untrained (which is
-    its baseline), between `qstep / spread` and `qstep * spread`: what
-    `Scenario.slope` measures for squared error alone."""
+    its baseline), between `scenarios.probe_steps`: what `Scenario.slope`
+    measures for squared error alone."""
     points = []
-    for q in (qstep / spread, qstep * spread):
+    for q in scenarios.probe_steps(qstep, spread):
         real = model.real_forward(patches, q)
         points.append((model.real_distortion(patches, real), float(np.mean(real["bpp"]))))
     (d_fine, r_fine), (d_coarse, r_coarse) = points
@@ -294,10 +322,26 @@ def build_model(config: Config, scenario, rate_model=None) -> Sandwich:
                      penalty_weight=config.penalty_weight, rate_model=rate_model,
                      distortion=config.distortion,
                      ms_ssim_weight=config.ms_ssim_weight if config.distortion == "mix" else None,
-                     view_weight=config.view_weight)
-    # Frozen, the pre-processor stays the identity: post-processing alone.
+                     view_weight=config.view_weight,
+                     carrier_gain=carrier_gain(config, scenario))
+    # Frozen, the pre-processor stays the identity (and codes no colour
+    # carrier): post-processing alone.
     model.preprocessor.trainable = config.train_preprocessor
+    if model.carrier:
+        model.carrier.trainable = config.train_preprocessor
     return model
+
+
+def carrier_gain(config: Config, scenario) -> float:
+    """The gray scenario's colour carriers' starting gain: `--carrier_gain`,
+    else `colour_carrier.DEFAULT_GAIN`; 0 where the pre-processor is
+    frozen (it sends no colour) and for the other scenarios (no carriers)."""
+    if config.carrier_gain is not None and scenario.channels != 1:
+        raise ValueError("--carrier_gain is the gray scenario's; "
+                         f"{scenario.name} codes colour as it is")
+    if scenario.channels != 1 or not config.train_preprocessor:
+        return 0.0
+    return colour_carrier.DEFAULT_GAIN if config.carrier_gain is None else config.carrier_gain
 
 
 def weights_digest(model) -> str:
@@ -434,7 +478,7 @@ def _set_up(config: Config) -> _Run:
     # Before any TensorFlow op: collective ops are configured at start-up.
     strategy = strategies.make(config.strategy)
     data.check(config.data, spec, config.scenario)
-    scenario = scenarios.from_spec(spec, config.jpeg_mode)
+    scenario = training_scenario(config, spec)
     chief = strategies.is_chief(strategy)
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:

@@ -33,9 +33,9 @@ export const MAX_FACTOR = 16;
 export const MAX_TEXT = 256;
 export const MAX_PSNR = 999.99;
 export const DEFAULT_MAX_PIXELS = 100_000_000;
-export const JPEG_MODES = ["ycbcr-420", "ycbcr-444", "planes"];
+export const JPEG_MODES = ["ycbcr-420", "ycbcr-444", "planes", "gray"];
 export const DEFAULT_JPEG_MODE = "ycbcr-420";
-export const SCENARIOS = ["high_bit_depth", "high_res"];
+export const SCENARIOS = ["high_bit_depth", "high_res", "gray"];
 export const WEB_MODEL_FILE = "web_model.json";
 export const WEB_FORMAT_VERSION = 1;
 // codec/exported.py: DEFAULT_TILE, DEFAULT_HALO and the 32-pixel layout grid.
@@ -382,7 +382,11 @@ export function checkModel(header, models) {
         ? "high_bit_depth needs a source bit depth above 8"
         : scenario === "high_bit_depth" && factor !== 1
           ? `high_bit_depth works at full resolution (factor 1), got ${factor}`
-          : "";
+          : scenario === "gray" && depth !== 8
+            ? `gray carries 8-bit colour sources, got bit_depth ${depth}`
+            : (scenario === "gray") !== (header.jpeg_mode === "gray")
+              ? "the gray scenario, and only it, codes one channel (JPEG mode gray)"
+              : "";
     if (why) throw new HeaderError(`an identity header names no scenario: ${why}`);
     expected = header;
   } else if (models.has(header.model_id)) {
@@ -404,8 +408,9 @@ export function checkModel(header, models) {
 }
 
 /** Everything `bottleneck_format.decode` checks before decoding a pixel:
- * the header, its size against the JPEG's and `maxPixels`, three
- * components, a whole file. Returns the header. */
+ * the header, its size against the JPEG's and `maxPixels`, its mode's
+ * components (one for gray, three otherwise), a whole file. Returns the
+ * header. */
 export function checkFile(bytes, maxPixels = DEFAULT_MAX_PIXELS) {
   const jpeg = readJpeg(bytes);
   const header = parseHeader(jpeg.comment);
@@ -413,8 +418,9 @@ export function checkFile(bytes, maxPixels = DEFAULT_MAX_PIXELS) {
   if (bytes[bytes.length - 2] !== 0xff || bytes[bytes.length - 1] !== 0xd9) {
     throw new HeaderError("truncated JPEG: no end-of-image marker");
   }
-  if (jpeg.components !== 3) {
-    throw new HeaderError(`a bottleneck is ${jpeg.height}x${jpeg.width} x 3 components, this JPEG has ${jpeg.components}`);
+  const components = header.model_id !== FALLBACK && header.jpeg_mode === "gray" ? 1 : 3;
+  if (jpeg.components !== components) {
+    throw new HeaderError(`a ${header.jpeg_mode} bottleneck is ${jpeg.height}x${jpeg.width} x ${components} components, this JPEG has ${jpeg.components}`);
   }
   return header;
 }

@@ -229,8 +229,9 @@ def proxy_code(images: tf.Tensor, qstep, *, color_mode: str = "ycbcr",
     if channels == 1:
         (decoded,), indices = code_planes([x], qtables)
         return decoded, indices
-    if channels != 3:
-        raise ValueError("the proxy codes 1 or 3 channels")
+    if channels != 3 or mode.channels != 3:
+        raise ValueError(f"the proxy codes 1 channel, or 3 in JPEG mode ycbcr-* or planes; got "
+                         f"{channels} in {mode.name}")
     h, w = x.shape[1], x.shape[2]
     if mode.color_mode == "ycbcr":
         first, others = color.rgb_to_ycbcr(x)

@@ -37,6 +37,8 @@ def encode(image: np.ndarray, qstep, *, color_mode: str = "ycbcr", subsampling: 
     if image.ndim != 3 or image.shape[-1] not in (1, 3) or 0 in image.shape:
         raise ValueError(f"expected a non-empty [h, w, 1|3] image, got shape {image.shape}")
     mode = tables.JpegMode(color_mode, subsampling)
+    if image.shape[-1] != 1 and mode.channels == 1:
+        raise ValueError(f"JPEG mode {mode.name!r} codes one channel, got {image.shape[-1]}")
     qtables = [list(map(int, t)) for t in tables.integer_tables(qstep)]
     kwargs = dict(qtables=qtables, optimize=optimize)
     if comment is not None:

@@ -2,7 +2,7 @@
 
 Pure NumPy (no TensorFlow), so workers that only encode need not load it.
 
-The *mode* is how the three bottleneck channels reach the codec:
+The *mode* is how the bottleneck's channels reach the codec:
 
 - `ycbcr-420` (the default): JFIF colour conversion and 2x2 chroma
   subsampling, what every JPEG encoder, decoder and browser does by default.
@@ -12,10 +12,13 @@ The *mode* is how the three bottleneck channels reach the codec:
 - `planes`: each RGB channel coded as its own plane at full resolution
   (`keep_rgb`). The reference implementation trains this way; it starts
   about 4.2 dB BD-PSNR *below* plain JPEG, so it is kept only to reproduce it.
+- `gray`: a one-channel bottleneck coded as a one-component (grayscale)
+  JPEG, the only mode that takes one channel and the only one that takes no
+  three: what a luma-only codec carries (the `gray` scenario).
 
 The *tables* are one 8x8 quantisation table per table slot, `[2, 64]` in
 natural (row-major) order: slot 0 for the first component (luma, or R in
-`planes`), slot 1 for the other two, which is how libjpeg assigns them. A
+`planes`, or the one of `gray`), slot 1 for the other two, which is how libjpeg assigns them. A
 flat table of step q is `flat_tables(q)`. Files carry their own tables in
 the DQT segment, so learned tables stay readable by every decoder.
 """
@@ -25,7 +28,7 @@ import dataclasses
 
 import numpy as np
 
-COLOR_MODES = ("planes", "ycbcr")
+COLOR_MODES = ("planes", "ycbcr", "gray")
 SUBSAMPLING_MODES = ("444", "420")
 TABLE_SLOTS = 2
 # Baseline JPEG's table entries are 8-bit integers of at least 1: the one
@@ -48,18 +51,24 @@ class JpegMode:
         if self.subsampling not in SUBSAMPLING_MODES:
             raise ValueError(f"subsampling must be one of {SUBSAMPLING_MODES}, "
                              f"got {self.subsampling!r}")
-        if self.color_mode == "planes" and self.subsampling != "444":
-            raise ValueError("color_mode='planes' codes full-resolution planes (4:4:4)")
+        if self.color_mode != "ycbcr" and self.subsampling != "444":
+            raise ValueError(f"color_mode={self.color_mode!r} codes full-resolution planes "
+                             "(4:4:4)")
 
     @property
     def name(self) -> str:
-        return self.color_mode if self.color_mode == "planes" else f"ycbcr-{self.subsampling}"
+        return self.color_mode if self.color_mode != "ycbcr" else f"ycbcr-{self.subsampling}"
+
+    @property
+    def channels(self) -> int:
+        """The bottleneck's channels: 1 for `gray`, else 3."""
+        return 1 if self.color_mode == "gray" else 3
 
     @classmethod
     def parse(cls, name: str) -> "JpegMode":
-        """'ycbcr-420', 'ycbcr-444' or 'planes'."""
-        if name == "planes":
-            return cls("planes", "444")
+        """'ycbcr-420', 'ycbcr-444', 'planes' or 'gray'."""
+        if name in ("planes", "gray"):
+            return cls(name, "444")
         color_mode, _, subsampling = name.partition("-")
         if color_mode != "ycbcr" or subsampling not in SUBSAMPLING_MODES:
             raise ValueError(f"unknown JPEG mode {name!r}; expected one of {MODE_NAMES}")
@@ -71,7 +80,10 @@ class JpegMode:
 
 
 DEFAULT_MODE = JpegMode()
-MODE_NAMES = ("ycbcr-420", "ycbcr-444", "planes")
+GRAY_MODE = JpegMode("gray", "444")
+# The modes of a three-channel bottleneck, and every mode.
+COLOR_MODE_NAMES = ("ycbcr-420", "ycbcr-444", "planes")
+MODE_NAMES = (*COLOR_MODE_NAMES, GRAY_MODE.name)
 
 
 def check_qstep(qstep) -> None:
