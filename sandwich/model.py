@@ -345,11 +345,11 @@ class Sandwich(keras.Model):
             # A conditioned model's scale is set by its range: only a shape learns.
             trainable=train_qstep and not (self.conditioned and quantization == "flat"),
             name="qstep_parameter")
-        # Convolution weights depend only on the channel count: create them all
-        # now, so optimizers and distribution strategies see them before step 1.
         # The gray scenario's colour path (`sandwich.colour_carrier`).
         self.carrier = (ColourCarrier(scenario.factor, carrier_gain, name="carrier")
                         if scenario.channels == 1 else None)
+        # Convolution weights depend only on the channel count: create them all
+        # now, so optimizers and distribution strategies see them before step 1.
         self.preprocessor(tf.zeros([1, 1, 1, 3]), self.preprocessor_level())
         self.postprocessor(tf.zeros([1, 1, 1, 3]), self.level(),
                            features=tf.zeros([1, 1, 1, 2]) if self.carrier else None)
