@@ -28,15 +28,11 @@ on even bottleneck pixels (`codec.exported` checks a gray model's layout).
 from __future__ import annotations
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from sandwich import resample
+from sandwich.jpeg.color import RGB_TO_YCBCR
 
-# JFIF's Cb and Cr rows of the colour transform, without their +128 offset:
-# the chroma a carrier's amplitude follows, signed around grey.
-CHROMA_WEIGHTS = np.array([[-0.168735892, -0.331264108, 0.5],
-                           [0.5, -0.418687589, -0.081312411]], np.float32)
 # Side of the box blur that keeps chroma below the carriers' frequencies and
 # that turns demodulated luma content into its local mean: one JPEG block.
 BLUR = 8
@@ -87,7 +83,9 @@ class ColourCarrier(keras.layers.Layer):
         """The texture `[b, h', w', 1]` (0..255 units) to add to the luma
         bottleneck of the pre-processed `rgb` `[b, h, w, 3]`: each blurred
         chroma plane times its carrier and its gain, summed."""
-        chroma = tf.tensordot(tf.cast(rgb, tf.float32), tf.constant(CHROMA_WEIGHTS.T), 1)
+        # JFIF's Cb and Cr without their +128: signed around grey.
+        chroma = tf.tensordot(tf.cast(rgb, tf.float32),
+                              tf.constant(RGB_TO_YCBCR[1:].T, tf.float32), 1)
         chroma = blur(resample.downsample(chroma, self.factor))
         carriers = _carriers(chroma)
         return tf.reduce_sum(chroma * carriers * self.gain, axis=-1, keepdims=True)

@@ -45,12 +45,10 @@ import tensorflow as tf
 
 from sandwich import resample, specs
 from sandwich.jpeg import checks, real_roundtrip, ste_round, tables
+from sandwich.jpeg.color import RGB_TO_YCBCR
 from sandwich.jpeg.ste import straight_through
 
 DEFAULT_FACTOR = specs.DEFAULT_FACTOR
-# BT.601 luma, the weights of JFIF's Y (and of every grayscale conversion of
-# a JPEG decoder): what a luma-only codec keeps of a colour source.
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 CODEC_BITS = 8
 TABLE_SHAPES = specs.TABLE_SHAPES
 # ITU-T T.81 Annex K, tables K.1 (luminance) and K.2 (chrominance), in
@@ -150,7 +148,8 @@ class Scenario:
         Differentiable; the codec (proxy or `codec_input`) rounds and clips.
         """
         if self.channels == 1:
-            images = tf.tensordot(images, tf.constant(LUMA_WEIGHTS, images.dtype)[:, None], 1)
+            # JFIF's Y: what a luma-only codec keeps of a colour source.
+            images = tf.tensordot(images, tf.constant(RGB_TO_YCBCR[:1].T, images.dtype), 1)
         images = resample.downsample(images, self.factor)
         if self._step > 1:
             images = ste_floor(images / self._step)

@@ -23,7 +23,9 @@ def _fix(x: float) -> float:
     return float(int(x * _ONE + 0.5))
 
 
-_RGB_TO_YCBCR = np.array([
+# JFIF's (BT.601 full-range) RGB -> Y, Cb, Cr rows, chroma before its +128
+# offset: also what the gray scenario keeps (Y) and hides (Cb, Cr).
+RGB_TO_YCBCR = np.array([
     [0.299, 0.587, 0.114],
     [-0.168735892, -0.331264108, 0.5],
     [0.5, -0.418687589, -0.081312411],
@@ -75,7 +77,7 @@ def rgb_to_ycbcr(rgb: tf.Tensor) -> list:
     integers = tf.stop_gradient(rgb)
     parts = []
     for rows in (slice(0, 1), slice(1, 3)):
-        linear = _channels(rgb, _RGB_TO_YCBCR[rows], _CHROMA_OFFSET[rows])
+        linear = _channels(rgb, RGB_TO_YCBCR[rows], _CHROMA_OFFSET[rows])
         exact = tf.floor(_channels(integers, _ENCODER_FIXED[rows], _ENCODER_ROUNDING[rows]) / _ONE)
         parts.append(straight_through(linear, exact))
     return parts
