@@ -86,7 +86,7 @@ test: $(VENV)/.installed system-packages $(WEB_RUNTIME)
 PUBLIC := photos/public
 SELFEXSR := /tmp/SelfExSR
 MODELS_RUN := out/models
-MODELS := hr-x1-r1=high_res:1 'hr-x1-perceptual-r1=high_res:1:--objective perceptual' \
+MODELS := hr-x1-r1=high_res:1 'hr-x1-perceptual-r2=high_res:1:--objective perceptual' \
   hr-x2-r1=high_res:2 hr-x4-r1=high_res:4 hbd-x1-r1=high_bit_depth:1
 
 $(PUBLIC):

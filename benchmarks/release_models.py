@@ -72,13 +72,21 @@ def commit() -> str:
     return head + ("-dirty" if dirty else "")
 
 
-def release(run: str, to: str, command: str | None = None, trained_at: str | None = None) -> list[str]:
-    """Copies every export of the quality run in `run` into `to`; returns the model ids."""
+def release(run: str, to: str, command: str | None = None, trained_at: str | None = None,
+            only=None) -> list[str]:
+    """Copies every export of the quality run in `run` (those named in
+    `only`, if given: a run that reused earlier releases' exports ships only
+    what it trained) into `to`; returns the model ids."""
     with open(os.path.join(run, "quality.json")) as f:
         record = json.load(f)
     corpus = provenance(record["train"])
     shipped = []
+    unknown = sorted(set(only or ()) - set(record["models"]))
+    if unknown:
+        raise SystemExit(f"the run trained no model {unknown}; it has {sorted(record['models'])}")
     for name, model in record["models"].items():
+        if only and name not in only:
+            continue
         scenario = model.split("=", 1)[-1].split(":")[0]
         export = os.path.join(run, "runs", name, "export")
         with open(os.path.join(export, MODEL_SPEC_FILE)) as f:
@@ -102,6 +110,22 @@ def release(run: str, to: str, command: str | None = None, trained_at: str | Non
     return shipped
 
 
+def supersede(to: str, old: str, new: str) -> None:
+    """Marks the shipped model `old` as replaced by `new` (both in `to`): it
+    stays to decode the files it wrote, out of the default set
+    (`codec.shipped`)."""
+    paths = {model_id: os.path.join(to, model_id, MODEL_SPEC_FILE) for model_id in (old, new)}
+    missing = [model_id for model_id, path in paths.items() if not os.path.exists(path)]
+    if missing:
+        raise SystemExit(f"no shipped model {missing} in {to}")
+    with open(paths[old]) as f:
+        spec = ModelSpec.from_json(f.read())
+    spec = dataclasses.replace(spec, release={**spec.release, "superseded_by": new})
+    with open(paths[old], "w") as f:
+        f.write(spec.to_json())
+    print(f"{old}: superseded by {new}")
+
+
 def _figure(value, unit: str) -> str:
     return "undefined" if value is None else f"{value:+.2f}{unit}"
 
@@ -123,8 +147,10 @@ def table(to: str) -> str:
         with open(path) as f:
             spec = ModelSpec.from_json(f.read())
         size = size_of(os.path.dirname(path))
+        replaced = spec.release.get("superseded_by")
         about = (f"| `{model_id}` ({spec.scenario} x{spec.factor}, {spec.bit_depth}-bit, "
-                 f"{spec.objective}) | {size / 1e6:.1f} MB")
+                 f"{spec.objective}{f'; superseded by `{replaced}`' if replaced else ''}) | "
+                 f"{size / 1e6:.1f} MB")
         for kind, rows in spec.release.get("held_out_bd", {}).items():
             for row, references in rows.items():
                 cells = [", ".join(_figure(references.get(r, {}).get(name),
@@ -147,11 +173,19 @@ def main(argv=None) -> None:
     parser.add_argument("--commit", default=None,
                         help="the commit that trained the run (default: the one quality.py "
                              "recorded, else this checkout's)")
+    parser.add_argument("--models", nargs="+", metavar="NAME",
+                        help="ship only these models of the run (default: all)")
+    parser.add_argument("--supersede", nargs="+", default=[], metavar="OLD=NEW",
+                        help="mark shipped model OLD as replaced by NEW: it still decodes "
+                             "its files, but leaves the default set")
     parser.add_argument("--table", action="store_true",
                         help="only print the shipped models' figures (docs/models.md)")
     args = parser.parse_args(argv)
     if not args.table:
-        release(args.run, args.to, args.command, args.commit)
+        release(args.run, args.to, args.command, args.commit, args.models)
+    for pair in args.supersede:
+        old, _, new = pair.partition("=")
+        supersede(args.to, old, new)
     print(table(args.to))
 
 

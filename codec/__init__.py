@@ -5,7 +5,7 @@
 - `codec.exported`: an export dir loaded and run on whole images, tile by tile;
 - `codec.bottleneck_format`: the file (a plain JPEG with a header in a comment);
 - `codec.rate_control`: per image, the best file for a target among the
-  models, their identities and plain JPEG;
+  models, their identities, plain JPEG and jpegli;
 - `codec.tiling`: images of any size through the processors in bounded memory;
 - `codec.shipped`: the trained models that ship inside the package.
 

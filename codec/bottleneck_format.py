@@ -21,12 +21,16 @@ a target (`codec.rate_control`) also records the target (`"target":
 so a rerun can list it without measuring it again; a file coded at a fixed
 step has neither.
 
-Two kinds of file need no model to decode, so that a target-mode job can
+Three kinds of file need no model to decode, so that a target-mode job can
 write them where they beat every model of the set:
 
 - a plain-JPEG fallback is a plain JPEG from Pillow with this header:
-  `model_id` "plain-jpeg", factor 1, 8 bits, and its Pillow quality in
-  `qstep`. Its pixels are the reconstruction;
+  `model_id` and `scenario` "plain-jpeg", factor 1, 8 bits, and its Pillow
+  quality in `qstep`. Its pixels are the reconstruction;
+- a jpegli fallback is the same of jpegli's JPEG (`pyjpegli`, baseline
+  YCbCr 4:2:0; any decoder reads it): `model_id` and `scenario` "jpegli",
+  its jpegli quality in `qstep`, the header in a COM segment inserted into
+  jpegli's file (`alternatives.with_comment`), which changes no pixel;
 - an identity file is a scenario's baseline (`sandwich.scenarios`): the
   scenario's own fixed steps around the same JPEG mode and table shape
   (flat, or JPEG's standard shape; `qstep` is the tables' scale, and the
@@ -39,10 +43,10 @@ write them where they beat every model of the set:
   and decompress applies). At factor 1 and 8 bits that is the decoded JPEG
   as it is; at factor 2 its Lanczos-3 upsampling; above 8 bits the scale back.
 
-Neither id may be a model's (`RESERVED_IDS`). The format version stayed 2
-when identity files came: a reader without them refuses one as "made by
-model 'identity', not by a model of the set", since no export may take
-the id.
+None of these ids may be a model's (`RESERVED_IDS`). The format version
+stayed 2 when identity files and jpegli fallbacks came: a reader without
+them refuses one as "made by model 'identity'" (or 'jpegli'), "not by a
+model of the set", since no export may take the id.
 
 A bottleneck is untrusted input: `Header.from_comment` checks every field's
 type and range (`_VALIDATORS`, one line per field), and `decode` checks the
@@ -71,14 +75,17 @@ MAX_JPEG_SIDE = 65500
 # A source side: a bottleneck side times the largest factor a header may give.
 MAX_FACTOR = 16
 MAX_TEXT = 256
-# The model ids of the files that need no model: a plain-JPEG fallback and a
-# scenario's identity (its baseline). No export may take either.
+# The model ids of the files that need no model: the fallbacks, a plain JPEG
+# (Pillow's) and a jpegli JPEG, each decoded as it is, and a scenario's
+# identity (its baseline). No export may take any.
 FALLBACK = "plain-jpeg"
+JPEGLI_FALLBACK = "jpegli"
+FALLBACKS = (FALLBACK, JPEGLI_FALLBACK)
 IDENTITY = "identity"
-RESERVED_IDS = (FALLBACK, IDENTITY)
+RESERVED_IDS = (*FALLBACKS, IDENTITY)
 # What a target-mode manifest calls the kind of file that won (`Header.kind`).
 MODEL = "model"
-KINDS = (MODEL, IDENTITY, FALLBACK)
+KINDS = (MODEL, IDENTITY, *FALLBACKS)
 # What a header repeats of the spec that wrote it, and must agree on with the
 # spec that decodes it (`Header.check_model`); all an identity file is made of.
 SPEC_FIELDS = ("scenario", "bit_depth", "factor", "jpeg_mode")
@@ -210,9 +217,13 @@ class Header:
 
     @classmethod
     def fallback(cls, quality: int, height: int, width: int, source_bit_depth: int,
-                 source_stamp: str = "", target: str = "") -> "Header":
-        """The header of a plain-JPEG fallback at Pillow `quality`."""
-        return cls(model_id=FALLBACK, scenario=FALLBACK, bit_depth=8, factor=1, height=height,
+                 source_stamp: str = "", target: str = "", *,
+                 model_id: str = FALLBACK) -> "Header":
+        """The header of a fallback (`model_id`, one of `FALLBACKS`: by
+        default plain JPEG) at its encoder's `quality`."""
+        if model_id not in FALLBACKS:
+            raise ValueError(f"a fallback is one of {list(FALLBACKS)}, not {model_id!r}")
+        return cls(model_id=model_id, scenario=model_id, bit_depth=8, factor=1, height=height,
                    width=width, qstep=float(quality), source_bit_depth=source_bit_depth,
                    jpeg_mode=jpeg.tables.DEFAULT_MODE.name, source_stamp=source_stamp,
                    target=target)
@@ -228,7 +239,9 @@ class Header:
 
     @property
     def is_fallback(self) -> bool:
-        return self.model_id == FALLBACK
+        """A plain JPEG (Pillow's or jpegli's): its decoded pixels are the
+        reconstruction, no model needed."""
+        return self.model_id in FALLBACKS
 
     @property
     def is_identity(self) -> bool:
@@ -236,7 +249,7 @@ class Header:
 
     @property
     def kind(self) -> str:
-        """`model`, `identity` or `plain-jpeg`: what decodes the file."""
+        """`model`, `identity`, `plain-jpeg` or `jpegli`: what decodes the file."""
         return self.model_id if self.model_id in RESERVED_IDS else MODEL
 
     def to_comment(self) -> bytes:
@@ -267,13 +280,13 @@ class Header:
         """Refuses a header that no model of the set `specs` (`ModelSpec`s by
         model id) wrote, or that disagrees with its model's spec (its
         post-processor would decode garbage or crash); a fallback's must be
-        what `fallback` writes, since its pixels are taken as the source's;
-        an identity's must name a scenario that exists at its bit depth and
-        factor (`sandwich.specs`), whose fixed steps then decode it, with or
-        without a model of that scenario in the set."""
+        what `fallback` writes for its id, since its pixels are taken as the
+        source's; an identity's must name a scenario that exists at its bit
+        depth and factor (`sandwich.specs`), whose fixed steps then decode
+        it, with or without a model of that scenario in the set."""
         if self.is_fallback:
             expected = Header.fallback(int(self.qstep), self.height, self.width,
-                                       self.source_bit_depth)
+                                       self.source_bit_depth, model_id=self.model_id)
         elif self.is_identity:
             expected = identity_spec(self)
         elif self.model_id in specs:
@@ -373,9 +386,11 @@ def encode(bottleneck: np.ndarray, header: Header, qtables=None) -> bytes:
     """The bottleneck file: uint8 `[h', w', c]` (c: 1 in mode gray) through the real encoder in
     the header's JPEG mode, with `qtables` (default: flat at the header's
     qstep), and the header in the comment segment; for a fallback header,
-    the source's plain JPEG at the header's quality."""
+    the source's plain JPEG (Pillow's or jpegli's) at the header's quality."""
     if header.is_fallback:
-        return alternatives.plain_jpeg(bottleneck, int(header.qstep), header.to_comment())
+        encoder = {FALLBACK: alternatives.plain_jpeg,
+                   JPEGLI_FALLBACK: alternatives.jpegli}[header.model_id]
+        return encoder(bottleneck, int(header.qstep), header.to_comment())
     mode = jpeg.JpegMode.parse(header.jpeg_mode)
     return jpeg.encode(bottleneck, header.qstep if qtables is None else qtables,
                        comment=header.to_comment(), **mode.kwargs())

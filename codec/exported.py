@@ -126,9 +126,10 @@ def read_spec(model_dir: str, files: Files = LOCAL) -> ModelSpec:
 
 def read_specs(model_dirs: Sequence[str], files: Files = LOCAL) -> dict[str, ModelSpec]:
     """The specs of a model set by model id, which each bottleneck names, so
-    two exports of one id (or of the id a plain-JPEG fallback or an identity
-    file carries) are a `SpecError`."""
+    two exports of one id (or of the id a plain-JPEG or jpegli fallback or
+    an identity file carries) are a `SpecError`."""
     reserved = {bottleneck_format.FALLBACK: "by plain-JPEG fallbacks",
+                bottleneck_format.JPEGLI_FALLBACK: "by jpegli fallbacks",
                 bottleneck_format.IDENTITY: "by identity files"}
     specs = {}
     for model_dir in model_dirs:
@@ -161,9 +162,10 @@ def bottleneck_channels(specs: Iterable[ModelSpec]) -> int:
 
 
 def plain_jpeg_fits(specs: Iterable[ModelSpec]) -> bool:
-    """Whether plain JPEG is a candidate for a set's target: it keeps 8
-    bits of colour, so not for deeper sources, nor for a gray set, whose
-    files stay the one-component JPEGs its codec carries."""
+    """Whether the fallbacks (plain JPEG and jpegli) are candidates for a
+    set's target: they keep 8 bits of colour, so not for deeper sources,
+    nor for a gray set, whose files stay the one-component JPEGs its codec
+    carries."""
     specs = list(specs)
     return source_bit_depth(specs) == 8 and bottleneck_channels(specs) == 3
 

@@ -1,5 +1,5 @@
 """Compress to a target: per image, the file that serves it best, among the
-models of the set, their scenarios' identities and plain JPEG.
+models of the set, their scenarios' identities, plain JPEG and jpegli.
 
 `sandwich-compress --target_bpp B` asks, for each image, for the best file
 within B bits per source pixel: of highest PSNR by default, or with
@@ -27,10 +27,18 @@ each at its own best setting:
   never saw): without it the job would write a worse file than it could
   have written with no networks at all. Searched the same way over every
   flat step 1..255;
-- plain JPEG (Pillow: standard tables, 4:2:0, optimised;
-  `sandwich.alternatives`), searched the same way over Pillow's qualities
-  1..100. A candidate for 8-bit sources only: a deeper source's plain JPEG
-  would lose its depth.
+- the fallbacks, plain JPEGs that any viewer shows as they are: Pillow's
+  (standard tables, 4:2:0, optimised; `sandwich.alternatives`), searched
+  the same way over Pillow's qualities 1..100, then jpegli's (Google's
+  encoder, `pyjpegli`: adaptive quantisation, baseline 4:2:0), over its
+  qualities 1..100, along Pillow's positions (`_quality_positions`; its
+  own quality-to-distance scale would save half an encode). On crops of
+  scikit-image's photographs jpegli's file was the better from about
+  1-1.5 bpp up, by PSNR and by Butteraugli, and the worse below; its
+  smallest (quality 1) is about 3 times Pillow's (0.33-0.45 bpp there),
+  so at low rates it fits no budget. Candidates for 8-bit colour sources
+  only (`exported.plain_jpeg_fits`): a deeper source's plain JPEG would
+  lose its depth.
 
 Within a candidate the search finds the rate's (or the PSNR's) boundary:
 the largest file within the budget, or the smallest that reaches the PSNR,
@@ -40,13 +48,13 @@ at another file whose next is over the budget), in fewer probes
 (`_first_reaching`: log bits, and PSNR, run nearly straight in the log of
 the step, so each probe interpolates between the nearest ones; a model's
 search starts at its identity's pick). On the shipped set that is 5-6
-encodes for plain JPEG and each identity and 3-4 for a model, against a
-bisection's 8-9. The ranked metric other than PSNR is measured once per
+encodes for each fallback and each identity and 3-4 for a model, against
+a bisection's 8-9. The ranked metric other than PSNR is measured once per
 candidate, on its pick, from the reconstruction its PSNR is measured on.
 
 The candidates run one after another, the cheap ones first (plain JPEG,
-then the identities, then the models, the most promising first), and only
-the best file so far and each kind's best (a file and a few numbers) are
+then jpegli, then the identities, then the models, the most promising
+first), and only the best file so far and each kind's best (a file and a few numbers) are
 kept, so memory stays that of one model's tiled run, whatever the size of
 the set. A candidate is not measured where it cannot win (`choose`):
 
@@ -69,14 +77,16 @@ by more on some photo can lose it to a file a little worse:
 many dB, on any photographs.
 
 The job writes the candidate that serves the target best (`Target.rank`),
-so no output is worse than the identity or the plain JPEG a user would
-have made at its size, every file carrying the ~250-byte header that a
-rerun and `decompress` read. A tie (an equal ranked value as the manifest
+so no output is worse than the identity, the plain JPEG or the jpegli
+JPEG a user would have made at its size, every file carrying the
+~250-byte header that a rerun and `decompress` read. A tie (an equal ranked value as the manifest
 records it: PSNR to 0.01 dB, MS-SSIM to 1e-5, Butteraugli to 1e-3, bytes for
 a PSNR target) goes to the file that needs least to decode
-(`KIND_PREFERENCE`): plain JPEG, which any viewer shows as it is, then the
-identity, which needs no model, then a model (the first of the set). An
-untrained model is its identity exactly, so its files go to the identity.
+(`KIND_PREFERENCE`): plain JPEG, which any viewer shows as it is, then
+jpegli's, shown as it is too (Pillow's, the most common encoder's,
+first), then the identity, which needs no model, then a model (the first
+of the set). An untrained model is its identity exactly, so its files go
+to the identity.
 
 The chosen file's `margins` say by how much it beat the best candidate of
 each other kind (`Target.margin`): in dB of PSNR, in MS-SSIM or in
@@ -99,7 +109,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from codec import bottleneck_format, exported
-from codec.bottleneck_format import FALLBACK, IDENTITY, MODEL, Header
+from codec.bottleneck_format import FALLBACK, IDENTITY, JPEGLI_FALLBACK, MODEL, Header
 from sandwich import alternatives, jpeg, metrics
 from sandwich.jpeg import tables
 from sandwich.errors import Rejected
@@ -111,12 +121,12 @@ RANKINGS = (PSNR, MS_SSIM, BUTTERAUGLI)
 # The decimals each ranked value is recorded (and so compared) to.
 DIGITS = {PSNR: 2, MS_SSIM: 5, BUTTERAUGLI: 3}
 # Ties go to the file that needs least to decode: a plain JPEG any viewer
-# shows as it is, then an identity (the sandwich decoder, no model), then a
-# model's file (its post-processor).
-KIND_PREFERENCE = {FALLBACK: 2, IDENTITY: 1, MODEL: 0}
+# shows as it is (Pillow's, then jpegli's), then an identity (the sandwich
+# decoder, no model), then a model's file (its post-processor).
+KIND_PREFERENCE = {FALLBACK: 3, JPEGLI_FALLBACK: 2, IDENTITY: 1, MODEL: 0}
 # A file this much under its rate is reported: the budget was not used.
 RATE_SLACK = 0.03
-QUALITIES = tuple(range(1, 101))  # Pillow's, cheapest file first
+QUALITIES = tuple(range(1, 101))  # Pillow's and jpegli's, cheapest file first
 # An identity's steps: every flat one, coarsest first (it has no trained range).
 # (Flat tables are integers in `tables.BASELINE_MIN_STEP..BASELINE_MAX_STEP`.)
 IDENTITY_QSTEPS = tuple(float(q) for q in range(tables.BASELINE_MAX_STEP,
@@ -214,7 +224,7 @@ def missed(target: Target, bpp: float, psnr: float, bit_depth: int, model_id: st
     `RATE_SLACK` under a rate), or "" if it does; a function of the
     manifest's own fields, so a rerun that skips the file says the same."""
     coders = ("neither a model of the set nor an identity"
-              + (" nor plain JPEG" if bit_depth == 8 else ""))
+              + (" nor plain JPEG nor jpegli" if bit_depth == 8 else ""))
     if target.kind == PSNR:
         return "" if psnr >= target.value else (
             f"{coders} reaches {target.value:g} dB; the best file is {psnr:.2f} dB")
@@ -222,6 +232,7 @@ def missed(target: Target, bpp: float, psnr: float, bit_depth: int, model_id: st
         return f"{coders} codes it in {target.value:g} bpp; the smallest file is {bpp:.3f} bpp"
     if bpp < (1 - RATE_SLACK) * target.value:
         finer = {FALLBACK: "plain JPEG's next quality",
+                 JPEGLI_FALLBACK: "jpegli's next quality",
                  IDENTITY: "the identity's next finer step"}.get(
                      model_id, f"{model_id}'s next finer step")
         return (f"{bpp:.3f} bpp, {100 * (1 - bpp / target.value):.1f}% under the target: "
@@ -492,12 +503,14 @@ def _identity_coder(spec, source, target: Target, bottleneck: np.ndarray) -> _Co
                   source.pixels, spec.bit_depth)
 
 
-def _plain_coder(source, target: Target) -> _Coder:
+def _fallback_coder(model_id: str, source, target: Target) -> _Coder:
+    """A fallback's (`bottleneck_format.FALLBACKS`: plain JPEG or jpegli)
+    file of the source at each quality, decoded as a viewer decodes it."""
     height, width = source.pixels.shape[:2]
 
     def header(quality):
         return Header.fallback(int(quality), height, width, source.source_bit_depth,
-                               source.stamp, target.label)
+                               source.stamp, target.label, model_id=model_id)
 
     return _Coder(QUALITIES, _quality_positions(QUALITIES), header,
                   lambda h: bottleneck_format.encode(source.pixels, h),
@@ -529,7 +542,7 @@ class _Entry:
     `bits`, `(True, psnr)` for a rate's predicted under `psnr`; None for
     one over the rate while another file meets it). `order`, its place in
     the listing (the models of the set, then the identities, then plain
-    JPEG), breaks a tie within a kind."""
+    JPEG, then jpegli), breaks a tie within a kind."""
 
     kind: str
     order: int
@@ -553,8 +566,8 @@ def _gain_ceiling(model: exported.ExportedSandwich, identity: Coded | None,
 def _contest(models: Sequence[exported.ExportedSandwich], source, target: Target, *,
              fallback: bool, prune: bool) -> Iterator[_Entry]:
     """Each candidate's outcome for `source` (a `codec.Source`), one after
-    another: with `fallback` plain JPEG's, each identity's, then every
-    model's (with `prune`, the most promising first: `_gain_ceiling`).
+    another: with `fallback` plain JPEG's and jpegli's, each identity's,
+    then every model's (with `prune`, the most promising first: `_gain_ceiling`).
 
     With `prune`, a candidate that cannot win is not measured (module
     docstring): each coder is told the best file so far (`_Coder.pick`'s
@@ -578,8 +591,9 @@ def _contest(models: Sequence[exported.ExportedSandwich], source, target: Target
         return leader if prune else None
 
     if fallback:
-        yield entry(FALLBACK, len(models) + len(specs),
-                    _plain_coder(source, target).pick(target, beat=rival()))
+        for order, model_id in enumerate((FALLBACK, JPEGLI_FALLBACK), len(models) + len(specs)):
+            yield entry(model_id, order,
+                        _fallback_coder(model_id, source, target).pick(target, beat=rival()))
     bottlenecks, picks = {}, {}
     for order, spec in enumerate(specs, len(models)):
         key = identity_key(spec)
@@ -607,8 +621,8 @@ def _contest(models: Sequence[exported.ExportedSandwich], source, target: Target
 def candidates(models: Sequence[exported.ExportedSandwich], source, target: Target, *,
                fallback: bool) -> Iterator[Coded]:
     """Each candidate's pick for `source` (a `codec.Source`), one after
-    another, none left out: with `fallback` plain JPEG's, each identity's,
-    every model's."""
+    another, none left out: with `fallback` plain JPEG's and jpegli's, each
+    identity's, every model's."""
     for entry in _contest(list(models), source, target, fallback=fallback, prune=False):
         yield entry.coded
 

@@ -8,15 +8,18 @@ plain JPEG and jpegli on photos it never saw.
 
 Where a flag or `codec.load` takes an export dir, it also takes:
 - `shipped`: the default set for 8-bit photos, every shipped model of bit
-  depth 8 (`DEFAULT_SET`); with a target, each image gets the best of
-  them, of their identities and of plain JPEG;
+  depth 8 that no newer release replaces (`DEFAULT_SET`); with a target,
+  each image gets the best of them, of their identities and of plain JPEG;
 - `shipped-all`: every shipped model, whatever its bit depth: what a
   decoder needs to read any file the shipped models wrote (`EVERY_MODEL`);
 - a shipped model's id (`hr-x1-r1`): that model alone.
 
 A model id names one set of weights for good: a retrained model ships
 under a new id (the `-rN` suffix), so a file written today decodes with
-the weights that wrote it.
+the weights that wrote it. A model a newer one replaces stays shipped for
+that, its release marked `superseded_by` the new id
+(`benchmarks/release_models.py --supersede OLD=NEW`): it decodes its files
+(`shipped-all`) but no longer codes new ones (`shipped`).
 """
 from __future__ import annotations
 
@@ -31,21 +34,26 @@ EVERY_MODEL = "shipped-all"
 
 
 @functools.cache
-def _bit_depths() -> dict[str, int]:
-    """Shipped model id -> the bit depth of the sources it takes."""
-    depths = {}
+def _specs() -> dict[str, ModelSpec]:
+    """Shipped model id -> its spec."""
+    specs = {}
     if os.path.isdir(MODELS_DIR):
         for name in sorted(os.listdir(MODELS_DIR)):
             path = os.path.join(MODELS_DIR, name, MODEL_SPEC_FILE)
             if os.path.exists(path):
                 with open(path) as f:
-                    depths[name] = ModelSpec.from_json(f.read()).bit_depth
-    return depths
+                    specs[name] = ModelSpec.from_json(f.read())
+    return specs
 
 
 def model_ids() -> list[str]:
     """The ids of the shipped models (each its directory's name)."""
-    return list(_bit_depths())
+    return list(_specs())
+
+
+def superseded_by(model_id: str) -> str | None:
+    """The id of the release that replaced a shipped model, or None."""
+    return _specs()[model_id].release.get("superseded_by")
 
 
 def names() -> list[str]:
@@ -60,13 +68,14 @@ def is_name(entry: str) -> bool:
 def export_dirs(name: str) -> tuple[str, ...]:
     """The export dirs `name` (one of `names()`) stands for; a `ValueError`
     if the package ships none (a checkout before `make models`)."""
-    depths = _bit_depths()
+    specs = _specs()
     if name == DEFAULT_SET:
-        ids = [model_id for model_id, depth in depths.items() if depth == 8]
+        ids = [model_id for model_id, spec in specs.items()
+               if spec.bit_depth == 8 and not superseded_by(model_id)]
     elif name == EVERY_MODEL:
-        ids = list(depths)
+        ids = list(specs)
     else:
-        ids = [name] if name in depths else []
+        ids = [name] if name in specs else []
     if not ids:
         raise ValueError(f"no shipped model is {name!r}: the package ships "
                          f"{model_ids() or 'none (run `make models`)'}")

@@ -25,13 +25,14 @@ Two modes:
   several exports, or a directory of them) and, per image, the file that
   serves the target best among every model of the set at its best step,
   each scenario's identity (its baseline, no networks) at its best step and
-  plain JPEG at its best quality, measured with the real encoder, the real
+  plain JPEG and jpegli at their best qualities, measured with the real encoder, the real
   decoder and the post-processor (`rate_control`; a candidate that cannot
   win is left unmeasured, and a model whose recorded gain over its
   identity says it cannot is not run). `--rank_by ms-ssim` or
   `butteraugli` ranks a rate target's files by what people see rather than
   by PSNR. The job ends with a summary: images per model, per winning kind
-  (model, identity, plain JPEG), mean bpp, mean PSNR, targets missed and why.
+  (model, identity, plain JPEG, jpegli), mean bpp, mean PSNR, targets
+  missed and why.
 
 The output directory also holds `manifest.jsonl` (one line per bottleneck:
 source, size, bit depths, scenario, qstep, model id, bytes, bpp, whether
@@ -98,7 +99,8 @@ class Config(jobs.JobConfig):
 
     @property
     def fallback(self) -> bool:
-        """Whether plain JPEG is a candidate (`exported.plain_jpeg_fits`)."""
+        """Whether the fallbacks, plain JPEG and jpegli, are candidates
+        (`exported.plain_jpeg_fits`)."""
         return exported.plain_jpeg_fits(self.specs)
 
     def made_by_identity(self, header: bottleneck_format.Header) -> bool:
@@ -124,9 +126,10 @@ CARRIED = (*MEASURED, "alpha_dropped")
 class BottleneckRecord:
     """One line of the manifest: a bottleneck and the source it encodes.
 
-    `qstep` is None for a plain-JPEG fallback, whose Pillow `quality` is set
-    instead; `psnr` (dB, after the real decoder and the post-processor),
-    `missed` and `winner` (`model`, `identity` or `plain-jpeg`) are set in
+    `qstep` is None for a fallback (plain JPEG or jpegli), whose encoder's
+    `quality` is set instead; `psnr` (dB, after the real decoder and the
+    post-processor), `missed` and `winner` (`model`, `identity`,
+    `plain-jpeg` or `jpegli`) are set in
     target mode only, as are the `MEASURED` fields, which the file's header
     does not hold: `margins` (`rate_control.Target.margin` over the best
     file of each other kind, by kind) and `ms_ssim` or `butteraugli` (its

@@ -562,8 +562,9 @@ def _style(summary: dict, name: str, metric: str, lines: dict) -> tuple[str, dic
             label += f" (BD-rate {jpeg[f'bd_rate{BD_SUFFIX[metric]}']:+.1f}% vs plain JPEG)"
         return label, dict(color="tab:red", linewidth=2.5)
     if name.startswith("baseline"):
-        # Grey for a baseline with standard tables, which sits near plain JPEG's curve.
-        return name, dict(color="grey" if name.endswith("-standard") else "black", marker="s",
+        # Grey for a baseline with shaped tables, which sits near plain JPEG's curve.
+        shaped = name.endswith(("-standard", "-jpegli"))
+        return name, dict(color="grey" if shaped else "black", marker="s",
                           markersize=4, linestyle="-" if name.startswith("baseline-x1") else "--")
     if name in colours:
         return name, dict(color=colours[name], marker="^", markersize=4,

@@ -50,11 +50,31 @@ def plain_jpeg(rgb: np.ndarray, quality: int, comment: bytes = b"") -> bytes:
     return buffer.getvalue()
 
 
-def _jpegli(rgb: np.ndarray, quality: int) -> bytes:
+def with_comment(data: bytes, comment: bytes) -> bytes:
+    """A JPEG file with `comment` in a COM segment (0xFFFE, then a 2-byte
+    big-endian length that counts itself), which every decoder skips and
+    Pillow reads as `info["comment"]`: right after SOI, or after the
+    APP0 (JFIF) segment where there is one, which must come first. The
+    rest of the file is left as it is."""
+    if not data.startswith(b"\xff\xd8"):
+        raise ValueError("not a JPEG file: no start-of-image marker")
+    if len(comment) > 0xFFFF - 2:
+        raise ValueError(f"a JPEG comment holds at most {0xFFFF - 2} bytes, not {len(comment)}")
+    at = 2
+    if data[2:4] == b"\xff\xe0":  # APP0: its marker, then its length
+        at = 4 + int.from_bytes(data[4:6], "big")
+    return data[:at] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + data[at:]
+
+
+def jpegli(rgb: np.ndarray, quality: int, comment: bytes = b"") -> bytes:
+    """The `jpegli` alternative's file (pyjpegli's own, a baseline YCbCr
+    4:2:0 JPEG); `comment` goes in a COM segment (`with_comment`), as
+    `plain_jpeg`'s does."""
     import pyjpegli
 
     height, width = rgb.shape[:2]
-    return pyjpegli.encode(np.ascontiguousarray(rgb).tobytes(), width, height, int(quality))
+    data = pyjpegli.encode(np.ascontiguousarray(rgb).tobytes(), width, height, int(quality))
+    return with_comment(data, comment) if comment else data
 
 
 def _avif(rgb: np.ndarray, quality: int) -> bytes:
@@ -79,7 +99,7 @@ def _imagecodecs_decode(kind: str):
 
 _CODECS = {
     "jpeg": (plain_jpeg, pillow_decode),
-    "jpegli": (_jpegli, pillow_decode),
+    "jpegli": (jpegli, pillow_decode),
     "avif": (_avif, _imagecodecs_decode("avif")),
     "jxl": (_jxl, _imagecodecs_decode("jpegxl")),
 }

@@ -45,7 +45,7 @@ The loss, per image and averaged over the batch:
   where the codec's clipping would otherwise cut the gradient.
 
 The quantisation tables have the scenario's shape (`Scenario.table_shape`:
-flat, or JPEG's Annex K tables scaled to the step) times the learned step;
+flat, JPEG's Annex K tables or jpegli's, scaled to the step) times the learned step;
 what learns of them (`quantization`) multiplies that shape, so every
 choice starts at the baseline's own tables.
 

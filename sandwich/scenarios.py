@@ -25,13 +25,15 @@ through the real codec; the sandwich uses exactly these functions around its
 processors, so untrained it *is* the baseline.
 
 The inner JPEG's quantisation tables are the scenario's too (`table_shape`):
-`flat`, one step for every coefficient, or `standard`, the shape of the
-example tables of the JPEG standard (ITU-T T.81 Annex K), which every
-encoder's quality setting scales: coarser at high frequencies and in
-chroma, where the eye sees less. Either is swept by its scale (the
-geometric mean of its entries, `sandwich.jpeg.tables.scale`), so a step of
-16 codes flat at 16 everywhere, or standard with the same geometric mean
-(luma entries 2.7..33, chroma 4.6..27).
+`flat`, one step for every coefficient; `standard`, the shape of the
+example tables of the JPEG standard (ITU-T T.81 Annex K), which most
+encoders' quality setting scales: coarser at high frequencies and in
+chroma, where the eye sees less; or `jpegli`, the shape of jpegli's tables,
+tuned for Butteraugli: flatter, with chroma finer than luma at 4:2:0. Each
+is swept by its scale (the geometric mean of its entries,
+`sandwich.jpeg.tables.scale`), so a step of 16 codes flat at 16
+everywhere, or standard with the same geometric mean (luma entries
+2.7..33, chroma 4.6..27).
 
 Units: sources and reconstructions are in source units (0 .. 2^d - 1), the
 bottleneck in 0..255. Bits per pixel are counted per source pixel.
@@ -61,17 +63,34 @@ ANNEX_K_TABLES = np.array([
     [17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99,
      24, 26, 56, 99, 99, 99, 99, 99, 47, 66, 99, 99, 99, 99, 99, 99,
      *[99] * 32]], np.float64)
+# The tables jpegli writes at its quality 70 for YCbCr 4:2:0, in natural
+# order: the same for every image; its highest quality with no entry clipped
+# at 255. Its chroma table is finer than its luma one (Annex K's is far
+# coarser) and both are flatter than Annex K's: what jpegli tunes for
+# Butteraugli. Its shape moves with quality by about 7% (rms of the log
+# entries, qualities 50-90). Read with `pyjpegli.encode(..., 70)` and
+# Pillow's `quantization`; tests/test_scenarios.py checks them.
+JPEGLI_TABLES = np.array([
+    [7, 8, 14, 14, 20, 21, 23, 23, 8, 10, 14, 15, 20, 19, 24, 24,
+     14, 14, 16, 18, 21, 23, 22, 25, 14, 15, 18, 20, 25, 27, 27, 27,
+     20, 20, 21, 25, 27, 29, 33, 33, 21, 19, 23, 27, 29, 32, 30, 36,
+     23, 24, 22, 27, 33, 30, 32, 32, 23, 24, 25, 27, 33, 36, 32, 26],
+    [7, 6, 12, 11, 16, 15, 18, 19, 6, 9, 12, 11, 15, 13, 16, 17,
+     12, 12, 13, 12, 14, 15, 16, 18, 11, 11, 12, 13, 16, 15, 17, 19,
+     16, 15, 14, 16, 13, 19, 15, 18, 15, 13, 15, 15, 19, 16, 19, 28,
+     18, 16, 16, 17, 15, 19, 30, 27, 19, 17, 18, 19, 18, 28, 27, 230]], np.float64)
+_SHAPED_TABLES = {"standard": ANNEX_K_TABLES, "jpegli": JPEGLI_TABLES}
 
 
 def table_shape(name: str) -> np.ndarray:
     """The tables of scale 1 of a `TABLE_SHAPES` name, float64 `[2, 64]`:
-    all ones (`flat`), or the Annex K tables divided by their geometric
-    mean, 59.5 (`standard`)."""
+    all ones (`flat`), else the Annex K tables (`standard`) or jpegli's
+    (`jpegli`) divided by their geometric mean (59.5 and 18.5)."""
     if name not in TABLE_SHAPES:
         raise ValueError(f"unknown table shape {name!r}; expected one of {TABLE_SHAPES}")
     if name == "flat":
         return np.ones([tables.TABLE_SLOTS, 64])
-    return tables.rescaled(ANNEX_K_TABLES, 1.0)
+    return tables.rescaled(_SHAPED_TABLES[name], 1.0)
 
 
 def ste_floor(x: tf.Tensor) -> tf.Tensor:
@@ -108,9 +127,9 @@ class Scenario:
         specs._check_scenario(self.name, self.bit_depth, self.factor)
         specs.check_jpeg_mode(self.name, self.jpeg_mode.name)
         table_shape(self.table_shape)
-        if self.table_shape == "standard" and self.jpeg_mode.color_mode == "planes":
+        if self.table_shape != "flat" and self.jpeg_mode.color_mode == "planes":
             # Slot 1 would code G and B with the chroma table.
-            raise ValueError("standard tables are shaped for luma and chroma; "
+            raise ValueError(f"{self.table_shape} tables are shaped for luma and chroma; "
                              f"{self.jpeg_mode.name} codes RGB planes")
 
     def tables_at(self, qstep: float):

@@ -30,11 +30,11 @@ FORMAT_VERSION = 1
 PATCH_ENCODINGS = ("raw", "png")
 LEGACY_PATCH_ENCODING = "png"
 # What a model's training minimised (`sandwich.model.DISTORTIONS`), and the
-# shape its quantisation tables start from (`sandwich.scenarios`: flat, or
-# JPEG's Annex K tables). Specs without the fields were written when every
-# model was trained on squared error with flat tables.
+# shape its quantisation tables start from (`sandwich.scenarios`: flat,
+# JPEG's Annex K tables, or jpegli's). Specs without the fields were written
+# when every model was trained on squared error with flat tables.
 DISTORTIONS = ("mse", "ms-ssim", "mix")
-TABLE_SHAPES = ("flat", "standard")
+TABLE_SHAPES = ("flat", "standard", "jpegli")
 OBJECTIVES = ("psnr", "perceptual")
 
 

@@ -233,16 +233,16 @@ def models_dir(tmp_path, monkeypatch):
     root = tmp_path / "models"
     root.mkdir()
     monkeypatch.setattr(shipped, "MODELS_DIR", str(root))
-    shipped._bit_depths.cache_clear()
+    shipped._specs.cache_clear()
     yield root
-    shipped._bit_depths.cache_clear()
+    shipped._specs.cache_clear()
 
 
 def test_a_package_without_shipped_models_says_to_make_them(models_dir):
     for missing in (False, True):  # an empty models dir, or none at all
         if missing:
             models_dir.rmdir()
-            shipped._bit_depths.cache_clear()
+            shipped._specs.cache_clear()
         assert shipped.model_ids() == []
         for name in (shipped.DEFAULT_SET, shipped.EVERY_MODEL):
             with pytest.raises(SpecError, match="run `make models`"):
@@ -268,12 +268,20 @@ def test_the_shipped_names_resolve_to_the_package_s_models(models_dir, sources, 
     first, second = _ship(models_dir, MODEL_ID), _ship(models_dir, "api-hr-b")
     # A 10-bit model: shipped, but not in the default set for 8-bit photos.
     deep = _ship(models_dir, "api-deep", scenario="high_bit_depth", bit_depth=10, factor=1)
-    shipped._bit_depths.cache_clear()
+    shipped._specs.cache_clear()
     assert shipped.model_ids() == ["api-deep", "api-hr", "api-hr-b"]
     assert exported.export_dirs("shipped") == (first, second)
     assert exported.export_dirs("shipped-all") == (deep, first, second)
     assert exported.export_dirs("api-hr-b") == (second,)
     assert exported.export_dirs(f"api-hr-b, {first}") == (second, first)
+    # A release a newer one replaced still decodes its files, but codes no new ones.
+    _ship(models_dir, "api-hr-old", release={"superseded_by": "api-hr-b"})
+    shipped._specs.cache_clear()
+    assert shipped.superseded_by("api-hr-old") == "api-hr-b"
+    assert exported.export_dirs("shipped") == (first, second)
+    assert str(models_dir / "api-hr-old") in exported.export_dirs("shipped-all")
+    shutil.rmtree(models_dir / "api-hr-old")
+    shipped._specs.cache_clear()
     # The jobs' defaults: compress the set for 8-bit photos, decompress with every model.
     config, _ = compress.parse_args([f"--input={sources}", f"--output={tmp_path / 'bits'}",
                                      "--target_bpp=1", *RUNNER])

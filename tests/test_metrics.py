@@ -60,6 +60,35 @@ def test_bd_psnr_over_a_rate_range():
         over((8.0, 16.0))
 
 
+def test_a_front_that_is_one_curve_over_the_range_measures_as_that_curve():
+    """A front of a model's curve and far coarser points (another model's,
+    where the first does not reach) is that curve over a range inside it:
+    BD-rate and BD-PSNR over the range are the curve's own, though one
+    cubic through every point of the front would bend inside the range.
+    The points are the shipped set's held-out Butteraugli measurements."""
+    member = np.array([[2.131, 0.923], [1.399, 1.255], [0.859, 1.755], [0.529, 2.434],
+                       [0.327, 3.441]])
+    coarser = np.array([[0.034, 15.907], [0.053, 11.685], [0.082, 8.804], [0.122, 6.724],
+                        [0.169, 5.802], [0.278, 4.094]])
+    anchor = np.array([[0.353, 3.583], [0.410, 3.166], [0.484, 2.797], [0.565, 2.520],
+                       [0.711, 2.153], [0.787, 2.007], [0.884, 1.840], [1.027, 1.639],
+                       [1.244, 1.407], [1.593, 1.158], [2.459, 0.826], [3.582, 0.616]])
+    front = np.concatenate([coarser, member])
+
+    def quality(points):  # Butteraugli as a quality: -10 log10, higher is better
+        return -10 * np.log10(points[:, 1])
+
+    span = (quality(anchor)[0], quality(anchor)[7])  # the anchor's 0.35-1.03 bpp
+    alone = metrics.bd_rate(anchor[:, 0], quality(anchor), member[:, 0], quality(member),
+                            quality_range=span)
+    assert alone < -10
+    assert metrics.bd_rate(anchor[:, 0], quality(anchor), front[:, 0], quality(front),
+                           quality_range=span) == pytest.approx(alone, abs=0.3)
+    gains = [metrics.bd_psnr(anchor[:, 0], quality(anchor), c[:, 0], quality(c),
+                             rate_range=(0.35, 1.0)) for c in (member, front)]
+    assert gains[1] == pytest.approx(gains[0], abs=0.02)
+
+
 def test_bd_psnr_of_a_curve_shifted_in_quality():
     bpp = np.array([0.25, 0.5, 1.0, 2.0])
     quality = 30 + 4 * np.log2(bpp)

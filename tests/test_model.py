@@ -367,15 +367,34 @@ def test_ms_ssim_gradients_stay_finite(crops):
         assert np.any(gradients[processor.unet.head.kernel.path].numpy() != 0)
 
 
-def test_standard_tables_code_the_baseline_with_annex_k_in_the_file(crops):
-    """With standard tables an untrained sandwich is still its baseline, bit
-    for bit, at every step of its range; the file's DQT is Annex K's shape
-    at the step's scale, and the proxy codes with the very same integers."""
+def _annex_k_file(rgb):
+    """Annex K itself, as libjpeg writes it at quality 50."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, "JPEG", quality=50)
+    return buffer.getvalue()
+
+
+def _jpegli_file(rgb):
+    """jpegli's own file at quality 70, whose tables the shape copies."""
+    import pyjpegli
+
+    return pyjpegli.encode(np.ascontiguousarray(rgb).tobytes(), rgb.shape[1], rgb.shape[0], 70)
+
+
+@pytest.mark.parametrize("shape, steps, reference", [
+    ("standard", (24.0, 59.5, 255.0), _annex_k_file),
+    ("jpegli", (14.0, 18.5, 120.0), _jpegli_file)])
+def test_shaped_tables_code_the_baseline_with_their_tables_in_the_file(crops, shape, steps,
+                                                                        reference):
+    """With standard or jpegli tables an untrained sandwich is still its
+    baseline, bit for bit, at every step of its range; the file's DQT is the
+    shape at the step's scale, the proxy codes with the very same integers,
+    and at the reference encoder's own scale they are its tables exactly."""
     from sandwich.jpeg import proxy
 
-    scenario = scenarios.make("high_res", factor=1, table_shape="standard")
-    sandwich = model.Sandwich(scenario, size=TINY, qstep_range=(24.0, 255.0))
-    for qstep in (24.0, 59.5, 255.0):
+    scenario = scenarios.make("high_res", factor=1, table_shape=shape)
+    sandwich = model.Sandwich(scenario, size=TINY, qstep_range=(steps[0], steps[-1]))
+    for qstep in steps:
         real = sandwich.real_forward(crops[:2], qstep)
         reconstruction, bits = scenario.baseline(crops[:2], qstep)
         np.testing.assert_array_equal(real["bits"], bits)
@@ -385,15 +404,12 @@ def test_standard_tables_code_the_baseline_with_annex_k_in_the_file(crops):
                                                sandwich.codec_tables(qstep)))) as image:
             assert [list(image.quantization[i]) for i in (0, 1)] == written.tolist()
         np.testing.assert_array_equal(proxy._tables(sandwich.tables_at(qstep)).numpy(), written)
-    # Annex K itself, as libjpeg writes it at quality 50: the shape at its own scale.
-    plain = io.BytesIO()
-    Image.fromarray(crops[0]).save(plain, "JPEG", quality=50)
-    with Image.open(plain) as image:
-        annex_k = np.array([image.quantization[i] for i in (0, 1)])
-    scale = jpeg.tables.scale(annex_k)
-    np.testing.assert_array_equal(jpeg.tables.integer_tables(sandwich.codec_tables(scale)), annex_k)
+    with Image.open(io.BytesIO(reference(crops[0]))) as image:
+        theirs = np.array([image.quantization[i] for i in (0, 1)])
+    scale = jpeg.tables.scale(theirs)
+    np.testing.assert_array_equal(jpeg.tables.integer_tables(sandwich.codec_tables(scale)), theirs)
     with pytest.raises(ValueError, match="shaped for luma and chroma"):
-        scenarios.make("high_res", jpeg_mode="planes", table_shape="standard")
+        scenarios.make("high_res", jpeg_mode="planes", table_shape=shape)
 
 
 def test_the_view_term_keeps_the_bottleneck_close_to_the_source():

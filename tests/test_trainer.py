@@ -20,7 +20,7 @@ from trainer.averaging import WeightAverage
 from trainer.patch_evaluation import RateDistortionGain, curve_qsteps
 from trainer import data
 from trainer.data import DataError
-from trainer.training import (AUTO_QSTEP_RANGES, AUTO_QSTEP_RANGES_STANDARD, FINAL_LR,
+from trainer.training import (AUTO_QSTEP_RANGES, AUTO_QSTEP_RANGES_JPEGLI, FINAL_LR,
                               GAMMA_PER_SLOPE, Config, build_model, learning_rate, loss_slope,
                               network_preset, resolve, train, training_scenario, with_objective)
 
@@ -486,8 +486,8 @@ def test_an_ms_ssim_run_codes_the_baseline_s_bits_and_exports_its_objective(data
     """`--objective perceptual --distortion ms-ssim`, a few hundred steps
     with the pre-processor held at the identity and the step fixed: the
     bits are the baseline's, the MS-SSIM of train and eval is logged, and
-    the export records the objective and the standard tables the file
-    carries, which the evaluation's baseline codes with too.
+    the export records the objective and the preset's tables (jpegli's
+    shape) the file carries, which the evaluation's baseline codes with too.
 
     Whether MS-SSIM rises on held-back patches is not asserted at this
     size: a post-processor of 4-8 channels trained 300-1,200 steps on two
@@ -513,15 +513,15 @@ def test_an_ms_ssim_run_codes_the_baseline_s_bits_and_exports_its_objective(data
     with open(job_dir / "export" / MODEL_SPEC_FILE) as f:
         spec = ModelSpec.from_json(f.read())
     assert (spec.objective, spec.distortion, spec.ms_ssim_weight, spec.view_weight,
-            spec.table_shape) == ("perceptual", "ms-ssim", 1.0, 0.0, "standard")
-    standard = scenarios.table_shape("standard")
-    np.testing.assert_allclose(np.array(spec.qtables) / 96.0, standard, rtol=1e-9)
-    np.testing.assert_allclose(spec.tables_at(48.0), standard * 48.0, rtol=1e-9)
+            spec.table_shape) == ("perceptual", "ms-ssim", 1.0, 0.0, "jpegli")
+    shaped = scenarios.table_shape("jpegli")
+    np.testing.assert_allclose(np.array(spec.qtables) / 96.0, shaped, rtol=1e-9)
+    np.testing.assert_allclose(spec.tables_at(48.0), shaped * 48.0, rtol=1e-9)
     scenario = scenarios.from_spec(spec)
-    assert scenario.table_shape == "standard"
-    # The evaluation's baseline is plain JPEG's table shape, not the flat one.
+    assert scenario.table_shape == "jpegli"
+    # The evaluation's baseline codes with the model's table shape, not another.
     patches = data.eval_patches(dataset, data.read_spec(dataset), 8)
-    for shape, same in (("standard", True), ("flat", False)):
+    for shape, same in (("jpegli", True), ("standard", False), ("flat", False)):
         reconstruction, _ = dataclasses.replace(scenario, table_shape=shape).baseline(patches, 96.0)
         pooled = np.mean(np.square(reconstruction.astype(np.float64) - patches))
         psnr = 10 * np.log10(metrics_lib.peak(10) ** 2 / pooled)
@@ -536,23 +536,24 @@ def test_the_objective_presets_the_loss_flags_and_explicit_flags_win():
         return (config.distortion, config.ms_ssim_weight, config.view_weight, config.table_shape)
 
     assert loss(parsed()) == ("mse", 0.0, 0.0, "flat")
-    assert loss(parsed("--objective", "perceptual")) == ("mse", 0.0, 0.5, "standard")
+    assert loss(parsed("--objective", "perceptual")) == ("mse", 0.0, 0.5, "jpegli")
     assert loss(parsed("--objective", "perceptual", "--distortion", "mix")) == (
-        "mix", 0.8, 0.5, "standard")
+        "mix", 0.8, 0.5, "jpegli")
     assert loss(parsed("--objective", "perceptual", "--distortion", "mse",
                        "--table_shape", "flat")) == ("mse", 0.0, 0.5, "flat")
     assert loss(parsed("--distortion", "mix", "--ms_ssim_weight", "0.3",
                        "--view_weight", "2")) == ("mix", 0.3, 2.0, "flat")
     for flags in (["--ms_ssim_weight", "0.5"], ["--distortion", "mix", "--ms_ssim_weight", "2"],
-                  ["--view_weight", "-1"], ["--table_shape", "standard", "--jpeg_mode", "planes"]):
+                  ["--view_weight", "-1"], ["--table_shape", "standard", "--jpeg_mode", "planes"],
+                  ["--objective", "perceptual", "--jpeg_mode", "planes"]):
         with pytest.raises(SystemExit):
             task.parse(["--data", "d", *flags])
-    # The standard tables' auto range: the flat range's rates (as far as 255 reaches).
-    standard = dataclasses.replace(scenarios.make("high_res", factor=1), table_shape="standard")
+    # jpegli's tables' auto range: the flat range's rates.
+    shaped = dataclasses.replace(scenarios.make("high_res", factor=1), table_shape="jpegli")
     config = dataclasses.replace(parsed("--objective", "perceptual"), gamma=1.0)
     assert build_model(config, scenarios.make("high_res", factor=1)).qstep_range == (
-        AUTO_QSTEP_RANGES_STANDARD["high_res", 1])
-    assert build_model(config, standard).scenario.table_shape == "standard"
+        AUTO_QSTEP_RANGES_JPEGLI["high_res", 1])
+    assert build_model(config, shaped).scenario.table_shape == "jpegli"
 
 
 def test_a_spec_written_before_the_objective_reads_as_squared_error_with_flat_tables():
@@ -582,7 +583,7 @@ def test_auto_gamma_prices_bits_in_the_losss_own_distortion():
         2 * scenario.slope(patches, 31.0), rel=1e-4)
     config = dataclasses.replace(base, gamma="auto", objective="perceptual", qstep_range="auto")
     resolved = resolve(config, scenario, patches)
-    nominal = float(np.sqrt(np.prod(AUTO_QSTEP_RANGES_STANDARD["high_res", 1])))
+    nominal = float(np.sqrt(np.prod(AUTO_QSTEP_RANGES_JPEGLI["high_res", 1])))
     slope = loss_slope(build_model(dataclasses.replace(resolved, gamma=0.0), scenario), patches,
                        nominal)
     assert slope > 0 and resolved.gamma == pytest.approx(GAMMA_PER_SLOPE * slope, abs=0.01)

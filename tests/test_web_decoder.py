@@ -126,15 +126,18 @@ def site(tmp_path_factory):
         data = codec.compress(crop, qstep=QSTEP)
         (root / f"{model_id}.jpg").write_bytes(data)
         expected[f"{model_id}.jpg"] = codec.decompress(data)
-    # A plain-JPEG fallback and an identity at x2: files that need no network.
+    # The fallbacks (plain JPEG, jpegli) and an identity at x2: files that need no network.
     both = Codec.load(",".join(dirs))
     height, width = crop.shape[:2]
     fallback = bottleneck_format.encode(crop, Header.fallback(60, height, width, 8))
+    jpegli = bottleneck_format.encode(crop, Header.fallback(
+        60, height, width, 8, model_id=bottleneck_format.JPEGLI_FALLBACK))
     spec = both.specs["web-x2"]
     identity = bottleneck_format.encode(
         bottleneck_format.identity_bottleneck(spec, crop),
         Header.identity(spec, 24.0, height, width, 8))
-    for name, data in {"fallback.jpg": fallback, "identity-x2.jpg": identity}.items():
+    for name, data in {"fallback.jpg": fallback, "jpegli.jpg": jpegli,
+                       "identity-x2.jpg": identity}.items():
         (root / name).write_bytes(data)
         expected[name] = both.decompress(data)
     return Site(root, both, expected, [f"models/{m}/" for m in MODELS])
@@ -226,7 +229,7 @@ def test_tiles_are_laid_out_as_in_python(site, page):
     assert np.abs(pixels.astype(int) - expected).max() <= web_export.TOLERANCE
 
 
-@pytest.mark.parametrize("file, kind", [("fallback.jpg", "plain-jpeg"),
+@pytest.mark.parametrize("file, kind", [("fallback.jpg", "plain-jpeg"), ("jpegli.jpg", "jpegli"),
                                         ("identity-x2.jpg", "identity")])
 def test_files_that_need_no_network_draw_as_python_decodes_them(site, page, file, kind):
     shown, pixels = _draw(page, file, models=site.models)
@@ -302,6 +305,12 @@ BAD_FILES = {
         OURS, model_id="identity", jpeg_mode="gray").to_comment()),
     "fallback at x2": _bottleneck(
         dataclasses.replace(Header.fallback(60, 20, 24, 8), factor=2).to_comment()),
+    "jpegli fallback at x2": _bottleneck(dataclasses.replace(
+        Header.fallback(60, 20, 24, 8, model_id=bottleneck_format.JPEGLI_FALLBACK),
+        factor=2).to_comment()),
+    "jpegli fallback of the plain JPEG's scenario": _bottleneck(dataclasses.replace(
+        Header.fallback(60, 10, 12, 8, model_id=bottleneck_format.JPEGLI_FALLBACK),
+        scenario=bottleneck_format.FALLBACK).to_comment()),
 }
 
 

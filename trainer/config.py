@@ -28,7 +28,7 @@ OBJECTIVES = {
     "psnr": {"distortion": "mse", "ms_ssim_weight": None, "view_weight": 0.0,
              "table_shape": "flat"},
     "perceptual": {"distortion": "mse", "ms_ssim_weight": None, "view_weight": 0.5,
-                   "table_shape": "standard"},
+                   "table_shape": "jpegli"},
 }
 
 

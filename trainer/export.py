@@ -11,7 +11,7 @@
 
 Any JPEG encoder sits between the two: `model_spec.json` says which
 quantisation tables (`qstep`, and `qtables` where they are not flat: learned,
-or the standard tables' shape, `table_shape`) and which colour handling
+or a shape's, `table_shape`) and which colour handling
 (`jpeg_mode`) the post-processor was trained for; an encoder rescales
 `qtables` to the scale it codes at (`ModelSpec.tables_at`). Both SavedModels
 load with plain `tf.saved_model.load` and need none of this project's code.

@@ -117,9 +117,10 @@ def parser() -> argparse.ArgumentParser:
                            "file as a viewer shows it, without the post-processor) against "
                            "the source at its resolution and 8 bits; 0: not judged")
     loss.add_argument("--table_shape", choices=TABLE_SHAPES,
-                      help="the quantisation tables' shape, which --qstep scales: flat, or "
+                      help="the quantisation tables' shape, which --qstep scales: flat; "
                            "standard, JPEG's Annex K tables (plain JPEG's, coarser where the "
-                           "eye sees less); learned tables start from it")
+                           "eye sees less); or jpegli, jpegli's (finer chroma, flatter); "
+                           "learned tables start from it")
     net = p.add_argument_group("model")
     net.add_argument("--size", choices=["auto", *sorted(PRESETS)], default=default["size"],
                      help="network preset: slim, medium and wide for CPUs, paper for "
@@ -222,9 +223,9 @@ def parse(argv=None):
         parser().error("--ms_ssim_weight must lie in [0, 1]")
     if args.view_weight is not None and not args.view_weight >= 0.0:
         parser().error("--view_weight must be >= 0")
-    if (args.table_shape or OBJECTIVES[args.objective]["table_shape"]) == "standard" and (
-            args.jpeg_mode == "planes"):
-        parser().error("--table_shape standard is shaped for luma and chroma; --jpeg_mode "
+    shape = args.table_shape or OBJECTIVES[args.objective]["table_shape"]
+    if shape != "flat" and args.jpeg_mode == "planes":
+        parser().error(f"--table_shape {shape} is shaped for luma and chroma; --jpeg_mode "
                        "planes codes RGB planes")
     logical_cpus = vars(args).pop("logical_cpus")
     del args.verbose  # logs.set_up's

@@ -230,6 +230,11 @@ DEEPER_FACTORS_QSTEP_RANGE = (16.0, 128.0)
 AUTO_QSTEP_RANGES_STANDARD = {("high_res", 1): (24.0, 255.0), ("high_res", 2): (22.0, 255.0),
                               ("high_bit_depth", 1): (6.0, 80.0), ("gray", 1): (16.0, 220.0)}
 DEEPER_FACTORS_QSTEP_RANGE_STANDARD = (30.0, 255.0)
+# The same with jpegli's tables (`--table_shape jpegli`), matched alike: flat
+# 12 and 80 at x1 (1.21 and 0.23 bpp) are jpegli 14 and 120, flat 12 and 96
+# at x2 (0.41 and 0.072) jpegli 14 and 140. Flatter than Annex K's, they
+# reach the coarse flat rates; elsewhere they take the flat ranges.
+AUTO_QSTEP_RANGES_JPEGLI = {("high_res", 1): (14.0, 120.0), ("high_res", 2): (14.0, 140.0)}
 
 
 def qstep_range(config: Config, scenario) -> tuple[float, float] | None:
@@ -238,10 +243,11 @@ def qstep_range(config: Config, scenario) -> tuple[float, float] | None:
     checked by the one rule for a range, `specs.check_qstep_range`."""
     if config.qstep_range != "auto":
         return check_qstep_range(config.qstep_range)
-    if scenario.table_shape == "standard":
-        return AUTO_QSTEP_RANGES_STANDARD.get((scenario.name, scenario.factor),
-                                              DEEPER_FACTORS_QSTEP_RANGE_STANDARD)
     key = (scenario.name, scenario.factor)
+    if scenario.table_shape == "standard":
+        return AUTO_QSTEP_RANGES_STANDARD.get(key, DEEPER_FACTORS_QSTEP_RANGE_STANDARD)
+    if scenario.table_shape == "jpegli" and key in AUTO_QSTEP_RANGES_JPEGLI:
+        return AUTO_QSTEP_RANGES_JPEGLI[key]
     return AUTO_QSTEP_RANGES.get((*key, scenario.jpeg_mode.name),
                                  AUTO_QSTEP_RANGES.get(key, DEEPER_FACTORS_QSTEP_RANGE))
 

@@ -2,7 +2,7 @@
 //
 //   import { drawSandwich } from "./sandwich-decoder.mjs";
 //   const shown = await drawSandwich(canvas, "photo.png.jpg", { models: "model/" });
-//   // shown.kind: "model", "identity", "plain-jpeg" (the file needs no model) or
+//   // shown.kind: "model", "identity", "plain-jpeg" or "jpegli" (the file needs no model) or
 //   // "plain" (not decodable here: drawn as the JPEG it is, with a console warning)
 //
 // A sandwich file is a plain JPEG whose comment (COM) segment holds a JSON
@@ -27,6 +27,9 @@
 export const FORMAT_VERSION = 2;
 export const MARKER = "sandwich";
 export const FALLBACK = "plain-jpeg";
+export const JPEGLI_FALLBACK = "jpegli";
+// The fallbacks: plain JPEGs (Pillow's, jpegli's), drawn as they are.
+export const FALLBACKS = [FALLBACK, JPEGLI_FALLBACK];
 export const IDENTITY = "identity";
 export const MAX_JPEG_SIDE = 65500;
 export const MAX_FACTOR = 16;
@@ -369,11 +372,11 @@ export function checkSize(header, jpegSize, maxPixels = DEFAULT_MAX_PIXELS) {
 /** `Header.check_model`: the model, or the identity's scenario, or the
  * fallback that the header names, with every field its decoder relies on;
  * `models` are web models by id. Returns the web model (null for the
- * identity and the fallback). */
+ * identity and the fallbacks). */
 export function checkModel(header, models) {
   let expected = null;
-  if (header.model_id === FALLBACK) {
-    expected = { scenario: FALLBACK, bit_depth: 8, factor: 1, jpeg_mode: DEFAULT_JPEG_MODE };
+  if (FALLBACKS.includes(header.model_id)) {
+    expected = { scenario: header.model_id, bit_depth: 8, factor: 1, jpeg_mode: DEFAULT_JPEG_MODE };
   } else if (header.model_id === IDENTITY) {
     const { scenario, bit_depth: depth, factor } = header;
     const why = !SCENARIOS.includes(scenario)
@@ -418,7 +421,7 @@ export function checkFile(bytes, maxPixels = DEFAULT_MAX_PIXELS) {
   if (bytes[bytes.length - 2] !== 0xff || bytes[bytes.length - 1] !== 0xd9) {
     throw new HeaderError("truncated JPEG: no end-of-image marker");
   }
-  const components = header.model_id !== FALLBACK && header.jpeg_mode === "gray" ? 1 : 3;
+  const components = !FALLBACKS.includes(header.model_id) && header.jpeg_mode === "gray" ? 1 : 3;
   if (jpeg.components !== components) {
     throw new HeaderError(`a ${header.jpeg_mode} bottleneck is ${jpeg.height}x${jpeg.width} x ${components} components, this JPEG has ${jpeg.components}`);
   }
@@ -659,7 +662,7 @@ async function reconstruct(graphUrl, rgb, header, options) {
  *   tile, halo: source pixels (default as codec/exported.py)
  *
  * Resolves to { kind, reason, header, width, height, timings }: kind
- * "model", "identity" or "plain-jpeg" for a decoded sandwich file, "plain"
+ * "model", "identity", "plain-jpeg" or "jpegli" for a decoded sandwich file, "plain"
  * for a file drawn as the JPEG it is (reason says why), "failed" where
  * not even that could be drawn; timings in milliseconds (fetch, jpeg,
  * network, draw, total).
@@ -706,7 +709,7 @@ export async function drawSandwich(canvas, fileUrl, options = {}) {
       return result("plain", reason);
     }
     const size = [header.height, header.width];
-    if (header.model_id === FALLBACK || (header.model_id === IDENTITY && header.factor === 1 && header.bit_depth === 8)) {
+    if (FALLBACKS.includes(header.model_id) || (header.model_id === IDENTITY && header.factor === 1 && header.bit_depth === 8)) {
       drawPlain(canvas, bitmap); // the decoded JPEG is the reconstruction
       lap("draw", t);
       return result(header.model_id);
