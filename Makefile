@@ -107,7 +107,8 @@ models: $(VENV)/.installed system-packages $(PUBLIC)
 	$(PY) benchmarks/quality.py --budget_minutes 55 --patches_per_photo 128 \
 	  --add_train '$(PUBLIC)/*[1-9].png' --add_held_out '$(PUBLIC)/*[05]0.png' \
 	  --models $(MODELS) --output $(MODELS_RUN) --report $(MODELS_RUN)/quality.md
-	$(PY) benchmarks/release_models.py --run $(MODELS_RUN) --to codec/models
+	$(PY) benchmarks/release_models.py --run $(MODELS_RUN) --to codec/models \
+	  --supersede hr-x1-perceptual-r1=hr-x1-perceptual-r2
 
 # Throughput and the codec-mode table; the quality benchmark (90 training
 # minutes by default) and the fuzz campaign run on their own.

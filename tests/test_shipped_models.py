@@ -23,9 +23,10 @@ from sandwich import alternatives, metrics
 from sandwich.samples import block_sum
 from tests import photos
 
-# What the package may weigh: five models, the x2 and x4 ones of wide networks
-# (2.4 MB of float32 weights a processor), 12.7 MB compressed in a wheel.
-MAX_SHIPPED_MB = 20
+# What the package may weigh: six models (one kept only to decode the files
+# it wrote), the x2 and x4 ones of wide networks (2.4 MB of float32 weights a
+# processor), 14 MB compressed in a wheel.
+MAX_SHIPPED_MB = 22
 TARGET_BPP = 0.6
 BEAM = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
