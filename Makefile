@@ -109,6 +109,7 @@ models: $(VENV)/.installed system-packages $(PUBLIC)
 	  --models $(MODELS) --output $(MODELS_RUN) --report $(MODELS_RUN)/quality.md
 	$(PY) benchmarks/release_models.py --run $(MODELS_RUN) --to codec/models \
 	  --supersede hr-x1-perceptual-r1=hr-x1-perceptual-r2
+	$(PY) benchmarks/inference_precision.py --record
 
 # Throughput and the codec-mode table; the quality benchmark (90 training
 # minutes by default) and the fuzz campaign run on their own.
