@@ -54,9 +54,9 @@ candidate, on its pick, from the reconstruction its PSNR is measured on.
 
 The candidates run one after another, the cheap ones first (plain JPEG,
 then jpegli, then the identities, then the models, the most promising
-first), and only the best file so far and each kind's best (a file and a few numbers) are
-kept, so memory stays that of one model's tiled run, whatever the size of
-the set. A candidate is not measured where it cannot win (`choose`):
+first), and only the best file so far and each kind's best (a file and a
+few numbers) are kept, so memory stays that of one model's tiled run,
+whatever the size of the set. A candidate is not measured where it cannot win (`choose`):
 
 - exactly: a file over the rate once another file meets it (its PSNR
   cannot matter), and, for a PSNR target, any file larger than the
@@ -79,9 +79,10 @@ many dB, on any photographs.
 The job writes the candidate that serves the target best (`Target.rank`),
 so no output is worse than the identity, the plain JPEG or the jpegli
 JPEG a user would have made at its size, every file carrying the
-~250-byte header that a rerun and `decompress` read. A tie (an equal ranked value as the manifest
-records it: PSNR to 0.01 dB, MS-SSIM to 1e-5, Butteraugli to 1e-3, bytes for
-a PSNR target) goes to the file that needs least to decode
+~250-byte header that a rerun and `decompress` read. A tie (an equal
+ranked value as the manifest records it: PSNR to 0.01 dB, MS-SSIM to
+1e-5, Butteraugli to 1e-3, bytes for a PSNR target) goes to the file that
+needs least to decode
 (`KIND_PREFERENCE`): plain JPEG, which any viewer shows as it is, then
 jpegli's, shown as it is too (Pillow's, the most common encoder's,
 first), then the identity, which needs no model, then a model (the first

@@ -18,12 +18,13 @@ STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 # `--lr_schedule` (`trainer.training.learning_rate`).
 LR_SCHEDULES = ("constant", "cosine")
 # `--objective`: what the other loss flags default to. `psnr` is the recipe
-# measured in docs/architecture.md. `perceptual` is the recipe
-# that did best on Butteraugli at equal bytes on validation photos (x1,
-# 5,000 steps; docs/architecture.md, "What the loss measures"): the tables
-# plain JPEG uses, shaped for the eye (Annex K), and the bottleneck's own
-# look weighted at half the reconstruction's. Mixing MS-SSIM into the
-# distortion gained MS-SSIM but lost Butteraugli, so it is left out.
+# measured in docs/architecture.md. `perceptual` is the recipe that did
+# best on Butteraugli and MS-SSIM at equal bytes on validation photos (x1;
+# docs/ablation.md, "What the loss measures"): jpegli's tables (-8.0% and
+# -10.3% against jpegli, where Annex K's gave -0.3% and +3.9%), and the
+# bottleneck's own look weighted at half the reconstruction's. Mixing
+# MS-SSIM into the distortion gained MS-SSIM but lost Butteraugli, so it is
+# left out.
 OBJECTIVES = {
     "psnr": {"distortion": "mse", "ms_ssim_weight": None, "view_weight": 0.0,
              "table_shape": "flat"},
