@@ -105,20 +105,23 @@ class Codec:
     @classmethod
     def load(cls, model: str = shipped.DEFAULT_SET, *, processors: Sequence[str] = (
             PREPROCESSOR, POSTPROCESSOR), tile: int | None = None,
-             halo: int | None = None, precision: str = precision_.FLOAT32) -> "Codec":
+             halo: int | None = None, precision: str = precision_.FLOAT32,
+             eager: bool = False) -> "Codec":
         """`model`: an export dir, a comma-separated list or a directory of
         them, or a shipped name (`codec.shipped`: by default the set for
         8-bit photos). A decoder only needs the post-processors.
         `precision`: float32, or `auto` or bfloat16 (`codec.precision`),
         which the jobs use; not the default here, since it rewrites every
-        TensorFlow function this process runs afterwards, the caller's too."""
+        TensorFlow function this process runs afterwards, the caller's too.
+        Each model's processors load when it first runs, or all now if
+        `eager` (a server that wants no first-call delay)."""
         dirs = exported.export_dirs(model)
         # Refuses a set of two ids alike before loading either.
         specs = exported.read_specs(dirs)
         tile, halo = exported.tile_layout([exported.layout_grid(s) for s in specs.values()], tile, halo)
         precision = precision_.choose(precision, specs.values())
         return cls([ExportedSandwich.load(d, processors, tile=tile, halo=halo,
-                                          precision=precision) for d in dirs])
+                                          precision=precision, eager=eager) for d in dirs])
 
     @property
     def specs(self) -> dict:

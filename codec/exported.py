@@ -25,7 +25,8 @@ import glob
 import logging
 import math
 import os
-from typing import Any, Callable, Iterable, Sequence
+import threading
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -216,33 +217,57 @@ def share_cores(worker_processes: int) -> None:
 
 @dataclasses.dataclass
 class ExportedSandwich:
-    """A loaded export: its spec and the processors, applied tile by tile."""
+    """An export: its spec and the processors, applied tile by tile.
+
+    A processor's SavedModel is loaded when it first runs (`_signature`),
+    not with the export: a job of a model set reads every spec up front, but
+    pays for a model only where an image needs it. A decompress job with the
+    default set (every shipped model) decodes files of one or two of them,
+    and a target's search skips models that cannot win
+    (`codec.rate_control`): a decompress worker of the default set reached
+    its first image in 6.9 s loading every post-processor, 3.8 s loading
+    the one it needed (`python benchmarks/startup_cost.py`)."""
 
     spec: ModelSpec
     tile: int
     halo: int
-    _preprocess: Any = None
-    _postprocess: Any = None
+    model_dir: str
+    processors: tuple[str, ...]
+    _signatures: dict = dataclasses.field(default_factory=dict, repr=False)
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def load(cls, model_dir: str, processors: Sequence[str] = (PREPROCESSOR, POSTPROCESSOR), *,
              tile: int | None = None, halo: int | None = None,
-             worker_processes: int | None = None,
-             precision: str = FLOAT32) -> "ExportedSandwich":
-        """Loads the processors of a local export dir, to run at `precision`
-        (`codec.precision`: for a set, resolve `auto` over all its specs
-        first); with `worker_processes`, first gives this process its share
-        of the cores (`share_cores`)."""
-        import tensorflow as tf
-
+             worker_processes: int | None = None, precision: str = FLOAT32,
+             eager: bool = False) -> "ExportedSandwich":
+        """The export of a local dir, to run at `precision` (`codec.precision`:
+        for a set, resolve `auto` over all its specs first); with
+        `worker_processes`, first gives this process its share of the cores
+        (`share_cores`). Its `processors` load on first use, or now if
+        `eager` (a temporary copy of a remote export is deleted after this)."""
         if worker_processes is not None:
             share_cores(worker_processes)
         spec = read_spec(model_dir)
         use_precision(choose_precision(precision, [spec]))
         tile, halo = tile_layout([layout_grid(spec)], tile, halo)
-        loaded = {name: tf.saved_model.load(os.path.join(model_dir, name)).signatures[
-            "serving_default"] for name in processors}
-        return cls(spec, tile, halo, loaded.get(PREPROCESSOR), loaded.get(POSTPROCESSOR))
+        export = cls(spec, tile, halo, model_dir, tuple(processors))
+        if eager:
+            for name in export.processors:
+                export._signature(name)
+        return export
+
+    def _signature(self, processor: str):
+        """The `serving_default` signature of `processor`, loaded once."""
+        if processor not in self.processors:
+            raise ValueError(f"model {self.spec.model_id} was loaded without its {processor}")
+        with self._lock:
+            if processor not in self._signatures:
+                import tensorflow as tf
+
+                self._signatures[processor] = tf.saved_model.load(
+                    os.path.join(self.model_dir, processor)).signatures["serving_default"]
+            return self._signatures[processor]
 
     def preprocess(self, source: np.ndarray, qstep: float | None = None) -> np.ndarray:
         """Source `[h, w, 3]` (the model's container dtype) -> uint8
@@ -251,11 +276,12 @@ class ExportedSandwich:
         `ModelSpec.preprocessor_reads_qstep`, depends on it)."""
         import tensorflow as tf
 
+        signature = self._signature(PREPROCESSOR)
         # Exports from before the pre-processor could read the step take no qstep.
         step = (tf.constant(self.spec.qstep if qstep is None else qstep, tf.float32),) if (
-            "qstep" in self._preprocess.structured_input_signature[1]) else ()
+            "qstep" in signature.structured_input_signature[1]) else ()
         return tiling.downscale_tiled(
-            lambda tile: _call(self._preprocess, tf.constant(tile), *step)["bottleneck"].numpy(),
+            lambda tile: _call(signature, tf.constant(tile), *step)["bottleneck"].numpy(),
             source, factor=self.spec.factor, tile=self.tile, halo=self.halo)
 
     def bottleneck_at(self, source: np.ndarray) -> Callable[[float], np.ndarray]:
@@ -272,9 +298,10 @@ class ExportedSandwich:
         reconstruction `[*size, 3]` in the source dtype."""
         import tensorflow as tf
 
+        signature = self._signature(POSTPROCESSOR)
         step = tf.constant(qstep, tf.float32)
         return tiling.upscale_tiled(
             lambda tile, tile_size: _call(
-                self._postprocess, tf.constant(tile), tf.constant(tile_size, tf.int32),
+                signature, tf.constant(tile), tf.constant(tile_size, tf.int32),
                 step)["reconstruction"].numpy(),
             decoded, size, factor=self.spec.factor, tile=self.tile, halo=self.halo)

@@ -102,9 +102,10 @@ def local_dir(directory: str):
 
 def load(model_dir: str, processors: Sequence[str] = (PREPROCESSOR, POSTPROCESSOR),
          **kwargs) -> ExportedSandwich:
-    """`ExportedSandwich.load` of a local or gs:// export dir."""
+    """`ExportedSandwich.load` of a local or gs:// export dir: a local one's
+    processors load when first run, a remote one's now, from its temporary copy."""
     with local_dir(model_dir) as local:
-        return ExportedSandwich.load(local, processors, **kwargs)
+        return ExportedSandwich.load(local, processors, eager=local != model_dir, **kwargs)
 
 
 # Threads of a model job's write step (`batch_jobs.WriteOutputs`): a PNG or

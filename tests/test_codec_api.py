@@ -227,6 +227,27 @@ def test_files_the_set_cannot_decode_are_bottleneck_errors(model, sources):
         model.decompress(good, max_pixels=100)
 
 
+def test_a_set_loads_each_model_when_it_first_runs(model, sources, tmp_path):
+    """A model's SavedModels load when it first runs: a set one of whose
+    exports has lost its SavedModels still decodes the other's files,
+    exactly, and fails only on a file of the broken one; `eager=True`
+    loads every model at once and so refuses the set."""
+    broken = tmp_path / "broken"
+    shutil.copytree(export_sandwich("high_res", model_id="broken", perturb=0.02, seed=2), broken)
+    for processor in (exported.PREPROCESSOR, exported.POSTPROCESSOR):
+        shutil.rmtree(broken / processor)
+    both = f"{_model()},{broken}"
+    lazy = Codec.load(both, tile=TILE, halo=HALO)
+    data = model.compress(str(sources / "moto.png"), qstep=QSTEP)
+    np.testing.assert_array_equal(lazy.decompress(data), model.decompress(data))
+    np.testing.assert_array_equal(lazy.compress(str(sources / "moto.png"), qstep=QSTEP,
+                                                model_id=MODEL_ID), data)
+    with pytest.raises(OSError, match="broken"):
+        lazy.compress(str(sources / "moto.png"), qstep=QSTEP, model_id="broken")
+    with pytest.raises(OSError, match="broken"):
+        Codec.load(both, tile=TILE, halo=HALO, eager=True)
+
+
 @pytest.fixture
 def models_dir(tmp_path, monkeypatch):
     """An empty `codec/models/` in place of the package's."""
