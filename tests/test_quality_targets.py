@@ -1,6 +1,7 @@
 """`benchmarks/quality.py`'s verdicts on a run (`_targets`), on summaries
 whose answers are known: each row's measured figure and whether it is met."""
 import importlib.util
+import json
 import os
 import sys
 
@@ -103,3 +104,29 @@ def test_the_ceiling_and_gray_targets(quality):
                     {"baseline-x1-gray": {"sandwich": {"bd_psnr": 5.5}}})
     assert quality.gray_targets(gray) == [(
         "gray front vs baseline-x1-gray (luma only), BD-PSNR", ">= +6 dB", "+5.50 dB", False)]
+
+
+def test_a_model_point_below_any_file_target_mode_would_write_instead_is_counted(quality,
+                                                                                tmp_path):
+    """Per file, a model point under its identity, plain JPEG or jpegli at
+    its own rate is counted, with the worst named; one above all three is not."""
+    points = {"m": [(0.5, 30.0), (1.0, 33.0)], "baseline-x1": [(0.25, 25.0), (2.0, 40.0)],
+              "jpeg": [(0.25, 20.0), (2.0, 30.0)], "jpegli": [(0.25, 22.0), (2.0, 40.0)]}
+    path = tmp_path / "per_image.jsonl"
+    path.write_text("".join(
+        json.dumps({"image": "/photos/a.png", "method": method, "bits": bpp * 100,
+                    "pixels": 100, "psnr": psnr}) + "\n"
+        for method, curve in points.items() for bpp, psnr in curve))
+    measured, met = quality.below_per_file(str(path), {"own_baseline": {"m": "baseline-x1"}})
+    # Read in log rate: at 0.5 bpp the identity gives 30.0 and jpegli 28.0,
+    # so m (30.0) is below neither; at 1.0 the identity gives 35.0 and jpegli
+    # 34.0, so m (33.0) is below the identity by 2 dB.
+    assert measured.startswith("1 of 2 model points") and "a.png m at 1.00 bpp -2.00 dB" in measured
+    assert met is None
+    points["baseline-x1"] = [(0.25, 20.0), (2.0, 30.0)]  # now only jpegli is above m, at 1.0
+    path.write_text("".join(
+        json.dumps({"image": "/photos/a.png", "method": method, "bits": bpp * 100,
+                    "pixels": 100, "psnr": psnr}) + "\n"
+        for method, curve in points.items() for bpp, psnr in curve))
+    measured, _ = quality.below_per_file(str(path), {"own_baseline": {"m": "baseline-x1"}})
+    assert measured.startswith("1 of 2 model points") and "-1.00 dB vs jpegli" in measured
