@@ -677,7 +677,7 @@ def main(argv=None) -> None:
                         help="the markdown report; its plots go beside it")
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS,
                         help="[name=]scenario:factor[:trainer flags], e.g. "
-                             "'hr-x1-perceptual=high_res:1:--objective perceptual' (default "
+                             "'hr-x1-psnr=high_res:1:--objective psnr' (default "
                              "names: hr-x1, hbd-x1, ...)")
     parser.add_argument("--context_codecs", action="store_true",
                         help="also measure AVIF and JPEG XL (slower)")

@@ -83,7 +83,7 @@ def test_train_answers_help_and_flag_errors_without_tensorflow(argv, code):
     if argv == ["--help"]:  # with the choices of modules that train
         for listed in ("--max_train_minutes", "{auto,default,mirrored,multi_worker,tpu}",
                        "{auto,medium,paper,slim,wide}", "{flat,steps,tables}",
-                       "{perceptual,psnr}", "{constant,cosine}", "{off,input,gain}"):
+                       "{auto,perceptual,psnr}", "{constant,cosine}", "{off,input,gain}"):
             assert listed in printed
 
 

@@ -23,10 +23,10 @@ from sandwich import alternatives, metrics
 from sandwich.samples import block_sum
 from tests import photos
 
-# What the package may weigh: six models (one kept only to decode the files
-# it wrote), the x2 and x4 ones of wide networks (2.4 MB of float32 weights a
-# processor), 14 MB compressed in a wheel.
-MAX_SHIPPED_MB = 22
+# What the package may weigh: seven models (one kept only to decode the files
+# it wrote), the two x2 ones and the x4 one of wide networks (2.4 MB of
+# float32 weights a processor), 18 MB compressed in a wheel.
+MAX_SHIPPED_MB = 28
 TARGET_BPP = 0.6
 BEAM = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 

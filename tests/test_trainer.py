@@ -529,19 +529,30 @@ def test_an_ms_ssim_run_codes_the_baseline_s_bits_and_exports_its_objective(data
 
 
 def test_the_objective_presets_the_loss_flags_and_explicit_flags_win():
-    def parsed(*flags):
-        return with_objective(task.parse(["--data", "d", *flags])[0])
+    def parsed(*flags, scenario=("high_res", 1)):
+        return with_objective(task.parse(["--data", "d", *flags])[0], *scenario)
 
     def loss(config):
         return (config.distortion, config.ms_ssim_weight, config.view_weight, config.table_shape)
 
-    assert loss(parsed()) == ("mse", 0.0, 0.0, "flat")
+    assert loss(parsed("--objective", "psnr")) == ("mse", 0.0, 0.0, "flat")
     assert loss(parsed("--objective", "perceptual")) == ("mse", 0.0, 0.5, "jpegli")
+    # auto: perceptual for high_res at x1 and x2 in their own mode, else psnr.
+    for scenario, flags, objective in (
+            (("high_res", 1), [], "perceptual"), (("high_res", 2), [], "perceptual"),
+            (("high_res", 1), ["--jpeg_mode", "ycbcr-420"], "perceptual"),
+            (("high_res", 1), ["--jpeg_mode", "ycbcr-444"], "psnr"),
+            (("high_res", 4), [], "psnr"), (("high_bit_depth", 1), [], "psnr"),
+            (("gray", 1), [], "psnr")):
+        config = parsed(*flags, scenario=scenario)
+        assert config.objective == objective
+        assert loss(config) == loss(parsed("--objective", objective, *flags))
+    assert task.parse(["--data", "d", "--jpeg_mode", "planes"])[0].objective == "auto"
     assert loss(parsed("--objective", "perceptual", "--distortion", "mix")) == (
         "mix", 0.8, 0.5, "jpegli")
     assert loss(parsed("--objective", "perceptual", "--distortion", "mse",
                        "--table_shape", "flat")) == ("mse", 0.0, 0.5, "flat")
-    assert loss(parsed("--distortion", "mix", "--ms_ssim_weight", "0.3",
+    assert loss(parsed("--objective", "psnr", "--distortion", "mix", "--ms_ssim_weight", "0.3",
                        "--view_weight", "2")) == ("mix", 0.3, 2.0, "flat")
     for flags in (["--ms_ssim_weight", "0.5"], ["--distortion", "mix", "--ms_ssim_weight", "2"],
                   ["--view_weight", "-1"], ["--table_shape", "standard", "--jpeg_mode", "planes"],
@@ -577,7 +588,7 @@ def test_auto_gamma_prices_bits_in_the_losss_own_distortion():
     patches = samples.crops([samples.load(p) for p in samples.paths() if p.stem != "coffee"],
                             64)[::8]
     scenario = scenarios.make("high_res", factor=1)
-    base = Config(data="d", gamma=0.0, size="slim")
+    base = Config(data="d", gamma=0.0, size="slim", objective="psnr")
     with_view = build_model(dataclasses.replace(base, view_weight=1.0), scenario)
     assert loss_slope(with_view, patches, 31.0) == pytest.approx(
         2 * scenario.slope(patches, 31.0), rel=1e-4)

@@ -17,7 +17,7 @@ from sandwich import logs
 from sandwich.jpeg.tables import MODE_NAMES
 from sandwich.model_options import PREPROCESSOR_CONDITIONING, PRESETS, QUANTIZATIONS
 from sandwich.specs import DISTORTIONS, SCENARIOS, TABLE_SHAPES, check_qstep_range
-from trainer.config import LR_SCHEDULES, OBJECTIVES, STRATEGIES, Config
+from trainer.config import AUTO_OBJECTIVES, LR_SCHEDULES, OBJECTIVES, STRATEGIES, Config
 
 # TensorFlow (`trainer.training`, `trainer.strategy`) is imported by `main`
 # once the flags are parsed: `--help` and a mistyped flag are answered
@@ -102,11 +102,17 @@ def parser() -> argparse.ArgumentParser:
     opt.add_argument("--seed", type=int, help="shuffle seed; none: a new shuffle each run")
     loss = p.add_argument_group(
         "what the loss measures (each flag left out takes the --objective preset's value)")
-    loss.add_argument("--objective", choices=sorted(OBJECTIVES), default=default["objective"],
+    loss.add_argument("--objective", choices=["auto", *sorted(OBJECTIVES)],
+                      default=default["objective"],
                       help="a preset of the flags below: " + "; ".join(
                           f"{name}: " + ", ".join(f"{k} {v}" for k, v in preset.items()
                                                   if v is not None)
-                          for name, preset in OBJECTIVES.items()))
+                          for name, preset in OBJECTIVES.items())
+                      + "; auto: the one measured best for the dataset's scenario and factor "
+                      "in its own JPEG mode (" + ", ".join(
+                          f"{name} x{factor}: {objective}"
+                          for (name, factor), objective in AUTO_OBJECTIVES.items())
+                      + "), else psnr")
     loss.add_argument("--distortion", choices=DISTORTIONS,
                       help="the loss's distortion, in squared error (0..255 scale) or its "
                            "MS-SSIM equivalent: mse, ms-ssim, or mix, (1 - w) mse + w ms-ssim")
@@ -216,15 +222,19 @@ def parse(argv=None):
     for flag in ("steps", "batch_size", "checkpoint_every", "eval_patches", "refit_patches"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             parser().error(f"--{flag} must be at least 1")
-    if args.ms_ssim_weight is not None and (args.distortion or OBJECTIVES[args.objective][
-            "distortion"]) != "mix":
+    # `auto` picks one of the presets, by the dataset's scenario.
+    presets = OBJECTIVES.values() if args.objective == "auto" else [OBJECTIVES[args.objective]]
+    if args.ms_ssim_weight is not None and "mix" not in (
+            {args.distortion} if args.distortion else {p["distortion"] for p in presets}):
         parser().error("--ms_ssim_weight weighs a mix: give it with --distortion mix")
     if args.ms_ssim_weight is not None and not 0.0 <= args.ms_ssim_weight <= 1.0:
         parser().error("--ms_ssim_weight must lie in [0, 1]")
     if args.view_weight is not None and not args.view_weight >= 0.0:
         parser().error("--view_weight must be >= 0")
-    shape = args.table_shape or OBJECTIVES[args.objective]["table_shape"]
-    if shape != "flat" and args.jpeg_mode == "planes":
+    # `auto` resolves to a flat preset in planes (`objective_for`).
+    shape = args.table_shape or (args.objective != "auto"
+                                 and OBJECTIVES[args.objective]["table_shape"])
+    if shape and shape != "flat" and args.jpeg_mode == "planes":
         parser().error(f"--table_shape {shape} is shaped for luma and chroma; --jpeg_mode "
                        "planes codes RGB planes")
     logical_cpus = vars(args).pop("logical_cpus")

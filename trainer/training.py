@@ -45,7 +45,7 @@ from sandwich.model import Sandwich, check_distortion, make_train_step
 from sandwich.specs import DatasetSpec, ModelSpec, check_qstep_range
 from trainer import data, export, summaries, strategy as strategies
 from trainer.averaging import WeightAverage
-from trainer.config import OBJECTIVES, Config
+from trainer.config import OBJECTIVES, Config, objective_for
 from trainer.patch_evaluation import RateDistortionGain, curve_qsteps, evaluate_patches
 from trainer.time_budget import Deadline, TrainingClock
 
@@ -156,13 +156,17 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}m{seconds:02d}s"
 
 
-def with_objective(config: Config) -> Config:
-    """`config` with the loss flags it leaves open (None) set from its
-    `--objective` preset; an MS-SSIM weight is kept for a `mix` only (a
-    preset's weight does not outlive an explicit `--distortion mse`)."""
-    if config.objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {sorted(OBJECTIVES)}, got {config.objective!r}")
-    preset = OBJECTIVES[config.objective]
+def with_objective(config: Config, scenario: str, factor: int) -> Config:
+    """`config` with its `--objective` resolved for `scenario` at `factor`
+    (`objective_for`) and the loss flags it leaves open (None) set from that
+    preset; an MS-SSIM weight is kept for a `mix` only (a preset's weight
+    does not outlive an explicit `--distortion mse`)."""
+    objective = objective_for(config.objective, scenario, factor, config.jpeg_mode)
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be auto or one of {sorted(OBJECTIVES)}, "
+                         f"got {config.objective!r}")
+    config = dataclasses.replace(config, objective=objective)
+    preset = OBJECTIVES[objective]
     chosen = {name: preset[name] if getattr(config, name) is None else getattr(config, name)
               for name in preset}
     if chosen["distortion"] != "mix" and config.ms_ssim_weight is None:
@@ -212,7 +216,8 @@ def training_scenario(config: Config, spec: DatasetSpec):
     `--jpeg_mode`, else the scenario's `TRAINING_MODES` entry where its
     tables are flat (standard ones are shaped for luma and chroma, which
     planes does not code), else the scenario's own mode."""
-    shape = config.table_shape or OBJECTIVES[config.objective]["table_shape"]
+    objective = objective_for(config.objective, spec.scenario, spec.factor, config.jpeg_mode)
+    shape = config.table_shape or OBJECTIVES[objective]["table_shape"]
     mode = config.jpeg_mode or (TRAINING_MODES.get(spec.scenario) if shape == "flat" else None)
     return scenarios.from_spec(spec, mode)
 DEEPER_FACTORS_QSTEP_RANGE = (16.0, 128.0)
@@ -275,7 +280,7 @@ def settle(config: Config, scenario) -> tuple[Config, object]:
     its table shape: the objective's loss flags, the network size and the
     qstep range (`qstep_range`). The one place they are resolved; a
     settled config settles to itself."""
-    config = with_objective(config)
+    config = with_objective(config, scenario.name, scenario.factor)
     scenario = dataclasses.replace(scenario, table_shape=config.table_shape)
     return dataclasses.replace(config, qstep_range=qstep_range(config, scenario),
                                size=network_preset(config, scenario)), scenario
