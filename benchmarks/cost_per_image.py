@@ -24,7 +24,6 @@ import argparse
 import io
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -36,7 +35,7 @@ sys.path.insert(0, REPO)
 from codec import precision  # noqa: E402
 from sandwich.samples import SAMPLES_DIR  # noqa: E402
 
-from timing import fastest, mirrored  # noqa: E402
+from timing import fastest, fresh_worker, mirrored  # noqa: E402
 
 PHOTO = os.path.join(SAMPLES_DIR, "astronaut.png")
 QUALITY = 85
@@ -100,13 +99,6 @@ def worker(args) -> None:
                       "seconds": seconds}))
 
 
-def run_worker(kind: str, argv: list[str]) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--worker", kind, *argv], check=True,
-                          capture_output=True, text=True,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--model", default="hr-x1-r1",
@@ -125,7 +117,7 @@ def main(argv=None) -> None:
         [precision.BFLOAT16] if precision.cpu_runs_bfloat16() else [])
     rows = {}
     for kind in kinds:
-        measured = run_worker(kind, passed)
+        measured = fresh_worker(__file__, kind, passed)
         for path, seconds in measured["seconds"].items():
             label = path if kind == "codecs" else f"sandwich {path}, {kind}"
             rows[label] = measured["megapixels"] / seconds

@@ -15,13 +15,14 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+
+from timing import fresh_worker  # noqa: E402
 
 PHOTO = "coffee.png"
 
@@ -41,13 +42,6 @@ def worker(args) -> None:
     first = time.perf_counter()
     print(json.dumps({"import": imported - start, "load": loaded - imported,
                       "first image": first - loaded, "total": first - start}))
-
-
-def run_worker(kind: str, argv: list[str]) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--worker", kind, *argv], check=True,
-                          capture_output=True, text=True,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None) -> None:
@@ -71,7 +65,7 @@ def main(argv=None) -> None:
             f.write(one.compress(str(samples.SAMPLES_DIR / PHOTO),
                                  qstep=one.specs[args.model].qstep))
         passed = ["--set", args.set, "--file", path]
-        runs = {kind: [run_worker(kind, passed) for _ in range(args.repeats)]
+        runs = {kind: [fresh_worker(__file__, kind, passed) for _ in range(args.repeats)]
                 for kind in ("eager", "lazy")}
     print(f"a fresh process: imports, the post-processors of `{args.set}`, then one {PHOTO} file of "
           f"{args.model} decompressed; median of {args.repeats}, seconds")

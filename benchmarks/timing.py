@@ -1,5 +1,9 @@
-"""What the benchmarks time with: the fastest of several calls, and large
-images of photo content."""
+"""What the benchmarks time with: the fastest of several calls, a worker in
+a fresh process, and large images of photo content."""
+import json
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -15,6 +19,16 @@ def fastest(repeats: int, fn, *args) -> float:
         fn(*args)
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def fresh_worker(script: str, kind: str, argv: list[str]) -> dict:
+    """The JSON object the last line of `script --worker kind ARGV` prints,
+    run in a fresh interpreter (imports and loads paid as a job's worker
+    pays them), TensorFlow's start-up logging off."""
+    done = subprocess.run([sys.executable, script, "--worker", kind, *argv], check=True,
+                          capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def mirrored(pixels: np.ndarray, height: int, width: int) -> np.ndarray:

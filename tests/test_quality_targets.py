@@ -113,20 +113,20 @@ def test_a_model_point_below_any_file_target_mode_would_write_instead_is_counted
     points = {"m": [(0.5, 30.0), (1.0, 33.0)], "baseline-x1": [(0.25, 25.0), (2.0, 40.0)],
               "jpeg": [(0.25, 20.0), (2.0, 30.0)], "jpegli": [(0.25, 22.0), (2.0, 40.0)]}
     path = tmp_path / "per_image.jsonl"
-    path.write_text("".join(
-        json.dumps({"image": "/photos/a.png", "method": method, "bits": bpp * 100,
-                    "pixels": 100, "psnr": psnr}) + "\n"
-        for method, curve in points.items() for bpp, psnr in curve))
-    measured, met = quality.below_per_file(str(path), {"own_baseline": {"m": "baseline-x1"}})
+
+    def below():
+        path.write_text("".join(
+            json.dumps({"image": "/photos/a.png", "method": method, "bits": bpp * 100,
+                        "pixels": 100, "psnr": psnr}) + "\n"
+            for method, curve in points.items() for bpp, psnr in curve))
+        return quality.below_per_file(str(path), {"own_baseline": {"m": "baseline-x1"}})
+
+    measured, met = below()
     # Read in log rate: at 0.5 bpp the identity gives 30.0 and jpegli 28.0,
     # so m (30.0) is below neither; at 1.0 the identity gives 35.0 and jpegli
     # 34.0, so m (33.0) is below the identity by 2 dB.
     assert measured.startswith("1 of 2 model points") and "a.png m at 1.00 bpp -2.00 dB" in measured
     assert met is None
     points["baseline-x1"] = [(0.25, 20.0), (2.0, 30.0)]  # now only jpegli is above m, at 1.0
-    path.write_text("".join(
-        json.dumps({"image": "/photos/a.png", "method": method, "bits": bpp * 100,
-                    "pixels": 100, "psnr": psnr}) + "\n"
-        for method, curve in points.items() for bpp, psnr in curve))
-    measured, _ = quality.below_per_file(str(path), {"own_baseline": {"m": "baseline-x1"}})
+    measured, _ = below()
     assert measured.startswith("1 of 2 model points") and "-1.00 dB vs jpegli" in measured
