@@ -12,8 +12,8 @@ the best file among the set's models, their identities, plain JPEG and
 jpegli (`codec.rate_control`), so it is never worse than a plain JPEG or
 a jpegli JPEG of its size by the metric it ranks by. `decompress` reads the
 header and runs the post-processor of the model it names (an identity file
-needs none; a plain-JPEG or jpegli file is shown as it is). The Beam jobs run these same steps, one per
-stage: `read_source`, `ExportedSandwich.preprocess` and `code_at` (or
+needs none; a plain-JPEG or jpegli file is shown as it is). The Beam jobs
+run these same steps, one per stage: `read_source`, `ExportedSandwich.preprocess` and `code_at` (or
 `rate_control.choose`) to compress, `reconstruct` to decompress.
 """
 from __future__ import annotations
@@ -84,8 +84,8 @@ def code_at(spec, qstep: float, bottleneck: np.ndarray, source: Source) -> rate_
 def reconstruct(models: Mapping[str, ExportedSandwich], header: Header,
                 pixels: np.ndarray) -> np.ndarray:
     """What a file decodes to, from its header and its decoded JPEG: a plain
-    JPEG (a fallback, Pillow's or jpegli's) as it is, an identity file by its scenario's fixed steps, a model's
-    file by that model's post-processor (`models` by id; the header was
+    JPEG (a fallback, Pillow's or jpegli's) as it is, an identity file by
+    its scenario's fixed steps, a model's file by that model's post-processor (`models` by id; the header was
     checked against them, `Header.check_model`)."""
     if header.is_fallback:
         return pixels

@@ -56,7 +56,8 @@ The candidates run one after another, the cheap ones first (plain JPEG,
 then jpegli, then the identities, then the models, the most promising
 first), and only the best file so far and each kind's best (a file and a
 few numbers) are kept, so memory stays that of one model's tiled run,
-whatever the size of the set. A candidate is not measured where it cannot win (`choose`):
+whatever the size of the set. A candidate is not measured where it cannot
+win (`choose`):
 
 - exactly: a file over the rate once another file meets it (its PSNR
   cannot matter), and, for a PSNR target, any file larger than the
@@ -82,8 +83,8 @@ JPEG a user would have made at its size, every file carrying the
 ~250-byte header that a rerun and `decompress` read. A tie (an equal
 ranked value as the manifest records it: PSNR to 0.01 dB, MS-SSIM to
 1e-5, Butteraugli to 1e-3, bytes for a PSNR target) goes to the file that
-needs least to decode
-(`KIND_PREFERENCE`): plain JPEG, which any viewer shows as it is, then
+needs least to decode (`KIND_PREFERENCE`): plain JPEG, which any viewer
+shows as it is, then
 jpegli's, shown as it is too (Pillow's, the most common encoder's,
 first), then the identity, which needs no model, then a model (the first
 of the set). An untrained model is its identity exactly, so its files go

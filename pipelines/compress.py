@@ -25,8 +25,8 @@ Two modes:
   several exports, or a directory of them) and, per image, the file that
   serves the target best among every model of the set at its best step,
   each scenario's identity (its baseline, no networks) at its best step and
-  plain JPEG and jpegli at their best qualities, measured with the real encoder, the real
-  decoder and the post-processor (`rate_control`; a candidate that cannot
+  plain JPEG and jpegli at their best qualities, measured with the real
+  encoder, the real decoder and the post-processor (`rate_control`; a candidate that cannot
   win is left unmeasured, and a model whose recorded gain over its
   identity says it cannot is not run). `--rank_by ms-ssim` or
   `butteraugli` ranks a rate target's files by what people see rather than

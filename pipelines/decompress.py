@@ -16,8 +16,8 @@ file that is not a complete sandwich bottleneck; each goes to
 
 Two kinds of file that a target-mode compression writes
 (`codec.rate_control`) need no model: a fallback (plain JPEG, Pillow's or
-jpegli's) is decoded as any viewer decodes it, and its pixels, unchanged, are the PNG's; an
-identity file (a scenario's baseline) is decoded and run through its
+jpegli's) is decoded as any viewer decodes it, and its pixels, unchanged,
+are the PNG's; an identity file (a scenario's baseline) is decoded and run through its
 scenario's fixed steps (`bottleneck_format.identity_reconstruction`: the
 upsampling of its factor, the scale back of its bit depth, nothing at x1
 and 8 bits), the very function compress measured it with, whichever
@@ -187,8 +187,8 @@ class CompletedPng:
 
 class ReadBottleneck:
     """ReadableFile -> Bottleneck of a model of the set, a fallback (plain
-    JPEG or jpegli) or an identity file of a valid scenario; anything else is a
-    `BottleneckError` (a `Rejected`)."""
+    JPEG or jpegli) or an identity file of a valid scenario; anything else
+    is a `BottleneckError` (a `Rejected`)."""
 
     def __init__(self, config: Config):
         self._specs, self._max_pixels = config.specs, config.max_pixels

@@ -232,9 +232,9 @@ def parse(argv=None):
     if args.view_weight is not None and not args.view_weight >= 0.0:
         parser().error("--view_weight must be >= 0")
     # `auto` resolves to a flat preset in planes (`objective_for`).
-    shape = args.table_shape or (args.objective != "auto"
-                                 and OBJECTIVES[args.objective]["table_shape"])
-    if shape and shape != "flat" and args.jpeg_mode == "planes":
+    preset_shape = None if args.objective == "auto" else OBJECTIVES[args.objective]["table_shape"]
+    shape = args.table_shape or preset_shape
+    if shape not in (None, "flat") and args.jpeg_mode == "planes":
         parser().error(f"--table_shape {shape} is shaped for luma and chroma; --jpeg_mode "
                        "planes codes RGB planes")
     logical_cpus = vars(args).pop("logical_cpus")

@@ -214,12 +214,13 @@ TRAINING_MODES = {"high_bit_depth": "planes"}
 def training_scenario(config: Config, spec: DatasetSpec):
     """The scenario a run of `config` trains on the dataset of `spec`: in
     `--jpeg_mode`, else the scenario's `TRAINING_MODES` entry where its
-    tables are flat (standard ones are shaped for luma and chroma, which
+    tables are flat (shaped ones are shaped for luma and chroma, which
     planes does not code), else the scenario's own mode."""
-    objective = objective_for(config.objective, spec.scenario, spec.factor, config.jpeg_mode)
-    shape = config.table_shape or OBJECTIVES[objective]["table_shape"]
+    shape = with_objective(config, spec.scenario, spec.factor).table_shape
     mode = config.jpeg_mode or (TRAINING_MODES.get(spec.scenario) if shape == "flat" else None)
     return scenarios.from_spec(spec, mode)
+
+
 DEEPER_FACTORS_QSTEP_RANGE = (16.0, 128.0)
 # The same rates with standard tables (`--table_shape standard`), whose
 # scale codes more bits than a flat step of the same value: the scales
