@@ -11,9 +11,18 @@ with each source's terms (`corpus.provenance`), the held-out photos, the
 commit and the command that trained it, its training budget, and its BD
 figures on the held-out photos against plain JPEG and jpegli (and its
 factor-1 bottleneck as viewers show it), as the run's evaluation measured
-them. `codec.shipped` reads the copies; nothing else is needed to use them.
+them, and how far its gain over its identity on one held-out photo at one
+rate exceeded its recorded gain (`gain_excess`, `codec.rate_control`'s
+slack for it). `codec.shipped` reads the copies; nothing else is needed to
+use them.
+
+    python benchmarks/release_models.py --run out/models --gain_excess
+
+records that last figure alone in every shipped model the run evaluated
+(models released by an earlier run, whose other records stay theirs).
 """
 import argparse
+import collections
 import dataclasses
 import json
 import os
@@ -24,6 +33,8 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from codec.rate_control import GAIN_EXCESS, GAIN_FIGURE  # noqa: E402
+from sandwich.metrics import psnr_at  # noqa: E402
 from sandwich.specs import MODEL_SPEC_FILE, ModelSpec  # noqa: E402
 
 from corpus import provenance  # noqa: E402
@@ -57,6 +68,63 @@ def held_out_bd(summaries: dict, name: str, scenario: str) -> dict:
                     rows.setdefault(label, {})[reference] = _rounded(figures)
         measured[kind] = rows
     return measured
+
+
+def gain_excess(rows, model: str, identity: str, gain: float) -> float | None:
+    """The most by which `model`'s PSNR gain over `identity` (its scenario
+    baseline), on one photo at one of its points, exceeds its recorded
+    `gain` (taken as at least 0, as rate control takes it): dB, over
+    `rows` (per-image records: image, method, bpp, psnr) wherever the
+    identity's curve on that photo covers the point's rate; None where it
+    covers none."""
+    curves = collections.defaultdict(lambda: collections.defaultdict(list))
+    for row in rows:
+        curves[row["image"]][row["method"]].append((row["bpp"], row["psnr"]))
+    excess = None
+    for methods in curves.values():
+        baseline = sorted(methods.get(identity, []))
+        for bpp, psnr in methods.get(model, []):
+            reached = psnr_at([b for b, _ in baseline], [p for _, p in baseline], bpp)
+            if reached is not None:
+                over = psnr - reached - max(gain, 0.0)
+                excess = over if excess is None else max(excess, over)
+    return excess
+
+
+def run_gain_excess(run: str, summaries: dict, spec: ModelSpec) -> float | None:
+    """`gain_excess` of the model `spec` over every held-out kind the run
+    `run` evaluated its scenario on (rounded up to 0.01 dB), or None."""
+    found = []
+    for suffix in KINDS:
+        summary = summaries.get(spec.scenario + suffix) or {}
+        identity = summary.get("own_baseline", {}).get(spec.model_id)
+        path = os.path.join(run, "eval", spec.scenario + suffix, "per_image.jsonl")
+        if identity and GAIN_FIGURE in spec.metrics and os.path.exists(path):
+            with open(path) as f:
+                rows = [json.loads(line) for line in f]
+            found.append(gain_excess(rows, spec.model_id, identity, spec.metrics[GAIN_FIGURE]))
+    found = [x for x in found if x is not None]
+    return -round(-max(found), 2) if found else None
+
+
+def record_gain_excess(run: str, to: str) -> None:
+    """Writes `run_gain_excess` into the release record of every model in
+    `to` that the quality run `run` evaluated."""
+    with open(os.path.join(run, "quality.json")) as f:
+        summaries = json.load(f)["summaries"]
+    evaluated = {name for summary in summaries.values() if summary
+                 for name in summary.get("own_baseline", {})}
+    for model_id in sorted(evaluated):
+        path = os.path.join(to, model_id, MODEL_SPEC_FILE)
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            spec = ModelSpec.from_json(f.read())
+        excess = run_gain_excess(run, summaries, spec)
+        spec = dataclasses.replace(spec, release={**spec.release, GAIN_EXCESS: excess})
+        with open(path, "w") as f:
+            f.write(spec.to_json())
+        print(f"{model_id}: gain over its identity at most {excess} dB above its recorded one")
 
 
 def size_of(directory: str) -> int:
@@ -105,9 +173,11 @@ def release(run: str, to: str, command: str | None = None, trained_at: str | Non
             "command": command or record.get("command", ""),
             "commit": trained_at or record.get("commit") or commit(),
             "budget_minutes": record["budget_minutes"],
+            "training_minutes": record.get("training_minutes", {}).get(name),
             "trained_on": corpus,
             "held_out": [os.path.basename(p) for p in record["held_out"]],
             "held_out_bd": held_out_bd(record["summaries"], spec.model_id, scenario),
+            GAIN_EXCESS: run_gain_excess(run, record["summaries"], spec),
         })
         with open(os.path.join(target, MODEL_SPEC_FILE), "w") as f:
             f.write(spec.to_json())
@@ -184,10 +254,15 @@ def main(argv=None) -> None:
     parser.add_argument("--supersede", nargs="+", default=[], metavar="OLD=NEW",
                         help="mark shipped model OLD as replaced by NEW: it still decodes "
                              "its files, but leaves the default set")
+    parser.add_argument("--gain_excess", action="store_true",
+                        help="only record the run's gain excess in the shipped models it "
+                             "evaluated (codec.rate_control's per-model slack)")
     parser.add_argument("--table", action="store_true",
                         help="only print the shipped models' figures (docs/models.md)")
     args = parser.parse_args(argv)
-    if not args.table:
+    if args.gain_excess:
+        record_gain_excess(args.run, args.to)
+    elif not args.table:
         release(args.run, args.to, args.command, args.commit, args.models)
     for pair in args.supersede:
         old, _, new = pair.partition("=")

@@ -594,11 +594,14 @@ def test_a_psnr_search_decodes_fewer_files_than_a_bisection():
     assert counted.calls <= 2 / 3 * before, (counted.calls, before)
 
 
-def _with_gain(model, gain):
+def _with_gain(model, gain, excess=None):
     """A copy of a loaded model whose spec records `gain` (dB) as its
-    BD-PSNR over its scenario's baseline, as a trained model's does."""
+    BD-PSNR over its scenario's baseline, as a trained model's does, and
+    with `excess`, a release's measured gain excess, as a shipped one's does."""
     metrics_ = {**model.spec.metrics, rate_control.GAIN_FIGURE: gain}
-    return dataclasses.replace(model, spec=dataclasses.replace(model.spec, metrics=metrics_))
+    release = {} if excess is None else {rate_control.GAIN_EXCESS: excess}
+    return dataclasses.replace(model, spec=dataclasses.replace(model.spec, metrics=metrics_,
+                                                               release=release))
 
 
 def _counting(model, runs):
@@ -643,18 +646,20 @@ def test_leaving_out_the_candidates_that_cannot_win_keeps_every_pick():
         assert _runs(runs[True], name) < _runs(runs[False], name), name
 
 
-@pytest.mark.parametrize("gain", [None, 20.0])
-def test_a_model_runs_unless_its_recorded_gain_says_it_cannot_win(gain):
+@pytest.mark.parametrize("gain,excess", [(None, None), (20.0, None), (0.3, 20.0)])
+def test_a_model_runs_unless_its_recorded_gain_says_it_cannot_win(gain, excess):
     """At 2.5 bpp the x2 model, recording 0.3 dB over its identity, is left
-    out (above); recording none, or 20 dB, it runs, and the file is the
-    same."""
+    out (above); recording none, or 20 dB, or a release that measured it
+    beating its identity by 20 dB more than that on some photo, it runs, and
+    the file is the same."""
     source = Source(photos.load("ihc.png")[40:216, 60:292], 8, "0123456789", "ihc")
     target = rate_control.Target("bpp", 2.5)
     x1, x2 = (_loaded(m) for m in _models())
     picks, runs = {}, []
     for label, recorded in (("0.3", 0.3), ("other", gain)):
         models = [_counting(_with_gain(x1, 0.3), runs),
-                  _counting(x2 if recorded is None else _with_gain(x2, recorded), runs)]
+                  _counting(x2 if recorded is None else
+                            _with_gain(x2, recorded, excess if label == "other" else None), runs)]
         picks[label] = rate_control.choose(models, source, target, fallback=True)
         assert models[1].preprocess.calls == (0 if label == "0.3" else 1), label
     assert picks["0.3"].data == picks["other"].data

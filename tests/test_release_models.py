@@ -1,0 +1,85 @@
+"""`benchmarks/release_models.py`'s gain excess: how far a model beat its
+identity on one held-out photo beyond its recorded gain, the slack rate
+control gives it (`codec.rate_control.gain_slack`), on per-image records
+whose answer is worked out by hand."""
+import importlib.util
+import json
+import os
+import sys
+
+import pytest
+
+from codec import rate_control
+from sandwich.specs import MODEL_SPEC_FILE, ModelSpec
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def release_models():
+    """The script as a module (it imports its neighbours as a script does)."""
+    benchmarks = os.path.join(REPO, "benchmarks")
+    sys.path.insert(0, benchmarks)
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "release_models_script", os.path.join(benchmarks, "release_models.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(benchmarks)
+    return module
+
+
+def _row(image, method, bpp, psnr):
+    return {"image": image, "method": method, "bpp": bpp, "psnr": psnr}
+
+
+# The identity of photo a: 30 dB at 0.5 bpp, 36 at 2 bpp, so 33 dB at 1 bpp
+# (halfway in log rate); of photo b: 40 dB at 1 bpp, 44 at 4, so 42 at 2.
+IDENTITY = [_row("a", "id", 0.5, 30.0), _row("a", "id", 2.0, 36.0),
+            _row("b", "id", 1.0, 40.0), _row("b", "id", 4.0, 44.0)]
+
+
+def test_the_excess_is_the_largest_gain_over_the_identity_beyond_the_recorded_one(
+        release_models):
+    rows = IDENTITY + [
+        _row("a", "m", 1.0, 34.5),   # 1.5 dB over the identity
+        _row("a", "m", 8.0, 60.0),   # beyond the identity's rates: not counted
+        _row("b", "m", 2.0, 42.7),   # 0.7 dB over it
+        _row("b", "m-view", 2.0, 50.0),  # another method
+    ]
+    assert release_models.gain_excess(rows, "m", "id", 0.5) == pytest.approx(1.0)
+    # A recorded loss is taken as no gain, as rate control takes it.
+    assert release_models.gain_excess(rows, "m", "id", -0.3) == pytest.approx(1.5)
+    assert release_models.gain_excess(rows[4:], "m", "id", 0.5) is None
+
+
+def test_a_run_records_the_excess_of_the_shipped_models_it_evaluated(release_models,
+                                                                     tmp_path):
+    model_id = "hr-x1-r1"
+    to = tmp_path / "models"
+    os.makedirs(to / model_id)
+    with open(os.path.join(REPO, "codec", "models", model_id, MODEL_SPEC_FILE)) as f:
+        before = ModelSpec.from_json(f.read())
+    before.release.pop(rate_control.GAIN_EXCESS, None)  # as released before it was measured
+    with open(to / model_id / MODEL_SPEC_FILE, "w") as f:
+        f.write(before.to_json())
+    gain = before.metrics[rate_control.GAIN_FIGURE]
+    run = tmp_path / "run"
+    for kind, over in (("high_res", 0.4), ("high_res-jpeg", 0.9)):
+        os.makedirs(run / "eval" / kind)
+        rows = [_row("a", "baseline-x1", 0.5, 30.0), _row("a", "baseline-x1", 2.0, 36.0),
+                _row("a", model_id, 1.0, 33.0 + gain + over)]
+        with open(run / "eval" / kind / "per_image.jsonl", "w") as f:
+            f.writelines(json.dumps(row) + "\n" for row in rows)
+    summary = {"own_baseline": {model_id: "baseline-x1", "not-shipped": "baseline-x1"}}
+    with open(run / "quality.json", "w") as f:
+        json.dump({"summaries": {"high_res": summary, "high_res-jpeg": summary}}, f)
+    release_models.record_gain_excess(str(run), str(to))
+    with open(to / model_id / MODEL_SPEC_FILE) as f:
+        after = ModelSpec.from_json(f.read())
+    assert after.release[rate_control.GAIN_EXCESS] == pytest.approx(0.9)
+    assert {k: v for k, v in after.release.items() if k != rate_control.GAIN_EXCESS} \
+        == before.release
+    assert rate_control.gain_slack(after) == pytest.approx(0.9 + rate_control.GAIN_MARGIN_DB)
+    assert rate_control.gain_slack(before) == rate_control.GAIN_SLACK_DB
