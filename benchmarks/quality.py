@@ -30,7 +30,10 @@ quarter of every training photo is held back (`--hold_back`): the trainer
 measures itself on it and exports the weights that did best there, so its
 choice rests on pixels it never trained on. Each trains for
 an equal share of the budget (`--max_train_minutes`), which includes
-everything but the evaluation.
+everything but the evaluation, unless its flags name its own minutes
+(`'hr-x1=high_res:1:--max_train_minutes 30'`): the others share the rest.
+A run dir of `--output` that holds an export is reused; one that holds
+checkpoints but no export goes on training from them.
 
 Photos in real buckets were mostly JPEGs once, and re-encode very
 differently from lossless originals, so half of the training photos are
@@ -61,6 +64,7 @@ from PIL import Image
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from codec import shipped  # noqa: E402
 from pipelines import evaluate  # noqa: E402
 from sandwich import metrics, samples, specs  # noqa: E402
 
@@ -192,6 +196,37 @@ def parse_model(text: str) -> tuple[str, int, list[str]]:
     return scenario, int(factor), flags[0].split() if flags else []
 
 
+def training_minutes(models, budget: float) -> list[float]:
+    """Each model's share of `budget`: the minutes its own flags name
+    (`--max_train_minutes M`, for a model worth a longer run), and an equal
+    share of what is left for the others."""
+    named = [_flag_value(flags, "--max_train_minutes") for _, _, flags in models]
+    given = sum(m for m in named if m is not None)
+    rest = sum(m is None for m in named)
+    if rest and given >= budget:
+        raise ValueError(f"models name {given:g} of the {budget:g} budget minutes; "
+                         f"{rest} others would get none")
+    return [m if m is not None else (budget - given) / rest for m in named]
+
+
+def _flag_value(flags: list[str], flag: str) -> float | None:
+    """The value after the last `flag` (or in `flag=value`), else None."""
+    value = None
+    for i, word in enumerate(flags):
+        if word == flag and i + 1 < len(flags):
+            value = float(flags[i + 1])
+        elif word.startswith(flag + "="):
+            value = float(word.split("=", 1)[1])
+    return value
+
+
+def _minutes_text(shares: dict[str, float]) -> str:
+    """'11.0', or '11.0 (hr-x1-r2 30.0)' where some models named their own."""
+    common = max(set(shares.values()), key=list(shares.values()).count)
+    others = [f"{name} {m:.1f}" for name, m in shares.items() if m != common]
+    return f"{common:.1f}" + (f" ({', '.join(others)})" if others else "")
+
+
 def split_name(text: str) -> tuple[str | None, str]:
     """'name=scenario:...' -> (name, 'scenario:...'); without a name, (None, text)."""
     head, named, rest = text.partition("=")
@@ -284,11 +319,18 @@ class Workspace:
 
     def train(self, name: str, scenario: str, factor: int, flags: list[str],
               budget: list[str]) -> str:
-        """Trains one model with `flags` and the `budget` flags; returns its export dir."""
+        """Trains one model with `flags` and the `budget` flags; returns its export dir.
+
+        A run dir that holds checkpoints but no export (a run stopped before
+        it exported, or a model copied here to train longer) goes on from
+        them: the trainer counts the time they hold against `budget`."""
         data, select = self.dataset(scenario, factor)
         job = os.path.join(self.out, "runs", name)
-        print(f"== {name}: training {' '.join(flags + budget)}", flush=True)
-        shutil.rmtree(job, ignore_errors=True)
+        resumed = os.path.exists(os.path.join(job, "checkpoints", "checkpoint"))
+        print(f"== {name}: training {' '.join(flags + budget)}"
+              + (" from its checkpoints" if resumed else ""), flush=True)
+        if not resumed:
+            shutil.rmtree(job, ignore_errors=True)
         evaluation = ["--eval_data", select, "--eval_patches",
                       str(SELECT_EVAL_PIXELS // self.patch_size ** 2)] if select else []
         _run(["-m", "trainer.task", "--data", data, "--job_dir", job, "--model_id", name,
@@ -472,25 +514,55 @@ def _target_row(name: str, required: str, compute, passes) -> tuple:
     return name, required, f"{value:+.2f}{unit}", passes(value)
 
 
+DEFAULT_LABEL = f"front of the default set ({shipped.DEFAULT_SET})"
+# The fronts of the models the default set keeps (`default_set_fronts`), per metric.
+DEFAULT_FRONTS = {metric: front.replace(evaluate.SANDWICH, "default-set", 1)
+                  for metric, front in evaluate.FRONTS.items()}
+
+
+def default_set_fronts(summary: dict) -> dict:
+    """`summary` with the fronts of the models `codec.shipped`'s default set
+    would keep added (`DEFAULT_FRONTS`): all but the factor-1 ones whose
+    bottleneck, as viewers show it, this summary measures beyond comparison
+    with plain JPEG or more than `shipped.VIEW_LIMIT_PERCENT` worse (BD-rate
+    at equal Butteraugli), since a target compress picks among those alone."""
+    curves = curves_of(summary)
+    kept = []
+    for model in sorted(summary["own_baseline"]):
+        viewed = summary["bd"].get("jpeg", {}).get(evaluate.view_name(model))
+        rate = (viewed or {}).get("bd_rate_butteraugli", 0.0)
+        if viewed is None or (rate is not None and rate <= shipped.VIEW_LIMIT_PERCENT):
+            kept.append(model)
+    added = [{"name": DEFAULT_FRONTS[metric], "description": f"upper envelope of {kept}",
+              "results": evaluate.front(curves, kept, metric)}
+             for metric in summary.get("metrics", ["psnr"]) if kept]
+    return {**summary, "methods": summary["methods"] + added, "default_set": kept}
+
+
 def perceptual_targets(summary: dict, kind: str) -> list[tuple[str, str, str, bool | None]]:
     """(target, required, measured, met) of the perceptual-quality issue on
-    one kind of held-out photos: the front on each metric (its own front per
-    metric, `evaluate.FRONTS`) against jpegli and plain JPEG, PSNR against
-    plain JPEG, and every factor-1 bottleneck as a viewer shows it."""
+    one kind of held-out photos: the front of the default set on each metric
+    (its own front per metric, `default_set_fronts`) against jpegli and
+    plain JPEG, and against plain JPEG in PSNR, as is the front of every
+    model (`shipped-psnr`'s); every factor-1 bottleneck as a viewer shows it."""
     label = KINDS[kind].split(" (")[0]
-    rows = [_target_row(f"{label}: front vs plain JPEG, BD-PSNR 0.25-1.0 bpp",
-                        f">= +{PSNR_TARGET} dB",
-                        lambda: _bd_over_rates(summary, "jpeg", evaluate.SANDWICH, "psnr"),
-                        lambda v: v >= PSNR_TARGET)]
+    summary = default_set_fronts(summary)
     names = {m["name"] for m in summary["methods"]}
+    rows = [_target_row(f"{label}: {what} vs plain JPEG, BD-PSNR 0.25-1.0 bpp",
+                        f">= +{PSNR_TARGET} dB",
+                        lambda f=front: _bd_over_rates(summary, "jpeg", f, "psnr"),
+                        lambda v: v >= PSNR_TARGET)
+            for what, front in ((f"front of every model ({shipped.PSNR_SET})", evaluate.SANDWICH),
+                                (DEFAULT_LABEL, DEFAULT_FRONTS["psnr"]))
+            if front in names]
     for metric in ("butteraugli", "ms-ssim"):
-        if evaluate.FRONTS[metric] not in names:
+        if DEFAULT_FRONTS[metric] not in names:
             continue
         for reference, required in PERCEPTUAL_TARGETS.items():
             rows.append(_target_row(
-                f"{label}: front vs {reference}, BD-rate at equal {metric} 0.25-1.0 bpp",
-                f"<= {required:+.0f}%",
-                lambda r=reference, m=metric: _bd_over_rates(summary, r, evaluate.FRONTS[m], m),
+                f"{label}: {DEFAULT_LABEL} vs {reference}, BD-rate at equal {metric} "
+                "0.25-1.0 bpp", f"<= {required:+.0f}%",
+                lambda r=reference, m=metric: _bd_over_rates(summary, r, DEFAULT_FRONTS[m], m),
                 lambda v, r=required: v <= r))
     for view in sorted(n for n in names if n.endswith(evaluate.VIEW)):
         rows.append(_target_row(
@@ -501,13 +573,18 @@ def perceptual_targets(summary: dict, kind: str) -> list[tuple[str, str, str, bo
     return rows
 
 
-def below_per_file(per_image_path: str, summary: dict) -> tuple[str, bool | None]:
+BY_CONSTRUCTION = "met in target mode"
+
+
+def below_per_file(per_image_path: str, summary: dict) -> tuple[str, bool | str]:
     """Per held-out file, the model points that are below their identity
     (the scenario baseline: the same JPEG, no networks), plain JPEG or
     jpegli at their own rate, in PSNR: the points where `compress
     --target_bpp` writes one of those instead, so the deployed front is
     never below any. Returns the count and worst shortfalls, and whether
-    the front the user gets (with those replacements) is free of them."""
+    the front the user gets is free of them: True where no point is below,
+    else `BY_CONSTRUCTION` (target mode measures every one of those files
+    and writes the best, `codec.rate_control`)."""
     by = collections.defaultdict(lambda: collections.defaultdict(list))
     with open(per_image_path) as f:
         for line in f:
@@ -531,7 +608,7 @@ def below_per_file(per_image_path: str, summary: dict) -> tuple[str, bool | None
     worst = ", ".join(f"{n} {m} at {b:.2f} bpp {d:+.2f} dB vs {o}"
                       for d, n, m, o, b in sorted(below)[:3])
     return (f"{len(below)} of {total} model points (replaced per file by the identity, "
-            f"plain JPEG or jpegli in target mode); worst: {worst}"), None
+            f"plain JPEG or jpegli in target mode); worst: {worst}"), BY_CONSTRUCTION
 
 
 def _bd_table(summary: dict) -> list[str]:
@@ -613,7 +690,8 @@ def write_report(path: str, args, models, hr: dict | None, hbd: dict | None, min
         "",
         f"Written by `python benchmarks/quality.py` on {time.strftime('%Y-%m-%d')}, "
         f"{os.cpu_count()} CPU cores, budget {args.budget_minutes:g} minutes for training "
-        f"({minutes['per_model']:.1f} minutes per model, {len(models)} models; whole run "
+        f"({_minutes_text(minutes['per_model'])} minutes per model, {len(models)} models; "
+        "whole run "
         f"{minutes['total']:.1f} minutes"
         + (f", reusing {len(minutes['reused'])} models trained by an earlier run into the same "
            "--output" if minutes["reused"] else "") + ").",
@@ -633,8 +711,12 @@ def write_report(path: str, args, models, hr: dict | None, hbd: dict | None, min
         "",
         "| target | required | measured | |",
         "|---|---|---|---|",
-        *[f"| {t} | {r} | {m} | {status[ok]} |" for t, r, m, ok in rows],
+        *[f"| {t} | {r} | {m} | {status.get(ok, ok)} |" for t, r, m, ok in rows],
     ]
+    if hr is not None:
+        kept = default_set_fronts(hr)["default_set"]
+        lines += ["", f"The default set's front (as given): {', '.join(kept)}; the others' files "
+                  "look wrong in a viewer without the post-processor (`codec.shipped`)."]
     if hr is not None:
         lines += ["", f"## 8-bit photographs: high_res models at {_factors(models)}, one front",
                   "", *[f"![RD]({plot})" for plot in plots["hr"]], "",
@@ -694,11 +776,14 @@ def main(argv=None) -> None:
     space = Workspace(args.output, args.train_files, args.held_out_files, args.hold_back,
                       args.patch_size, args.rescale, args.patches_per_photo,
                       args.jpeg_sourced_train, args.deep)
-    per_model = args.budget_minutes / len(models)
-    print(f"{len(models)} models, {per_model:.1f} training minutes each; corpus "
+    try:
+        shares = training_minutes(models, args.budget_minutes)
+    except ValueError as e:
+        parser.error(str(e))
+    print(f"{len(models)} models, {args.budget_minutes:g} training minutes in all; corpus "
           f"{os.path.dirname(space.train_files[0])}, held out {space.held8}", flush=True)
     exports, reused, names = {}, [], []
-    for text, (scenario, factor, flags) in zip(args.models, models):
+    for text, (scenario, factor, flags), share in zip(args.models, models, shares):
         if names.count(split_name(text)[0]):
             parser.error(f"two models named {split_name(text)[0]}")
         names.append(split_name(text)[0] or model_name(scenario, factor, names))
@@ -709,7 +794,7 @@ def main(argv=None) -> None:
         else:
             started = time.monotonic()
             space.dataset(scenario, factor)
-            remaining = per_model - (time.monotonic() - started) / 60
+            remaining = share - (time.monotonic() - started) / 60
             export = space.train(
                 names[-1], scenario, factor, flags,
                 UNBOUNDED_STEPS + ["--max_train_minutes", f"{max(remaining, 0.5):.2f}"])
@@ -733,12 +818,14 @@ def main(argv=None) -> None:
             if scenario == "high_res":
                 below[kind] = below_per_file(os.path.join(results, evaluate.PER_IMAGE_FILE),
                                              summaries[scenario + kind])
-    minutes = {"per_model": per_model, "total": (time.monotonic() - start) / 60, "reused": reused}
+    minutes = {"per_model": dict(zip(names, shares)), "reused": reused,
+               "total": (time.monotonic() - start) / 60}
     write_report(args.report, args, models, summaries.get("high_res"),
                  summaries.get("high_bit_depth"), minutes, plots, summaries.get("high_res-jpeg"),
                  below, summaries.get("gray"))
     with open(os.path.splitext(args.report)[0] + ".json", "w") as f:
         json.dump({"budget_minutes": args.budget_minutes, "models": dict(zip(names, args.models)),
+                   "training_minutes": minutes["per_model"],
                    "train": [_shown_path(p) for p in args.train_files],
                    "hold_back": args.hold_back, "rescale": args.rescale,
                    "jpeg_sourced_train": args.jpeg_sourced_train,

@@ -8,8 +8,13 @@ plain JPEG and jpegli on photos it never saw.
 
 Where a flag or `codec.load` takes an export dir, it also takes:
 - `shipped`: the default set for 8-bit photos, every shipped model of bit
-  depth 8 that no newer release replaces (`DEFAULT_SET`); with a target,
-  each image gets the best of them, of their identities and of plain JPEG;
+  depth 8 that no newer release replaces and whose file looks right in any
+  viewer (`DEFAULT_SET`, `looks_wrong_as_viewed`); with a target, each
+  image gets the best of them, of their identities and of plain JPEG;
+- `shipped-psnr`: the same with the factor-1 models whose bottleneck only
+  this system's decoder shows right (trained for PSNR alone): more PSNR
+  where every file is decompressed here, a garbled picture where a
+  browser opens it (`PSNR_SET`);
 - `shipped-all`: every shipped model, whatever its bit depth: what a
   decoder needs to read any file the shipped models wrote (`EVERY_MODEL`);
 - a shipped model's id (`hr-x1-r1`): that model alone.
@@ -30,7 +35,14 @@ from sandwich.specs import MODEL_SPEC_FILE, ModelSpec
 
 MODELS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
 DEFAULT_SET = "shipped"
+PSNR_SET = "shipped-psnr"
 EVERY_MODEL = "shipped-all"
+# How much worse than plain JPEG of its size a factor-1 bottleneck may look
+# without the post-processor (its release's BD-rate at equal Butteraugli
+# 3-norm, %) and stay in the default set. The perceptual models, trained
+# with a view term, measure +1 to +9%; a PSNR-only one shares no Butteraugli
+# range with plain JPEG at all (undefined), being ~7 dB below it as viewed.
+VIEW_LIMIT_PERCENT = 20.0
 
 
 @functools.cache
@@ -56,9 +68,22 @@ def superseded_by(model_id: str) -> str | None:
     return _specs()[model_id].release.get("superseded_by")
 
 
+def looks_wrong_as_viewed(spec: ModelSpec) -> bool:
+    """Whether the model's release measured its bottleneck, as a viewer shows
+    it without the post-processor, worse than plain JPEG of its size by
+    more than `VIEW_LIMIT_PERCENT`, or beyond comparison, on any held-out
+    kind (a model without that measurement is not judged)."""
+    for rows in spec.release.get("held_out_bd", {}).values():
+        viewed = rows.get("view", {}).get("jpeg")
+        if viewed is not None and (viewed.get("bd_rate_butteraugli") is None
+                                   or viewed["bd_rate_butteraugli"] > VIEW_LIMIT_PERCENT):
+            return True
+    return False
+
+
 def names() -> list[str]:
     """Every name `export_dirs` takes."""
-    return [DEFAULT_SET, EVERY_MODEL, *model_ids()]
+    return [DEFAULT_SET, PSNR_SET, EVERY_MODEL, *model_ids()]
 
 
 def is_name(entry: str) -> bool:
@@ -69,9 +94,10 @@ def export_dirs(name: str) -> tuple[str, ...]:
     """The export dirs `name` (one of `names()`) stands for; a `ValueError`
     if the package ships none (a checkout before `make models`)."""
     specs = _specs()
-    if name == DEFAULT_SET:
+    if name in (DEFAULT_SET, PSNR_SET):
         ids = [model_id for model_id, spec in specs.items()
-               if spec.bit_depth == 8 and not superseded_by(model_id)]
+               if spec.bit_depth == 8 and not superseded_by(model_id)
+               and (name == PSNR_SET or not looks_wrong_as_viewed(spec))]
     elif name == EVERY_MODEL:
         ids = list(specs)
     else:

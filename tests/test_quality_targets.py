@@ -1,5 +1,6 @@
 """`benchmarks/quality.py`'s verdicts on a run (`_targets`), on summaries
-whose answers are known: each row's measured figure and whether it is met."""
+whose answers are known: each row's measured figure and whether it is met;
+and how it shares its training budget among the models."""
 import importlib.util
 import json
 import os
@@ -126,7 +127,37 @@ def test_a_model_point_below_any_file_target_mode_would_write_instead_is_counted
     # so m (30.0) is below neither; at 1.0 the identity gives 35.0 and jpegli
     # 34.0, so m (33.0) is below the identity by 2 dB.
     assert measured.startswith("1 of 2 model points") and "a.png m at 1.00 bpp -2.00 dB" in measured
-    assert met is None
+    assert met == quality.BY_CONSTRUCTION
     points["baseline-x1"] = [(0.25, 20.0), (2.0, 30.0)]  # now only jpegli is above m, at 1.0
     measured, _ = below()
     assert measured.startswith("1 of 2 model points") and "-1.00 dB vs jpegli" in measured
+
+
+def test_a_model_that_names_its_minutes_trains_them_and_the_others_share_the_rest(quality):
+    models = [quality.parse_model(text) for text in (
+        "hr-x1-r2=high_res:1:--objective psnr --max_train_minutes 19",
+        "high_res:2", "high_res:4:--max_train_minutes=8", "high_bit_depth:1")]
+    assert quality.training_minutes(models, 55.0) == [19.0, 14.0, 8.0, 14.0]
+    with pytest.raises(ValueError, match="others would get none"):
+        quality.training_minutes(models, 27.0)
+
+
+def test_the_default_set_s_front_leaves_out_the_models_viewers_show_garbled(quality):
+    """A factor-1 model whose bottleneck as viewed shares no Butteraugli range
+    with plain JPEG (+1.6 dB over it in PSNR) leaves the default set's front,
+    one 5% worse as viewed (+1.0 dB) stays, and a model with no view row (x2)
+    stays: the default set is 1.0 dB over plain JPEG, every model 1.6 dB."""
+    x2 = [p - 3 for p in JPEG]
+    hr = _summary({"jpeg": (BPP, JPEG), "sandwich": (BPP, [p + 1.6 for p in JPEG]),
+                   "hr-x1": (BPP, [p + 1.6 for p in JPEG]),
+                   "hr-x1p": (BPP, [p + 1.0 for p in JPEG]), "hr-x2": (BPP, x2)},
+                  {"hr-x1": "baseline-x1", "hr-x1p": "baseline-x1", "hr-x2": "baseline-x2"},
+                  {"jpeg": {"hr-x1-view": {"bd_rate_butteraugli": None},
+                            "hr-x1p-view": {"bd_rate_butteraugli": 5.0}}})
+    assert quality.default_set_fronts(hr)["default_set"] == ["hr-x1p", "hr-x2"]
+    rows = {target: (measured, met)
+            for target, _, measured, met in quality.perceptual_targets(hr, "")}
+    assert rows["as given: front of every model (shipped-psnr) vs plain JPEG, BD-PSNR "
+                "0.25-1.0 bpp"] == ("+1.60 dB", True)
+    assert rows["as given: front of the default set (shipped) vs plain JPEG, BD-PSNR "
+                "0.25-1.0 bpp"] == ("+1.00 dB", False)
