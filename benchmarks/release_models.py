@@ -25,6 +25,7 @@ import argparse
 import collections
 import dataclasses
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -70,31 +71,33 @@ def held_out_bd(summaries: dict, name: str, scenario: str) -> dict:
     return measured
 
 
-def gain_excess(rows, model: str, identity: str, gain: float) -> float | None:
-    """The most by which `model`'s PSNR gain over `identity` (its scenario
-    baseline), on one photo at one of its points, exceeds its recorded
-    `gain` (taken as at least 0, as rate control takes it): dB, over
-    `rows` (per-image records: image, method, bpp, psnr) wherever the
-    identity's curve on that photo covers the point's rate; None where it
-    covers none."""
+def gain_excess(rows, model: str, identity: str, gain: float) -> dict[float, float]:
+    """Per octave of rate (its upper end in bpp: the octave (upper / 2,
+    upper]), the most by which `model`'s PSNR gain over `identity` (its
+    scenario baseline), on one photo at one of its points in that octave,
+    exceeds its recorded `gain` (taken as at least 0, as rate control takes
+    it): dB, over `rows` (per-image records: image, method, bpp, psnr)
+    wherever the identity's curve on that photo covers the point's rate."""
     curves = collections.defaultdict(lambda: collections.defaultdict(list))
     for row in rows:
         curves[row["image"]][row["method"]].append((row["bpp"], row["psnr"]))
-    excess = None
+    excess = {}
     for methods in curves.values():
         baseline = sorted(methods.get(identity, []))
         for bpp, psnr in methods.get(model, []):
             reached = psnr_at([b for b, _ in baseline], [p for _, p in baseline], bpp)
             if reached is not None:
+                upper = 2.0 ** math.ceil(math.log2(bpp))
                 over = psnr - reached - max(gain, 0.0)
-                excess = over if excess is None else max(excess, over)
+                excess[upper] = max(excess.get(upper, over), over)
     return excess
 
 
-def run_gain_excess(run: str, summaries: dict, spec: ModelSpec) -> float | None:
+def run_gain_excess(run: str, summaries: dict, spec: ModelSpec) -> list | None:
     """`gain_excess` of the model `spec` over every held-out kind the run
-    `run` evaluated its scenario on (rounded up to 0.01 dB), or None."""
-    found = []
+    `run` evaluated its scenario on, as `[[upper bpp, dB], ...]` (dB
+    rounded up to 0.01), or None where it measured none."""
+    bands = {}
     for suffix in KINDS:
         summary = summaries.get(spec.scenario + suffix) or {}
         identity = summary.get("own_baseline", {}).get(spec.model_id)
@@ -102,9 +105,10 @@ def run_gain_excess(run: str, summaries: dict, spec: ModelSpec) -> float | None:
         if identity and GAIN_FIGURE in spec.metrics and os.path.exists(path):
             with open(path) as f:
                 rows = [json.loads(line) for line in f]
-            found.append(gain_excess(rows, spec.model_id, identity, spec.metrics[GAIN_FIGURE]))
-    found = [x for x in found if x is not None]
-    return -round(-max(found), 2) if found else None
+            for upper, over in gain_excess(rows, spec.model_id, identity,
+                                           spec.metrics[GAIN_FIGURE]).items():
+                bands[upper] = max(bands.get(upper, over), over)
+    return [[upper, -round(-over, 2)] for upper, over in sorted(bands.items())] or None
 
 
 def record_gain_excess(run: str, to: str) -> None:
@@ -124,7 +128,8 @@ def record_gain_excess(run: str, to: str) -> None:
         spec = dataclasses.replace(spec, release={**spec.release, GAIN_EXCESS: excess})
         with open(path, "w") as f:
             f.write(spec.to_json())
-        print(f"{model_id}: gain over its identity at most {excess} dB above its recorded one")
+        print(f"{model_id}: gain over its identity above its recorded one by at most "
+              f"(bpp up to: dB) {excess}")
 
 
 def size_of(directory: str) -> int:

@@ -70,12 +70,12 @@ win (`choose`):
   post-processor runs. A model without the figure always runs.
 
 A shipped model's slack is what its release measured: the most its gain
-over its identity, on one held-out photo at one of its points, exceeded
-its recorded gain (`release["gain_excess_db"]`,
-`benchmarks/release_models.py`), plus `GAIN_MARGIN_DB` for photos it has
-not seen. The x2 models exceed it most, where their baseline saturates at
-fine steps. A model without that record (trained, not released) takes
-`GAIN_SLACK_DB`. A model that beats its identity by more on some photo
+over its identity, on one held-out photo at one of its points near the
+target rate (per octave of rate), exceeded its recorded gain
+(`release["gain_excess_db"]`, `benchmarks/release_models.py`), plus
+`GAIN_MARGIN_DB` for photos it has not seen. The x2 models exceed it
+most, at fine steps where their baseline saturates. A model without that
+record (trained, not released) takes `GAIN_SLACK_DB`. A model that beats its identity by more on some photo
 can lose it to a file a little worse: `benchmarks/target_throughput.py
 --check` counts how often, and by how many dB, on any photographs.
 
@@ -108,6 +108,7 @@ why (`missed`), as it does for a file more than 3% under its rate.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -139,8 +140,10 @@ IDENTITY_QSTEPS = tuple(float(q) for q in range(tables.BASELINE_MAX_STEP,
 # BD-PSNR over the model's step range (`trainer.training`), in its spec's `metrics`.
 GAIN_FIGURE = "bd_psnr_vs_baseline"
 # A released model's record (`release`) of how far its gain over its identity,
-# on one held-out photo at one rate, exceeded `GAIN_FIGURE` (dB), and what is
-# added to it for photos it has not seen.
+# on one held-out photo at one rate, exceeded `GAIN_FIGURE` (dB), per octave of
+# rate (`[[upper bpp, dB], ...]`, the octave (upper / 2, upper]: the x2 models
+# exceed it by 1 dB up to 0.5 bpp, by 2.2 above, where their baseline
+# saturates), and what is added to it for photos it has not seen.
 GAIN_EXCESS = "gain_excess_db"
 GAIN_MARGIN_DB = 0.25
 # The same excess taken for a model without that record: on the bundled
@@ -569,17 +572,20 @@ def _gain_ceiling(model: exported.ExportedSandwich, identity: Coded | None,
     if (target.kind != BPP or target.rank_by != PSNR or not isinstance(gain, (int, float))
             or identity is None or not target.met(identity)):
         return None
-    return identity.psnr + max(float(gain), 0.0) + gain_slack(model.spec)
+    return identity.psnr + max(float(gain), 0.0) + gain_slack(model.spec, target.value)
 
 
-def gain_slack(spec) -> float:
+def gain_slack(spec, bpp: float) -> float:
     """How far `spec`'s model is taken to beat its identity beyond its
-    recorded gain (dB): its release's measured excess plus `GAIN_MARGIN_DB`,
-    else `GAIN_SLACK_DB`."""
-    excess = spec.release.get(GAIN_EXCESS) if spec.release else None
-    if not isinstance(excess, (int, float)):
+    recorded gain (dB) in a file of at most `bpp`: the most its release
+    measured in the octaves of rate a pick at `bpp` falls in (down to
+    `bpp / sqrt 2`; every octave's where it measured none there), plus
+    `GAIN_MARGIN_DB`; `GAIN_SLACK_DB` for a model without the record."""
+    bands = spec.release.get(GAIN_EXCESS) if spec.release else None
+    if not bands:
         return GAIN_SLACK_DB
-    return max(float(excess), 0.0) + GAIN_MARGIN_DB
+    near = [excess for upper, excess in bands if upper >= bpp / math.sqrt(2) and upper / 2 < bpp]
+    return max(max(near or [excess for _, excess in bands]), 0.0) + GAIN_MARGIN_DB
 
 
 def _contest(models: Sequence[exported.ExportedSandwich], source, target: Target, *,

@@ -597,9 +597,10 @@ def test_a_psnr_search_decodes_fewer_files_than_a_bisection():
 def _with_gain(model, gain, excess=None):
     """A copy of a loaded model whose spec records `gain` (dB) as its
     BD-PSNR over its scenario's baseline, as a trained model's does, and
-    with `excess`, a release's measured gain excess, as a shipped one's does."""
+    with `excess`, a release's measured gain excess in the octave (2, 4]
+    bpp, as a shipped one's does."""
     metrics_ = {**model.spec.metrics, rate_control.GAIN_FIGURE: gain}
-    release = {} if excess is None else {rate_control.GAIN_EXCESS: excess}
+    release = {} if excess is None else {rate_control.GAIN_EXCESS: [[4.0, excess]]}
     return dataclasses.replace(model, spec=dataclasses.replace(model.spec, metrics=metrics_,
                                                                release=release))
 
