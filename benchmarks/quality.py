@@ -43,7 +43,9 @@ JPEG-sourced copies of them, reported apart. Every point is measured in
 PSNR, MS-SSIM and Butteraugli (`sandwich.perceptual`), and the targets of
 the quality issues are checked and reported, met or not: the PSNR ones, the
 perceptual ones (BD-rate at equal MS-SSIM and Butteraugli against jpegli and
-plain JPEG over 0.25-1.0 bpp, each on the front built in that metric), the
+plain JPEG over 0.25-1.0 bpp, each on the front built in that metric from
+the models `codec.shipped`'s default set would keep: those whose file
+looks right in any viewer; BD-PSNR also on every model's front), the
 bottleneck as a viewer shows it, and the model points that fall below their
 identity, plain JPEG or jpegli on some file (which `compress --target_bpp`
 replaces).
