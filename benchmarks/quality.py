@@ -67,7 +67,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from codec import shipped  # noqa: E402
-from pipelines import evaluate  # noqa: E402
+from pipelines import eval_results, evaluate  # noqa: E402
 from sandwich import metrics, samples, specs  # noqa: E402
 
 from corpus import SKIMAGE_DIR, jpeg_sourced, ten_bit_copies  # noqa: E402
@@ -532,8 +532,7 @@ def default_set_fronts(summary: dict) -> dict:
     kept = []
     for model in sorted(summary["own_baseline"]):
         viewed = summary["bd"].get("jpeg", {}).get(evaluate.view_name(model))
-        rate = (viewed or {}).get("bd_rate_butteraugli", 0.0)
-        if viewed is None or (rate is not None and rate <= shipped.VIEW_LIMIT_PERCENT):
+        if viewed is None or shipped.looks_right_as_viewed(viewed.get("bd_rate_butteraugli")):
             kept.append(model)
     added = [{"name": DEFAULT_FRONTS[metric], "description": f"upper envelope of {kept}",
               "results": evaluate.front(curves, kept, metric)}
@@ -578,7 +577,7 @@ def perceptual_targets(summary: dict, kind: str) -> list[tuple[str, str, str, bo
 BY_CONSTRUCTION = "met in target mode"
 
 
-def below_per_file(per_image_path: str, summary: dict) -> tuple[str, bool | str]:
+def below_per_file(results_dir: str, summary: dict) -> tuple[str, bool | str]:
     """Per held-out file, the model points that are below their identity
     (the scenario baseline: the same JPEG, no networks), plain JPEG or
     jpegli at their own rate, in PSNR: the points where `compress
@@ -587,13 +586,9 @@ def below_per_file(per_image_path: str, summary: dict) -> tuple[str, bool | str]
     the front the user gets is free of them: True where no point is below,
     else `BY_CONSTRUCTION` (target mode measures every one of those files
     and writes the best, `codec.rate_control`)."""
-    by = collections.defaultdict(lambda: collections.defaultdict(list))
-    with open(per_image_path) as f:
-        for line in f:
-            m = json.loads(line)
-            by[m["image"]][m["method"]].append((m["bits"] / m["pixels"], m["psnr"]))
     below, total = [], 0
-    for image, methods in by.items():
+    for image, methods in eval_results.curves_by_image(
+            eval_results.read_measurements(results_dir)).items():
         for model, baseline in summary["own_baseline"].items():
             for bpp, psnr in methods.get(model, []):
                 total += 1
@@ -719,7 +714,6 @@ def write_report(path: str, args, models, hr: dict | None, hbd: dict | None, min
         kept = default_set_fronts(hr)["default_set"]
         lines += ["", f"The default set's front (as given): {', '.join(kept)}; the others' files "
                   "look wrong in a viewer without the post-processor (`codec.shipped`)."]
-    if hr is not None:
         lines += ["", f"## 8-bit photographs: high_res models at {_factors(models)}, one front",
                   "", *[f"![RD]({plot})" for plot in plots["hr"]], "",
                   "BD-PSNR / BD-rate at equal PSNR, MS-SSIM and Butteraugli 3-norm (over the "
@@ -818,8 +812,7 @@ def main(argv=None) -> None:
                 shutil.copy(os.path.join(results, evaluate.PLOT_FILES[metric]),
                             os.path.join(report_dir, plots[key][-1]))
             if scenario == "high_res":
-                below[kind] = below_per_file(os.path.join(results, evaluate.PER_IMAGE_FILE),
-                                             summaries[scenario + kind])
+                below[kind] = below_per_file(results, summaries[scenario + kind])
     minutes = {"per_model": dict(zip(names, shares)), "reused": reused,
                "total": (time.monotonic() - start) / 60}
     write_report(args.report, args, models, summaries.get("high_res"),

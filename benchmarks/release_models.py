@@ -22,7 +22,6 @@ records that last figure alone in every shipped model the run evaluated
 (models released by an earlier run, whose other records stay theirs).
 """
 import argparse
-import collections
 import dataclasses
 import json
 import math
@@ -35,6 +34,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from codec.rate_control import GAIN_EXCESS, GAIN_FIGURE  # noqa: E402
+from pipelines.eval_results import PER_IMAGE_FILE, curves_by_image, read_measurements  # noqa: E402
 from sandwich.metrics import psnr_at  # noqa: E402
 from sandwich.specs import MODEL_SPEC_FILE, ModelSpec  # noqa: E402
 
@@ -71,18 +71,15 @@ def held_out_bd(summaries: dict, name: str, scenario: str) -> dict:
     return measured
 
 
-def gain_excess(rows, model: str, identity: str, gain: float) -> dict[float, float]:
+def gain_excess(measurements, model: str, identity: str, gain: float) -> dict[float, float]:
     """Per octave of rate (its upper end in bpp: the octave (upper / 2,
     upper]), the most by which `model`'s PSNR gain over `identity` (its
     scenario baseline), on one photo at one of its points in that octave,
     exceeds its recorded `gain` (taken as at least 0, as rate control takes
-    it): dB, over `rows` (per-image records: image, method, bpp, psnr)
-    wherever the identity's curve on that photo covers the point's rate."""
-    curves = collections.defaultdict(lambda: collections.defaultdict(list))
-    for row in rows:
-        curves[row["image"]][row["method"]].append((row["bpp"], row["psnr"]))
+    it): dB, over `measurements` (`per_image.jsonl`'s) wherever the
+    identity's curve on that photo covers the point's rate."""
     excess = {}
-    for methods in curves.values():
+    for methods in curves_by_image(measurements).values():
         baseline = sorted(methods.get(identity, []))
         for bpp, psnr in methods.get(model, []):
             reached = psnr_at([b for b, _ in baseline], [p for _, p in baseline], bpp)
@@ -101,11 +98,10 @@ def run_gain_excess(run: str, summaries: dict, spec: ModelSpec) -> list | None:
     for suffix in KINDS:
         summary = summaries.get(spec.scenario + suffix) or {}
         identity = summary.get("own_baseline", {}).get(spec.model_id)
-        path = os.path.join(run, "eval", spec.scenario + suffix, "per_image.jsonl")
-        if identity and GAIN_FIGURE in spec.metrics and os.path.exists(path):
-            with open(path) as f:
-                rows = [json.loads(line) for line in f]
-            for upper, over in gain_excess(rows, spec.model_id, identity,
+        results = os.path.join(run, "eval", spec.scenario + suffix)
+        if (identity and GAIN_FIGURE in spec.metrics
+                and os.path.exists(os.path.join(results, PER_IMAGE_FILE))):
+            for upper, over in gain_excess(read_measurements(results), spec.model_id, identity,
                                            spec.metrics[GAIN_FIGURE]).items():
                 bands[upper] = max(bands.get(upper, over), over)
     return [[upper, -round(-over, 2)] for upper, over in sorted(bands.items())] or None

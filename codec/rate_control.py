@@ -75,9 +75,10 @@ target rate (per octave of rate), exceeded its recorded gain
 (`release["gain_excess_db"]`, `benchmarks/release_models.py`), plus
 `GAIN_MARGIN_DB` for photos it has not seen. The x2 models exceed it
 most, at fine steps where their baseline saturates. A model without that
-record (trained, not released) takes `GAIN_SLACK_DB`. A model that beats its identity by more on some photo
-can lose it to a file a little worse: `benchmarks/target_throughput.py
---check` counts how often, and by how many dB, on any photographs.
+record (trained, not released) takes `GAIN_SLACK_DB`. A model that beats
+its identity by more on some photo can lose it to a file a little worse:
+`benchmarks/target_throughput.py --check` counts how often, and by how
+many dB, on any photographs.
 
 The job writes the candidate that serves the target best (`Target.rank`),
 so no output is worse than the identity, the plain JPEG or the jpegli
@@ -581,7 +582,7 @@ def gain_slack(spec, bpp: float) -> float:
     measured in the octaves of rate a pick at `bpp` falls in (down to
     `bpp / sqrt 2`; every octave's where it measured none there), plus
     `GAIN_MARGIN_DB`; `GAIN_SLACK_DB` for a model without the record."""
-    bands = spec.release.get(GAIN_EXCESS) if spec.release else None
+    bands = spec.release.get(GAIN_EXCESS)
     if not bands:
         return GAIN_SLACK_DB
     near = [excess for upper, excess in bands if upper >= bpp / math.sqrt(2) and upper / 2 < bpp]

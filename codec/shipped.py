@@ -68,17 +68,20 @@ def superseded_by(model_id: str) -> str | None:
     return _specs()[model_id].release.get("superseded_by")
 
 
+def looks_right_as_viewed(bd_rate_butteraugli: float | None) -> bool:
+    """Whether a bottleneck as a viewer shows it, measured against plain
+    JPEG (BD-rate at equal Butteraugli, %; None: beyond comparison), is
+    within `VIEW_LIMIT_PERCENT`."""
+    return bd_rate_butteraugli is not None and bd_rate_butteraugli <= VIEW_LIMIT_PERCENT
+
+
 def looks_wrong_as_viewed(spec: ModelSpec) -> bool:
     """Whether the model's release measured its bottleneck, as a viewer shows
-    it without the post-processor, worse than plain JPEG of its size by
-    more than `VIEW_LIMIT_PERCENT`, or beyond comparison, on any held-out
-    kind (a model without that measurement is not judged)."""
-    for rows in spec.release.get("held_out_bd", {}).values():
-        viewed = rows.get("view", {}).get("jpeg")
-        if viewed is not None and (viewed.get("bd_rate_butteraugli") is None
-                                   or viewed["bd_rate_butteraugli"] > VIEW_LIMIT_PERCENT):
-            return True
-    return False
+    it without the post-processor, not `looks_right_as_viewed` on any
+    held-out kind (a model without that measurement is not judged)."""
+    return any(not looks_right_as_viewed(rows["view"]["jpeg"].get("bd_rate_butteraugli"))
+               for rows in spec.release.get("held_out_bd", {}).values()
+               if "jpeg" in rows.get("view", {}))
 
 
 def names() -> list[str]:

@@ -63,3 +63,11 @@ def read_measurements(results_dir: str) -> list[Measurement]:
     """The `Measurement`s of `per_image.jsonl` in `results_dir` (local or gs://)."""
     with FileSystems.open(FileSystems.join(results_dir, PER_IMAGE_FILE)) as f:
         return [Measurement.from_json(line) for line in f.read().decode().splitlines()]
+
+
+def curves_by_image(measurements) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """image -> method -> its (bpp, PSNR) points on that image."""
+    curves: dict = {}
+    for m in measurements:
+        curves.setdefault(m.image, {}).setdefault(m.method, []).append((m.bpp, m.psnr))
+    return curves

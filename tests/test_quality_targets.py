@@ -117,10 +117,10 @@ def test_a_model_point_below_any_file_target_mode_would_write_instead_is_counted
 
     def below():
         path.write_text("".join(
-            json.dumps({"image": "/photos/a.png", "method": method, "bits": bpp * 100,
-                        "pixels": 100, "psnr": psnr}) + "\n"
+            json.dumps({"image": "/photos/a.png", "method": method, "qstep": 0.0,
+                        "bits": bpp * 100, "pixels": 100, "psnr": psnr}) + "\n"
             for method, curve in points.items() for bpp, psnr in curve))
-        return quality.below_per_file(str(path), {"own_baseline": {"m": "baseline-x1"}})
+        return quality.below_per_file(str(tmp_path), {"own_baseline": {"m": "baseline-x1"}})
 
     measured, met = below()
     # Read in log rate: at 0.5 bpp the identity gives 30.0 and jpegli 28.0,

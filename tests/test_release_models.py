@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from codec import rate_control
+from pipelines.eval_results import Measurement
 from sandwich.specs import MODEL_SPEC_FILE, ModelSpec
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,7 +33,7 @@ def release_models():
 
 
 def _row(image, method, bpp, psnr):
-    return {"image": image, "method": method, "bpp": bpp, "psnr": psnr}
+    return Measurement(method, 0.0, image, round(bpp * 1000), 1000, psnr)
 
 
 # The identity of photo a: 30 dB at 0.5 bpp, 36 at 2 bpp, so 33 dB at 1 bpp
@@ -78,7 +79,7 @@ def test_a_run_records_the_excess_of_the_shipped_models_it_evaluated(release_mod
                 _row("a", model_id, 1.0, 33.0 + gain + over),
                 _row("a", model_id, 1.5, 30 + 6 * math.log(3, 4) + gain + 0.1)]
         with open(run / "eval" / kind / "per_image.jsonl", "w") as f:
-            f.writelines(json.dumps(row) + "\n" for row in rows)
+            f.writelines(row.to_json() + "\n" for row in rows)
     summary = {"own_baseline": {model_id: "baseline-x1", "not-shipped": "baseline-x1"}}
     with open(run / "quality.json", "w") as f:
         json.dump({"summaries": {"high_res": summary, "high_res-jpeg": summary}}, f)
