@@ -13,13 +13,6 @@ SAMPLES := sandwich/data/samples
 
 .PHONY: demo library-demo test bench system-packages models
 
-# Debian packages the evaluator and the browser tests run: Butteraugli
-# (libjxl-devtools), headless Chromium with its WebDriver, and Node's npm,
-# which installs the page's onnxruntime-web (web/package-lock.json).
-# Installed when missing (as root, as on CI); otherwise the command says
-# what to install.
-DEBIAN_PACKAGES := libjxl-devtools chromium chromium-driver nodejs npm
-DEBIAN_TOOLS := butteraugli_main chromium chromedriver node npm
 # The browser decoder's runtime, pinned by web/package-lock.json (npm ci
 # writes this file last).
 WEB_RUNTIME := web/node_modules/.package-lock.json
@@ -30,13 +23,24 @@ $(VENV)/.installed: setup.py
 	$(PY) -m pip install --quiet -e '.[test,tensorboard]'
 	touch $@
 
+# Debian packages the evaluator and the browser tests run, as tool:package:
+# Butteraugli (libjxl-devtools), headless Chromium with its WebDriver, and
+# Node's npm, which installs the page's onnxruntime-web
+# (web/package-lock.json). Only the packages of missing tools are installed
+# (as root, as on CI; otherwise the command says what to install), so a
+# machine whose node and npm came from elsewhere (NodeSource's nodejs
+# conflicts with Debian's npm) keeps them.
+DEBIAN_TOOLS := butteraugli_main:libjxl-devtools chromium:chromium \
+  chromedriver:chromium-driver node:nodejs npm:npm
+
 system-packages:
-	@missing=""; for tool in $(DEBIAN_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
+	@missing=""; for pair in $(DEBIAN_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      --no-install-recommends $(DEBIAN_PACKAGES) >/dev/null; \
-	  else echo "missing tools; run: sudo apt-get install $(DEBIAN_PACKAGES)"; exit 1; fi; \
+	      --no-install-recommends $$missing >/dev/null; \
+	  else echo "missing tools; run: sudo apt-get install$$missing"; exit 1; fi; \
 	fi
 
 $(WEB_RUNTIME): web/package.json web/package-lock.json | system-packages

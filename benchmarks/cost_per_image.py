@@ -18,7 +18,7 @@ Core-hours per 10^6 photos of 12 MP follow from each rate. Model loading and
 interpreter start are left out (a job pays them once per worker:
 `benchmarks/compress_throughput.py` measures them).
 
-    python benchmarks/cost_per_image.py [--model hr-x1-r1] [--set shipped] [--megapixels 12]
+    python benchmarks/cost_per_image.py [--model hr-x1-r2] [--set shipped] [--megapixels 12]
 """
 import argparse
 import io
@@ -101,7 +101,7 @@ def worker(args) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--model", default="hr-x1-r1",
+    parser.add_argument("--model", default="hr-x1-r2",
                         help="the model of the fixed-step and decompress rows")
     parser.add_argument("--set", default="shipped", help="the model set of the target row")
     parser.add_argument("--target_bpp", type=float, default=0.5)

@@ -184,6 +184,10 @@ def main(argv=None) -> None:
         a for a in (argv or sys.argv[1:]))
     for model_dir in exported.export_dirs(args.model):
         spec = exported.read_spec(model_dir)
+        if not exported.can_code(model_dir):
+            print(f"{spec.model_id:<22}not run: it decodes only (no pre-processor to run "
+                  "the chain with)")
+            continue
         if spec.bit_depth > precision.BFLOAT16_BITS:
             print(f"{spec.model_id:<22}not run: {spec.bit_depth}-bit output, which bfloat16 "
                   f"cannot hold")

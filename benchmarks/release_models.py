@@ -14,7 +14,8 @@ factor-1 bottleneck as viewers show it), as the run's evaluation measured
 them, and how far its gain over its identity on one held-out photo at one
 rate exceeded its recorded gain (`gain_excess`, `codec.rate_control`'s
 slack for it). `codec.shipped` reads the copies; nothing else is needed to
-use them.
+use them. `--supersede OLD=NEW` marks a shipped model replaced and drops
+its pre-processor: it decodes its files, and codes nothing new.
 
     python benchmarks/release_models.py --run out/models --gain_excess
 
@@ -33,6 +34,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from codec import exported  # noqa: E402
 from codec.rate_control import GAIN_EXCESS, GAIN_FIGURE  # noqa: E402
 from pipelines.eval_results import PER_IMAGE_FILE, curves_by_image, read_measurements  # noqa: E402
 from sandwich.metrics import psnr_at  # noqa: E402
@@ -190,7 +192,8 @@ def release(run: str, to: str, command: str | None = None, trained_at: str | Non
 def supersede(to: str, old: str, new: str) -> None:
     """Marks the shipped model `old` as replaced by `new` (both in `to`): it
     stays to decode the files it wrote, out of the default set
-    (`codec.shipped`)."""
+    (`codec.shipped`), and without its pre-processor, which would code
+    nothing and only grow the package (`exported.can_code`)."""
     paths = {model_id: os.path.join(to, model_id, MODEL_SPEC_FILE) for model_id in (old, new)}
     missing = [model_id for model_id, path in paths.items() if not os.path.exists(path)]
     if missing:
@@ -200,7 +203,8 @@ def supersede(to: str, old: str, new: str) -> None:
     spec = dataclasses.replace(spec, release={**spec.release, "superseded_by": new})
     with open(paths[old], "w") as f:
         f.write(spec.to_json())
-    print(f"{old}: superseded by {new}")
+    shutil.rmtree(os.path.join(to, old, exported.PREPROCESSOR), ignore_errors=True)
+    print(f"{old}: superseded by {new}; decodes only")
 
 
 def _figure(value, unit: str) -> str:

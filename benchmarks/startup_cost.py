@@ -9,7 +9,7 @@ before models loaded on first use); the default loads the set's specs and
 only the processor the file needs (`codec.exported.ExportedSandwich`).
 Each figure is the median of `--repeats` fresh processes.
 
-    python benchmarks/startup_cost.py [--set shipped-all] [--model hr-x1-perceptual-r2]
+    python benchmarks/startup_cost.py [--set shipped-all] [--model hr-x1-perceptual-r3]
 """
 import argparse
 import json
@@ -47,7 +47,7 @@ def worker(args) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--set", default="shipped-all", help="the model set a worker loads")
-    parser.add_argument("--model", default="hr-x1-perceptual-r2",
+    parser.add_argument("--model", default="hr-x1-perceptual-r3",
                         help="the model that wrote the file it decompresses")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--worker", choices=["eager", "lazy"], help=argparse.SUPPRESS)

@@ -125,6 +125,25 @@ def read_spec(model_dir: str, files: Files = LOCAL) -> ModelSpec:
     return ModelSpec.from_json(files.read(path))
 
 
+def can_code(model_dir: str, files: Files = LOCAL) -> bool:
+    """Whether an export has its pre-processor. A shipped model a newer
+    release supersedes keeps its post-processor alone: it decodes the files
+    it wrote and codes nothing new (`codec.shipped`)."""
+    return files.exists(files.join(model_dir, PREPROCESSOR, "saved_model.pb"))
+
+
+def check_can_code(model_dirs: Sequence[str], specs: Sequence[ModelSpec],
+                   files: Files = LOCAL) -> None:
+    """A `SpecError` for the first export of a set that cannot code (no
+    pre-processor), naming the release that codes in its place."""
+    for model_dir, spec in zip(model_dirs, specs):
+        if not can_code(model_dir, files):
+            replaced = spec.release.get("superseded_by")
+            raise SpecError(f"model {spec.model_id} has no {PREPROCESSOR}: it decodes only"
+                            + (f" (superseded by {replaced}, which codes new files)"
+                               if replaced else ""))
+
+
 def read_specs(model_dirs: Sequence[str], files: Files = LOCAL) -> dict[str, ModelSpec]:
     """The specs of a model set by model id, which each bottleneck names, so
     two exports of one id (or of the id a plain-JPEG or jpegli fallback or
@@ -261,6 +280,8 @@ class ExportedSandwich:
         """The `serving_default` signature of `processor`, loaded once."""
         if processor not in self.processors:
             raise ValueError(f"model {self.spec.model_id} was loaded without its {processor}")
+        if processor == PREPROCESSOR:
+            check_can_code([self.model_dir], [self.spec])
         with self._lock:
             if processor not in self._signatures:
                 import tensorflow as tf

@@ -24,7 +24,9 @@ under a new id (the `-rN` suffix), so a file written today decodes with
 the weights that wrote it. A model a newer one replaces stays shipped for
 that, its release marked `superseded_by` the new id
 (`benchmarks/release_models.py --supersede OLD=NEW`): it decodes its files
-(`shipped-all`) but no longer codes new ones (`shipped`).
+(`shipped-all`) but no longer codes new ones (`shipped`), and ships without
+its pre-processor (`codec.exported.can_code`), which would only grow the
+package.
 """
 from __future__ import annotations
 

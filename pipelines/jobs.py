@@ -38,6 +38,7 @@ from pipelines.beam_options import pipeline_options
 from pipelines.dead_letters import Rejected, TryFlatMap
 from pipelines.paths import input_pattern
 from sandwich import logs
+from sandwich.specs import SpecError
 
 DEAD_LETTER_FILE = "dead_letters.jsonl"
 MANIFEST_FILE = "manifest.jsonl"
@@ -194,14 +195,15 @@ def run_pipeline(build: Callable[[beam.Pipeline, object], None], config, beam_ar
 def main(run: Callable, argv=None) -> int:
     """A job's console script: logging set up from `argv`'s `--verbose`, then
     `run`; the process's exit leaves its heap to the system (`process_exit`).
-    An input glob that matches nothing exits 2 with its message, as a bad
-    flag does."""
+    An input glob that matches nothing, or a model that does not fit the
+    job (`SpecError`: no export there, a set that cannot code), exits 2 with
+    its message, as a bad flag does."""
     argv = sys.argv[1:] if argv is None else argv
     logs.set_up(argv)
     process_exit.freeze_heap_at_exit()
     try:
         run(argv)
-    except NoInputError as e:
+    except (NoInputError, SpecError) as e:
         print(f"{os.path.basename(sys.argv[0])}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -242,10 +242,12 @@ def test_a_set_loads_each_model_when_it_first_runs(model, sources, tmp_path):
     np.testing.assert_array_equal(lazy.decompress(data), model.decompress(data))
     np.testing.assert_array_equal(lazy.compress(str(sources / "moto.png"), qstep=QSTEP,
                                                 model_id=MODEL_ID), data)
-    with pytest.raises(OSError, match="broken"):
+    with pytest.raises(SpecError, match="broken has no preprocessor"):
         lazy.compress(str(sources / "moto.png"), qstep=QSTEP, model_id="broken")
-    with pytest.raises(OSError, match="broken"):
+    with pytest.raises(SpecError, match="broken has no preprocessor"):
         Codec.load(both, tile=TILE, halo=HALO, eager=True)
+    with pytest.raises(OSError, match="broken"):
+        Codec.load(both, processors=(exported.POSTPROCESSOR,), tile=TILE, halo=HALO, eager=True)
 
 
 @pytest.fixture

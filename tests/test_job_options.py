@@ -90,6 +90,13 @@ def test_empty_glob_exits_non_zero_for_compress(tmp_path):
     assert "Traceback" not in ran.stderr
 
 
+def test_a_model_that_cannot_serve_the_job_exits_non_zero_with_its_reason(tmp_path):
+    ran = _job("compress", tmp_path, f"--model={tmp_path}/no_model")
+    assert ran.returncode == 2, ran.stderr
+    assert f"{tmp_path}/no_model is neither an export dir" in ran.stderr
+    assert "Traceback" not in ran.stderr
+
+
 def test_empty_glob_is_refused_by_every_run(tmp_path):
     """The check sits where every job's run passes (`jobs.run_pipeline`),
     before a pipeline is built."""

@@ -17,7 +17,7 @@ from codec import exported, precision, shipped
 from sandwich import metrics
 from sandwich.samples import SAMPLES_DIR
 
-MODEL = "hr-x1-r1"
+MODEL = "hr-x1-r2"
 PHOTO = os.path.join(SAMPLES_DIR, "coffee.png")
 CHAIN = """
 import sys, numpy as np, codec

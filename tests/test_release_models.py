@@ -1,18 +1,24 @@
-"""`benchmarks/release_models.py`'s gain excess: how far a model beat its
+"""`benchmarks/release_models.py`: the gain excess, how far a model beat its
 identity on one held-out photo beyond its recorded gain, the slack rate
 control gives it (`codec.rate_control.gain_slack`), on per-image records
-whose answer is worked out by hand."""
+whose answer is worked out by hand; and a superseded model, which keeps
+decoding its files without the pre-processor it no longer ships."""
 import importlib.util
 import json
 import math
 import os
+import shutil
 import sys
 
+import numpy as np
 import pytest
 
-from codec import rate_control
+from codec import Codec, exported, rate_control
+from pipelines import compress
 from pipelines.eval_results import Measurement
-from sandwich.specs import MODEL_SPEC_FILE, ModelSpec
+from sandwich.specs import MODEL_SPEC_FILE, ModelSpec, SpecError
+from tests import photos
+from tests.sandwich_exports import export_sandwich
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -98,3 +104,26 @@ def test_a_run_records_the_excess_of_the_shipped_models_it_evaluated(release_mod
     assert rate_control.gain_slack(after, 1.8) == pytest.approx(0.1 + margin)
     assert rate_control.gain_slack(after, 5.0) == pytest.approx(0.9 + margin)
     assert rate_control.gain_slack(before, 1.2) == rate_control.GAIN_SLACK_DB
+
+
+def test_a_superseded_model_decodes_its_files_and_codes_nothing_new(release_models, tmp_path):
+    source = photos.load("motorcycle_left.png")[100:196, 200:328]
+    for model_id in ("rel-old", "rel-new"):
+        shutil.copytree(export_sandwich("high_res", model_id=model_id, seed=1), tmp_path / model_id)
+    old = str(tmp_path / "rel-old")
+    before = Codec.load(old)
+    written = before.compress(source, qstep=20)
+    release_models.supersede(str(tmp_path), "rel-old", "rel-new")
+    assert sorted(os.listdir(old)) == [MODEL_SPEC_FILE, "postprocessor"]
+    spec = exported.read_spec(old)
+    assert spec.release["superseded_by"] == "rel-new" and not exported.can_code(old)
+    # The file it wrote decodes to the same pixels without its pre-processor.
+    after = Codec.load(old)
+    assert np.array_equal(after.decompress(written), before.decompress(written))
+    with pytest.raises(SpecError, match=r"rel-old has no preprocessor: it decodes only.*superseded by rel-new"):
+        after.compress(source, qstep=20)
+    # A job refuses it before it reads a photo.
+    with pytest.raises(SpecError, match="rel-old has no preprocessor"):
+        compress.parse_args([f"--input={tmp_path}/*.png", f"--output={tmp_path}/bits",
+                             f"--model={old}", "--qstep=20"])
+    assert exported.can_code(str(tmp_path / "rel-new"))
