@@ -280,10 +280,11 @@ class ExportedSandwich:
         """The `serving_default` signature of `processor`, loaded once."""
         if processor not in self.processors:
             raise ValueError(f"model {self.spec.model_id} was loaded without its {processor}")
-        if processor == PREPROCESSOR:
-            check_can_code([self.model_dir], [self.spec])
         with self._lock:
             if processor not in self._signatures:
+                # Checked when it loads: a remote export's local copy is gone after that.
+                if processor == PREPROCESSOR:
+                    check_can_code([self.model_dir], [self.spec])
                 import tensorflow as tf
 
                 self._signatures[processor] = tf.saved_model.load(
