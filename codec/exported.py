@@ -132,16 +132,14 @@ def can_code(model_dir: str, files: Files = LOCAL) -> bool:
     return files.exists(files.join(model_dir, PREPROCESSOR, "saved_model.pb"))
 
 
-def check_can_code(model_dirs: Sequence[str], specs: Sequence[ModelSpec],
-                   files: Files = LOCAL) -> None:
-    """A `SpecError` for the first export of a set that cannot code (no
-    pre-processor), naming the release that codes in its place."""
-    for model_dir, spec in zip(model_dirs, specs):
-        if not can_code(model_dir, files):
-            replaced = spec.release.get("superseded_by")
-            raise SpecError(f"model {spec.model_id} has no {PREPROCESSOR}: it decodes only"
-                            + (f" (superseded by {replaced}, which codes new files)"
-                               if replaced else ""))
+def check_can_code(model_dir: str, spec: ModelSpec, files: Files = LOCAL) -> None:
+    """A `SpecError` if the export cannot code (no pre-processor), naming
+    the release that codes in its place."""
+    if not can_code(model_dir, files):
+        replaced = spec.release.get("superseded_by")
+        raise SpecError(f"model {spec.model_id} has no {PREPROCESSOR}: it decodes only"
+                        + (f" (superseded by {replaced}, which codes new files)"
+                           if replaced else ""))
 
 
 def read_specs(model_dirs: Sequence[str], files: Files = LOCAL) -> dict[str, ModelSpec]:
@@ -284,7 +282,7 @@ class ExportedSandwich:
             if processor not in self._signatures:
                 # Checked when it loads: a remote export's local copy is gone after that.
                 if processor == PREPROCESSOR:
-                    check_can_code([self.model_dir], [self.spec])
+                    check_can_code(self.model_dir, self.spec)
                 import tensorflow as tf
 
                 self._signatures[processor] = tf.saved_model.load(

@@ -143,8 +143,8 @@ GAIN_FIGURE = "bd_psnr_vs_baseline"
 # A released model's record (`release`) of how far its gain over its identity,
 # on one held-out photo at one rate, exceeded `GAIN_FIGURE` (dB), per octave of
 # rate (`[[upper bpp, dB], ...]`, the octave (upper / 2, upper]: the x2 models
-# exceed it by 1 dB up to 0.5 bpp, by 2.2 above, where their baseline
-# saturates), and what is added to it for photos it has not seen.
+# exceed it by about 1 dB up to 0.5 bpp, by 2.2-3.0 above, where their
+# baseline saturates), and what is added to it for photos it has not seen.
 GAIN_EXCESS = "gain_excess_db"
 GAIN_MARGIN_DB = 0.25
 # The same excess taken for a model without that record: on the bundled

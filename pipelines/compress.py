@@ -345,7 +345,8 @@ def parse_args(argv=None) -> tuple[Config, list[str]]:
     beam_args = beam_options.model_job_args(beam_args, lambda: jobs.source_megapixels(args.input))
     models = model_handler.export_dirs(args.model)
     specs = tuple(model_handler.read_specs(models).values())
-    exported.check_can_code(models, specs, model_handler.BEAM_FILES)
+    for model_dir, spec in zip(models, specs):
+        exported.check_can_code(model_dir, spec, model_handler.BEAM_FILES)
     if args.rank_by != rate_control.PSNR and args.target_bpp is None:
         parser.error("--rank_by ranks the files within a rate: it needs --target_bpp")
     if args.rank_by == rate_control.BUTTERAUGLI:
